@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Quality and speed of ``bot.autoseg.segment`` on a set of images with true masks.
+
+    python benchmarks/autoseg_eval.py --data ../shared/autoseg-dev/grabcut
+
+Reads ``DIR/images/*`` and ``DIR/masks/<stem>.png`` (255 object, 0 background,
+128 ignored).  Each image is first downscaled so that its long side is at most
+``--phone-size`` (what the bot does with a Telegram photo); IoU is computed at that
+size, ignoring the 128 pixels (the true mask is resized with nearest neighbour).
+
+Click protocol (RITM, Sofiiuk et al. 2021): the first click is the object pixel
+farthest from the object's boundary; each next click is the pixel deepest inside the
+larger error region (missed object -> positive click, false object -> negative
+click), distances measured with the image border counted as boundary.
+
+Prints one progress line per image, then a final single-line JSON object with
+``miou_1, noc85, noc90, failures, grid_miou_1, box_miou, median_ms, p95_ms`` (and
+extras).  Timing is per ``segment()`` call, single-threaded (cv2.setNumThreads(1)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def load_pair(img_path: Path, mask_path: Path, phone_size: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read {img_path}")
+    gt = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if gt is None:
+        raise ValueError(f"cannot read {mask_path}")
+    if gt.shape != bgr.shape[:2]:
+        gt = cv2.resize(gt, (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
+    h, w = bgr.shape[:2]
+    scale = min(1.0, phone_size / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb, gt
+
+
+def _deepest(region: np.ndarray) -> tuple[float, int, int]:
+    """(distance, x, y) of the pixel of ``region`` farthest from its boundary/image border."""
+    import cv2
+
+    padded = np.pad(region.astype(np.uint8), 1)
+    dt = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    idx = int(np.argmax(dt))
+    y, x = divmod(idx, region.shape[1])
+    return float(dt[y, x]), x, y
+
+
+def iou(pred: np.ndarray, obj: np.ndarray, valid: np.ndarray) -> float:
+    p = pred & valid
+    g = obj & valid
+    union = np.count_nonzero(p | g)
+    return 1.0 if union == 0 else np.count_nonzero(p & g) / union
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path, help="dir with images/ and masks/")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N images (sorted)")
+    ap.add_argument("--max-clicks", type=int, default=20)
+    ap.add_argument("--phone-size", type=int, default=1280)
+    ap.add_argument("--backend", default=None, help="AUTOSEG_BACKEND spec (default: env / classical)")
+    ap.add_argument("--params", default=None, help="JSON kwargs for ClassicalSegmenter (experiments)")
+    ap.add_argument("--no-noc", action="store_true", help="skip the click loop (miou_1 only)")
+    ap.add_argument("--quiet", action="store_true", help="no per-image lines")
+    args = ap.parse_args(argv)
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    from bot import autoseg
+
+    if args.params:
+        from bot.autoseg.classical import ClassicalSegmenter
+
+        autoseg.set_segmenter(ClassicalSegmenter(**json.loads(args.params)))
+    elif args.backend:
+        autoseg.set_segmenter(autoseg.load_backend(args.backend))
+    from bot.autoseg.overlay import cell_center, cell_of
+
+    img_dir = args.data / "images"
+    mask_dir = args.data / "masks"
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        print(f"no images in {img_dir}", file=sys.stderr)
+        return 2
+
+    times: list[float] = []
+
+    def run(img: np.ndarray, pts: list, box=None) -> np.ndarray:
+        t0 = time.perf_counter()
+        m = autoseg.segment(img, pts, box=box)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        return m
+
+    ious1, grid1, boxi, noc85, noc90 = [], [], [], [], []
+    failures: list[str] = []
+    t_start = time.perf_counter()
+    for path in files:
+        mpath = mask_dir / (path.stem + ".png")
+        if not mpath.exists():
+            print(f"skip {path.name}: no mask", file=sys.stderr)
+            continue
+        img, gt = load_pair(path, mpath, args.phone_size)
+        h, w = gt.shape
+        obj = gt == 255
+        valid = gt != 128
+        if not obj.any():
+            print(f"skip {path.name}: empty mask", file=sys.stderr)
+            continue
+
+        # Box mode: the object's bounding box with a 5 % margin on each side.
+        ys, xs = np.nonzero(obj)
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        mx, my = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
+        box = (max(0.0, x0 - mx), max(0.0, y0 - my), min(float(w), x1 + mx), min(float(h), y1 + my))
+        boxi.append(iou(run(img, [], box), obj, valid))
+
+        # Clicks.
+        _, cx, cy = _deepest(obj)
+        label = cell_of(cx, cy, w, h, 4, 4)
+        gx, gy = cell_center(label, w, h, 4, 4)
+        grid1.append(iou(run(img, [(gx, gy, True)]), obj, valid))
+
+        pts = [(float(cx), float(cy), True)]
+        pred = run(img, pts)
+        ious = [iou(pred, obj, valid)]
+        n = 1
+        while not args.no_noc and ious[-1] < 0.90 and n < args.max_clicks:
+            fn = obj & ~pred & valid
+            fp = ~obj & pred & valid
+            dfn, xn, yn = _deepest(fn)
+            dfp, xp, yp = _deepest(fp)
+            if dfn <= 0 and dfp <= 0:
+                break
+            if dfn > dfp:
+                pts.append((float(xn), float(yn), True))
+            else:
+                pts.append((float(xp), float(yp), False))
+            pred = run(img, pts)
+            ious.append(iou(pred, obj, valid))
+            n += 1
+        ious1.append(ious[0])
+        arr = np.asarray(ious)
+
+        def noc(thr: float) -> int:
+            hit = np.flatnonzero(arr >= thr)
+            return int(hit[0]) + 1 if hit.size else args.max_clicks
+
+        if not args.no_noc:
+            noc85.append(noc(0.85))
+            noc90.append(noc(0.90))
+            if not (arr >= 0.90).any():
+                failures.append(path.stem)
+        if not args.quiet:
+            print(
+                f"{path.stem:>12s} iou1={ious[0]:.3f} grid1={grid1[-1]:.3f} box={boxi[-1]:.3f} "
+                f"clicks={len(ious)} last={ious[-1]:.3f}",
+                flush=True,
+            )
+
+    t = np.asarray(times)
+    result = {
+        "miou_1": round(float(np.mean(ious1)), 4),
+        "noc85": round(float(np.mean(noc85)), 3) if noc85 else None,
+        "noc90": round(float(np.mean(noc90)), 3) if noc90 else None,
+        "failures": len(failures),
+        "grid_miou_1": round(float(np.mean(grid1)), 4),
+        "box_miou": round(float(np.mean(boxi)), 4),
+        "median_ms": round(float(np.median(t)), 1),
+        "p95_ms": round(float(np.percentile(t, 95)), 1),
+        "n_images": len(ious1),
+        "n_calls": int(t.size),
+        "failed_images": failures,
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": 1,
+        "pid": os.getpid(),
+    }
+    result.pop("pid")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,309 @@
+"""Classical (no learned weights) interactive segmentation with OpenCV + numpy.
+
+Pipeline (see docs/autoseg.md for what was measured):
+
+1. Work on a copy whose long side is ``work_side`` px (GrabCut's max-flow time grows
+   much faster than the pixel count, and objects of interest are large).
+2. Seeds: a small disc around every pin (definite object / definite background), the
+   outside of the box if one is given.
+3. Prior from click geometry: geodesic distances (colour-difference path length on a
+   smoothed Lab image) from the positive pins and from the "background" seeds
+   (negative pins + image border, or the outside of the box).  Pixels geodesically
+   closer to a positive pin start as "probably object", the rest as "probably
+   background".
+4. GrabCut (colour GMMs + contrast-sensitive graph cut) from that initial labelling.
+5. Clean-up: keep only the components that touch a positive pin (or, in box mode,
+   the big ones), fill small holes.
+6. Back to full size with an edge-aware upsampling (guided filter of the soft mask,
+   guided by the full-size image).
+
+Everything is deterministic: OpenCV's GrabCut seeds its k-means with a fixed RNG
+state, which we reset before each call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .base import Box, Point
+
+GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Params:
+    work_side: int = 256
+    smooth_sigma: float = 1.0
+    geo_eps: float = 1.0  # spatial term of the geodesic step cost (Lab units per px)
+    geo_passes: int = 2
+    border_weight: float = 1.0  # multiply border-seed distances (>1 = weaker border prior)
+    fg_ratio: float = 1.0  # PR_FGD where d_fg < fg_ratio * d_bg
+    seed_radius: float = 0.02  # of the work image's short side
+    gc_iters: int = 4
+    refine: str = "guided"  # "guided" | "bilinear" | "none"
+    guided_radius: float = 0.012  # of the full image's short side
+    guided_eps: float = 1e-3
+    fill_holes: float = 0.01  # fill holes smaller than this fraction of the object
+    extra: dict = field(default_factory=dict)
+
+
+class ClassicalSegmenter:
+    """Geodesic-seeded GrabCut with edge-aware upsampling.  See the module docstring."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.params = replace(Params(), **kwargs)  # type: ignore[arg-type]
+
+    def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
+        return segment_classical(image, list(points), box, self.params)
+
+
+# ------------------------------------------------------------------ helpers
+def _lab(img_rgb: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    f = img_rgb
+    if sigma > 0:
+        f = cv2.GaussianBlur(f, (0, 0), sigma)
+    lab = cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return lab
+
+
+def geodesic_distance(lab: np.ndarray, seeds: np.ndarray, eps: float = 1.0, passes: int = 2,
+                      init: np.ndarray | None = None) -> np.ndarray:
+    """Approximate geodesic distance from ``seeds`` (bool) on an 8-connected grid.
+
+    Step cost between neighbours p, q: ``|Lab(p) - Lab(q)| + eps * |p - q|``.
+    Raster sweeps (down, up) with exact in-row propagation by a min-plus prefix scan.
+    ``init`` optionally gives starting distances (e.g. weighted border seeds).
+    """
+    H, W = seeds.shape
+    s2 = np.float32(np.sqrt(2.0))
+
+    def nrm(a: np.ndarray) -> np.ndarray:
+        return np.sqrt((a * a).sum(axis=-1))
+
+    dh = nrm(lab[:, 1:] - lab[:, :-1]) + eps  # (H, W-1) between j-1 and j
+    dv = nrm(lab[1:] - lab[:-1]) + eps  # (H-1, W)
+    dd1 = nrm(lab[1:, 1:] - lab[:-1, :-1]) + eps * s2  # (i-1, j-1) -> (i, j)
+    dd2 = nrm(lab[1:, :-1] - lab[:-1, 1:]) + eps * s2  # (i-1, j+1) -> (i, j)
+    U = np.zeros((H, W), np.float32)
+    U[:, 1:] = np.cumsum(dh, axis=1)
+
+    D = np.full((H, W), np.inf, np.float32) if init is None else init.astype(np.float32).copy()
+    D[seeds] = 0.0
+
+    def hscan(row: np.ndarray, u: np.ndarray) -> np.ndarray:
+        row = np.minimum.accumulate(row - u) + u
+        return (np.minimum.accumulate((row + u)[::-1])[::-1]) - u
+
+    for _ in range(passes):
+        for i in range(H):  # down
+            row = D[i]
+            if i > 0:
+                prev = D[i - 1]
+                row = np.minimum(row, prev + dv[i - 1])
+                row[1:] = np.minimum(row[1:], prev[:-1] + dd1[i - 1])
+                row[:-1] = np.minimum(row[:-1], prev[1:] + dd2[i - 1])
+            D[i] = hscan(row, U[i])
+        for i in range(H - 2, -1, -1):  # up
+            row = D[i]
+            nxt = D[i + 1]
+            row = np.minimum(row, nxt + dv[i])
+            row[:-1] = np.minimum(row[:-1], nxt[1:] + dd1[i])
+            row[1:] = np.minimum(row[1:], nxt[:-1] + dd2[i])
+            D[i] = hscan(row, U[i])
+    return D
+
+
+def _disc_mask(shape: tuple[int, int], pts: list[tuple[float, float]], r: float) -> np.ndarray:
+    import cv2
+
+    m = np.zeros(shape, np.uint8)
+    for x, y in pts:
+        cv2.circle(m, (int(round(x)), int(round(y))), max(1, int(round(r))), 1, -1)
+    return m.astype(bool)
+
+
+def _components_touching(mask: np.ndarray, seeds: list[tuple[int, int]]) -> np.ndarray:
+    import cv2
+
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = {int(lab[y, x]) for x, y in seeds if mask[y, x]}
+    keep.discard(0)
+    if not keep:
+        return mask
+    return np.isin(lab, list(keep))
+
+
+def _largest_components(mask: np.ndarray, min_frac: float = 0.2) -> np.ndarray:
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= min_frac * areas.max()) + 1
+    return np.isin(lab, keep)
+
+
+def _fill_small_holes(mask: np.ndarray, frac: float) -> np.ndarray:
+    import cv2
+
+    if frac <= 0:
+        return mask
+    inv = (~mask).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    if n <= 1:
+        return mask
+    H, W = mask.shape
+    area = mask.sum()
+    out = mask.copy()
+    for k in range(1, n):
+        x, y, w, h, a = stats[k]
+        touches = x == 0 or y == 0 or x + w == W or y + h == H
+        if not touches and a < frac * area:
+            out[lab == k] = True
+    return out
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """Colour guided filter (He et al.) - edge-aware smoothing of ``src`` by ``guide``."""
+    import cv2
+
+    I = guide.astype(np.float32) / 255.0
+    p = src.astype(np.float32)
+    ks = (2 * r + 1, 2 * r + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, ks, borderType=cv2.BORDER_REFLECT)
+
+    mean_I = box(I)
+    mean_p = box(p)
+    mean_Ip = box(I * p[:, :, None])
+    cov_Ip = mean_Ip - mean_I * mean_p[:, :, None]
+    # 3x3 covariance of I in each window
+    Ir, Ig, Ib = I[:, :, 0], I[:, :, 1], I[:, :, 2]
+    mr, mg, mb = mean_I[:, :, 0], mean_I[:, :, 1], mean_I[:, :, 2]
+    vrr = box(Ir * Ir) - mr * mr + eps
+    vrg = box(Ir * Ig) - mr * mg
+    vrb = box(Ir * Ib) - mr * mb
+    vgg = box(Ig * Ig) - mg * mg + eps
+    vgb = box(Ig * Ib) - mg * mb
+    vbb = box(Ib * Ib) - mb * mb + eps
+    # inverse of symmetric 3x3
+    irr = vgg * vbb - vgb * vgb
+    irg = vgb * vrb - vrg * vbb
+    irb = vrg * vgb - vgg * vrb
+    igg = vrr * vbb - vrb * vrb
+    igb = vrb * vrg - vrr * vgb
+    ibb = vrr * vgg - vrg * vrg
+    det = vrr * irr + vrg * irg + vrb * irb
+    cr, cg, cb = cov_Ip[:, :, 0], cov_Ip[:, :, 1], cov_Ip[:, :, 2]
+    ar = (irr * cr + irg * cg + irb * cb) / det
+    ag = (irg * cr + igg * cg + igb * cb) / det
+    ab = (irb * cr + igb * cg + ibb * cb) / det
+    b = mean_p - ar * mr - ag * mg - ab * mb
+    a = np.dstack([box(ar), box(ag), box(ab)])
+    return (a * I).sum(axis=2) + box(b)
+
+
+# ------------------------------------------------------------------ main
+def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params) -> np.ndarray:
+    import cv2
+
+    H0, W0 = image.shape[:2]
+    s = min(1.0, P.work_side / max(H0, W0))
+    if s < 1.0:
+        w, h = max(2, round(W0 * s)), max(2, round(H0 * s))
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        w, h, small = W0, H0, image
+    sx, sy = w / W0, h / H0
+    pos = [(x * sx, y * sy) for x, y, p in points if p]
+    neg = [(x * sx, y * sy) for x, y, p in points if not p]
+    sbox = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+    r_seed = max(1.5, P.seed_radius * min(h, w))
+    fg_seed = _disc_mask((h, w), pos, r_seed) if pos else np.zeros((h, w), bool)
+    bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
+    fg_seed &= ~bg_seed
+
+    outside = np.zeros((h, w), bool)
+    if sbox is not None:
+        x0, y0 = int(np.floor(sbox[0])), int(np.floor(sbox[1]))
+        x1, y1 = int(np.ceil(sbox[2])), int(np.ceil(sbox[3]))
+        outside[:] = True
+        outside[y0:y1, x0:x1] = False
+
+    lab = _lab(small, P.smooth_sigma) if pos else None
+
+    gc = np.full((h, w), GC_PR_BGD, np.uint8)
+    if pos:
+        d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes)
+        bg_src = bg_seed.copy()
+        init = None
+        if sbox is not None:
+            bg_src |= outside
+        else:
+            border = np.full((h, w), np.inf, np.float32)
+            border[0, :] = border[-1, :] = 0.0
+            border[:, 0] = border[:, -1] = 0.0
+            # border seeds are weaker than real negative clicks: start them at a distance
+            init = np.where(np.isfinite(border), 0.0, np.inf).astype(np.float32)
+        if bg_src.any() or init is not None:
+            d_bg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, init=init)
+            if init is not None and P.border_weight != 1.0:
+                # re-weight: distance from border only (negatives keep weight 1)
+                if bg_src.any():
+                    d_neg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes)
+                    d_bor = geodesic_distance(lab, np.zeros_like(bg_src), P.geo_eps, P.geo_passes, init=init)
+                    d_bg = np.minimum(d_neg, d_bor * P.border_weight)
+                else:
+                    d_bg = d_bg * P.border_weight
+            gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
+        else:
+            gc[:] = GC_PR_FGD
+    elif sbox is not None:
+        gc[:] = GC_PR_FGD
+    if sbox is not None:
+        gc[outside] = GC_BGD
+    gc[fg_seed] = GC_FGD
+    gc[bg_seed] = GC_BGD
+
+    if (gc == GC_PR_FGD).any() or (gc == GC_FGD).any():
+        bgm = np.zeros((1, 65), np.float64)
+        fgm = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)
+        small_bgr = np.ascontiguousarray(small[:, :, ::-1])
+        try:
+            cv2.grabCut(small_bgr, gc, None, bgm, fgm, P.gc_iters, cv2.GC_INIT_WITH_MASK)
+        except cv2.error:
+            pass  # e.g. one of the classes is empty: keep the initial labelling
+    m = (gc == GC_FGD) | (gc == GC_PR_FGD)
+
+    if pos:
+        seeds = [(min(w - 1, int(round(x))), min(h - 1, int(round(y)))) for x, y in pos]
+        m = _components_touching(m, seeds)
+    else:
+        m = _largest_components(m)
+    m = _fill_small_holes(m, P.fill_holes)
+    m &= ~bg_seed
+
+    if (h, w) == (H0, W0):
+        return m
+    soft = m.astype(np.float32)
+    up = cv2.resize(soft, (W0, H0), interpolation=cv2.INTER_LINEAR)
+    if P.refine == "guided":
+        r = max(1, int(round(P.guided_radius * min(H0, W0))))
+        up = guided_filter(image, up, r, P.guided_eps)
+    out = up >= 0.5
+    if box is not None:
+        x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+        x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+        clip = np.zeros_like(out)
+        clip[y0:y1, x0:x1] = True
+        out &= clip
+    return out
