@@ -1,0 +1,127 @@
+"""Factories: settings -> database, bot, dispatcher. The CLI, tests and benchmarks all build
+the bot here, so what is tested is what runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, TelegramObject, Update
+
+from bot.config import Settings
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.handlers import errors, worker
+from bot.handlers.context import App
+from bot.handlers.metrics import Metrics
+from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
+
+log = structlog.get_logger("crowdpin.bot")
+
+COMMANDS = {
+    "ko": [("task", "작업 받기"), ("balance", "내 잔액"), ("help", "도움말"), ("language", "언어 바꾸기")],
+    "en": [("task", "Get a task"), ("balance", "My balance"), ("help", "Help"), ("language", "Language")],
+}
+
+
+def make_database(settings: Settings, *, migrate: bool = True) -> Database:
+    if migrate:
+        upgrade(settings.database.database_url)
+    return Database(settings.database.database_url, pool_size=settings.database.db_pool_size, echo=settings.database.db_echo)
+
+
+def make_bot(settings: Settings, token: str | None = None) -> Bot:
+    token = token or settings.telegram.bot_token
+    if not token:
+        raise SystemExit("BOT_TOKEN is not set (or run `crowdpin demo` for the local sandbox)")
+    session = None
+    if settings.telegram.telegram_api_base:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.telegram_api_base))
+    return Bot(token=token, session=session, default=DefaultBotProperties())
+
+
+class TimingMiddleware(BaseMiddleware):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            return await handler(event, data)
+        finally:
+            assert isinstance(event, Update)
+            self.metrics.updates.labels(event.event_type).inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
+
+
+def make_dispatcher(app: App, *, seen: Any | None = None, storage: Any | None = None, events_isolation: Any | None = None) -> Dispatcher:
+    kwargs: dict[str, Any] = {}
+    if storage is not None:
+        kwargs["storage"] = storage
+    if events_isolation is not None:
+        kwargs["events_isolation"] = events_isolation
+    dp = Dispatcher(**kwargs)
+    if app.metrics is not None:
+        dp.update.outer_middleware(TimingMiddleware(app.metrics))
+    dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
+    directory = WorkerDirectory()
+    dp.update.outer_middleware(WorkerMiddleware(app, directory))
+    dp.include_router(errors.router)
+    for router in extra_routers():
+        dp.include_router(router)
+    dp.include_router(worker.router)
+    return dp
+
+
+def extra_routers() -> list[Any]:
+    """Feature routers that plug in ahead of the worker loop (admin, wallet, magic pin...)."""
+    import importlib
+
+    routers = []
+    for module in ("bot.handlers.admin", "bot.handlers.wallet", "bot.handlers.masks", "bot.handlers.quality", "bot.handlers.broadcast"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        routers.append(mod.router)
+    return routers
+
+
+async def set_commands(bot: Bot) -> None:
+    for lang, items in COMMANDS.items():
+        commands = [BotCommand(command=c, description=d) for c, d in items]
+        await bot.set_my_commands(commands, language_code=None if lang == "ko" else lang)
+
+
+def make_app(settings: Settings, db: Database) -> App:
+    media_dir = settings.media.media_dir
+    media_dir.mkdir(parents=True, exist_ok=True)
+    return App(settings=settings, db=db, media_dir=media_dir, metrics=Metrics())
+
+
+async def run_polling(settings: Settings, *, token: str | None = None) -> None:
+    db = make_database(settings)
+    app = make_app(settings, db)
+    bot = make_bot(settings, token)
+    dp = make_dispatcher(app)
+    try:
+        await bot.delete_webhook(drop_pending_updates=False)
+        await set_commands(bot)
+        me = await bot.get_me()
+        log.info("bot.started", username=me.username, mode="polling", database=db.url.split("@")[-1])
+        await dp.start_polling(bot, handle_signals=True, close_bot_session=True)
+    finally:
+        db.dispose()

@@ -1,0 +1,1 @@
+"""Broadcast domain: resumable, paced delivery of announcements. No Telegram imports."""

@@ -1,0 +1,124 @@
+"""Settings, one class per section, read from the environment and an optional `.env` file.
+
+Variable names are flat (``BOT_TOKEN``, ``DATABASE_URL``...) because that is what operators
+type into a shell or a container spec; the grouping exists only in code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_COMMON = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class TelegramSettings(BaseSettings):
+    """How to reach Telegram (or a self-hosted / local Bot API server)."""
+
+    model_config = _COMMON
+
+    bot_token: str | None = Field(default=None, alias="BOT_TOKEN")
+    telegram_api_base: str | None = Field(default=None, alias="TELEGRAM_API_BASE")
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(default=frozenset(), alias="ADMIN_IDS")
+    default_locale: str = Field(default="ko", alias="DEFAULT_LOCALE")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if value not in ("ko", "en"):
+            raise ValueError("DEFAULT_LOCALE must be 'ko' or 'en'")
+        return value
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the data lives. SQLite in the working directory unless told otherwise."""
+
+    model_config = _COMMON
+
+    database_url: str = Field(default="sqlite:///crowdpin.db", alias="DATABASE_URL")
+    db_pool_size: int = Field(default=10, alias="DB_POOL_SIZE")
+    db_echo: bool = Field(default=False, alias="DB_ECHO")
+
+
+class RedisSettings(BaseSettings):
+    """Redis turns on cross-process FSM storage, event isolation, de-duplication and pacing."""
+
+    model_config = _COMMON
+
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+
+
+class WebhookSettings(BaseSettings):
+    """Webhook mode for replicas behind a load balancer."""
+
+    model_config = _COMMON
+
+    webhook_url: str | None = Field(default=None, alias="WEBHOOK_URL")
+    webhook_path: str = Field(default="/telegram/webhook", alias="WEBHOOK_PATH")
+    webhook_secret: str | None = Field(default=None, alias="WEBHOOK_SECRET")
+    webhook_host: str = Field(default="0.0.0.0", alias="WEBHOOK_HOST")
+    webhook_port: int = Field(default=8080, alias="WEBHOOK_PORT")
+
+
+class MediaSettings(BaseSettings):
+    """Where project images and phone-sized copies are kept."""
+
+    model_config = _COMMON
+
+    media_dir: Path = Field(default=Path("crowdpin-data/media"), alias="MEDIA_DIR")
+    phone_long_side: int = Field(default=1280, alias="PHONE_LONG_SIDE")
+    max_image_pixels: int = Field(default=40_000_000, alias="MAX_IMAGE_PIXELS")
+    max_image_bytes: int = Field(default=30 * 1024 * 1024, alias="MAX_IMAGE_BYTES")
+
+
+class WalletSettings(BaseSettings):
+    """Money rules. Amounts are whole KRW."""
+
+    model_config = _COMMON
+
+    min_withdrawal: int = Field(default=10_000, alias="MIN_WITHDRAWAL")
+    pseudonym_secret: str = Field(default="crowdpin-pseudonym", alias="PSEUDONYM_SECRET")
+
+
+class BroadcastSettings(BaseSettings):
+    """Sending pace, below Telegram's ~30 messages/s to different chats."""
+
+    model_config = _COMMON
+
+    broadcast_rate: float = Field(default=25.0, alias="BROADCAST_RATE")
+    per_chat_interval: float = Field(default=1.0, alias="BROADCAST_PER_CHAT_INTERVAL")
+
+
+class Settings(BaseSettings):
+    """All sections together; build it once with :func:`get_settings`."""
+
+    model_config = _COMMON
+
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    wallet: WalletSettings = Field(default_factory=WalletSettings)
+    broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)
+    timezone: str = Field(default="Asia/Seoul", alias="TIMEZONE")  # what "today" means
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(default=False, alias="LOG_JSON")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,39 @@
+"""Typed callback data. Every button carries the assignment it belongs to, so a tap is checked
+against the database (owner, lease, state) and never trusted on its own. Packed size stays far
+under Telegram's 64-byte limit: ``t:l:4294967295:19`` is 17 bytes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class Act(StrEnum):
+    LABEL = "l"  # v = label index
+    CONFIRM = "c"  # v = 1 correct, 0 wrong
+    SKIP = "s"
+    REPORT = "r"  # open the report choices
+    REPORT_REASON = "rr"  # v = 0 broken, 1 offensive
+    BACK = "b"  # leave the report choices
+    CELL = "g"  # magic pin: v = grid cell index
+    KEEP = "k"  # magic pin: keep the mask
+    RETRY = "t"  # magic pin: try another cell
+    ADD = "a"  # magic pin: add a point
+    NONE = "n"  # magic pin: no such object
+
+
+class TaskCb(CallbackData, prefix="t"):
+    a: Act
+    id: int
+    v: int = 0
+
+
+class LangCb(CallbackData, prefix="lang"):
+    code: str
+
+
+class NextCb(CallbackData, prefix="go"):
+    """"Start tasks" button of announcements: open the project's next task."""
+
+    project: int = 0

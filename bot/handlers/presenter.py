@@ -1,0 +1,158 @@
+"""Turning a :class:`TaskCard` into a photo message, and showing it with as few calls as possible.
+
+The task message is edited in place into the next task (``editMessageMedia``) so a phone chat
+stays one message long. Images go up once: the phone copy is uploaded on first use and its
+``file_id`` stored; later sends reuse it. Renderers are registered per project type so mask
+tasks can draw overlays without this module knowing how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+
+from bot.handlers import keyboards
+from bot.handlers.context import App
+from bot.i18n import t, won
+from bot.tasks import media, service
+from bot.tasks.models import TaskKind
+from bot.tasks.service import TaskCard
+
+log = structlog.get_logger("crowdpin.bot")
+
+
+@dataclass(slots=True)
+class Rendered:
+    caption: str
+    keyboard: InlineKeyboardMarkup
+    file_id: str | None = None  # reuse an uploaded photo
+    upload: bytes | None = None  # or upload these JPEG bytes
+    cache_image_id: int | None = None  # store the uploaded file_id on this image
+
+
+Renderer = Callable[[App, TaskCard, str], Awaitable[Rendered]]
+RENDERERS: dict[str, Renderer] = {}
+
+
+def renderer(project_type: str) -> Callable[[Renderer], Renderer]:
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[project_type] = fn
+        return fn
+
+    return register
+
+
+def progress_line(card: TaskCard, lang: str) -> str:
+    return t("task.progress", lang, done=card.done_today, earned=won(card.earned_today))
+
+
+def caption(card: TaskCard, lang: str, *extra: str) -> str:
+    lines = []
+    if card.kind == TaskKind.TRAINING:
+        lines.append(t("task.training", lang))
+    lines.append(card.question)
+    lines.extend(line for line in extra if line)
+    lines.append(progress_line(card, lang))
+    text = "\n".join(line for line in lines if line)
+    return text[:1024]
+
+
+async def phone_photo(app: App, card: TaskCard) -> tuple[str | None, bytes | None]:
+    """The stored file_id, or the phone-sized JPEG bytes to upload (made once, off the loop)."""
+    if card.file_id:
+        return card.file_id, None
+
+    def load() -> bytes:
+        path = card.phone_path
+        if not path:
+            path = str(
+                media.ensure_phone_copy(
+                    card.image_path, card.image_sha256, app.media_dir, long_side=app.settings.media.phone_long_side
+                )
+            )
+            app.db.call(service.remember_phone_path, card.image_id, path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    return None, await app.db.run_blocking(load)
+
+
+@renderer("classify")
+async def render_classify(app: App, card: TaskCard, lang: str) -> Rendered:
+    file_id, upload = await phone_photo(app, card)
+    return Rendered(
+        caption=caption(card, lang),
+        keyboard=keyboards.classify(card.labels, card.assignment_id, lang),
+        file_id=file_id,
+        upload=upload,
+        cache_image_id=card.image_id if upload is not None else None,
+    )
+
+
+async def render(app: App, card: TaskCard, lang: str) -> Rendered:
+    fn = RENDERERS.get(card.project_type)
+    if fn is None:
+        raise LookupError(f"no renderer for project type {card.project_type!r}")
+    return await fn(app, card, lang)
+
+
+def _largest_file_id(message: Message | bool) -> str | None:
+    if isinstance(message, Message) and message.photo:
+        return message.photo[-1].file_id
+    return None
+
+
+async def show(
+    bot: Bot, app: App, chat_id: int, card: TaskCard, lang: str, *, edit_message_id: int | None = None
+) -> int:
+    """Show ``card``; edits ``edit_message_id`` in place when given. Returns the message id."""
+    rendered = await render(app, card, lang)
+    photo = rendered.file_id or BufferedInputFile(rendered.upload or b"", filename=f"task{card.task_id}.jpg")
+    message: Message | bool | None = None
+    if edit_message_id is not None:
+        try:
+            message = await bot.edit_message_media(
+                chat_id=chat_id,
+                message_id=edit_message_id,
+                media=InputMediaPhoto(media=photo, caption=rendered.caption),
+                reply_markup=rendered.keyboard,
+            )
+        except TelegramBadRequest as exc:
+            log.info("task.edit_fallback", error=exc.message, message_id=edit_message_id)
+            message = None
+            if rendered.upload is None and rendered.file_id is None:
+                raise
+            if isinstance(photo, BufferedInputFile):
+                photo = BufferedInputFile(rendered.upload or b"", filename=photo.filename)
+    if message is None or message is True:
+        message = await bot.send_photo(chat_id=chat_id, photo=photo, caption=rendered.caption, reply_markup=rendered.keyboard)
+    message_id = message.message_id if isinstance(message, Message) else edit_message_id
+    assert message_id is not None
+    new_file_id = _largest_file_id(message) if rendered.cache_image_id is not None else None
+    if new_file_id or card.message_id != message_id:
+        await app.db.run(_after_show, card.assignment_id, chat_id, message_id, rendered.cache_image_id, new_file_id)
+    return message_id
+
+
+def _after_show(session, assignment_id: int, chat_id: int, message_id: int, image_id: int | None, file_id: str | None) -> None:  # type: ignore[no-untyped-def]
+    service.attach_message(session, assignment_id, chat_id, message_id)
+    if image_id is not None and file_id:
+        service.remember_file_id(session, image_id, file_id)
+
+
+async def answer_callback_soon(coro: Awaitable[object]) -> None:
+    """Fire-and-check: a slow callback answer must not delay the next task."""
+    try:
+        await coro
+    except Exception as exc:  # noqa: BLE001 - a lost spinner stop is not worth failing the update
+        log.info("callback.answer_failed", error=str(exc))
+
+
+def spawn(coro: Awaitable[object]) -> asyncio.Task[object]:
+    return asyncio.ensure_future(coro)

@@ -1,0 +1,61 @@
+"""A small sample project the sandbox generates itself (no third-party images to license):
+coloured shapes on a noisy background, with the true class known for every image."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFilter
+
+SHAPES = ("circle", "square", "triangle")
+SHAPE_NAMES = {"ko": ("동그라미", "네모", "세모"), "en": SHAPES}
+
+
+@dataclass(frozen=True, slots=True)
+class SampleImage:
+    path: Path
+    external_id: str
+    shape: str
+    bbox: tuple[int, int, int, int]
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
+def make_image(rng: random.Random, shape: str, size: tuple[int, int] = (320, 240)) -> tuple[PILImage.Image, tuple[int, int, int, int]]:
+    w, h = size
+    bg = tuple(rng.randint(150, 235) for _ in range(3))
+    img = PILImage.new("RGB", size, bg)  # type: ignore[arg-type]
+    noise = PILImage.effect_noise(size, 24).convert("RGB")
+    img = PILImage.blend(img, noise, 0.25)
+    side = rng.randint(min(w, h) // 3, int(min(w, h) * 0.6))
+    x0 = rng.randint(8, w - side - 8)
+    y0 = rng.randint(8, h - side - 8)
+    box = (x0, y0, x0 + side, y0 + side)
+    fill = tuple(rng.randint(10, 120) for _ in range(3))
+    draw_shape(ImageDraw.Draw(img), shape, box, fill)  # type: ignore[arg-type]
+    return img.filter(ImageFilter.SMOOTH), box
+
+
+def generate(folder: Path, count: int = 30, seed: int = 7) -> list[SampleImage]:
+    """Write ``count`` JPEGs into ``folder`` (deterministic for a seed); returns their truth."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        shape = SHAPES[i % len(SHAPES)]
+        img, box = make_image(rng, shape)
+        path = folder / f"shape_{i:03d}.jpg"
+        img.save(path, "JPEG", quality=90)
+        out.append(SampleImage(path=path, external_id=f"shape_{i:03d}", shape=shape, bbox=box))
+    return out

@@ -1,0 +1,1 @@
+"""Labeling domain: projects, tasks, leases and answers. Plain Python, no Telegram imports."""

@@ -1,0 +1,41 @@
+"""Creating tasks from stored images. Idempotent: (project, external_id) is unique, and adding
+the same pair again returns the existing task instead of a duplicate."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from bot.tasks.models import Image, Project, Task, TaskKind
+
+
+def add_task(
+    session: Session,
+    project: Project,
+    image: Image,
+    *,
+    external_id: str,
+    kind: TaskKind = TaskKind.NORMAL,
+    prelabel: str | None = None,
+    mask_rle: str | None = None,
+    golden: str | None = None,
+    explanation: str | None = None,
+) -> tuple[Task, bool]:
+    existing = session.execute(
+        select(Task).where(Task.project_id == project.id, Task.external_id == external_id)
+    ).scalars().first()
+    if existing is not None:
+        return existing, False
+    task = Task(
+        project_id=project.id,  # type: ignore[arg-type]
+        image_id=image.id,  # type: ignore[arg-type]
+        external_id=external_id,
+        kind=kind.value,
+        prelabel=prelabel,
+        mask_rle=mask_rle,
+        golden=golden,
+        explanation=explanation,
+    )
+    session.add(task)
+    session.flush()
+    return task, True

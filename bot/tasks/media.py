@@ -1,0 +1,136 @@
+"""Image intake and phone-sized copies.
+
+Every image is checked before it becomes a task: it decodes, it is not a decompression bomb,
+its format and size are within limits. Phone copies (long side <= 1280 px, JPEG) are what gets
+uploaded to Telegram; originals are never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+from sqlalchemy import select
+from sqlmodel import Session
+
+from bot.tasks.models import Image
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+MIN_SIDE = 16
+
+
+class ImageRejected(ValueError):
+    """The file is not an image we can show a worker; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    path: Path
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_image(path: Path, *, max_pixels: int = 40_000_000, max_bytes: int = 30 * 1024 * 1024) -> CheckedImage:
+    """Validate without trusting the header alone: the pixels must decode."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageRejected(f"cannot read file: {exc.strerror or exc}") from None
+    if size == 0:
+        raise ImageRejected("file is empty")
+    if size > max_bytes:
+        raise ImageRejected(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+    try:
+        with PILImage.open(path) as img:
+            fmt = img.format or "?"
+            width, height = img.size
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageRejected(f"format {fmt} is not supported (use JPEG, PNG or WEBP)")
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    f"{width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
+                    f"{max_pixels / 1e6:.0f} MP limit (possible decompression bomb)"
+                )
+            if min(width, height) < MIN_SIDE:
+                raise ImageRejected(f"{width}x{height} is too small to label")
+            img.draft("RGB", (min(width, 512), min(height, 512)))  # cheap full decode for JPEG
+            img.load()
+    except ImageRejected:
+        raise
+    except PILImage.DecompressionBombError as exc:
+        raise ImageRejected(f"decompression bomb: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(f"not a readable image ({exc.__class__.__name__}: {exc})") from None
+    return CheckedImage(path=path, sha256=sha256_file(path), width=width, height=height, format=fmt)
+
+
+def find_by_hash(session: Session, sha256: str) -> Image | None:
+    return session.execute(select(Image).where(Image.sha256 == sha256)).scalars().first()
+
+
+def store_image(session: Session, checked: CheckedImage, *, media_dir: Path | None, copy: bool = True) -> tuple[Image, bool]:
+    """Add the image once per content hash; returns (image, created)."""
+    existing = find_by_hash(session, checked.sha256)
+    if existing is not None:
+        return existing, False
+    path = checked.path.resolve()
+    if copy:
+        if media_dir is None:
+            raise ValueError("copy mode needs a media folder")
+        target_dir = media_dir / "originals" / checked.sha256[:2]
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{checked.sha256}{path.suffix.lower() or '.img'}"
+        if not target.exists():
+            tmp = target.with_suffix(target.suffix + ".part")
+            shutil.copyfile(path, tmp)
+            tmp.replace(target)
+        path = target.resolve()
+    image = Image(sha256=checked.sha256, path=str(path), width=checked.width, height=checked.height)
+    session.add(image)
+    session.flush()
+    return image, True
+
+
+def phone_jpeg(source: Path, *, long_side: int = 1280, quality: int = 85) -> bytes:
+    """A phone-sized JPEG of ``source`` (EXIF rotation applied, alpha flattened on white)."""
+    with PILImage.open(source) as img:
+        img.draft("RGB", (long_side, long_side))
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "P"):
+            rgba = img.convert("RGBA")
+            background = PILImage.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.split()[-1])
+            img = background
+        elif img.mode != "RGB":
+            img = img.convert("RGB")
+        if max(img.size) > long_side:
+            img.thumbnail((long_side, long_side), PILImage.Resampling.LANCZOS)
+        out = io.BytesIO()
+        img.save(out, "JPEG", quality=quality, optimize=True)
+        return out.getvalue()
+
+
+def ensure_phone_copy(image_path: str, sha256: str, media_dir: Path, *, long_side: int = 1280) -> Path:
+    """Write (once) and return the phone copy for an image."""
+    target = media_dir / "phone" / sha256[:2] / f"{sha256}.jpg"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        tmp.write_bytes(phone_jpeg(Path(image_path), long_side=long_side))
+        tmp.replace(target)
+    return target

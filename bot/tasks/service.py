@@ -1,0 +1,364 @@
+"""The worker loop as domain operations: next task, answer, skip, report.
+
+Each function runs inside one transaction (the caller's session) and returns plain data, so the
+Telegram layer only renders and the admin CLI, tests and benchmarks can drive the same loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from bot.clock import day_start, utcnow
+from bot.tasks import leasing
+from bot.tasks.models import (
+    Answer,
+    AnswerStatus,
+    Assignment,
+    AssignmentStatus,
+    Image,
+    ProblemReport,
+    Project,
+    ProjectType,
+    Task,
+    TaskKind,
+    TaskStatus,
+    Worker,
+    WorkerStatus,
+)
+from bot.tasks.projects import labels as project_labels
+from bot.wallet.ledger import credit_earning
+
+CONFIRM_VALUES = ("yes", "no")
+PIN_NONE = "none"
+REPORTS_TO_BREAK = 2
+
+
+@dataclass(slots=True)
+class TaskCard:
+    """Everything needed to show one leased task on a phone."""
+
+    assignment_id: int
+    task_id: int
+    project_id: int
+    project_type: str
+    kind: str
+    question: str
+    labels: list[str]
+    image_id: int
+    image_sha256: str
+    image_path: str
+    phone_path: str | None
+    file_id: str | None
+    width: int
+    height: int
+    prelabel: str | None
+    mask_rle: str | None
+    message_id: int | None
+    state: dict = field(default_factory=dict)
+    done_today: int = 0
+    earned_today: int = 0
+
+
+class NoTaskReason(StrEnum):
+    NONE_LEFT = "none_left"
+    BANNED = "banned"
+    NOT_REGISTERED = "not_registered"
+
+
+@dataclass(slots=True)
+class NoTask:
+    reason: NoTaskReason
+    detail: str | None = None
+
+
+class Refusal(StrEnum):
+    UNKNOWN = "unknown"  # no such assignment (forged or from another database)
+    NOT_YOURS = "not_yours"
+    ALREADY = "already"  # answered, skipped or reported before
+    EXPIRED = "expired"
+    INVALID = "invalid"  # a value that is not one of the offered choices
+
+
+@dataclass(slots=True)
+class Submitted:
+    answer_id: int
+    reward: int
+    task_done: bool
+    correct: bool | None = None
+
+
+def progress_today(session: Session, worker_id: int, now: datetime, tz: str = "Asia/Seoul") -> tuple[int, int]:
+    """(answers today, KRW earned today from answers) for the caption."""
+    row = session.execute(
+        select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
+            Answer.worker_id == worker_id,
+            Answer.created_at >= day_start(now, tz),
+            Answer.status == AnswerStatus.ACCEPTED,
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def card_for(session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul") -> TaskCard:
+    task = session.get(Task, assignment.task_id)
+    project = session.get(Project, assignment.project_id)
+    assert task is not None and project is not None
+    image = session.get(Image, task.image_id)
+    assert image is not None
+    done, earned = progress_today(session, assignment.worker_id, now, tz)
+    question = (project.question_en if lang == "en" else project.question_ko) or project.question_ko or project.question_en
+    return TaskCard(
+        assignment_id=assignment.id,  # type: ignore[arg-type]
+        task_id=task.id,  # type: ignore[arg-type]
+        project_id=project.id,  # type: ignore[arg-type]
+        project_type=project.type,
+        kind=task.kind,
+        question=question,
+        labels=project_labels(project),
+        image_id=image.id,  # type: ignore[arg-type]
+        image_sha256=image.sha256,
+        image_path=image.path,
+        phone_path=image.phone_path,
+        file_id=image.tg_file_id,
+        width=image.width,
+        height=image.height,
+        prelabel=task.prelabel,
+        mask_rle=task.mask_rle,
+        message_id=assignment.message_id,
+        state=json.loads(assignment.state_json) if assignment.state_json else {},
+        done_today=done,
+        earned_today=earned,
+    )
+
+
+def next_task(
+    session: Session,
+    worker_id: int,
+    *,
+    lang: str = "ko",
+    project_id: int | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> TaskCard | NoTask:
+    """The worker's current lease if any, else a new one; ``NoTask`` says why there is none."""
+    now = now or utcnow()
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        return NoTask(NoTaskReason.NOT_REGISTERED)
+    if worker.status == WorkerStatus.BANNED:
+        return NoTask(NoTaskReason.BANNED, worker.status_reason)
+    leasing.expire_leases(session, now)
+    current = leasing.active_lease(session, worker_id, now, project_id)
+    if current is not None:
+        return card_for(session, current, lang, now, tz)
+    for project in leasing.claimable_projects(session, project_id):
+        assignment = leasing.claim_in_project(session, project, worker_id, now=now)
+        if assignment is not None:
+            return card_for(session, assignment, lang, now, tz)
+    return NoTask(NoTaskReason.NONE_LEFT)
+
+
+def _valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
+    if project.type == ProjectType.CLASSIFY:
+        return value in project_labels(project)
+    if project.type == ProjectType.CONFIRM_MASK:
+        return value in CONFIRM_VALUES
+    if project.type == ProjectType.MAGIC_PIN:
+        return value == PIN_NONE or (value == "mask" and bool(mask_rle))
+    return False
+
+
+def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        return Refusal.UNKNOWN
+    if assignment.worker_id != worker_id:
+        return Refusal.NOT_YOURS
+    if assignment.status != AssignmentStatus.LEASED:
+        return Refusal.ALREADY
+    if assignment.expires_at <= now:
+        return Refusal.EXPIRED
+    return assignment
+
+
+def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
+    """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
+    result = session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment_id, Assignment.status == AssignmentStatus.LEASED)
+        .values(status=status, closed_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def submit_answer(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    value: str,
+    *,
+    mask_rle: str | None = None,
+    now: datetime | None = None,
+) -> Submitted | Refusal:
+    """Record the answer of one assignment and pay for it, exactly once."""
+    now = now or utcnow()
+    assignment = _open_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    project = session.get(Project, assignment.project_id)
+    task = session.get(Task, assignment.task_id)
+    assert project is not None and task is not None
+    if not _valid_value(project, value, mask_rle):
+        return Refusal.INVALID
+    if not _close(session, assignment_id, AssignmentStatus.ANSWERED, now):
+        return Refusal.ALREADY
+    paid = task.kind != TaskKind.TRAINING
+    reward = project.price if paid else 0
+    is_golden = task.kind == TaskKind.GOLDEN
+    correct = None if task.golden is None else (value == task.golden)
+    answer = Answer(
+        assignment_id=assignment_id,
+        task_id=task.id,  # type: ignore[arg-type]
+        worker_id=worker_id,
+        project_id=project.id,  # type: ignore[arg-type]
+        reward=reward,
+        value=value,
+        mask_rle=mask_rle,
+        seconds=max(0.0, (now - assignment.leased_at).total_seconds()),
+        is_golden=is_golden,
+        correct=correct,
+        status=AnswerStatus.ACCEPTED,
+        created_at=now,
+    )
+    session.add(answer)
+    session.flush()
+    task_done = False
+    if task.kind == TaskKind.NORMAL:
+        new_count = task.answers_count + 1
+        task_done = project.confidence_target is None and new_count >= project.overlap
+        values: dict = {"answers_count": Task.answers_count + 1}
+        if task_done:
+            values["status"] = TaskStatus.DONE
+        session.execute(update(Task).where(Task.id == task.id).values(**values))
+    if reward:
+        credit_earning(
+            session, worker_id=worker_id, answer_id=answer.id, amount=reward, hold_days=project.hold_days, now=now  # type: ignore[arg-type]
+        )
+    return Submitted(answer_id=answer.id, reward=reward, task_done=task_done, correct=correct)  # type: ignore[arg-type]
+
+
+def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> bool | Refusal:
+    now = now or utcnow()
+    assignment = _open_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    if not _close(session, assignment_id, AssignmentStatus.SKIPPED, now):
+        return Refusal.ALREADY
+    leasing.release_slot(session, assignment.task_id)
+    return True
+
+
+def report_problem(
+    session: Session, worker_id: int, assignment_id: int, reason: str = "broken", *, now: datetime | None = None
+) -> bool | Refusal:
+    """The image is broken or offensive: the worker moves on, enough reports retire the task."""
+    now = now or utcnow()
+    assignment = _open_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    if not _close(session, assignment_id, AssignmentStatus.REPORTED, now):
+        return Refusal.ALREADY
+    leasing.release_slot(session, assignment.task_id)
+    session.add(ProblemReport(task_id=assignment.task_id, worker_id=worker_id, reason=reason[:32], created_at=now))
+    session.flush()
+    project = session.get(Project, assignment.project_id)
+    reports = session.execute(
+        select(func.count(ProblemReport.id)).where(ProblemReport.task_id == assignment.task_id)
+    ).scalar_one()
+    if project is not None and reports >= min(REPORTS_TO_BREAK, project.overlap):
+        session.execute(
+            update(Task).where(Task.id == assignment.task_id, Task.status == TaskStatus.OPEN).values(status=TaskStatus.BROKEN)
+        )
+    return True
+
+
+def attach_message(session: Session, assignment_id: int, chat_id: int, message_id: int) -> None:
+    """Remember which chat message shows the lease, so the next task can edit it in place."""
+    session.execute(
+        update(Assignment).where(Assignment.id == assignment_id).values(chat_id=chat_id, message_id=message_id)
+    )
+
+
+def remember_file_id(session: Session, image_id: int, file_id: str) -> None:
+    session.execute(update(Image).where(Image.id == image_id, Image.tg_file_id.is_(None)).values(tg_file_id=file_id))  # type: ignore[union-attr]
+
+
+def remember_phone_path(session: Session, image_id: int, phone_path: str) -> None:
+    session.execute(update(Image).where(Image.id == image_id).values(phone_path=phone_path))
+
+
+def save_state(session: Session, assignment_id: int, state: dict) -> None:
+    session.execute(
+        update(Assignment).where(Assignment.id == assignment_id).values(state_json=json.dumps(state, separators=(",", ":")))
+    )
+
+
+@dataclass(slots=True)
+class AnswerOutcome:
+    """Result of "answer, then show the next task" done in one transaction."""
+
+    result: Submitted | Refusal | bool
+    next: TaskCard | NoTask | None
+
+
+def act_and_next(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    action: str,
+    value: str = "",
+    *,
+    lang: str = "ko",
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    mask_rle: str | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> AnswerOutcome:
+    """Answer / skip / report an assignment and lease the next task, in one transaction.
+
+    The next lease is attached to the message being edited in place, so showing it needs no
+    second round trip to the database. A refused action leases nothing.
+    """
+    now = now or utcnow()
+    project_id = session.execute(select(Assignment.project_id).where(Assignment.id == assignment_id)).scalar()
+    result: Submitted | Refusal | bool
+    if action == "label":  # value is the index of the tapped label button
+        project = session.get(Project, project_id) if project_id is not None else None
+        options = project_labels(project) if project is not None else []
+        index = int(value) if value.lstrip("-").isdigit() else -1
+        value = options[index] if 0 <= index < len(options) else f"#{value}"
+        action = "answer"
+    if action == "answer":
+        result = submit_answer(session, worker_id, assignment_id, value, mask_rle=mask_rle, now=now)
+    elif action == "skip":
+        result = skip(session, worker_id, assignment_id, now=now)
+    elif action == "report":
+        result = report_problem(session, worker_id, assignment_id, value or "broken", now=now)
+    else:
+        raise ValueError(f"unknown action {action!r}")
+    if isinstance(result, Refusal):
+        return AnswerOutcome(result, None)
+    nxt = next_task(session, worker_id, lang=lang, project_id=project_id, now=now, tz=tz)
+    if isinstance(nxt, NoTask) and project_id is not None:
+        nxt = next_task(session, worker_id, lang=lang, now=now, tz=tz)
+    if isinstance(nxt, TaskCard) and chat_id is not None and message_id is not None and nxt.message_id is None:
+        attach_message(session, nxt.assignment_id, chat_id, message_id)
+        nxt.message_id = message_id
+    return AnswerOutcome(result, nxt)

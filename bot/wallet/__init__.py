@@ -1,0 +1,1 @@
+"""Wallet domain: an append-only double-entry ledger in integer KRW. No Telegram imports."""
