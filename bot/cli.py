@@ -1,0 +1,89 @@
+"""The ``crowdpin`` command: run the bot, the sandbox demo, the emulator, migrations, admin."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from bot.config import get_settings
+from bot.logs import setup_logging
+
+cli = typer.Typer(help="crowdpin: data labeling as bite-size tasks in a Telegram chat.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+def _attach_admin() -> None:
+    from admin.cli import app as admin_app
+
+    cli.add_typer(admin_app, name="admin")
+
+
+_attach_admin()
+
+
+@cli.command()
+def run(
+    webhook: bool = typer.Option(False, "--webhook", help="Serve a webhook (for replicas) instead of long polling."),
+) -> None:
+    """Run the bot with the settings from the environment (long polling by default)."""
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    if webhook:
+        from bot.webhook import run_webhook
+
+        run_webhook(settings)
+        return
+    if not settings.telegram.bot_token:
+        typer.echo("BOT_TOKEN is not set: starting the local sandbox instead (crowdpin demo).", err=True)
+        demo()
+        return
+    from bot.app import run_polling
+
+    asyncio.run(run_polling(settings))
+
+
+@cli.command()
+def demo(
+    workers: int = typer.Option(3, help="How many simulated workers label the sample project."),
+    tasks: int = typer.Option(12, help="How many sample images to label."),
+    overlap: int = typer.Option(3, help="Answers collected per image."),
+    quiet: bool = typer.Option(False, help="Print only the summary."),
+) -> None:
+    """No token needed: start the emulator, a sample project, the bot and simulated workers."""
+    from bot.demo import run_demo
+
+    setup_logging("WARNING")
+    raise SystemExit(asyncio.run(run_demo(workers=workers, tasks=tasks, overlap=overlap, verbose=not quiet)))
+
+
+@cli.command()
+def emulator(
+    port: int = typer.Option(8081, "--port", help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    flood_control: bool = typer.Option(False, "--flood-control", help="Answer 429 like Telegram when sending too fast."),
+) -> None:
+    """Start the local Telegram Bot API emulator (prints its base URL and a test token)."""
+    from bot.emulator.runner import serve_forever
+
+    serve_forever(host=host, port=port, flood_control=flood_control)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply the migrations to DATABASE_URL (SQLite or PostgreSQL)."""
+    from bot.db.engine import normalize_url
+    from bot.db.migrate import upgrade
+
+    url = get_settings().database.database_url
+    upgrade(url, revision)
+    typer.echo(f"database at {normalize_url(url).split('@')[-1]} is at {revision}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The rules of the core loop, on the domain functions directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot import clock
+from bot.db import Database
+from bot.tasks import service
+from bot.tasks.models import Answer, Assignment, Task, TaskStatus
+from bot.tasks.service import NoTask, Refusal, Submitted, TaskCard
+from bot.wallet.ledger import balance, ledger_total
+
+from tests.domain.helpers import make_project, make_workers
+
+
+def _next(db: Database, worker_id: int) -> TaskCard | NoTask:
+    return db.call(service.next_task, worker_id)
+
+
+def test_overlap_limits_and_no_repeat(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=3, overlap=2)
+    w = make_workers(db, 3)
+    seen: dict[int, set[int]] = {x: set() for x in w}
+    for worker_id in w:
+        while True:
+            card = _next(db, worker_id)
+            if isinstance(card, NoTask):
+                break
+            assert card.task_id not in seen[worker_id], "a worker got the same task twice"
+            seen[worker_id].add(card.task_id)
+            result = db.call(service.submit_answer, worker_id, card.assignment_id, "a")
+            assert isinstance(result, Submitted)
+    with db.session() as s:
+        counts = s.execute(select(Answer.task_id, func.count()).group_by(Answer.task_id)).all()
+        statuses = set(s.execute(select(Task.status)).scalars())
+    assert sorted(n for _, n in counts) == [2, 2, 2]
+    assert statuses == {TaskStatus.DONE}
+    assert len(seen[w[2]]) == 0  # the first two workers filled every slot
+
+
+def test_same_lease_is_returned_until_answered(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    first = _next(db, w)
+    again = _next(db, w)
+    assert isinstance(first, TaskCard) and isinstance(again, TaskCard)
+    assert first.assignment_id == again.assignment_id
+
+
+def test_exactly_one_answer_and_payment(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", price=15)
+    w1, w2 = make_workers(db, 2)
+    card = _next(db, w1)
+    assert isinstance(card, TaskCard)
+    assert isinstance(db.call(service.submit_answer, w1, card.assignment_id, "b"), Submitted)
+    assert db.call(service.submit_answer, w1, card.assignment_id, "b") == Refusal.ALREADY
+    assert db.call(service.submit_answer, w2, card.assignment_id, "b") == Refusal.NOT_YOURS
+    assert db.call(service.submit_answer, w1, 999_999, "b") == Refusal.UNKNOWN
+    with db.session() as s:
+        assert s.execute(select(func.count(Answer.id))).scalar_one() == 1
+        assert balance(s, w1).available == 15
+        assert ledger_total(s) == 0
+
+
+def test_forged_label_is_refused(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _next(db, w)
+    assert isinstance(card, TaskCard)
+    assert db.call(service.submit_answer, w, card.assignment_id, "not-a-label") == Refusal.INVALID
+    outcome = db.call(service.act_and_next, w, card.assignment_id, "label", "7")
+    assert outcome.result == Refusal.INVALID and outcome.next is None
+    # the lease is still open and can be answered properly
+    assert isinstance(db.call(service.submit_answer, w, card.assignment_id, "c"), Submitted)
+
+
+def test_expired_lease_returns_to_pool(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=1, overlap=1, lease_seconds=60)
+    w1, w2 = make_workers(db, 2)
+    card = _next(db, w1)
+    assert isinstance(card, TaskCard)
+    assert isinstance(_next(db, w2), NoTask)  # the only slot is leased
+    clock.advance(61)
+    assert db.call(service.submit_answer, w1, card.assignment_id, "a") == Refusal.EXPIRED
+    other = _next(db, w2)
+    assert isinstance(other, TaskCard) and other.task_id == card.task_id
+    with db.session() as s:
+        statuses = sorted(s.execute(select(Assignment.status)).scalars())
+        assert statuses == ["expired", "leased"]
+        assert s.get(Task, card.task_id).taken == 1  # type: ignore[union-attr]
+
+
+def test_skip_and_report_free_the_slot(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=2, overlap=1)
+    w1, w2 = make_workers(db, 2)
+    card = _next(db, w1)
+    assert isinstance(card, TaskCard)
+    outcome = db.call(service.act_and_next, w1, card.assignment_id, "skip")
+    assert outcome.result is True and isinstance(outcome.next, TaskCard)
+    assert outcome.next.task_id != card.task_id
+    skipped_for_w2 = _next(db, w2)
+    assert isinstance(skipped_for_w2, TaskCard) and skipped_for_w2.task_id == card.task_id
+    assert db.call(service.report_problem, w2, skipped_for_w2.assignment_id, "offensive") is True
+    with db.session() as s:
+        assert s.get(Task, card.task_id).status == TaskStatus.BROKEN  # type: ignore[union-attr]
