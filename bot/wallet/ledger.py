@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
+from bot.tasks.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
+
+log = structlog.get_logger("crowdpin.wallet")
 
 
 class LedgerError(ValueError):
@@ -42,12 +46,17 @@ def post(
     worker_id: int | None = None,
     memo: str | None = None,
     now: datetime | None = None,
+    allow_empty: bool = False,
 ) -> tuple[LedgerTxn, bool]:
-    """Write one balanced transaction; returns ``(txn, created)``; ``created`` is False on replay."""
+    """Write one balanced transaction; returns ``(txn, created)``; ``created`` is False on replay.
+
+    ``allow_empty`` records a transaction without entries: a decision that moved no money
+    (a reversal with nothing left to take back) must still hold its key, so that it is final.
+    """
     existing = find_txn(session, key)
     if existing is not None:
         return existing, False
-    if not legs or sum(leg.amount for leg in legs) != 0:
+    if (not legs and not allow_empty) or sum(leg.amount for leg in legs) != 0:
         raise LedgerError(f"transaction {key!r} does not balance")
     if any(leg.amount == 0 for leg in legs):
         raise LedgerError(f"transaction {key!r} has a zero leg")
@@ -90,6 +99,106 @@ def credit_earning(
         now=now,
     )
     return created
+
+
+def lock_worker(session: Session, worker_id: int) -> None:
+    """Serialise every operation that takes money out of one worker's account.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the worker row, held until commit, so "check the
+    available balance, then post the debit" is atomic against other debits of the same worker.
+    SQLite: the clause renders to nothing, but write transactions start with ``BEGIN
+    IMMEDIATE`` (see ``bot.db.engine``), which already serialises all writers.
+    """
+    found = session.execute(select(Worker.id).where(Worker.id == worker_id).with_for_update()).scalar()
+    if found is None:
+        raise LedgerError(f"worker {worker_id} does not exist")
+
+
+def available_balance(session: Session, worker_id: int, now: datetime) -> int:
+    total = session.execute(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.account == worker_account(worker_id), LedgerEntry.available_at <= now
+        )
+    ).scalar_one()
+    return int(total)
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    """What a reversal did: ``reversed`` KRW taken back now, ``shortfall`` KRW that could not be."""
+
+    created: bool  # False: this answer was reversed before (nothing written now), or never paid
+    reversed: int
+    shortfall: int
+    txn_id: int | None
+
+
+def reversal_key(answer_id: int) -> str:
+    return f"reversal:{answer_id}"
+
+
+def reverse_answer(
+    session: Session, *, answer_id: int, worker_id: int, amount: int, reason: str = "", now: datetime | None = None
+) -> Reversal:
+    """Take back what answer ``answer_id`` earned, once, without any balance going negative.
+
+    The rule (documented in docs/wallet.md):
+
+    * never paid (no ``answer:<id>`` transaction, e.g. a training answer): nothing happens;
+    * earning still on hold: the whole amount is cancelled inside "pending" (the reversal leg
+      becomes effective at the same instant as the earning, so the two cancel out exactly);
+    * earning already available: take back ``min(amount, available now)``; the rest is the
+      **shortfall** (the worker already withdrew it). It is logged and written in the memo,
+      never booked as debt, and later earnings are never garnished for it;
+    * the decision is recorded under ``reversal:<answer_id>`` even when nothing could be taken
+      back (a transaction without entries), so repeating it is a no-op forever.
+    """
+    if amount <= 0:
+        raise LedgerError(f"reversal amount must be positive, got {amount}")
+    now = now or utcnow()
+    key = reversal_key(answer_id)
+    lock_worker(session, worker_id)
+    existing = find_txn(session, key)
+    if existing is not None:
+        taken = -int(
+            session.execute(
+                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                    LedgerEntry.txn_id == existing.id, LedgerEntry.account == worker_account(worker_id)
+                )
+            ).scalar_one()
+        )
+        return Reversal(False, taken, max(0, amount - taken), existing.id)
+    earning = find_txn(session, f"answer:{answer_id}")
+    if earning is None:
+        return Reversal(False, 0, 0, None)
+    if earning.worker_id != worker_id:
+        raise LedgerError(f"answer {answer_id} was paid to worker {earning.worker_id}, not {worker_id}")
+    leg = session.execute(
+        select(LedgerEntry).where(LedgerEntry.txn_id == earning.id, LedgerEntry.account == worker_account(worker_id))
+    ).scalars().one()
+    if amount > leg.amount:
+        raise LedgerError(f"answer {answer_id} earned {leg.amount}, cannot reverse {amount}")
+    if leg.available_at > now:
+        taken, effective = amount, leg.available_at
+    else:
+        taken, effective = min(amount, max(0, available_balance(session, worker_id, now))), now
+    shortfall = amount - taken
+    memo = f"shortfall={shortfall}" + (f"; {reason}" if reason else "")
+    legs = [Leg(worker_account(worker_id), -taken, effective), Leg(LABELING_EXPENSE, taken, now)] if taken else []
+    txn, created = post(
+        session, key=key, kind=EntryKind.REVERSAL, legs=legs, worker_id=worker_id, memo=memo[:2000], now=now,
+        allow_empty=True,
+    )
+    if shortfall:
+        log.warning("wallet.reversal_shortfall", answer_id=answer_id, worker_id=worker_id, shortfall=shortfall)
+    return Reversal(created, taken, shortfall, txn.id)
+
+
+def reverse_earning(
+    session: Session, *, answer_id: int, worker_id: int, amount: int, reason: str = "", now: datetime | None = None
+) -> bool:
+    """Reverse a rejected answer's earning (see :func:`reverse_answer`); True when recorded now."""
+    return reverse_answer(session, answer_id=answer_id, worker_id=worker_id, amount=amount, reason=reason, now=now).created
 
 
 @dataclass(frozen=True, slots=True)
