@@ -72,6 +72,7 @@ def make_dispatcher(app: App, *, seen: Any | None = None, storage: Any | None = 
     if events_isolation is not None:
         kwargs["events_isolation"] = events_isolation
     dp = Dispatcher(**kwargs)
+    dp["app"] = app  # startup hooks of feature routers receive the App as ``app``
     if app.metrics is not None:
         dp.update.outer_middleware(TimingMiddleware(app.metrics))
     dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
@@ -112,11 +113,23 @@ def make_app(settings: Settings, db: Database) -> App:
     return App(settings=settings, db=db, media_dir=media_dir, metrics=Metrics())
 
 
+def dispatcher_for(app: App) -> Dispatcher:
+    """The dispatcher with Redis storage, isolation and de-duplication when ``REDIS_URL`` is set."""
+    url = app.settings.redis.redis_url
+    if not url:
+        return make_dispatcher(app)
+    from bot.handlers.redis_support import redis_components
+
+    parts = redis_components(url)
+    app.extras["redis"] = parts.pop("redis")
+    return make_dispatcher(app, **parts)
+
+
 async def run_polling(settings: Settings, *, token: str | None = None) -> None:
     db = make_database(settings)
     app = make_app(settings, db)
     bot = make_bot(settings, token)
-    dp = make_dispatcher(app)
+    dp = dispatcher_for(app)
     try:
         await bot.delete_webhook(drop_pending_updates=False)
         await set_commands(bot)
