@@ -39,6 +39,12 @@ class Broadcast(SQLModel, table=True):
     status_message_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # Who is delivering it right now: one runner per broadcast, renewed while it works, so a
+    # crashed runner's broadcast is taken over when the lease runs out (or at once when the
+    # runner was a process on this host that no longer exists).
+    runner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = None
+    started_at: datetime | None = None
 
 
 class BroadcastRecipient(SQLModel, table=True):
@@ -56,3 +62,4 @@ class BroadcastRecipient(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=512)
     message_id: int | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime | None = None  # back-off after a transient error
