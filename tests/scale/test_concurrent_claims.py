@@ -1,0 +1,86 @@
+"""Several processes ("replicas") claim and answer at once on PostgreSQL and on SQLite:
+no task goes to more workers than its overlap, nobody gets a task twice, no answer is lost."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.db import Database
+from bot.tasks import service, workers
+from bot.tasks.models import Answer, Assignment, Task
+from bot.tasks.service import Submitted, TaskCard
+from bot.wallet.accounts import LABELING_EXPENSE
+from bot.wallet.ledger import account_balance, ledger_total
+
+from tests.domain.helpers import make_project
+
+REPLICAS = 4
+WORKERS_PER_REPLICA = 6
+
+
+def _replica(url: str, replica: int, out: "mp.Queue[tuple[int, int]]") -> None:
+    db = Database(url, pool_size=WORKERS_PER_REPLICA)
+    answered = 0
+    try:
+        ids = []
+        with db.session() as s:
+            for i in range(WORKERS_PER_REPLICA):
+                worker, _ = workers.register(s, tg_id=10_000 * (replica + 1) + i, name=f"r{replica}w{i}")
+                ids.append(worker.id)
+        active = list(ids)
+        # interleave the workers of this replica so their transactions overlap with other replicas'
+        while active:
+            for worker_id in list(active):
+                card = db.call(service.next_task, worker_id)
+                if not isinstance(card, TaskCard):
+                    active.remove(worker_id)
+                    continue
+                result = db.call(service.submit_answer, worker_id, card.assignment_id, "a")
+                assert isinstance(result, Submitted), result
+                answered += 1
+    finally:
+        db.dispose()
+        out.put((replica, answered))
+
+
+def _run_replicas(url: str) -> int:
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[tuple[int, int]] = ctx.Queue()
+    procs = [ctx.Process(target=_replica, args=(url, r, queue)) for r in range(REPLICAS)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    return sum(n for _, n in results)
+
+
+def _check(db: Database, tasks: int, overlap: int, answered: int, price: int) -> None:
+    with db.session() as s:
+        per_task = dict(s.execute(select(Answer.task_id, func.count()).group_by(Answer.task_id)).all())
+        assert len(per_task) == tasks
+        assert set(per_task.values()) == {overlap}, "a task got more (or fewer) answers than its overlap"
+        pairs = s.execute(select(Assignment.task_id, Assignment.worker_id)).all()
+        assert len(pairs) == len(set(pairs)), "a worker got the same task twice"
+        assert s.execute(select(func.count(Answer.id))).scalar_one() == answered == tasks * overlap
+        assert all(t.taken == overlap for t in s.execute(select(Task)).scalars())
+        assert account_balance(s, LABELING_EXPENSE) == -answered * price
+        assert ledger_total(s) == 0
+
+
+@pytest.mark.postgres
+def test_replicas_on_postgres(pg_db: Database, pg_url: str, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=30, overlap=3, price=10)
+    answered = _run_replicas(pg_url)
+    _check(pg_db, 30, 3, answered, 10)
+
+
+def test_replicas_on_sqlite(db: Database, sqlite_url: str, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=30, overlap=3, price=10)
+    answered = _run_replicas(sqlite_url)
+    _check(db, 30, 3, answered, 10)
