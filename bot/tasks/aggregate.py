@@ -25,16 +25,21 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import structlog
 from sqlalchemy import select
 from sqlmodel import Session
 
+from bot.autoseg import rle
 from bot.tasks.models import Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
+from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight
+
+log = structlog.get_logger("crowdpin.quality")
 
 METHODS = ("majority_vote", "weighted_vote", "dawid_skene", "auto")
 # Dawid–Skene estimates a confusion matrix per worker; with fewer answers per worker than this
 # on average the matrices are mostly prior and the weighted vote is the safer choice.
 DS_MIN_ANSWERS_PER_WORKER = 5
-SMOOTHING_K = 0.5  # same prior as the golden accuracy in bot.tasks.quality
 PIN_NONE = "none"
 PIN_MASK = "mask"
 
@@ -64,7 +69,19 @@ class _Vote:
     mask_rle: str | None
 
 
-def _load(session: Session, project_id: int) -> tuple[Project, list[tuple[int, str, str | None]], list[_Vote]]:
+@dataclass(slots=True)
+class _Data:
+    project: Project
+    tasks: list[tuple[int, str, str | None]]  # (id, external id, task mask) of normal tasks
+    votes: list[_Vote]  # accepted answers on normal tasks
+    golden: list[tuple[int, int, str, str]]  # (task, worker, value, truth) on golden/training tasks
+
+    @property
+    def labels(self) -> list[str]:
+        return _label_order(self.project)
+
+
+def _load(session: Session, project_id: int) -> _Data:
     project = session.get(Project, project_id)
     if project is None:
         raise AggregationError(f"no project with id {project_id}")
@@ -89,22 +106,25 @@ def _load(session: Session, project_id: int) -> tuple[Project, list[tuple[int, s
             .order_by(Answer.id)
         )
     ]
-    return project, tasks, votes
-
-
-def _pick(weights: dict[str, float], order: Sequence[str]) -> tuple[str, float]:
-    """The heaviest value and its share; ties go to the value first in ``order`` (stable export)."""
-    total = sum(weights.values())
-    rank = {value: i for i, value in enumerate(order)}
-    best = min(weights, key=lambda v: (-weights[v], rank.get(v, len(rank)), v))
-    return best, (weights[best] / total if total > 0 else 0.0)
+    golden = [
+        (int(row[0]), int(row[1]), str(row[2]), str(row[3]))
+        for row in session.execute(
+            select(Answer.task_id, Answer.worker_id, Answer.value, Task.golden)
+            .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
+            .where(Answer.project_id == project_id, Task.kind == TaskKind.GOLDEN.value, Task.golden.is_not(None))  # type: ignore[union-attr]
+            .order_by(Answer.id)
+        )
+    ]
+    return _Data(project, tasks, votes, golden)
 
 
 def majority(values: Sequence[str], order: Sequence[str] = ()) -> tuple[str, float]:
-    """Plain majority of ``values``: (label, share of votes)."""
+    """Plain majority of ``values``: (label, share of votes); ties go to the label first in ``order``."""
     if not values:
         raise AggregationError("no votes")
-    return _pick({v: float(n) for v, n in Counter(values).items()}, list(order) or list(dict.fromkeys(values)))
+    counts = Counter(values)
+    n = len(values)
+    return best({v: c / n for v, c in counts.items()}, list(order) or list(dict.fromkeys(values)))
 
 
 def _label_order(project: Project) -> list[str]:
@@ -122,34 +142,173 @@ def _by_task(votes: list[_Vote]) -> dict[int, list[_Vote]]:
     return grouped
 
 
-def _majority_results(
-    project: Project, tasks: list[tuple[int, str, str | None]], votes: list[_Vote], method: str
-) -> Iterator[TaskResult]:
-    order = _label_order(project)
-    grouped = _by_task(votes)
-    for task_id, external_id, task_mask in tasks:
-        mine = grouped.get(task_id, [])
-        if not mine:
-            yield TaskResult(task_id, external_id, None, 0.0, 0, method)
+# --- label methods: each returns {task_id: (label, confidence)} for tasks with votes -----------
+
+Labels = dict[int, tuple[str, float]]
+
+
+def _majority_labels(data: _Data) -> Labels:
+    return {task_id: majority([v.value for v in mine], data.labels) for task_id, mine in _by_task(data.votes).items()}
+
+
+def golden_accuracy(data: _Data) -> dict[int, float]:
+    """Smoothed accuracy of every worker who answered golden tasks in the project."""
+    correct: Counter[int] = Counter()
+    total: Counter[int] = Counter()
+    for _task, worker, value, truth in data.golden:
+        total[worker] += 1
+        correct[worker] += value == truth
+    return {worker: smoothed_accuracy(correct[worker], total[worker]) for worker in total}
+
+
+def worker_accuracy(data: _Data) -> dict[int, float]:
+    """Golden accuracy where known; for the others, crowd-kit's Wawa skill (agreement with the
+    majority), which needs no golden tasks at all."""
+    accuracy = golden_accuracy(data)
+    unknown = {v.worker_id for v in data.votes} - accuracy.keys()
+    if unknown and data.votes:
+        import pandas as pd
+        from crowdkit.aggregation import Wawa
+
+        frame = pd.DataFrame(
+            {"task": [v.task_id for v in data.votes], "worker": [v.worker_id for v in data.votes], "label": [v.value for v in data.votes]}
+        )
+        skills = Wawa().fit(frame).skills_
+        for worker in unknown:
+            skill = skills.get(worker)
+            accuracy[worker] = float(skill) if skill is not None and skill == skill else K
+    return accuracy
+
+
+def _weighted_labels(data: _Data) -> Labels:
+    accuracy = worker_accuracy(data)
+    n = len(data.labels) or len({v.value for v in data.votes})
+    out: Labels = {}
+    for task_id, mine in _by_task(data.votes).items():
+        probs = posterior(((v.value, vote_weight(accuracy.get(v.worker_id, K), n)) for v in mine), data.labels)
+        out[task_id] = best(probs, data.labels)
+    return out
+
+
+def _dawid_skene_labels(data: _Data) -> Labels:
+    """crowd-kit's DawidSkene over normal and golden answers; golden truths anchor the confusion
+    matrices (``true_labels``), so a spammer's matrix is learnt from facts, not from the crowd."""
+    if not data.votes:
+        return {}
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene
+
+    rows = [(v.task_id, v.worker_id, v.value) for v in data.votes]
+    rows += [(task, worker, value) for task, worker, value, _truth in data.golden]
+    frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    truths = {task: truth for task, _w, _v, truth in data.golden}
+    observed = set(frame["label"])
+    true_labels = pd.Series({task: truth for task, truth in truths.items() if truth in observed}, dtype=object)
+    true_labels.index.name = "task"
+    model = DawidSkene(n_iter=100)
+    model.fit(frame, true_labels=true_labels if len(true_labels) else None)
+    probs = model.probas_
+    out: Labels = {}
+    wanted = {v.task_id for v in data.votes}
+    for task_id, row in probs.iterrows():
+        if task_id not in wanted:
             continue
-        label, share = majority([v.value for v in mine], order)
-        yield TaskResult(task_id, external_id, label, share, len(mine), method, _result_mask(project, label, task_mask))
+        clean = {str(label): float(p) for label, p in row.items() if p == p}
+        if clean:
+            out[int(task_id)] = best(clean, data.labels)
+    return out
 
 
-def _result_mask(project: Project, label: str, task_mask: str | None) -> str | None:
-    """A confirmed mask is the task's own mask; a rejected one has none."""
-    if project.type == ProjectType.CONFIRM_MASK and label == "yes":
-        return task_mask
-    return None
+# --- masks --------------------------------------------------------------------------------------
+
+
+def _decode(mask_rle: str | None) -> np.ndarray | None:
+    if not mask_rle:
+        return None
+    try:
+        return rle.decode(json.loads(mask_rle))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("aggregate.bad_mask", error=str(exc))
+        return None
+
+
+def _mask_result(
+    data: _Data, method: str, mine: list[_Vote], weights: dict[int, float] | None
+) -> tuple[str | None, float]:
+    """Per-pixel aggregation of the kept masks of one task; returns (RLE JSON, mean IoU with it)."""
+    decoded = [(v.worker_id, m) for v in mine if v.value == PIN_MASK and (m := _decode(v.mask_rle)) is not None]
+    if not decoded:
+        return None, 0.0
+    shape = Counter(m.shape for _, m in decoded).most_common(1)[0][0]
+    decoded = [(w, m) for w, m in decoded if m.shape == shape]  # a mask of another size is damaged
+    stack = np.stack([m for _, m in decoded]).astype(np.float64)
+    if method == "dawid_skene" and len(decoded) >= 2:
+        import pandas as pd
+        from crowdkit.aggregation import SegmentationEM
+
+        frame = pd.DataFrame({"task": [0] * len(decoded), "worker": [w for w, _ in decoded], "segmentation": [m for _, m in decoded]})
+        result = np.asarray(SegmentationEM().fit_predict(frame).iloc[0], dtype=bool)
+    else:
+        # crowd-kit's SegmentationMajorityVote rule, without pandas: a pixel is in when the
+        # (weighted) yes votes are at least half of the weight.
+        w = np.array([(weights or {}).get(worker, 1.0) for worker, _ in decoded], dtype=np.float64)
+        if w.sum() <= 0:
+            w = np.ones_like(w)
+        result = np.tensordot(w, stack, axes=1) * 2 >= w.sum()
+    ious = [rle.mask_iou(m, result) for _, m in decoded]
+    return json.dumps(rle.encode(result), separators=(",", ":")), float(np.mean(ious))
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def resolve_method(project: Project, method: str, n_votes: int, n_workers: int) -> str:
+    """What ``auto`` means for this project and amount of data."""
+    if method not in METHODS:
+        raise AggregationError(f"unknown aggregation method {method!r}; use one of: {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    if project.type == ProjectType.CLASSIFY:
+        enough = n_workers >= 3 and n_votes >= DS_MIN_ANSWERS_PER_WORKER * n_workers
+        return "dawid_skene" if enough else "weighted_vote"
+    return "majority_vote"
 
 
 def aggregate_project(session: Session, project_id: int, method: str = "auto") -> Iterator[TaskResult]:
     """One :class:`TaskResult` per normal task of the project, in task id order.
 
     Tasks without accepted answers are included with ``label=None`` and confidence 0, so an
-    export always has every task of the project.
+    export always has every task of the project. The data is read before this returns (errors
+    surface at the call, not half-way through an export); results are then produced lazily.
     """
     if method not in METHODS:
         raise AggregationError(f"unknown aggregation method {method!r}; use one of: {', '.join(METHODS)}")
-    project, tasks, votes = _load(session, project_id)
-    return _majority_results(project, tasks, votes, "majority_vote")
+    data = _load(session, project_id)
+    chosen = resolve_method(data.project, method, len(data.votes), len({v.worker_id for v in data.votes}))
+    return _results(data, chosen)
+
+
+def _results(data: _Data, method: str) -> Iterator[TaskResult]:
+    if method == "majority_vote":
+        labels = _majority_labels(data)
+    elif method == "weighted_vote":
+        labels = _weighted_labels(data)
+    else:
+        labels = _dawid_skene_labels(data)
+    weights = None
+    if data.project.type == ProjectType.MAGIC_PIN and method == "weighted_vote":
+        weights = {w: vote_weight(a, 2) for w, a in worker_accuracy(data).items()}
+    grouped = _by_task(data.votes)
+    for task_id, external_id, task_mask in data.tasks:
+        mine = grouped.get(task_id, [])
+        if not mine or task_id not in labels:
+            yield TaskResult(task_id, external_id, None, 0.0, len(mine), method)
+            continue
+        label, confidence = labels[task_id]
+        mask: str | None = None
+        if data.project.type == ProjectType.CONFIRM_MASK and label == "yes":
+            mask = task_mask
+        elif data.project.type == ProjectType.MAGIC_PIN and label == PIN_MASK:
+            mask, agreement = _mask_result(data, method, mine, weights)
+            confidence *= agreement
+        yield TaskResult(task_id, external_id, label, float(confidence), len(mine), method, mask)

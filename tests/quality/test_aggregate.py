@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,111 @@ def test_unknown_method_and_project_are_clear_errors(db: Database, tmp_path: Pat
             aggregate_project(s, project.id, "median")
         with pytest.raises(AggregationError, match="no project"):
             aggregate_project(s, 999, "majority_vote")
+
+
+def _crowd(db: Database, project_id: int, tasks: list[Task], workers: list[int], answer) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        for task in tasks:
+            for worker_id in workers:
+                value = answer(task, worker_id)
+                if value is not None:
+                    put_answer(s, task, worker_id, value)
+
+
+def test_weighted_vote_and_dawid_skene_overrule_a_majority_of_spammers(db: Database, tmp_path: Path) -> None:
+    """Two reliable workers (proved on golden tasks) outvote three who always say "c"."""
+    import random
+
+    labels = ("a", "b", "c")
+    project = make_project(db, tmp_path / "imgs", count=24, golden=12)
+    w = make_workers(db, 5)
+    good, spam = w[:2], w[2:]
+    tasks = _tasks(db, project.id)
+    normal = [t for t in tasks if t.kind == "normal"]
+    rng = random.Random(3)
+    truth = {t.id: labels[i % 3] for i, t in enumerate(normal)}
+    truth.update({t.id: t.golden for t in tasks if t.kind == "golden"})
+
+    def answer(task: Task, worker_id: int) -> str:
+        if worker_id in spam:
+            return "c"
+        return truth[task.id] if rng.random() < 0.95 else rng.choice(labels)
+
+    _crowd(db, project.id, tasks, w, answer)
+    with db.session() as s:
+        mv = {r.task_id: r for r in aggregate_project(s, project.id, "majority_vote")}
+        wv = {r.task_id: r for r in aggregate_project(s, project.id, "weighted_vote")}
+        ds = {r.task_id: r for r in aggregate_project(s, project.id, "dawid_skene")}
+        auto = list(aggregate_project(s, project.id, "auto"))
+
+    def acc(rows: dict) -> float:  # type: ignore[type-arg]
+        return sum(rows[t].label == truth[t] for t in rows) / len(rows)
+
+    assert acc(mv) < 0.5  # the spammers win every plain vote that is not "c"
+    assert acc(wv) >= 0.9
+    assert acc(ds) >= 0.9
+    assert {r.method for r in auto} == {"dawid_skene"}  # 5 workers x 36 answers: enough for DS
+    assert all(0.0 <= r.confidence <= 1.0 for r in ds.values())
+    assert all(r.method == "weighted_vote" for r in wv.values())
+
+
+def test_auto_uses_weighted_vote_when_data_is_thin(db: Database, tmp_path: Path) -> None:
+    project = make_project(db, tmp_path / "imgs", count=2)
+    w = make_workers(db, 3)
+    tasks = _tasks(db, project.id)
+    _crowd(db, project.id, tasks, w, lambda task, worker: "a")
+    with db.session() as s:
+        rows = list(aggregate_project(s, project.id, "auto"))
+    assert [r.method for r in rows] == ["weighted_vote", "weighted_vote"]
+    assert all(r.label == "a" and r.confidence > 0.5 for r in rows)
+
+
+def test_confirm_mask_majority_keeps_the_task_mask(db: Database, tmp_path: Path) -> None:
+    import numpy as np
+
+    from bot.autoseg import rle
+
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 1:4] = True
+    encoded = json.dumps(rle.encode(mask))
+    project = make_project(db, tmp_path / "imgs", count=2, type="confirm-mask", task_masks=[encoded, encoded])
+    w = make_workers(db, 3)
+    tasks = _tasks(db, project.id)
+    votes = {tasks[0].id: ["yes", "yes", "no"], tasks[1].id: ["no", "no", "yes"]}
+    _crowd(db, project.id, tasks, w, lambda task, worker: votes[task.id][w.index(worker)])
+    with db.session() as s:
+        rows = list(aggregate_project(s, project.id, "auto"))
+    assert [(r.label, r.method) for r in rows] == [("yes", "majority_vote"), ("no", "majority_vote")]
+    assert rows[0].mask_rle == encoded and rows[1].mask_rle is None
+    assert rows[0].confidence == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("method", ["auto", "weighted_vote", "dawid_skene"])
+def test_magic_pin_masks_are_voted_per_pixel(db: Database, tmp_path: Path, method: str) -> None:
+    import numpy as np
+
+    from bot.autoseg import rle
+
+    base = np.zeros((10, 12), bool)
+    base[2:8, 3:9] = True
+    grown = base.copy()
+    grown[1, 3:9] = True  # one worker drew a row too many
+    shrunk = base.copy()
+    shrunk[7, 3:9] = False  # another a row too few
+    enc = lambda m: json.dumps(rle.encode(m))  # noqa: E731
+    project = make_project(db, tmp_path / "imgs", count=2, type="magic-pin")
+    w = make_workers(db, 4)
+    tasks = _tasks(db, project.id)
+    with db.session() as s:
+        put_answer(s, tasks[0], w[0], "mask", mask_rle=enc(base))
+        put_answer(s, tasks[0], w[1], "mask", mask_rle=enc(grown))
+        put_answer(s, tasks[0], w[2], "mask", mask_rle=enc(shrunk))
+        put_answer(s, tasks[0], w[3], "mask", mask_rle="{not json")  # damaged: ignored, not fatal
+        for worker_id in w[:3]:
+            put_answer(s, tasks[1], worker_id, "none")
+    with db.session() as s:
+        first, second = aggregate_project(s, project.id, method)
+    assert first.label == "mask" and first.mask_rle is not None
+    assert np.array_equal(rle.decode(json.loads(first.mask_rle)), base)
+    assert 0.5 < first.confidence < 1.0  # agreement on the pixels lowers it below the vote share
+    assert (second.label, second.mask_rle) == ("none", None)
