@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, Text
+from sqlalchemy import BigInteger, Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utcnow
@@ -61,6 +61,26 @@ class PayoutAccount(SQLModel, table=True):
 
 
 class Withdrawal(SQLModel, table=True):
+    """A payout request. Its money moves in the ledger in the same transaction as each status
+    change (``withdrawal:<id>``, ``payout:<id>:paid``, ``payout:<id>:failed``).
+
+    ``notified`` / ``notify_claimed_until``: the admin CLI cannot talk to Telegram, so a paid or
+    failed request waits with ``notified = False`` until the bot tells the worker; a sender claims
+    it for a short time first, so two bot replicas do not both send it and a crashed sender's
+    claim runs out and the message is sent again (at least once).
+    """
+
+    __table_args__ = (
+        # At most one open request per worker, enforced by the database too (partial index).
+        Index(
+            "uq_withdrawal_one_open",
+            "worker_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     worker_id: int = Field(foreign_key="worker.id", index=True)
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -71,5 +91,6 @@ class Withdrawal(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=512)
     chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     notified: bool = Field(default=False)
+    notify_claimed_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
