@@ -47,6 +47,8 @@ class Params:
     guided_radius: float = 0.012  # of the full image's short side
     guided_eps: float = 1e-3
     fill_holes: float = 0.01  # fill holes smaller than this fraction of the object
+    neg_carve: bool = True  # negative pins also remove their geodesic Voronoi cell
+    box_crop: float = 0.15  # box mode: work on the box grown by this fraction (0 = whole image)
     extra: dict = field(default_factory=dict)
 
 
@@ -211,7 +213,34 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
 
 
 # ------------------------------------------------------------------ main
+def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px: float,
+                W: int, H: int) -> tuple[int, int, int, int]:
+    mx = max(frac * (x1 - x0), min_px)
+    my = max(frac * (y1 - y0), min_px)
+    return (max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my))),
+            min(W, int(np.ceil(x1 + mx))), min(H, int(np.ceil(y1 + my))))
+
+
 def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params) -> np.ndarray:
+    H0, W0 = image.shape[:2]
+    roi = (0, 0, W0, H0)
+    if box is not None and P.box_crop > 0:
+        roi = _expand_roi(*box, P.box_crop, 0.02 * max(H0, W0), W0, H0)
+        for x, y, _ in points:  # never crop away a pin
+            roi = (min(roi[0], int(x)), min(roi[1], int(y)), max(roi[2], int(x) + 1), max(roi[3], int(y) + 1))
+    X0, Y0, X1, Y1 = roi
+    crop = image[Y0:Y1, X0:X1]
+    pts = [(x - X0, y - Y0, p) for x, y, p in points]
+    cbox = None if box is None else (box[0] - X0, box[1] - Y0, box[2] - X0, box[3] - Y0)
+    m = _segment_roi(np.ascontiguousarray(crop), pts, cbox, P)
+    if roi == (0, 0, W0, H0):
+        return m
+    out = np.zeros((H0, W0), bool)
+    out[Y0:Y1, X0:X1] = m
+    return out
+
+
+def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Params) -> np.ndarray:
     import cv2
 
     H0, W0 = image.shape[:2]
@@ -267,7 +296,23 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
         else:
             gc[:] = GC_PR_FGD
     elif sbox is not None:
-        gc[:] = GC_PR_FGD
+        inside = ~outside
+        gc[inside] = GC_PR_FGD
+        mode = P.extra.get("box_init", "rect")
+        if mode != "rect" and outside.any():
+            lab = _lab(small, P.smooth_sigma)
+            d_out = geodesic_distance(lab, outside, P.geo_eps, P.geo_passes)
+            v = d_out[inside]
+            if mode == "frac":
+                thr = P.extra.get("box_frac", 0.3) * float(v.max())
+            elif mode == "otsu":
+                import cv2 as _cv2
+                q = np.clip(v / max(float(v.max()), 1e-6) * 255, 0, 255).astype(np.uint8)
+                t, _ = _cv2.threshold(q.reshape(-1, 1), 0, 255, _cv2.THRESH_BINARY + _cv2.THRESH_OTSU)
+                thr = t / 255.0 * float(v.max()) * P.extra.get("box_otsu_k", 1.0)
+            else:
+                thr = float(np.quantile(v, P.extra.get("box_q", 0.3)))
+            gc[inside & (d_out < thr)] = GC_PR_BGD
     if sbox is not None:
         gc[outside] = GC_BGD
     gc[fg_seed] = GC_FGD
@@ -289,6 +334,14 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
         m = _components_touching(m, seeds)
     else:
         m = _largest_components(m)
+    if neg and pos and P.neg_carve:
+        # GrabCut keeps a region the colour model calls "object" even when a negative
+        # pin sits on it (two touching objects of the same colour).  A negative pin
+        # therefore also removes what is geodesically closer to it than to any
+        # positive pin (the geodesic Voronoi cell of the negative pins).
+        d_neg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes)
+        m &= ~(d_neg < d_fg)
+        m = _components_touching(m, seeds)
     m = _fill_small_holes(m, P.fill_holes)
     m &= ~bg_seed
 
@@ -300,6 +353,26 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
         r = max(1, int(round(P.guided_radius * min(H0, W0))))
         up = guided_filter(image, up, r, P.guided_eps)
     out = up >= 0.5
+    if P.extra.get("band"):
+        b = max(1, int(round(P.extra["band"] / s)))
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
+        u8 = out.astype(np.uint8)
+        inner = cv2.erode(u8, k) > 0
+        outer = cv2.dilate(u8, k) > 0
+        g2 = np.full((H0, W0), GC_BGD, np.uint8)
+        g2[outer] = GC_PR_BGD
+        g2[out & outer] = GC_PR_FGD
+        g2[inner] = GC_FGD
+        for x, y, p in points:
+            cv2.circle(g2, (int(round(x)), int(round(y))), max(1, int(round(r_seed / s))), GC_FGD if p else GC_BGD, -1)
+        bgm = np.zeros((1, 65), np.float64)
+        fgm = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)
+        try:
+            cv2.grabCut(np.ascontiguousarray(image[:, :, ::-1]), g2, None, bgm, fgm, P.extra.get("band_iters", 1), cv2.GC_INIT_WITH_MASK)
+            out = (g2 == GC_FGD) | (g2 == GC_PR_FGD)
+        except cv2.error:
+            pass
     if box is not None:
         x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
         x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))

@@ -230,7 +230,7 @@ def render_overlay(
         bw = max(1, round(2 * k))
         d.rectangle((x0, y0, x1, y1), outline=(0, 0, 0), width=bw + 2)
         d.rectangle((x0 + 1, y0 + 1, x1 - 1, y1 - 1), outline=(255, 255, 255), width=bw)
-    r = max(5, round(11 * k))
+    r = max(7, round(12 * k))
     for p in points:
         x, y, pos = float(p[0]) * s, float(p[1]) * s, bool(p[2])
         col = POS_RGB if pos else NEG_RGB
