@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFilter
 
@@ -59,3 +60,14 @@ def generate(folder: Path, count: int = 30, seed: int = 7) -> list[SampleImage]:
         img.save(path, "JPEG", quality=90)
         out.append(SampleImage(path=path, external_id=f"shape_{i:03d}", shape=shape, bbox=box))
     return out
+
+
+def true_mask(sample: SampleImage, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """The exact object mask of a generated image (bool (H, W)): the same drawing on black.
+
+    The saved JPEG is smoothed after drawing, so edges in the photo are a pixel soft; this mask is
+    the shape as drawn, which is what a careful annotator would outline.
+    """
+    canvas = PILImage.new("L", size, 0)
+    draw_shape(ImageDraw.Draw(canvas), sample.shape, sample.bbox, 255)  # type: ignore[arg-type]
+    return np.asarray(canvas) >= 128

@@ -1,0 +1,436 @@
+"""Mask tasks as domain operations: the magic-pin state machine and masks at the right size.
+
+A magic-pin assignment moves through three phases, kept in ``Assignment.state_json`` so a bot
+restart loses nothing::
+
+    grid --cell--> mask --add--> add --cell--> mask --keep--> answered ("mask", RLE)
+      ^             |  <--add 0--'                            any --none--> answered ("none")
+      '---retry-----'
+
+Every transition is a compare-and-set on the stored state text, and every button carries the
+revision of the state it was drawn from (see :func:`pack`), so a double tap, a stale message or a
+forged button is refused and changes nothing. Segmentation runs between :func:`pin_step` (which
+decides) and :func:`commit_step` (which stores), outside any transaction: it is CPU work and must
+not hold a database connection.
+
+Masks are segmented on the phone copy (long side <= ``PHONE_LONG_SIDE``: what the worker sees,
+and fast) and upsampled to the original image's display size (bilinear on the 0/1 mask, then
+threshold 0.5: smoother edges than nearest neighbour, same area) before being stored as COCO RLE
+JSON, so answers and exports are at the original resolution.
+
+No aiogram here: the Telegram layer is ``bot/handlers/masks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from bot.autoseg import rle as coco_rle
+from bot.autoseg import segment
+from bot.autoseg.overlay import cell_center, cell_labels
+from bot.clock import utcnow
+from bot.tasks import media, service
+from bot.tasks.models import Assignment, AssignmentStatus, Image, Project, ProjectType, Task
+from bot.tasks.service import AnswerOutcome, Refusal, TaskCard
+
+GRID_ROWS = 4
+GRID_COLS = 4
+CELLS: tuple[str, ...] = tuple(label for row in cell_labels(GRID_ROWS, GRID_COLS) for label in row)
+MAX_POINTS = 8  # bounds the CPU a worker can spend and the size of the state
+STATE_VERSION = 1
+
+
+class Phase(StrEnum):
+    GRID = "grid"  # plain photo with the lettered grid: tap the cell on the object
+    MASK = "mask"  # the mask and its pins: keep, try another cell, add a point, none
+    ADD = "add"  # grid over the current mask: the next cell adds a (+ or -) point
+
+
+class PinRefusal(StrEnum):
+    """Why a magic-pin tap changes nothing (besides the core :class:`Refusal`)."""
+
+    STALE = "stale"  # the button belongs to an older picture of this task
+    LIMIT = "limit"  # too many points already
+    NO_POSITIVE = "no_positive"  # the step would leave no positive point
+    EMPTY = "empty"  # keep with an empty mask
+    BUSY = "busy"  # the previous tap of this task is still being worked on (handler-level)
+
+
+# ADD button values: back to the mask view, add area (+), remove area (-).
+SIGN_BACK, SIGN_POS, SIGN_NEG = 0, 1, 2
+
+
+# ------------------------------------------------------------------ callback values
+def pack(rev: int, index: int = 0, base: int = 1) -> int:
+    """Callback ``v`` of a button: the state revision it was drawn from, plus an index.
+
+    ``base`` is the number of indices (16 cells for CELL, 3 signs for ADD, 1 for the rest).
+    """
+    return rev * base + index
+
+
+def unpack(v: int, base: int = 1) -> tuple[int, int] | None:
+    if v < 0:
+        return None
+    rev, index = divmod(v, base)
+    return rev, index
+
+
+# ------------------------------------------------------------------ state
+@dataclass(slots=True)
+class PinState:
+    phase: Phase = Phase.GRID
+    points: list[tuple[str, bool]] = field(default_factory=list)  # (cell label, positive)
+    positive: bool = True  # sign of the next point in the ADD phase
+    mask: dict[str, Any] | None = None  # COCO RLE at the original (display) resolution
+    area: int = 0
+    rev: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "PinState":
+        """Read a stored state; anything unreadable is a fresh grid (never an exception)."""
+        if not data or not isinstance(data, dict):
+            return cls()
+        try:
+            points = [(str(c), bool(p)) for c, p in data.get("points", []) if str(c) in CELLS]
+            mask = data.get("mask")
+            return cls(
+                phase=Phase(data.get("phase", Phase.GRID)),
+                points=points,
+                positive=bool(data.get("positive", True)),
+                mask=mask if isinstance(mask, dict) else None,
+                area=int(data.get("area", 0)),
+                rev=int(data.get("rev", 0)),
+            )
+        except (TypeError, ValueError):
+            return cls()
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "PinState":
+        try:
+            return cls.from_dict(json.loads(text) if text else None)
+        except (TypeError, ValueError):
+            return cls()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "rev": self.rev,
+            "phase": self.phase.value,
+            "points": [[c, p] for c, p in self.points],
+            "positive": self.positive,
+            "mask": self.mask,
+            "area": self.area,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class ImageRef:
+    """Where the pixels of a task are (what segmentation and drawing need)."""
+
+    image_id: int
+    path: str
+    sha256: str
+    phone_path: str | None
+    width: int
+    height: int
+
+
+@dataclass(slots=True)
+class Step:
+    """A decided transition. When ``segment`` is set the caller fills ``state.mask``/``area``
+    (via :func:`segment_cells`) before :func:`commit_step`."""
+
+    assignment_id: int
+    old_json: str | None
+    state: PinState
+    segment: list[tuple[str, bool]] | None = None
+    image: ImageRef | None = None
+    redraw: bool = True  # False: only the caption and the buttons change
+
+
+def image_ref(session: Session, task_id: int) -> ImageRef:
+    task = session.get(Task, task_id)
+    assert task is not None
+    image = session.get(Image, task.image_id)
+    assert image is not None
+    return ImageRef(image.id, image.path, image.sha256, image.phone_path, image.width, image.height)  # type: ignore[arg-type]
+
+
+def _pin_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
+    assignment = service._open_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    project = session.get(Project, assignment.project_id)
+    if project is None or project.type != ProjectType.MAGIC_PIN:
+        return Refusal.INVALID
+    return assignment
+
+
+def pin_step(
+    session: Session, worker_id: int, assignment_id: int, action: str, v: int, *, now: datetime | None = None
+) -> Step | Refusal | PinRefusal:
+    """Decide what a tap on a magic-pin button does; changes nothing in the database.
+
+    ``action`` is ``cell`` (v = pack(rev, cell, 16)), ``retry`` (v = rev) or ``add``
+    (v = pack(rev, sign, 3)). Keep and "no such object" answer the task: :func:`keep_and_next`.
+    """
+    now = now or utcnow()
+    assignment = _pin_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    state = PinState.from_json(assignment.state_json)
+    base = {"cell": len(CELLS), "add": 3, "retry": 1}.get(action)
+    decoded = unpack(v, base) if base else None
+    if decoded is None:
+        return Refusal.INVALID
+    rev, index = decoded
+    if rev != state.rev:
+        return PinRefusal.STALE
+    old = assignment.state_json
+    new = PinState(phase=state.phase, points=list(state.points), positive=state.positive, mask=state.mask, area=state.area, rev=state.rev + 1)
+    if action == "cell":
+        cell = CELLS[index]
+        if state.phase == Phase.GRID:
+            new.points = [(cell, True)]
+        elif state.phase == Phase.ADD:
+            points = [p for p in state.points if p[0] != cell]
+            if len(points) >= MAX_POINTS:
+                return PinRefusal.LIMIT
+            points.append((cell, state.positive))
+            if not any(pos for _, pos in points):
+                return PinRefusal.NO_POSITIVE
+            new.points = points
+        else:
+            return PinRefusal.STALE
+        new.phase, new.positive = Phase.MASK, True
+        return Step(assignment_id, old, new, segment=list(new.points), image=image_ref(session, assignment.task_id))
+    if action == "retry":
+        if state.phase == Phase.GRID:
+            return PinRefusal.STALE
+        return Step(assignment_id, old, PinState(rev=state.rev + 1))
+    # add: 0 back to the mask view, 1 add area, 2 remove area
+    if state.phase == Phase.MASK and index in (SIGN_POS, SIGN_NEG):
+        if len(state.points) >= MAX_POINTS:
+            return PinRefusal.LIMIT
+        new.phase, new.positive = Phase.ADD, index == SIGN_POS
+        return Step(assignment_id, old, new)
+    if state.phase == Phase.ADD and index in (SIGN_POS, SIGN_NEG):
+        new.positive = index == SIGN_POS
+        return Step(assignment_id, old, new, redraw=False)
+    if state.phase == Phase.ADD and index == SIGN_BACK:
+        new.phase, new.positive = Phase.MASK, True
+        return Step(assignment_id, old, new)
+    return PinRefusal.STALE
+
+
+def commit_step(
+    session: Session,
+    worker_id: int,
+    step: Step,
+    *,
+    lang: str = "ko",
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> TaskCard | Refusal | PinRefusal:
+    """Store ``step.state`` if the state is still the one the step was decided on."""
+    now = now or utcnow()
+    state_guard = Assignment.state_json.is_(None) if step.old_json is None else Assignment.state_json == step.old_json  # type: ignore[union-attr]
+    result = session.execute(
+        update(Assignment)
+        .where(
+            Assignment.id == step.assignment_id,
+            Assignment.worker_id == worker_id,
+            Assignment.status == AssignmentStatus.LEASED,
+            Assignment.expires_at > now,
+            state_guard,
+        )
+        .values(state_json=step.state.to_json())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        found = service._open_assignment(session, worker_id, step.assignment_id, now)
+        return found if isinstance(found, Refusal) else PinRefusal.STALE
+    assignment = session.execute(
+        select(Assignment).where(Assignment.id == step.assignment_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    return service.card_for(session, assignment, lang, now, tz)
+
+
+def kept_mask(session: Session, worker_id: int, assignment_id: int, v: int, *, now: datetime | None = None) -> str | Refusal | PinRefusal:
+    """The mask (COCO RLE JSON) a Keep tap keeps, or why it cannot be kept.
+
+    The revision in ``v`` must be the current one, so what is kept is exactly what was shown.
+    """
+    now = now or utcnow()
+    assignment = _pin_assignment(session, worker_id, assignment_id, now)
+    if isinstance(assignment, Refusal):
+        return assignment
+    state = PinState.from_json(assignment.state_json)
+    if v != state.rev or state.phase != Phase.MASK:
+        return PinRefusal.STALE
+    if not state.mask or state.area <= 0:
+        return PinRefusal.EMPTY
+    return json.dumps(state.mask, separators=(",", ":"))
+
+
+def keep_and_next(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    v: int,
+    *,
+    lang: str = "ko",
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> AnswerOutcome:
+    """Keep: answer "mask" with the shown mask, pay, and lease the next task, in one transaction.
+
+    A second Keep finds the assignment answered (``Refusal.ALREADY``) and pays nothing; a
+    refusal particular to magic pin comes back as ``AnswerOutcome(PinRefusal, None)``.
+    """
+    now = now or utcnow()
+    kept = kept_mask(session, worker_id, assignment_id, v, now=now)
+    if isinstance(kept, (Refusal, PinRefusal)):  # (both are str enums: test them first)
+        return AnswerOutcome(kept, None)  # type: ignore[arg-type]
+    return service.act_and_next(
+        session,
+        worker_id,
+        assignment_id,
+        "answer",
+        "mask",
+        lang=lang,
+        chat_id=chat_id,
+        message_id=message_id,
+        mask_rle=kept,
+        now=now,
+        tz=tz,
+    )
+
+
+# ------------------------------------------------------------------ pixels
+def display_size(path: str, width: int, height: int) -> tuple[int, int]:
+    """(W, H) of the original as the worker sees it: EXIF rotations by 90° swap the sides.
+
+    Phone copies are EXIF-transposed, so masks are in that orientation too.
+    """
+    try:
+        from PIL import Image as PILImage
+
+        with PILImage.open(path) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            width, height = img.size
+    except OSError:
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def load_phone_rgb(ref: ImageRef, media_dir: Path, long_side: int = 1280) -> np.ndarray:
+    """The phone copy as an RGB array (made on first use, like the presenter does)."""
+    from PIL import Image as PILImage
+
+    path = ref.phone_path
+    if not path or not Path(path).exists():
+        path = str(media.ensure_phone_copy(ref.path, ref.sha256, media_dir, long_side=long_side))
+    with PILImage.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def cell_pixels(points: list[tuple[str, bool]], width: int, height: int) -> list[tuple[float, float, bool]]:
+    return [(*cell_center(cell, width, height, GRID_ROWS, GRID_COLS), positive) for cell, positive in points]
+
+
+def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to (W, H) ``size``: bilinear on 0/1 then >= 0.5 (nearest when shrinking
+    would also do; bilinear keeps diagonal edges from stair-stepping when enlarging)."""
+    import cv2
+
+    width, height = size
+    m = np.asarray(mask, dtype=bool)
+    if m.shape == (height, width):
+        return m
+    interpolation = cv2.INTER_LINEAR if width >= m.shape[1] else cv2.INTER_AREA
+    soft = cv2.resize(m.astype(np.float32), (width, height), interpolation=interpolation)
+    return soft >= 0.5
+
+
+def segment_cells(
+    rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]
+) -> tuple[dict[str, Any], int]:
+    """Segment from the centres of the tapped cells; returns (COCO RLE at ``display`` size, area)."""
+    h, w = rgb.shape[:2]
+    mask = segment(rgb, cell_pixels(points, w, h))
+    full = upsample_mask(mask, display)
+    return coco_rle.encode(full), int(np.count_nonzero(full))
+
+
+def auto_mask(rgb: np.ndarray, display: tuple[int, int], box: tuple[float, float, float, float] | None) -> dict[str, Any]:
+    """A mask for a confirm task that came without one: from the prelabel box (original pixels)
+    if there is one, otherwise from a single pin at the image centre."""
+    h, w = rgb.shape[:2]
+    if box is not None:
+        sx, sy = w / display[0], h / display[1]
+        mask = segment(rgb, [], box=(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+    else:
+        mask = segment(rgb, [(w / 2.0, h / 2.0, True)])
+    return coco_rle.encode(upsample_mask(mask, display))
+
+
+def display_mask(mask_json: str | dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    """A stored mask (COCO RLE JSON, any resolution) resized to (W, H) ``size`` for drawing."""
+    data = json.loads(mask_json) if isinstance(mask_json, str) else mask_json
+    return upsample_mask(coco_rle.decode(data), size)
+
+
+def parse_mask(mask_json: str) -> dict[str, Any]:
+    """Check stored mask text is a COCO RLE dict (``size`` + ``counts``); ValueError if not."""
+    try:
+        data = json.loads(mask_json)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"mask is not JSON: {exc}") from None
+    if not isinstance(data, dict) or "size" not in data or "counts" not in data:
+        raise ValueError("mask must be COCO RLE: {\"size\": [h, w], \"counts\": ...}")
+    coco_rle.decode(data)  # validates the runs
+    return data
+
+
+_BOX = re.compile(r"\[\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\]\s*$")
+
+
+def parse_prelabel(prelabel: str | None) -> tuple[str, tuple[float, float, float, float] | None]:
+    """``"cat"``, ``"cat [x0,y0,x1,y1]"`` or ``"[x0,y0,x1,y1]"`` -> (object name, box or None).
+
+    The box is in original-image pixels; it only seeds an auto-generated mask.
+    """
+    text = (prelabel or "").strip()
+    found = _BOX.search(text)
+    if not found:
+        return text, None
+    x0, y0, x1, y1 = (float(g) for g in found.groups())
+    box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    name = text[: found.start()].strip()
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        return name, None
+    return name, box
+
+
+def store_auto_mask(session: Session, task_id: int, mask_json: str) -> str:
+    """Keep the first auto-generated mask of a task (all its workers must judge the same one);
+    returns the task's mask, which may be another process's."""
+    session.execute(update(Task).where(Task.id == task_id, Task.mask_rle.is_(None)).values(mask_rle=mask_json))  # type: ignore[union-attr]
+    stored = session.execute(select(Task.mask_rle).where(Task.id == task_id)).scalar_one()
+    return stored or mask_json

@@ -1,0 +1,254 @@
+"""The magic-pin state machine and mask helpers on the domain functions (no Telegram)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from bot import clock
+from bot.autoseg import rle as coco_rle
+from bot.db import Database
+from bot.sample import SampleImage, true_mask
+from bot.tasks import magic_pin, service
+from bot.tasks.magic_pin import CELLS, SIGN_BACK, SIGN_NEG, SIGN_POS, Phase, PinRefusal, PinState, Step, pack
+from bot.tasks.models import Answer, Assignment, Task
+from bot.tasks.service import Refusal, Submitted, TaskCard
+from bot.wallet.ledger import balance, ledger_total
+
+from tests.masks.helpers import best_cell, iou_with_truth, make_project, make_workers, outside_cell
+
+CELL_BASE = len(CELLS)
+
+
+def _lease(db: Database, worker_id: int) -> TaskCard:
+    card = db.call(service.next_task, worker_id)
+    assert isinstance(card, TaskCard)
+    return card
+
+
+def _rgb(sample: SampleImage) -> np.ndarray:
+    return np.asarray(PILImage.open(sample.path).convert("RGB"))
+
+
+def _do(db: Database, worker_id: int, aid: int, action: str, v: int, sample: SampleImage) -> TaskCard:
+    """Decide, segment like the handler does, commit."""
+    step = db.call(magic_pin.pin_step, worker_id, aid, action, v)
+    assert isinstance(step, Step), step
+    if step.segment is not None:
+        step.state.mask, step.state.area = magic_pin.segment_cells(_rgb(sample), step.segment, (320, 240))
+    card = db.call(magic_pin.commit_step, worker_id, step)
+    assert isinstance(card, TaskCard), card
+    return card
+
+
+def _sample_of(samples: list[SampleImage], card: TaskCard) -> SampleImage:
+    return next(s for s in samples if s.path.resolve() == Path(card.image_path).resolve())
+
+
+def test_pin_keep_records_a_good_mask_and_pays_once(db: Database, tmp_path: Path) -> None:
+    _, samples = make_project(db, tmp_path / "imgs", price=25)
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    assert PinState.from_dict(card.state).phase == Phase.GRID
+    card = _do(db, w, card.assignment_id, "cell", pack(0, best_cell(sample), CELL_BASE), sample)
+    state = PinState.from_dict(card.state)
+    assert state.phase == Phase.MASK and state.rev == 1 and state.area > 0
+    assert state.mask is not None and state.mask["size"] == [240, 320]
+
+    outcome = db.call(magic_pin.keep_and_next, w, card.assignment_id, state.rev)
+    assert isinstance(outcome.result, Submitted) and outcome.result.reward == 25
+    again = db.call(magic_pin.keep_and_next, w, card.assignment_id, state.rev)
+    assert again.result == Refusal.ALREADY and again.next is None
+    with db.session() as s:
+        answers = list(s.execute(select(Answer)).scalars())
+        assert balance(s, w).today == 25
+        assert ledger_total(s) == 0
+    assert len(answers) == 1 and answers[0].value == "mask"
+    assert iou_with_truth(answers[0].mask_rle or "", sample) > 0.9
+
+
+def test_stale_forged_and_foreign_taps_change_nothing(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs")
+    w1, w2 = make_workers(db, 2)
+    card = _lease(db, w1)
+    aid = card.assignment_id
+    with db.session() as s:
+        before = s.get(Assignment, aid).state_json  # type: ignore[union-attr]
+    assert db.call(magic_pin.pin_step, w2, aid, "cell", 5) == Refusal.NOT_YOURS
+    assert db.call(magic_pin.pin_step, w1, 999_999, "cell", 5) == Refusal.UNKNOWN
+    assert db.call(magic_pin.pin_step, w1, aid, "cell", -1) == Refusal.INVALID
+    assert db.call(magic_pin.pin_step, w1, aid, "dance", 0) == Refusal.INVALID
+    assert db.call(magic_pin.pin_step, w1, aid, "cell", pack(3, 5, CELL_BASE)) == PinRefusal.STALE  # wrong revision
+    assert db.call(magic_pin.pin_step, w1, aid, "retry", 0) == PinRefusal.STALE  # nothing to retry yet
+    assert db.call(magic_pin.pin_step, w1, aid, "add", pack(0, SIGN_POS, 3)) == PinRefusal.STALE  # no mask yet
+    assert db.call(magic_pin.kept_mask, w1, aid, 0) == PinRefusal.STALE
+    assert db.call(magic_pin.kept_mask, w2, aid, 0) == Refusal.NOT_YOURS
+    with db.session() as s:
+        assert s.get(Assignment, aid).state_json == before  # type: ignore[union-attr]
+        assert s.execute(select(func.count(Answer.id))).scalar_one() == 0
+
+
+def test_double_tap_commits_once(db: Database, tmp_path: Path) -> None:
+    """Two taps decided on the same state: the first commit wins, the second is stale."""
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    v = pack(0, best_cell(sample), CELL_BASE)
+    first = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", v)
+    second = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", v)
+    assert isinstance(first, Step) and isinstance(second, Step)
+    for step in (first, second):
+        step.state.mask, step.state.area = magic_pin.segment_cells(_rgb(sample), step.segment or [], (320, 240))
+    assert isinstance(db.call(magic_pin.commit_step, w, first), TaskCard)
+    assert db.call(magic_pin.commit_step, w, second) == PinRefusal.STALE
+    # and the same button again, now that the state moved on
+    assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", v) == PinRefusal.STALE
+
+
+def test_add_points_retry_and_back(db: Database, tmp_path: Path) -> None:
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    aid = card.assignment_id
+    card = _do(db, w, aid, "cell", pack(0, best_cell(sample), CELL_BASE), sample)
+    first = PinState.from_dict(card.state)
+    # add a point: ADD phase over the same mask, then switch to "remove" (caption/buttons only)
+    card = _do(db, w, aid, "add", pack(first.rev, SIGN_POS, 3), sample)
+    state = PinState.from_dict(card.state)
+    assert state.phase == Phase.ADD and state.positive and state.mask == first.mask
+    step = db.call(magic_pin.pin_step, w, aid, "add", pack(state.rev, SIGN_NEG, 3))
+    assert isinstance(step, Step) and not step.redraw and not step.state.positive
+    card = db.call(magic_pin.commit_step, w, step)
+    state = PinState.from_dict(card.state)  # type: ignore[union-attr]
+    # a negative point on the background keeps the object and records the point
+    card = _do(db, w, aid, "cell", pack(state.rev, outside_cell(sample), CELL_BASE), sample)
+    state = PinState.from_dict(card.state)
+    assert state.phase == Phase.MASK and state.positive
+    assert state.points == [(CELLS[best_cell(sample)], True), (CELLS[outside_cell(sample)], False)]
+    assert iou_with_truth(json.dumps(state.mask), sample) > 0.9
+    # add mode, then Back: the same mask, MASK phase again
+    card = _do(db, w, aid, "add", pack(state.rev, SIGN_POS, 3), sample)
+    card = _do(db, w, aid, "add", pack(state.rev + 1, SIGN_BACK, 3), sample)
+    back = PinState.from_dict(card.state)
+    assert back.phase == Phase.MASK and back.mask == state.mask and back.points == state.points
+    # try another cell: a clean grid
+    card = _do(db, w, aid, "retry", back.rev, sample)
+    fresh = PinState.from_dict(card.state)
+    assert fresh.phase == Phase.GRID and fresh.points == [] and fresh.mask is None and fresh.rev == back.rev + 1
+    assert db.call(magic_pin.kept_mask, w, aid, fresh.rev) == PinRefusal.STALE
+
+
+def test_point_rules(db: Database, tmp_path: Path) -> None:
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    aid = card.assignment_id
+    first = best_cell(sample)
+    card = _do(db, w, aid, "cell", pack(0, first, CELL_BASE), sample)
+    state = PinState.from_dict(card.state)
+    card = _do(db, w, aid, "add", pack(state.rev, SIGN_NEG, 3), sample)
+    state = PinState.from_dict(card.state)
+    # a negative point on the only positive cell would leave no positive point
+    assert db.call(magic_pin.pin_step, w, aid, "cell", pack(state.rev, first, CELL_BASE)) == PinRefusal.NO_POSITIVE
+    # fill up to the limit with positive points on other cells
+    card = _do(db, w, aid, "add", pack(state.rev, SIGN_POS, 3), sample)
+    others = [i for i in range(len(CELLS)) if i != first]
+    for i in others[: magic_pin.MAX_POINTS - 1]:
+        state = PinState.from_dict(card.state)
+        if state.phase == Phase.MASK:
+            card = _do(db, w, aid, "add", pack(state.rev, SIGN_POS, 3), sample)
+            state = PinState.from_dict(card.state)
+        step = db.call(magic_pin.pin_step, w, aid, "cell", pack(state.rev, i, CELL_BASE))
+        assert isinstance(step, Step)
+        step.state.mask, step.state.area = {"size": [240, 320], "counts": "0"}, 0  # pixels do not matter here
+        step.state.mask = coco_rle.encode(np.zeros((240, 320), bool))
+        card = db.call(magic_pin.commit_step, w, step)  # type: ignore[assignment]
+    state = PinState.from_dict(card.state)
+    assert len(state.points) == magic_pin.MAX_POINTS
+    assert db.call(magic_pin.pin_step, w, aid, "add", pack(state.rev, SIGN_POS, 3)) == PinRefusal.LIMIT
+    # an empty mask cannot be kept, but "no such object" can always be answered
+    assert db.call(magic_pin.kept_mask, w, aid, state.rev) == PinRefusal.EMPTY
+    outcome = db.call(service.act_and_next, w, aid, "answer", service.PIN_NONE)
+    assert isinstance(outcome.result, Submitted)
+    with db.session() as s:
+        assert s.execute(select(Answer.value)).scalar_one() == "none"
+
+
+def test_expired_lease_refuses_pin_steps(db: Database, tmp_path: Path) -> None:
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    step = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", pack(0, best_cell(sample), CELL_BASE))
+    assert isinstance(step, Step)
+    clock.advance(3600)
+    assert db.call(magic_pin.commit_step, w, step) == Refusal.EXPIRED
+    assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", 0) == Refusal.EXPIRED
+
+
+def test_pin_actions_refused_on_other_project_types(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", type="confirm-mask")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", 0) == Refusal.INVALID
+    assert db.call(magic_pin.kept_mask, w, card.assignment_id, 0) == Refusal.INVALID
+    # magic-pin values are not confirm-mask answers, and the other way round
+    assert db.call(service.submit_answer, w, card.assignment_id, "none") == Refusal.INVALID
+    assert isinstance(db.call(service.submit_answer, w, card.assignment_id, "yes"), Submitted)
+
+
+def test_state_json_garbage_reads_as_a_fresh_grid() -> None:
+    for text in (None, "", "not json", "[1,2]", '{"phase":"dance"}', '{"points":[[1]]}', '{"rev":"x"}'):
+        state = PinState.from_json(text)
+        assert state.phase == Phase.GRID and state.points == [] and state.mask is None
+    state = PinState(phase=Phase.ADD, points=[("B2", True), ("C3", False)], positive=False, mask={"size": [1, 1], "counts": "01"}, area=1, rev=7)
+    assert PinState.from_json(state.to_json()) == state
+
+
+def test_segmentation_is_upsampled_to_the_original_size(tmp_path: Path) -> None:
+    from bot.sample import generate
+
+    sample = generate(tmp_path, count=1, seed=11)[0]
+    rgb = _rgb(sample)
+    small, small_area = magic_pin.segment_cells(rgb, [(CELLS[best_cell(sample)], True)], (320, 240))
+    big, big_area = magic_pin.segment_cells(rgb, [(CELLS[best_cell(sample)], True)], (1280, 960))
+    assert big["size"] == [960, 1280] and small["size"] == [240, 320]
+    assert abs(big_area / (16 * small_area) - 1) < 0.02
+    truth_big = magic_pin.upsample_mask(true_mask(sample), (1280, 960))
+    assert coco_rle.mask_iou(coco_rle.decode(big), truth_big) > 0.9
+
+
+def test_mask_helpers() -> None:
+    assert magic_pin.parse_prelabel("cat") == ("cat", None)
+    assert magic_pin.parse_prelabel("cat [10, 20, 110.5, 220]") == ("cat", (10.0, 20.0, 110.5, 220.0))
+    assert magic_pin.parse_prelabel("[30,40,10,20]") == ("", (10.0, 20.0, 30.0, 40.0))
+    assert magic_pin.parse_prelabel("[5,5,5,9]") == ("", None)  # empty box: ignored
+    assert magic_pin.parse_prelabel(None) == ("", None)
+    good = json.dumps(coco_rle.encode(np.eye(4, dtype=bool)))
+    assert magic_pin.parse_mask(good)["size"] == [4, 4]
+    for bad in ("nope", "[]", '{"size": [4, 4]}', '{"size": [4, 4], "counts": [3, 2]}'):
+        with pytest.raises(ValueError):
+            magic_pin.parse_mask(bad)
+    m = np.zeros((10, 10), bool)
+    m[2:8, 3:7] = True
+    up = magic_pin.upsample_mask(m, (40, 40))
+    assert up.shape == (40, 40) and abs(int(up.sum()) - 16 * int(m.sum())) <= 4  # corners round off
+    assert magic_pin.display_mask(json.dumps(coco_rle.encode(up)), (10, 10)).tolist() == m.tolist()
+
+
+def test_auto_mask_is_stored_once(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", type="confirm-mask", masks=False)
+    with db.session() as s:
+        task_id = s.execute(select(Task.id).order_by(Task.id)).scalars().first()
+    first = db.call(magic_pin.store_auto_mask, task_id, '{"size":[1,1],"counts":"01"}')
+    second = db.call(magic_pin.store_auto_mask, task_id, '{"size":[1,1],"counts":"1"}')
+    assert first == second == '{"size":[1,1],"counts":"01"}'
