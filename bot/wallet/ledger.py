@@ -160,6 +160,8 @@ def reverse_answer(
     lock_worker(session, worker_id)
     existing = find_txn(session, key)
     if existing is not None:
+        if existing.worker_id != worker_id:
+            raise LedgerError(f"answer {answer_id} was reversed for worker {existing.worker_id}, not {worker_id}")
         taken = -int(
             session.execute(
                 select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(

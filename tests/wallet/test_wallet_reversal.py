@@ -111,3 +111,6 @@ def test_bad_input_is_refused_and_changes_nothing(db: Database) -> None:
     with db.session() as s:
         assert ledger.find_txn(s, "reversal:1") is None
         assert ledger.balance(s, a).available == 100
+    assert db.call(ledger.reverse_earning, answer_id=1, worker_id=a, amount=100) is True
+    with pytest.raises(LedgerError, match="reversed for worker"):  # a replay names the wrong worker
+        db.call(ledger.reverse_earning, answer_id=1, worker_id=b, amount=100)
