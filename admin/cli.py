@@ -1,7 +1,31 @@
-"""``crowdpin admin ...``: the operators' Typer app. Sub-commands live in sibling modules."""
+"""``crowdpin admin ...``: the operators' Typer app. Sub-commands live in sibling modules.
+
+Each area registers itself below with one line; keep this file to wiring only.
+"""
 
 from __future__ import annotations
 
+import os
+
 import typer
 
+from admin import broadcast, export, load, projects, stats
+from bot.config import get_settings
+from bot.logs import setup_logging
+
 app = typer.Typer(help="Operate crowdpin: projects, datasets, exports, payouts, broadcasts.", no_args_is_help=True)
+
+
+@app.callback()
+def _setup() -> None:
+    """Logs go to stderr at WARNING unless LOG_LEVEL says otherwise, so stdout stays for results."""
+    settings = get_settings()
+    setup_logging(settings.log_level if "LOG_LEVEL" in os.environ else "WARNING", settings.log_json)
+
+
+# --- registrations: one line per area -------------------------------------------------------
+app.add_typer(projects.app, name="project")
+app.command("load")(load.load_command)
+app.command("export")(export.export_command)
+app.command("stats")(stats.stats_command)
+app.add_typer(broadcast.app, name="broadcast")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,18 +94,23 @@ def store_image(session: Session, checked: CheckedImage, *, media_dir: Path | No
     if copy:
         if media_dir is None:
             raise ValueError("copy mode needs a media folder")
-        target_dir = media_dir / "originals" / checked.sha256[:2]
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{checked.sha256}{path.suffix.lower() or '.img'}"
-        if not target.exists():
-            tmp = target.with_suffix(target.suffix + ".part")
-            shutil.copyfile(path, tmp)
-            tmp.replace(target)
-        path = target.resolve()
+        path = copy_to_media(path, checked.sha256, media_dir)
     image = Image(sha256=checked.sha256, path=str(path), width=checked.width, height=checked.height)
     session.add(image)
     session.flush()
     return image, True
+
+
+def copy_to_media(source: Path, sha256: str, media_dir: Path) -> Path:
+    """Copy once into the content-addressed originals folder; safe to repeat and to race."""
+    target_dir = media_dir / "originals" / sha256[:2]
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{sha256}{source.suffix.lower() or '.img'}"
+    if not target.exists():
+        tmp = target.with_suffix(f"{target.suffix}.{os.getpid()}.{threading.get_ident()}.part")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    return target.resolve()
 
 
 def phone_jpeg(source: Path, *, long_side: int = 1280, quality: int = 85) -> bytes:

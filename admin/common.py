@@ -1,0 +1,47 @@
+"""What every admin command needs: the database from the environment and a project by id or name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from sqlalchemy import select
+
+from admin.progress import err_console
+from bot.config import Settings, get_settings
+from bot.db import Database
+from bot.tasks.models import Project
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a clear error on stderr and stop with ``code`` (nothing half-done is left behind)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def open_db(settings: Settings | None = None) -> Iterator[Database]:
+    """The bot's database (DATABASE_URL), migrated to the current schema first."""
+    from bot.app import make_database
+
+    db = make_database(settings or get_settings())
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+def resolve_project(db: Database, ref: str) -> Project:
+    """``ref`` is a project id or its exact name."""
+    with db.read_session() as session:
+        project = None
+        if ref.strip().isdigit():
+            project = session.get(Project, int(ref))
+        if project is None:
+            project = session.execute(select(Project).where(Project.name == ref)).scalars().first()
+        if project is None:
+            fail(f"no project with id or name {ref!r} (see: crowdpin admin project list)")
+        session.expunge(project)
+        return project

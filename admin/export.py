@@ -1,0 +1,43 @@
+"""``crowdpin admin export PROJECT --what answers|results --format csv|jsonl|coco --out PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from admin.common import fail, open_db, resolve_project
+from admin.progress import bar
+from bot.config import get_settings
+from bot.tasks import export as exporting
+
+
+def export_command(
+    project: str = typer.Argument(..., help="Project id or name."),
+    what: exporting.What = typer.Option(exporting.What.ANSWERS, "--what", help="answers: one row per answer; results: one row per task."),
+    fmt: exporting.Format = typer.Option(exporting.Format.CSV, "--format", help="csv, jsonl, or coco (mask projects, RLE masks)."),
+    out: Path = typer.Option(..., "--out", help="File to write (replaced atomically when complete)."),
+    reveal_workers: bool = typer.Option(False, "--reveal-workers", help="Add real worker ids and names (default: pseudonyms only)."),
+    method: str = typer.Option("auto", "--method", help="Results: aggregation method passed to the aggregator."),
+) -> None:
+    """Stream a project's answers or aggregated results to a file; memory stays flat."""
+    settings = get_settings()
+    with open_db(settings) as db:
+        target = resolve_project(db, project)
+        try:
+            with bar(f"exporting {what.value}") as update:
+                summary = exporting.export(
+                    db,
+                    target.id,  # type: ignore[arg-type]
+                    what=what,
+                    fmt=fmt,
+                    out=out,
+                    secret=settings.wallet.pseudonym_secret,
+                    reveal_workers=reveal_workers,
+                    method=method,
+                    progress=update,
+                )
+        except exporting.ExportError as exc:
+            fail(str(exc))
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
+    typer.echo(f"wrote {summary.rows} {what.value} row(s) to {summary.path} in {summary.seconds:.1f}s ({rate:,.0f} rows/s)")

@@ -1,0 +1,85 @@
+"""``crowdpin admin load PROJECT SOURCE``: images, manifests and COCO files into a project."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from admin.common import fail, open_db, resolve_project
+from admin.progress import err_console, stages
+from bot.config import get_settings
+from bot.tasks import datasets
+
+SHOWN_PROBLEMS = 20
+
+
+def _default_report(source: Path, project_id: int) -> Path:
+    stem = re.sub(r"[^\w.-]+", "_", source.resolve().name) or "source"
+    return Path.cwd() / f"load-report-p{project_id}-{stem}.csv"
+
+
+def _print_problems(problems: list[datasets.Problem]) -> None:
+    table = Table(title=f"{len(problems)} bad row(s)", title_justify="left")
+    table.add_column("file")
+    table.add_column("row", justify="right")
+    table.add_column("problem")
+    for p in problems[:SHOWN_PROBLEMS]:
+        table.add_row(p.file, "" if p.row is None else str(p.row), p.problem)
+    err_console.print(table)
+    if len(problems) > SHOWN_PROBLEMS:
+        err_console.print(f"... and {len(problems) - SHOWN_PROBLEMS} more (see the report file)")
+
+
+def load_command(
+    project: str = typer.Argument(..., help="Project id or name."),
+    source: Path = typer.Argument(..., help="A folder of images, a .csv/.jsonl manifest, or a COCO .json file."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Load the good rows and write a report of the bad ones."),
+    report: Path = typer.Option(None, "--report", help="Where to write the bad-rows report (CSV).", show_default=False),
+    copy: bool = typer.Option(
+        None, "--copy/--reference", help="Copy images into MEDIA_DIR, or reference them where they are (default: the project's media_mode).",
+        show_default=False,
+    ),
+    images_root: Path = typer.Option(None, "--images-root", help="COCO: folder that file_name paths start from.", show_default=False),
+    threads: int = typer.Option(None, "--threads", help="Image checks in parallel (default: 2 per core).", show_default=False),
+) -> None:
+    """Check every image and row, then add the tasks. All-or-nothing unless --skip-bad; reloading adds no duplicates."""
+    settings = get_settings()
+    limits = datasets.Limits(max_pixels=settings.media.max_image_pixels, max_bytes=settings.media.max_image_bytes)
+    with open_db(settings) as db:
+        target = resolve_project(db, project)
+        try:
+            with stages({"check": "checking images", "write": "writing tasks"}) as update:
+                summary = datasets.load(
+                    db,
+                    target.id,  # type: ignore[arg-type]
+                    source,
+                    copy=copy,
+                    media_dir=settings.media.media_dir,
+                    skip_bad=skip_bad,
+                    images_root=images_root,
+                    limits=limits,
+                    progress=update,
+                    threads=threads,
+                )
+        except datasets.DatasetError as exc:
+            fail(str(exc))
+        except datasets.LoadRejected as exc:
+            _print_problems(exc.problems)
+            if report is not None:
+                datasets.write_report(exc.problems, report)
+                err_console.print(f"report: {report}")
+            fail(f"nothing was loaded: {len(exc.problems)} bad row(s). Fix them, or use --skip-bad to load the rest.")
+    if summary.bad:
+        _print_problems(summary.bad)
+        path = datasets.write_report(summary.bad, report or _default_report(source, target.id))  # type: ignore[arg-type]
+        err_console.print(f"[yellow]skipped {len(summary.bad)} bad row(s); report: {path}[/]")
+    elif report is not None:
+        datasets.write_report([], report)
+    typer.echo(
+        f"project {target.id}: {summary.created} task(s) added, {summary.already_loaded} already loaded, "
+        f"{summary.duplicates} duplicate(s), {len(summary.bad)} bad; "
+        f"images: {summary.images_new} new, {summary.images_reused} already stored"
+    )

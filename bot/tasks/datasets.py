@@ -1,0 +1,806 @@
+"""Loading datasets into a project: a folder of images, a CSV/JSONL manifest, or a COCO file.
+
+Loading is two-phase so that a bad dataset never half-lands in the database:
+
+1. *Validate* every row: the image decodes and is within limits (checked on a thread pool;
+   Pillow and hashlib release the GIL, so two cores are used), labels and golden answers are
+   valid for the project type, masks decode and match the image size, external ids are unique.
+2. *Write* the good rows in batches, each its own short transaction so the running bot (which
+   shares the database) is never locked out for long. By default phase 2 only starts when
+   phase 1 found no problem at all (``LoadRejected`` lists them); with ``skip_bad`` the bad rows
+   are reported and the rest is loaded.
+
+Reloading is idempotent: ``(project, external_id)`` is unique and rows already loaded are
+counted, not duplicated; identical content (same image bytes, prelabel, mask and golden answer)
+under another name is loaded once. Images are stored once per content hash, either copied into
+``MEDIA_DIR/originals`` or referenced where they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.autoseg import rle
+from bot.clock import utcnow
+from bot.db import Database
+from bot.tasks import intake, media
+from bot.tasks.media import CheckedImage, ImageRejected
+from bot.tasks.models import Image, Project, ProjectType, Task, TaskKind
+from bot.tasks.projects import labels as project_labels
+from bot.tasks.service import CONFIRM_VALUES, PIN_NONE
+
+log = structlog.get_logger("crowdpin.datasets")
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+MANIFEST_COLUMNS = ("image", "external_id", "prelabel", "mask", "golden", "kind", "explanation")
+MAX_EXTERNAL_ID = 256
+MAX_PRELABEL = 256
+BATCH_ROWS = 1000
+_LOOKUP_CHUNK = 500  # IN (...) lists stay far below SQLite's and PostgreSQL's parameter limits
+_YES_NO = {"yes": "yes", "no": "no", "true": "yes", "false": "no", "1": "yes", "0": "no", "correct": "yes", "wrong": "no"}
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``; stages: ``check`` (images) and ``write`` (rows)."""
+
+
+class DatasetError(ValueError):
+    """The source as a whole cannot be read (unknown format, no ``image`` column...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad row: which file, which row (1-based line / entry number), and what is wrong."""
+
+    file: str
+    row: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}, row {self.row}" if self.row is not None else self.file
+        return f"{where}: {self.problem}"
+
+
+class LoadRejected(ValueError):
+    """All-or-nothing load refused: nothing was written. ``problems`` names every bad row."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        head = "; ".join(str(p) for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        super().__init__(f"{len(problems)} bad row(s), nothing was loaded: {head}{more}")
+
+
+@dataclass(slots=True)
+class Row:
+    """One manifest row / COCO annotation / folder file, as written in the source."""
+
+    file: str
+    row: int
+    image: str
+    image_path: Path
+    external_id: str | None = None
+    prelabel: str | None = None
+    mask: Any = None  # PNG path (str), RLE JSON text (str), RLE dict, or ("polygons", [...])
+    golden: str | None = None
+    kind: str | None = None
+    explanation: str | None = None
+    declared_size: tuple[int, int] | None = None  # COCO's (width, height)
+    base: Path | None = None  # folder that relative mask paths start from (the manifest's)
+
+
+@dataclass(slots=True)
+class ReadyRow:
+    """A validated row, ready to be written."""
+
+    file: str
+    row: int
+    external_id: str
+    checked: CheckedImage
+    kind: TaskKind
+    prelabel: str | None
+    mask_rle: str | None
+    golden: str | None
+    explanation: str | None
+
+    def content_key(self) -> tuple[str, str, str, str]:
+        mask = hashlib.sha1(self.mask_rle.encode()).hexdigest() if self.mask_rle else ""
+        return (self.checked.sha256, self.prelabel or "", mask, self.golden or "")
+
+
+@dataclass(slots=True)
+class LoadSummary:
+    source: str
+    rows: int = 0
+    created: int = 0  # new tasks
+    already_loaded: int = 0  # same external_id and image as an existing task
+    duplicates: int = 0  # same content as another row or task under another name
+    images_new: int = 0
+    images_reused: int = 0
+    bad: list[Problem] = field(default_factory=list)
+
+    @property
+    def loaded_ok(self) -> bool:
+        return not self.bad
+
+
+# --------------------------------------------------------------------------- reading sources
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path) -> Row:
+    image = _clean(data.get("image"))
+    if image is None:
+        raise ValueError("the 'image' field is empty")
+    mask = data.get("mask")
+    if isinstance(mask, str):
+        mask = mask.strip() or None
+    return Row(
+        file=file,
+        row=row,
+        image=image,
+        image_path=(base / image),
+        external_id=_clean(data.get("external_id")),
+        prelabel=_clean(data.get("prelabel")),
+        mask=mask,
+        golden=_clean(data.get("golden")),
+        kind=_clean(data.get("kind")),
+        explanation=_clean(data.get("explanation")),
+        base=base,
+    )
+
+
+def read_folder(folder: Path) -> tuple[list[Row], list[Problem]]:
+    """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
+
+    The default external id is the path relative to the folder, so reloading the same folder,
+    or the same folder with new files added, only adds the new files.
+    """
+    rows = []
+    paths = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    for i, path in enumerate(paths, start=1):
+        rel = path.relative_to(folder).as_posix()
+        rows.append(Row(file=rel, row=i, image=rel, image_path=path, external_id=rel))
+    return rows, []
+
+
+def read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise DatasetError(f"{path.name}: the manifest is empty")
+            columns = [h.strip().lower() for h in header]
+            if "image" not in columns:
+                raise DatasetError(
+                    f"{path.name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})"
+                )
+            for values in reader:
+                line = reader.line_num
+                if not any(v.strip() for v in values):
+                    continue
+                if len(values) != len(columns):
+                    problems.append(Problem(path.name, line, f"has {len(values)} fields, the header has {len(columns)}"))
+                    continue
+                try:
+                    rows.append(_row_from_mapping(dict(zip(columns, values, strict=True)), file=path.name, row=line, base=path.parent))
+                except ValueError as exc:
+                    problems.append(Problem(path.name, line, str(exc)))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path.name}: not a readable CSV file ({exc})") from None
+    return rows, problems
+
+
+def read_jsonl(path: Path) -> tuple[list[Row], list[Problem]]:
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(Problem(path.name, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                    continue
+                if not isinstance(data, dict):
+                    problems.append(Problem(path.name, line_no, "each line must be a JSON object"))
+                    continue
+                try:
+                    rows.append(_row_from_mapping(data, file=path.name, row=line_no, base=path.parent))
+                except ValueError as exc:
+                    problems.append(Problem(path.name, line_no, str(exc)))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return rows, problems
+
+
+def _coco_image_path(base: Path, file_name: str, images_root: Path | None) -> Path:
+    if images_root is not None:
+        return images_root / file_name
+    for candidate in (base / file_name, base / "images" / file_name):
+        if candidate.exists():
+            return candidate
+    return base / file_name
+
+
+def read_coco(path: Path, data: dict[str, Any], images_root: Path | None = None) -> tuple[list[Row], list[Problem]]:
+    """One row per annotation with a segmentation (polygons or RLE); prelabel = category name.
+
+    The external id is ``<file_name>#<annotation id>``, so one image with three objects gives
+    three confirm-mask tasks and reloading the file adds nothing.
+    """
+    name = path.name
+    problems: list[Problem] = []
+    images = data.get("images")
+    annotations = data.get("annotations")
+    if not isinstance(images, list) or not isinstance(annotations, list):
+        raise DatasetError(f"{name}: a COCO file needs 'images' and 'annotations' lists")
+    categories = {c.get("id"): str(c.get("name", "")).strip() for c in data.get("categories") or [] if isinstance(c, dict)}
+    by_id: dict[Any, dict[str, Any]] = {}
+    for entry in images:
+        if isinstance(entry, dict) and "id" in entry:
+            by_id[entry["id"]] = entry
+    rows: list[Row] = []
+    for index, ann in enumerate(annotations, start=1):
+        if not isinstance(ann, dict):
+            problems.append(Problem(name, index, "annotation is not a JSON object"))
+            continue
+        label = f"annotation {ann.get('id', index)}"
+        image = by_id.get(ann.get("image_id"))
+        if image is None:
+            problems.append(Problem(name, index, f"{label}: image_id {ann.get('image_id')!r} is not in 'images'"))
+            continue
+        file_name = str(image.get("file_name") or "").strip()
+        if not file_name:
+            problems.append(Problem(name, index, f"{label}: image {image.get('id')!r} has no file_name"))
+            continue
+        category = categories.get(ann.get("category_id"))
+        if not category:
+            problems.append(Problem(name, index, f"{label}: category_id {ann.get('category_id')!r} is not in 'categories'"))
+            continue
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list):
+            mask: Any = ("polygons", segmentation)
+        elif isinstance(segmentation, dict):
+            mask = segmentation
+        else:
+            problems.append(Problem(name, index, f"{label}: has no segmentation (polygons or RLE)"))
+            continue
+        declared = None
+        if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
+            declared = (int(image["width"]), int(image["height"]))
+        rows.append(
+            Row(
+                file=name,
+                row=index,
+                image=file_name,
+                image_path=_coco_image_path(path.parent, file_name, images_root),
+                external_id=f"{file_name}#{ann.get('id', index)}",
+                prelabel=category,
+                mask=mask,
+                golden=_clean(ann.get("golden")),
+                declared_size=declared,
+            )
+        )
+    return rows, problems
+
+
+def read_source(source: Path, *, images_root: Path | None = None) -> tuple[list[Row], list[Problem], str]:
+    """Rows and row-level problems of any supported source; returns (rows, problems, format)."""
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or folder")
+    if source.is_dir():
+        return (*read_folder(source), "folder")
+    suffix = source.suffix.lower()
+    if suffix == ".csv":
+        return (*read_csv(source), "csv")
+    if suffix in (".jsonl", ".ndjson"):
+        return (*read_jsonl(source), "jsonl")
+    if suffix == ".json":
+        try:
+            with source.open(encoding="utf-8-sig") as fh:
+                data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
+        if isinstance(data, dict) and ("annotations" in data or "images" in data):
+            return (*read_coco(source, data, images_root), "coco")
+        if isinstance(data, list):  # a JSON array of manifest rows
+            rows, problems = [], []
+            for i, item in enumerate(data, start=1):
+                if not isinstance(item, dict):
+                    problems.append(Problem(source.name, i, "each entry must be a JSON object"))
+                    continue
+                try:
+                    rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent))
+                except ValueError as exc:
+                    problems.append(Problem(source.name, i, str(exc)))
+            return rows, problems, "json"
+        raise DatasetError(f"{source.name}: neither a COCO file (images + annotations) nor a list of rows")
+    if suffix in IMAGE_SUFFIXES:
+        raise DatasetError(f"{source.name}: give the folder that holds the images, not one image")
+    raise DatasetError(f"{source.name}: unknown source type (use a folder, .csv, .jsonl or a COCO .json)")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_pixels: int = 40_000_000
+    max_bytes: int = 30 * 1024 * 1024
+
+
+def _check_all(paths: Sequence[Path], limits: Limits, progress: Progress | None, threads: int | None) -> dict[Path, CheckedImage | str]:
+    """check_image on every distinct path, in parallel; value is the result or the reason."""
+    out: dict[Path, CheckedImage | str] = {}
+
+    def one(path: Path) -> tuple[Path, CheckedImage | str]:
+        try:
+            return path, media.check_image(path, max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)
+        except ImageRejected as exc:
+            return path, str(exc)
+
+    total = len(paths)
+    workers = threads or min(8, 2 * (os.cpu_count() or 1))
+    if total < 16 or workers <= 1:
+        results: Iterable[tuple[Path, CheckedImage | str]] = map(one, paths)
+        for done, (path, result) in enumerate(results, start=1):
+            out[path] = result
+            if progress:
+                progress("check", done, total)
+        return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crowdpin-check") as pool:
+        for done, (path, result) in enumerate(pool.map(one, paths, chunksize=8), start=1):
+            out[path] = result
+            if progress and (done % 64 == 0 or done == total):
+                progress("check", done, total)
+    return out
+
+
+def _rle_text(mask: np.ndarray) -> str:
+    return json.dumps(rle.encode(mask), separators=(",", ":"))
+
+
+def _mask_from_rle_dict(value: dict[str, Any], height: int, width: int) -> str:
+    size = value.get("size")
+    counts = value.get("counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        raise ValueError("RLE needs 'size': [height, width]")
+    if [int(size[0]), int(size[1])] != [height, width]:
+        raise ValueError(f"mask size {size[0]}x{size[1]} (h x w) does not match the image {height}x{width}")
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise ValueError("RLE counts must be non-negative integers")
+        counts_text = rle.counts_to_string(counts)
+    elif isinstance(counts, str):
+        counts_text = counts
+    else:
+        raise ValueError("RLE needs 'counts' (a string or a list of integers)")
+    normalized = {"size": [height, width], "counts": counts_text}
+    try:
+        decoded = rle.decode(normalized)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"RLE does not decode: {exc}") from None
+    if not decoded.any():
+        raise ValueError("mask is empty")
+    return json.dumps(normalized, separators=(",", ":"))
+
+
+def _mask_from_polygons(polygons: Any, height: int, width: int) -> str:
+    """Rasterised with pycocotools, the reference for COCO polygons, so a mask loaded from a
+    polygon is pixel for pixel what ``pycocotools`` reads from the same file."""
+    from pycocotools import mask as coco_mask
+
+    if not isinstance(polygons, list) or not polygons:
+        raise ValueError("segmentation has no polygon")
+    for poly in polygons:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(isinstance(v, (int, float)) for v in poly):
+            raise ValueError("a polygon needs at least 3 points as [x0, y0, x1, y1, ...]")
+    decoded = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(polygons, height, width)))
+    if not decoded.any():
+        raise ValueError("polygon covers no pixel of the image")
+    return _rle_text(decoded.astype(bool))
+
+
+def _mask_from_png(path: Path, height: int, width: int, limits: Limits) -> str:
+    if not path.is_file():
+        raise ValueError(f"mask file {path.name} not found")
+    try:
+        with PILImage.open(path) as img:
+            if img.width * img.height > limits.max_pixels:
+                raise ValueError(f"mask {path.name} is {img.width}x{img.height}, over the pixel limit")
+            if (img.height, img.width) != (height, width):
+                raise ValueError(f"mask {path.name} is {img.width}x{img.height}, the image is {width}x{height}")
+            if img.mode in ("RGBA", "LA", "PA"):
+                array = np.asarray(img.getchannel("A"))
+            else:
+                array = np.asarray(img.convert("L"))
+    except (OSError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise ValueError(f"mask {path.name} is not a readable image ({exc})") from None
+    mask = array > 0
+    if not mask.any():
+        raise ValueError(f"mask {path.name} is empty (all pixels are 0)")
+    return _rle_text(mask)
+
+
+def _mask_rle(row: Row, checked: CheckedImage, limits: Limits) -> str | None:
+    value = row.mask
+    if value is None:
+        return None
+    height, width = checked.height, checked.width
+    if isinstance(value, tuple) and value and value[0] == "polygons":
+        return _mask_from_polygons(value[1], height, width)
+    if isinstance(value, dict):
+        return _mask_from_rle_dict(value, height, width)
+    if isinstance(value, str):
+        if value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"mask is not valid RLE JSON ({exc.msg})") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("mask JSON must be an object with size and counts")
+            return _mask_from_rle_dict(parsed, height, width)
+        mask_path = Path(value)
+        if not mask_path.is_absolute():
+            mask_path = (row.base or row.image_path.parent) / value
+        return _mask_from_png(mask_path, height, width, limits)
+    raise ValueError("mask must be a PNG file name or a COCO RLE object")
+
+
+def _golden_value(project: Project, value: str) -> str:
+    if project.type == ProjectType.CLASSIFY:
+        if value not in project_labels(project):
+            raise ValueError(f"golden answer {value!r} is not one of the labels ({', '.join(project_labels(project))})")
+        return value
+    if project.type == ProjectType.CONFIRM_MASK:
+        normalized = _YES_NO.get(value.lower())
+        if normalized is None or normalized not in CONFIRM_VALUES:
+            raise ValueError(f"golden answer {value!r} must be yes or no for a confirm-mask project")
+        return normalized
+    if value.lower() not in (PIN_NONE, "mask"):
+        raise ValueError(f"golden answer {value!r} must be 'mask' or 'none' for a magic-pin project")
+    return value.lower()
+
+
+def validate_row(project: Project, row: Row, checked: CheckedImage, limits: Limits) -> ReadyRow:
+    """Everything about one row except uniqueness; raises ValueError with the reason."""
+    external_id = row.external_id or row.image
+    if len(external_id) > MAX_EXTERNAL_ID:
+        raise ValueError(f"external_id is {len(external_id)} characters, at most {MAX_EXTERNAL_ID}")
+    if row.declared_size is not None and row.declared_size != (checked.width, checked.height):
+        w, h = row.declared_size
+        raise ValueError(f"the COCO file says {w}x{h} but {row.image} is {checked.width}x{checked.height}")
+    prelabel = row.prelabel
+    if prelabel is not None:
+        if len(prelabel) > MAX_PRELABEL:
+            raise ValueError(f"prelabel is longer than {MAX_PRELABEL} characters")
+        if project.type == ProjectType.CLASSIFY and prelabel not in project_labels(project):
+            raise ValueError(f"prelabel {prelabel!r} is not one of the labels ({', '.join(project_labels(project))})")
+    if row.mask is not None and project.type == ProjectType.CLASSIFY:
+        raise ValueError("masks are for confirm-mask and magic-pin projects, this one is classify")
+    mask_rle = _mask_rle(row, checked, limits)
+    if project.type == ProjectType.CONFIRM_MASK and mask_rle is None:
+        raise ValueError("a confirm-mask task needs a mask (PNG file or COCO RLE)")
+    golden = _golden_value(project, row.golden) if row.golden is not None else None
+    if row.kind is None:
+        kind = TaskKind.GOLDEN if golden is not None else TaskKind.NORMAL
+    else:
+        try:
+            kind = TaskKind(row.kind.lower())
+        except ValueError:
+            raise ValueError(f"kind {row.kind!r} must be normal, golden or training") from None
+        if kind != TaskKind.NORMAL and golden is None:
+            raise ValueError(f"a {kind.value} task needs the right answer in 'golden'")
+    return ReadyRow(
+        file=row.file,
+        row=row.row,
+        external_id=external_id,
+        checked=checked,
+        kind=kind,
+        prelabel=prelabel,
+        mask_rle=mask_rle,
+        golden=golden,
+        explanation=row.explanation,
+    )
+
+
+# --------------------------------------------------------------------------- plan & write
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _existing_by_external_id(session: Session, project_id: int, external_ids: Sequence[str]) -> dict[str, str]:
+    """external_id -> image sha256 of tasks already in the project."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(external_ids, _LOOKUP_CHUNK):
+        rows = session.execute(
+            select(Task.external_id, Image.sha256)
+            .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
+            .where(Task.project_id == project_id, Task.external_id.in_(chunk))  # type: ignore[attr-defined]
+        )
+        found.update({ext: sha for ext, sha in rows})
+    return found
+
+
+def _existing_content(session: Session, project_id: int, hashes: Sequence[str]) -> set[tuple[str, str, str, str]]:
+    """Content keys of existing tasks whose image is among ``hashes`` (bounded, never the whole project)."""
+    keys: set[tuple[str, str, str, str]] = set()
+    for chunk in _chunks(hashes, _LOOKUP_CHUNK):
+        rows = session.execute(
+            select(Image.sha256, Task.prelabel, Task.mask_rle, Task.golden)
+            .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
+            .where(Task.project_id == project_id, Image.sha256.in_(chunk))  # type: ignore[attr-defined]
+        )
+        for sha, prelabel, mask_rle, golden in rows:
+            mask = hashlib.sha1(mask_rle.encode()).hexdigest() if mask_rle else ""
+            keys.add((sha, prelabel or "", mask, golden or ""))
+    return keys
+
+
+def plan(
+    session: Session,
+    project: Project,
+    rows: list[Row],
+    *,
+    limits: Limits = Limits(),
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> tuple[list[ReadyRow], list[Problem], LoadSummary]:
+    """Phase 1: check every row; returns the rows to write, the problems and the counts so far."""
+    summary = LoadSummary(source="", rows=len(rows))
+    problems: list[Problem] = []
+    distinct = list(dict.fromkeys(row.image_path for row in rows))
+    checked = _check_all(distinct, limits, progress, threads)
+    ready: list[ReadyRow] = []
+    for row in rows:
+        result = checked[row.image_path]
+        if isinstance(result, str):
+            problems.append(Problem(row.file, row.row, f"image {row.image}: {result}"))
+            continue
+        try:
+            ready.append(validate_row(project, row, result, limits))
+        except ValueError as exc:
+            problems.append(Problem(row.file, row.row, str(exc)))
+    # Uniqueness inside the source.
+    first_seen: dict[str, ReadyRow] = {}
+    unique: list[ReadyRow] = []
+    for item in ready:
+        earlier = first_seen.get(item.external_id)
+        if earlier is not None:
+            if earlier.content_key() == item.content_key():
+                summary.duplicates += 1
+                continue
+            problems.append(
+                Problem(item.file, item.row, f"external_id {item.external_id!r} is already used by {earlier.file} row {earlier.row}")
+            )
+            continue
+        first_seen[item.external_id] = item
+        unique.append(item)
+    # Against what the project already holds.
+    existing = _existing_by_external_id(session, project.id, [r.external_id for r in unique])  # type: ignore[arg-type]
+    fresh: list[ReadyRow] = []
+    for item in unique:
+        sha = existing.get(item.external_id)
+        if sha is None:
+            fresh.append(item)
+        elif sha == item.checked.sha256:
+            summary.already_loaded += 1
+        else:
+            problems.append(
+                Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image")
+            )
+    content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))  # type: ignore[arg-type]
+    to_write: list[ReadyRow] = []
+    for item in fresh:
+        key = item.content_key()
+        if key in content:
+            summary.duplicates += 1
+            continue
+        content.add(key)
+        to_write.append(item)
+    problems.sort(key=lambda p: (p.file, p.row or 0))
+    return to_write, problems, summary
+
+
+def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
+    """Insert the batch's images and tasks; returns (tasks created, images new, images reused)."""
+    hashes = list(dict.fromkeys(r.checked.sha256 for r in batch))
+    ids: dict[str, int] = {}
+    for chunk in _chunks(hashes, _LOOKUP_CHUNK):
+        ids.update({sha: iid for iid, sha in session.execute(select(Image.id, Image.sha256).where(Image.sha256.in_(chunk)))})  # type: ignore[attr-defined]
+    reused = len(ids)
+    now = utcnow()
+    new_images: list[Image] = []
+    pending: dict[str, CheckedImage] = {}
+    for item in batch:
+        sha = item.checked.sha256
+        if sha not in ids and sha not in pending:
+            pending[sha] = item.checked
+    for sha, checked in pending.items():
+        path = checked.path.resolve()
+        if copy:
+            if media_dir is None:
+                raise ValueError("copy mode needs a media folder (MEDIA_DIR)")
+            path = media.copy_to_media(path, sha, media_dir)
+        new_images.append(Image(sha256=sha, path=str(path), width=checked.width, height=checked.height, created_at=now))
+    if new_images:
+        session.add_all(new_images)
+        session.flush()
+        ids.update({img.sha256: img.id for img in new_images})  # type: ignore[misc]
+    tasks = [
+        Task(
+            project_id=project.id,  # type: ignore[arg-type]
+            image_id=ids[item.checked.sha256],
+            external_id=item.external_id,
+            kind=item.kind.value,
+            prelabel=item.prelabel,
+            mask_rle=item.mask_rle,
+            golden=item.golden,
+            explanation=item.explanation,
+            created_at=now,
+        )
+        for item in batch
+    ]
+    session.add_all(tasks)
+    session.flush()
+    return len(tasks), len(new_images), reused
+
+
+def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
+    """Row by row through the shared intake helpers: used after a batch met a concurrent loader."""
+    created = new = reused = 0
+    for item in batch:
+        image, image_created = media.store_image(session, item.checked, media_dir=media_dir, copy=copy)
+        new += image_created
+        reused += not image_created
+        _, task_created = intake.add_task(
+            session,
+            project,
+            image,
+            external_id=item.external_id,
+            kind=item.kind,
+            prelabel=item.prelabel,
+            mask_rle=item.mask_rle,
+            golden=item.golden,
+            explanation=item.explanation,
+        )
+        created += task_created
+    return created, new, reused
+
+
+def write(
+    db: Database,
+    project_id: int,
+    rows: Sequence[ReadyRow],
+    *,
+    media_dir: Path | None,
+    copy: bool,
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> tuple[int, int, int]:
+    """Phase 2: one short transaction per batch, so the bot's writes interleave with the load."""
+    created = new = reused = 0
+    total = len(rows)
+    for start in range(0, total, batch_rows):
+        batch = rows[start : start + batch_rows]
+        try:
+            with db.session() as session:
+                project = session.get(Project, project_id)
+                assert project is not None
+                result = _write_batch(session, project, batch, media_dir, copy)
+        except IntegrityError:
+            # Someone (another loader) inserted some of the same images or tasks meanwhile.
+            log.info("load.batch_conflict_retry", start=start, size=len(batch))
+            with db.session() as session:
+                project = session.get(Project, project_id)
+                assert project is not None
+                result = _write_slow(session, project, batch, media_dir, copy)
+        created += result[0]
+        new += result[1]
+        reused += result[2]
+        if progress:
+            progress("write", min(start + batch_rows, total), total)
+    return created, new, reused
+
+
+def load(
+    db: Database,
+    project_id: int,
+    source: Path,
+    *,
+    copy: bool | None = None,
+    media_dir: Path | None = None,
+    skip_bad: bool = False,
+    images_root: Path | None = None,
+    limits: Limits = Limits(),
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> LoadSummary:
+    """Validate ``source`` completely, then write it (all-or-nothing unless ``skip_bad``).
+
+    ``copy=None`` uses the project's ``media_mode``. Raises ``DatasetError`` when the source
+    cannot be read at all and ``LoadRejected`` (nothing written) when a row is bad.
+    """
+    with db.read_session() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise DatasetError(f"no project with id {project_id}")
+        session.expunge(project)
+    rows, problems, fmt = read_source(source, images_root=images_root)
+    if fmt == "coco" and project.type != ProjectType.CONFIRM_MASK:
+        raise DatasetError(f"a COCO file makes confirm-mask tasks; project {project.id} is {project.type}")
+    with db.read_session() as session:
+        to_write, row_problems, summary = plan(session, project, rows, limits=limits, progress=progress, threads=threads)
+    summary.source = str(source)
+    summary.rows = len(rows) + len(problems)
+    summary.bad = sorted(problems + row_problems, key=lambda p: (p.file, p.row or 0))
+    if summary.bad and not skip_bad:
+        log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
+        raise LoadRejected(summary.bad)
+    use_copy = (project.media_mode != "reference") if copy is None else copy
+    created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress)
+    summary.created = created
+    summary.already_loaded += len(to_write) - created
+    summary.images_new = new
+    summary.images_reused = reused
+    log.info(
+        "load.done",
+        project_id=project_id,
+        source=str(source),
+        format=fmt,
+        created=created,
+        already=summary.already_loaded,
+        duplicates=summary.duplicates,
+        bad=len(summary.bad),
+    )
+    return summary
+
+
+def write_report(problems: Iterable[Problem], path: Path) -> Path:
+    """The bad rows as CSV (file, row, problem): open it in a spreadsheet, fix, reload."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "row", "problem"])
+        for p in problems:
+            writer.writerow([p.file, "" if p.row is None else p.row, p.problem])
+    return path
