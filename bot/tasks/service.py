@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
-from bot.tasks import leasing
+from bot.tasks import leasing, quality
 from bot.tasks.models import (
     Answer,
     AnswerStatus,
@@ -69,12 +69,14 @@ class NoTaskReason(StrEnum):
     NONE_LEFT = "none_left"
     BANNED = "banned"
     NOT_REGISTERED = "not_registered"
+    QUALITY = "quality"  # a quality rule or stage keeps the worker out; see ``notice``
 
 
 @dataclass(slots=True)
 class NoTask:
     reason: NoTaskReason
     detail: str | None = None
+    notice: quality.Notice | None = None  # with reason QUALITY: what to tell the worker
 
 
 class Refusal(StrEnum):
@@ -91,6 +93,8 @@ class Submitted:
     reward: int
     task_done: bool
     correct: bool | None = None
+    notice: quality.Notice | None = None  # a rule triggered, an exam ended... (i18n key + params)
+    training_feedback: quality.TrainingFeedback | None = None  # the right answer after a training task
 
 
 def progress_today(session: Session, worker_id: int, now: datetime, tz: str = "Asia/Seoul") -> tuple[int, int]:
@@ -157,10 +161,15 @@ def next_task(
     current = leasing.active_lease(session, worker_id, now, project_id)
     if current is not None:
         return card_for(session, current, lang, now, tz)
+    notices: list[quality.Notice] = []
     for project in leasing.claimable_projects(session, project_id):
-        assignment = leasing.claim_in_project(session, project, worker_id, now=now)
-        if assignment is not None:
+        assignment = quality.claim(session, project, worker_id, now=now, tz=tz)
+        if isinstance(assignment, quality.Notice):
+            notices.append(assignment)
+        elif assignment is not None:
             return card_for(session, assignment, lang, now, tz)
+    if notices:
+        return NoTask(NoTaskReason.QUALITY, notices[0].key, notices[0])
     return NoTask(NoTaskReason.NONE_LEFT)
 
 
@@ -205,6 +214,7 @@ def submit_answer(
     *,
     mask_rle: str | None = None,
     now: datetime | None = None,
+    tz: str = "Asia/Seoul",
 ) -> Submitted | Refusal:
     """Record the answer of one assignment and pay for it, exactly once."""
     now = now or utcnow()
@@ -218,7 +228,7 @@ def submit_answer(
         return Refusal.INVALID
     if not _close(session, assignment_id, AssignmentStatus.ANSWERED, now):
         return Refusal.ALREADY
-    paid = task.kind != TaskKind.TRAINING
+    paid = quality.pays(session, project, task, worker_id)  # not training, not the exam
     reward = project.price if paid else 0
     is_golden = task.kind == TaskKind.GOLDEN
     correct = None if task.golden is None else (value == task.golden)
@@ -240,17 +250,17 @@ def submit_answer(
     session.flush()
     task_done = False
     if task.kind == TaskKind.NORMAL:
-        new_count = task.answers_count + 1
-        task_done = project.confidence_target is None and new_count >= project.overlap
-        values: dict = {"answers_count": Task.answers_count + 1}
-        if task_done:
-            values["status"] = TaskStatus.DONE
-        session.execute(update(Task).where(Task.id == task.id).values(**values))
+        session.execute(update(Task).where(Task.id == task.id).values(answers_count=Task.answers_count + 1))
+        task_done = quality.settle_task(session, project, task.id)  # type: ignore[arg-type]  # fixed or dynamic overlap
     if reward:
         credit_earning(
             session, worker_id=worker_id, answer_id=answer.id, amount=reward, hold_days=project.hold_days, now=now  # type: ignore[arg-type]
         )
-    return Submitted(answer_id=answer.id, reward=reward, task_done=task_done, correct=correct)  # type: ignore[arg-type]
+    after = quality.after_answer(session, project, task, answer, now=now, tz=tz)
+    return Submitted(
+        answer_id=answer.id, reward=reward, task_done=task_done, correct=correct,  # type: ignore[arg-type]
+        notice=after.notice, training_feedback=after.training_feedback,
+    )
 
 
 def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> bool | Refusal:
@@ -261,6 +271,7 @@ def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime 
     if not _close(session, assignment_id, AssignmentStatus.SKIPPED, now):
         return Refusal.ALREADY
     leasing.release_slot(session, assignment.task_id)
+    quality.after_skip(session, assignment.project_id, worker_id, now=now)  # a pause shows on the next claim
     return True
 
 
@@ -346,7 +357,7 @@ def act_and_next(
         value = options[index] if 0 <= index < len(options) else f"#{value}"
         action = "answer"
     if action == "answer":
-        result = submit_answer(session, worker_id, assignment_id, value, mask_rle=mask_rle, now=now)
+        result = submit_answer(session, worker_id, assignment_id, value, mask_rle=mask_rle, now=now, tz=tz)
     elif action == "skip":
         result = skip(session, worker_id, assignment_id, now=now)
     elif action == "report":

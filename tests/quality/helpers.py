@@ -82,3 +82,40 @@ def put_answer(
     s.add(ans)
     s.flush()
     return ans
+
+
+class Driver:
+    """One worker going through the real domain loop with a controlled clock."""
+
+    def __init__(self, db: Database, worker_id: int, now=None) -> None:  # type: ignore[no-untyped-def]
+        from bot.clock import utcnow as _now
+
+        self.db = db
+        self.worker_id = worker_id
+        self.now = now or _now()
+
+    def next(self, project_id: int | None = None):  # type: ignore[no-untyped-def]
+        from bot.tasks import service
+
+        return self.db.call(service.next_task, self.worker_id, project_id=project_id, now=self.now)
+
+    def answer(self, card, value: str, seconds: float = 5.0):  # type: ignore[no-untyped-def]
+        from bot.tasks import service
+
+        self.now += timedelta(seconds=seconds)
+        return self.db.call(service.submit_answer, self.worker_id, card.assignment_id, value, now=self.now)
+
+    def skip(self, card):  # type: ignore[no-untyped-def]
+        from bot.tasks import service
+
+        self.now += timedelta(seconds=2)
+        return self.db.call(service.skip, self.worker_id, card.assignment_id, now=self.now)
+
+    def wait(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def truth_of(db: Database, task_id: int) -> str | None:
+    with db.session() as s:
+        task = s.get(Task, task_id)
+        return task.golden if task else None

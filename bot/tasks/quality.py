@@ -1,0 +1,589 @@
+"""A worker's standing in a project and the quality controls around each claim and answer.
+
+Stages (``WorkerProject.stage``)::
+
+    training ──(all training tasks done)──> exam ──(score >= exam_pass)──> work
+                                              └──(score <  exam_pass)──> failed ─(cool-down)─> exam
+    work ──(accuracy rule / fast answers)──> blocked        (per project; an operator lifts it)
+
+* Training tasks (kind ``training``) show the right answer and the project's explanation after
+  each try and pay nothing.
+* The exam is ``exam_size`` golden tasks the worker has not seen, unpaid; a retry after the
+  cool-down uses other golden tasks (a worker never gets the same task twice).
+* In paid work a golden task is handed out instead of a normal one with probability
+  ``golden_share`` (doubled, up to one in two, until the worker has ``min_golden_for_block``
+  golden answers: new workers are measured quickly, before their answers weigh much).
+* Accuracy on golden answers (exam included) is smoothed: (K + correct) / (2K + total), K = 0.5.
+
+Rules, each producing a :class:`Notice` the bot shows (i18n key + parameters):
+
+* accuracy below ``accuracy_threshold`` after ``min_golden_for_block`` golden answers: blocked;
+* answers faster than ``min_seconds``: each is a strike, each answer at normal speed forgives one;
+  a warning at ``fast_strikes_warn`` strikes, blocked at ``fast_strikes_block``;
+* ``daily_cap`` answers per local day in the project: no more tasks there today;
+* ``max_skips_in_row`` skips in a row: a pause of ``exam_cooldown_minutes``.
+
+Dynamic overlap: after every answer on a normal task its label posterior is recomputed from the
+answers so far, each weighted by its worker's current golden accuracy (see
+``bot.tasks.quality_math``). With a ``confidence_target`` the task is done — handed out no more —
+once it has ``min_overlap`` answers and the posterior reaches the target, or at ``overlap``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.clock import day_start, utcnow
+from bot.tasks import leasing
+from bot.tasks.models import (
+    Answer,
+    AnswerStatus,
+    Assignment,
+    Project,
+    ProjectType,
+    Task,
+    TaskKind,
+    TaskStatus,
+    WorkerProject,
+)
+from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight
+
+log = structlog.get_logger("crowdpin.quality")
+
+# Golden tasks are drawn at random so a worker cannot tell them apart by position; the simulator
+# and tests seed this generator for reproducible runs.
+rng = random.Random()
+
+
+class Stage(StrEnum):
+    TRAINING = "training"
+    EXAM = "exam"
+    WORK = "work"
+    FAILED = "failed"  # exam failed; retry after the cool-down
+    BLOCKED = "blocked"
+
+
+class BlockReason(StrEnum):
+    ACCURACY = "accuracy"
+    FAST = "fast"
+    OPERATOR = "operator"
+
+
+@dataclass(slots=True)
+class Notice:
+    """Something to tell the worker: an i18n key in ``bot/i18n/locales/*/quality.toml`` + params.
+
+    ``stops`` is True when work in the project stops (block, cap, pause, failed exam).
+    """
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+    stops: bool = False
+
+
+@dataclass(slots=True)
+class TrainingFeedback:
+    correct: bool | None
+    right_answer: str | None
+    explanation: str | None
+    project_type: str = ProjectType.CLASSIFY
+
+
+@dataclass(slots=True)
+class AfterAnswer:
+    notice: Notice | None = None
+    training_feedback: TrainingFeedback | None = None
+    paid: bool = True
+
+
+def pct(value: float) -> int:
+    return int(round(value * 100))
+
+
+def accuracy_of(wp: WorkerProject) -> float:
+    return smoothed_accuracy(wp.golden_correct, wp.golden_total)
+
+
+# --- standing -----------------------------------------------------------------------------------
+
+
+def first_stage(project: Project) -> Stage:
+    if project.training_required:
+        return Stage.TRAINING
+    if project.exam_size > 0:
+        return Stage.EXAM
+    return Stage.WORK
+
+
+def find_standing(session: Session, worker_id: int, project_id: int) -> WorkerProject | None:
+    return session.execute(
+        select(WorkerProject).where(WorkerProject.worker_id == worker_id, WorkerProject.project_id == project_id)
+    ).scalars().first()
+
+
+def standing(session: Session, worker_id: int, project: Project, now: datetime | None = None) -> WorkerProject:
+    """The worker's row for the project, created at the project's first stage on first contact."""
+    wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+    if wp is not None:
+        return wp
+    now = now or utcnow()
+    wp = WorkerProject(worker_id=worker_id, project_id=project.id, stage=first_stage(project).value, updated_at=now)  # type: ignore[arg-type]
+    try:
+        with session.begin_nested():  # a concurrent first claim may have inserted it already
+            session.add(wp)
+    except IntegrityError:
+        found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+        assert found is not None
+        return found
+    return wp
+
+
+def _set(session: Session, wp: WorkerProject, now: datetime, **values: Any) -> None:
+    session.execute(update(WorkerProject).where(WorkerProject.id == wp.id).values(updated_at=now, **values))
+    session.refresh(wp)
+
+
+def block(session: Session, wp: WorkerProject, reason: BlockReason, now: datetime) -> None:
+    _set(session, wp, now, stage=Stage.BLOCKED.value, blocked_reason=reason.value)
+    log.warning("quality.blocked", worker_id=wp.worker_id, project_id=wp.project_id, reason=reason.value,
+                accuracy=round(accuracy_of(wp), 3), golden=wp.golden_total, fast_strikes=wp.fast_strikes)
+
+
+def unblock(session: Session, worker_id: int, project_id: int, now: datetime | None = None) -> bool:
+    """Operator action: back to work with fresh strike counters (golden history is kept)."""
+    wp = find_standing(session, worker_id, project_id)
+    if wp is None or wp.stage != Stage.BLOCKED:
+        return False
+    _set(session, wp, now or utcnow(), stage=Stage.WORK.value, blocked_reason=None, fast_strikes=0, skips_in_row=0)
+    return True
+
+
+def blocked_notice(project: Project, wp: WorkerProject) -> Notice:
+    reason = wp.blocked_reason or BlockReason.OPERATOR.value
+    if reason not in {r.value for r in BlockReason}:
+        reason = BlockReason.OPERATOR.value
+    return Notice(
+        f"quality.blocked.{reason}",
+        {"accuracy": pct(accuracy_of(wp)), "threshold": pct(project.accuracy_threshold or 0.0), "project": project.name},
+        stops=True,
+    )
+
+
+def _minutes_left(until: datetime, now: datetime) -> int:
+    return max(1, math.ceil((until - now).total_seconds() / 60))
+
+
+# --- claiming -----------------------------------------------------------------------------------
+
+
+def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
+    found = session.execute(
+        select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
+    ).first()
+    return found is not None
+
+
+def answers_today(session: Session, worker_id: int, project_id: int, now: datetime, tz: str) -> int:
+    """Answers in the project since local midnight; training answers do not count."""
+    return int(
+        session.execute(
+            select(func.count(Answer.id))
+            .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
+            .where(
+                Answer.worker_id == worker_id,
+                Answer.project_id == project_id,
+                Answer.created_at >= day_start(now, tz),
+                Task.kind != TaskKind.TRAINING.value,
+            )
+        ).scalar_one()
+    )
+
+
+def golden_probability(project: Project, wp: WorkerProject) -> float:
+    share = project.golden_share
+    if share <= 0:
+        return 0.0
+    if wp.golden_total < project.min_golden_for_block:
+        return max(share, min(0.5, 2 * share))
+    return share
+
+
+def claim(
+    session: Session, project: Project, worker_id: int, *, now: datetime | None = None, tz: str = "Asia/Seoul"
+) -> Assignment | Notice | None:
+    """Lease the task this worker should get next in ``project``: a training task, an exam task,
+    a golden or a normal task. A :class:`Notice` says why the worker gets nothing here."""
+    now = now or utcnow()
+    wp = standing(session, worker_id, project, now)
+    if wp.stage == Stage.BLOCKED:
+        return blocked_notice(project, wp)
+    if wp.stage == Stage.FAILED:
+        if wp.cooldown_until is not None and wp.cooldown_until > now:
+            return Notice("quality.exam.cooldown", {"minutes": _minutes_left(wp.cooldown_until, now)}, stops=True)
+        _set(session, wp, now, stage=Stage.EXAM.value, exam_correct=0, exam_total=0, cooldown_until=None)
+    if wp.stage == Stage.WORK and wp.cooldown_until is not None and wp.cooldown_until > now:
+        return Notice("quality.skips.pause", {"minutes": _minutes_left(wp.cooldown_until, now)}, stops=True)
+    if wp.stage == Stage.TRAINING:
+        assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.TRAINING, now=now)
+        if assignment is not None:
+            return assignment
+        next_stage = Stage.EXAM if project.exam_size > 0 else Stage.WORK
+        _set(session, wp, now, stage=next_stage.value)
+    if wp.stage == Stage.EXAM:
+        if not _has_tasks(session, project, TaskKind.GOLDEN):
+            log.warning("quality.exam_without_golden", project_id=project.id)
+            _set(session, wp, now, stage=Stage.WORK.value)
+        else:
+            assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.GOLDEN, now=now)
+            if assignment is not None:
+                return assignment
+            return Notice("quality.exam.unavailable", stops=True)
+    if project.daily_cap > 0 and answers_today(session, worker_id, project.id, now, tz) >= project.daily_cap:  # type: ignore[arg-type]
+        return Notice("quality.daily_cap", {"cap": project.daily_cap}, stops=True)
+    kinds = [TaskKind.NORMAL]
+    if rng.random() < golden_probability(project, wp):
+        kinds.insert(0, TaskKind.GOLDEN)
+    for kind in kinds:
+        assignment = leasing.claim_in_project(session, project, worker_id, kind=kind, now=now)
+        if assignment is not None:
+            return assignment
+    return None
+
+
+# --- after an answer / a skip -------------------------------------------------------------------
+
+
+def is_exam_answer(session: Session, project: Project, task: Task, worker_id: int) -> bool:
+    if task.kind != TaskKind.GOLDEN:
+        return False
+    wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+    return wp is not None and wp.stage == Stage.EXAM
+
+
+def pays(session: Session, project: Project, task: Task, worker_id: int) -> bool:
+    """Training and exam answers are not paid work."""
+    return task.kind != TaskKind.TRAINING and not is_exam_answer(session, project, task, worker_id)
+
+
+def after_answer(
+    session: Session, project: Project, task: Task, answer: Answer, *, now: datetime | None = None, tz: str = "Asia/Seoul"
+) -> AfterAnswer:
+    """Update the worker's counters and apply the project's rules to one recorded answer."""
+    now = now or utcnow()
+    if task.kind == TaskKind.TRAINING:
+        return AfterAnswer(
+            training_feedback=TrainingFeedback(answer.correct, task.golden, task.explanation, project.type), paid=False
+        )
+    wp = standing(session, answer.worker_id, project, now)
+    golden = task.kind == TaskKind.GOLDEN and answer.correct is not None
+    exam = golden and wp.stage == Stage.EXAM
+    right = 1 if answer.correct else 0
+    values: dict[str, Any] = {"answers_total": WorkerProject.answers_total + 1, "skips_in_row": 0}
+    if golden:
+        values.update(golden_total=WorkerProject.golden_total + 1, golden_correct=WorkerProject.golden_correct + right)
+    if exam:
+        values.update(exam_total=WorkerProject.exam_total + 1, exam_correct=WorkerProject.exam_correct + right)
+    fast = project.min_seconds > 0 and answer.seconds < project.min_seconds
+    if project.min_seconds > 0:
+        values["fast_strikes"] = (
+            WorkerProject.fast_strikes + 1
+            if fast
+            else case((WorkerProject.fast_strikes > 0, WorkerProject.fast_strikes - 1), else_=0)
+        )
+    _set(session, wp, now, **values)
+    out = AfterAnswer(paid=not exam)
+    if exam and wp.exam_total >= project.exam_size:
+        out.notice = _finish_exam(session, project, wp, now)
+    if wp.stage not in (Stage.WORK, Stage.EXAM):
+        return out
+    rule = _apply_rules(session, project, wp, fast=fast, golden=golden, now=now, tz=tz)
+    if rule is not None and (out.notice is None or rule.stops):
+        out.notice = rule
+    return out
+
+
+def _finish_exam(session: Session, project: Project, wp: WorkerProject, now: datetime) -> Notice:
+    score = wp.exam_correct / wp.exam_total if wp.exam_total else 0.0
+    params = {"score": pct(score), "needed": pct(project.exam_pass), "correct": wp.exam_correct, "total": wp.exam_total}
+    if score >= project.exam_pass:
+        _set(session, wp, now, stage=Stage.WORK.value)
+        log.info("quality.exam_passed", worker_id=wp.worker_id, project_id=wp.project_id, score=round(score, 3))
+        return Notice("quality.exam.passed", params)
+    until = now + timedelta(minutes=max(0, project.exam_cooldown_minutes))
+    _set(session, wp, now, stage=Stage.FAILED.value, cooldown_until=until)
+    log.info("quality.exam_failed", worker_id=wp.worker_id, project_id=wp.project_id, score=round(score, 3))
+    return Notice("quality.exam.failed", {**params, "minutes": max(0, project.exam_cooldown_minutes)}, stops=True)
+
+
+def _apply_rules(
+    session: Session, project: Project, wp: WorkerProject, *, fast: bool, golden: bool, now: datetime, tz: str
+) -> Notice | None:
+    threshold = project.accuracy_threshold
+    if (
+        golden
+        and wp.stage == Stage.WORK
+        and threshold
+        and wp.golden_total >= max(1, project.min_golden_for_block)
+        and accuracy_of(wp) < threshold
+    ):
+        block(session, wp, BlockReason.ACCURACY, now)
+        return blocked_notice(project, wp)
+    if fast and project.fast_strikes_block > 0 and wp.fast_strikes >= project.fast_strikes_block:
+        block(session, wp, BlockReason.FAST, now)
+        return blocked_notice(project, wp)
+    if fast and project.fast_strikes_warn > 0 and wp.fast_strikes == project.fast_strikes_warn:
+        return Notice(
+            "quality.fast.warning",
+            {"seconds": f"{project.min_seconds:g}", "left": max(0, project.fast_strikes_block - wp.fast_strikes)},
+        )
+    if wp.stage == Stage.WORK and project.daily_cap > 0:
+        if answers_today(session, wp.worker_id, project.id, now, tz) >= project.daily_cap:  # type: ignore[arg-type]
+            return Notice("quality.daily_cap", {"cap": project.daily_cap}, stops=True)
+    return None
+
+
+def after_skip(session: Session, project_id: int, worker_id: int, *, now: datetime | None = None) -> Notice | None:
+    """Count a skip; too many in a row pause the worker in the project for the cool-down."""
+    now = now or utcnow()
+    project = session.get(Project, project_id)
+    if project is None:
+        return None
+    wp = standing(session, worker_id, project, now)
+    _set(session, wp, now, skips_in_row=WorkerProject.skips_in_row + 1)
+    if project.max_skips_in_row <= 0 or wp.skips_in_row < project.max_skips_in_row:
+        return None
+    minutes = max(1, project.exam_cooldown_minutes)
+    _set(session, wp, now, skips_in_row=0, cooldown_until=now + timedelta(minutes=minutes))
+    log.info("quality.skip_pause", worker_id=worker_id, project_id=project_id, minutes=minutes)
+    return Notice("quality.skips.pause", {"minutes": minutes}, stops=True)
+
+
+# --- dynamic overlap ----------------------------------------------------------------------------
+
+
+def label_order(project: Project) -> list[str]:
+    if project.type == ProjectType.CLASSIFY:
+        return list(json.loads(project.labels_json or "[]"))
+    if project.type == ProjectType.CONFIRM_MASK:
+        return ["yes", "no"]
+    return ["mask", "none"]
+
+
+def worker_accuracies(session: Session, project_id: int, worker_ids: set[int]) -> dict[int, float]:
+    if not worker_ids:
+        return {}
+    rows = session.execute(
+        select(WorkerProject.worker_id, WorkerProject.golden_correct, WorkerProject.golden_total).where(
+            WorkerProject.project_id == project_id, WorkerProject.worker_id.in_(worker_ids)  # type: ignore[attr-defined]
+        )
+    )
+    return {int(w): smoothed_accuracy(int(c), int(t)) for w, c, t in rows}
+
+
+def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
+    """(label, posterior, accepted answers) of a task from its answers so far."""
+    rows = session.execute(
+        select(Answer.worker_id, Answer.value, Answer.mask_rle).where(
+            Answer.task_id == task_id, Answer.status == AnswerStatus.ACCEPTED.value
+        )
+    ).all()
+    if not rows:
+        return None, 0.0, 0
+    labels = label_order(project)
+    accuracy = worker_accuracies(session, project.id, {int(r[0]) for r in rows})  # type: ignore[arg-type]
+    n = max(2, len(labels))
+    probs = posterior(((str(r[1]), vote_weight(accuracy.get(int(r[0]), K), n)) for r in rows), labels)
+    label, confidence = best(probs, labels)
+    if project.type == ProjectType.MAGIC_PIN and label == "mask":
+        confidence *= _mask_agreement([r[2] for r in rows if r[1] == "mask" and r[2]])
+    return label, confidence, len(rows)
+
+
+def _mask_agreement(masks: list[str]) -> float:
+    """Mean IoU of the kept masks with their per-pixel majority: 1.0 when they all coincide."""
+    import numpy as np
+
+    from bot.autoseg import rle
+
+    decoded = []
+    for text in masks:
+        try:
+            decoded.append(rle.decode(json.loads(text)))
+        except (ValueError, KeyError, TypeError):
+            continue
+    if not decoded:
+        return 0.0
+    shape = decoded[0].shape
+    decoded = [m for m in decoded if m.shape == shape]
+    vote = np.sum(decoded, axis=0) * 2 >= len(decoded)
+    return float(np.mean([rle.mask_iou(m, vote) for m in decoded]))
+
+
+def settle_task(session: Session, project: Project, task_id: int, *, reopen: bool = False) -> bool:
+    """Recompute the online result of a normal task and close it when it has enough; True if done.
+
+    Fixed overlap (no ``confidence_target``): done at ``overlap`` answers. Dynamic: done at
+    ``min_overlap`` answers with the posterior at the target, or at ``overlap``. ``reopen``
+    (after answers were rejected) puts a done task that no longer qualifies back in the pool.
+    """
+    label, confidence, count = task_confidence(session, project, task_id)
+    target = project.confidence_target
+    if target is None:
+        done = count >= project.overlap
+    else:
+        done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
+    session.execute(update(Task).where(Task.id == task_id).values(result=label, confidence=confidence if count else None))
+    if done:
+        session.execute(
+            update(Task).where(Task.id == task_id, Task.status == TaskStatus.OPEN.value).values(status=TaskStatus.DONE.value)
+        )
+    elif reopen:
+        session.execute(
+            update(Task).where(Task.id == task_id, Task.status == TaskStatus.DONE.value).values(status=TaskStatus.OPEN.value)
+        )
+    return done
+
+
+# --- the worker's view --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProjectStats:
+    project_id: int
+    project: str
+    stage: str
+    answers: int
+    golden_total: int
+    accuracy: float | None  # smoothed golden accuracy; None before the first golden answer
+    rank: int | None  # 1 = best accuracy in the project among workers with golden answers
+    ranked: int  # how many workers are ranked
+
+
+def worker_stats(session: Session, worker_id: int) -> list[ProjectStats]:
+    """Per project the worker has worked in: stage, answers, accuracy and rank by accuracy.
+
+    The rank compares smoothed accuracies exactly in integers, (2c + 1) / (2t + 2), so equal
+    accuracies share a rank on both database engines.
+    """
+    rows = session.execute(
+        select(WorkerProject, Project.name)
+        .join(Project, Project.id == WorkerProject.project_id)  # type: ignore[arg-type]
+        .where(WorkerProject.worker_id == worker_id)
+        .order_by(WorkerProject.project_id)
+    ).all()
+    out = []
+    for wp, name in rows:
+        accuracy = rank = None
+        ranked = 0
+        if wp.golden_total > 0:
+            other = WorkerProject.__table__.alias("other")  # type: ignore[attr-defined]
+            mine_num, mine_den = 2 * wp.golden_correct + 1, 2 * wp.golden_total + 2
+            better, ranked = session.execute(
+                select(
+                    func.coalesce(
+                        func.sum(
+                            case(((2 * other.c.golden_correct + 1) * mine_den > mine_num * (2 * other.c.golden_total + 2), 1), else_=0)
+                        ),
+                        0,
+                    ),
+                    func.count(),
+                ).where(other.c.project_id == wp.project_id, other.c.golden_total > 0)
+            ).one()
+            accuracy, rank, ranked = accuracy_of(wp), int(better) + 1, int(ranked)
+        out.append(ProjectStats(wp.project_id, str(name), wp.stage, wp.answers_total, wp.golden_total, accuracy, rank, ranked))
+    return out
+
+
+# --- operator: reject a cheater's answers -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RejectReport:
+    worker_id: int
+    answers: int = 0  # answers turned from accepted to rejected now
+    reversed: int = 0  # KRW taken back
+    shortfall: int = 0  # KRW already withdrawn, that could not be taken back
+    tasks_reopened: int = 0  # done tasks that need more answers again
+    projects: list[int] = field(default_factory=list)
+
+
+def reject_worker(
+    session: Session,
+    worker_id: int,
+    *,
+    project_id: int | None = None,
+    reason: str = "",
+    block_worker: bool = True,
+    now: datetime | None = None,
+) -> RejectReport:
+    """Reject every accepted answer of the worker (in one project or all) and reverse their pay.
+
+    Idempotent: a second run finds no accepted answers and the ledger keys ``reversal:<answer>``
+    make each reversal happen once. Affected tasks drop the rejected answers from their counts and
+    results; a done task that no longer meets its overlap or confidence goes back to the pool.
+    """
+    from bot.wallet.ledger import reverse_answer
+
+    now = now or utcnow()
+    query = select(Answer).where(Answer.worker_id == worker_id, Answer.status == AnswerStatus.ACCEPTED.value)
+    if project_id is not None:
+        query = query.where(Answer.project_id == project_id)
+    answers = list(session.execute(query.order_by(Answer.id)).scalars())
+    report = RejectReport(worker_id)
+    touched: dict[int, int] = {}
+    for answer in answers:
+        changed = session.execute(
+            update(Answer)
+            .where(Answer.id == answer.id, Answer.status == AnswerStatus.ACCEPTED.value)
+            .values(status=AnswerStatus.REJECTED.value)
+        ).rowcount  # type: ignore[attr-defined]
+        if changed != 1:
+            continue
+        report.answers += 1
+        if answer.reward > 0:
+            result = reverse_answer(
+                session, answer_id=answer.id, worker_id=worker_id, amount=answer.reward, reason=reason, now=now  # type: ignore[arg-type]
+            )
+            report.reversed += result.reversed
+            report.shortfall += result.shortfall
+        touched[answer.task_id] = touched.get(answer.task_id, 0) + 1
+        if answer.project_id not in report.projects:
+            report.projects.append(answer.project_id)
+    projects_by_id = {p.id: p for p in session.execute(select(Project).where(Project.id.in_(report.projects))).scalars()}  # type: ignore[union-attr]
+    for task_id, n in touched.items():
+        task = session.get(Task, task_id)
+        if task is None or task.kind != TaskKind.NORMAL:
+            continue
+        was_done = task.status == TaskStatus.DONE
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(
+                answers_count=case((Task.answers_count >= n, Task.answers_count - n), else_=0),
+                taken=case((Task.taken >= n, Task.taken - n), else_=0),
+            )
+        )
+        done = settle_task(session, projects_by_id[task.project_id], task_id, reopen=True)
+        report.tasks_reopened += int(was_done and not done)
+    if block_worker:
+        for pid in report.projects if project_id is None else [project_id]:
+            project = projects_by_id.get(pid) or session.get(Project, pid)
+            if project is None:
+                continue
+            wp = standing(session, worker_id, project, now)
+            if wp.stage != Stage.BLOCKED:
+                block(session, wp, BlockReason.OPERATOR, now)
+    log.warning("quality.worker_rejected", worker_id=worker_id, project_id=project_id, answers=report.answers,
+                reversed=report.reversed, shortfall=report.shortfall, reopened=report.tasks_reopened, reason=reason)
+    return report
