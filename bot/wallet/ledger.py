@@ -104,12 +104,15 @@ def credit_earning(
 def lock_worker(session: Session, worker_id: int) -> None:
     """Serialise every operation that takes money out of one worker's account.
 
-    PostgreSQL: ``SELECT ... FOR UPDATE`` on the worker row, held until commit, so "check the
-    available balance, then post the debit" is atomic against other debits of the same worker.
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the worker row, held until commit, so "check
+    the available balance, then post the debit" is atomic against other debits of the same
+    worker. It is the FOR UPDATE variant that does not conflict with the KEY SHARE locks that
+    foreign-key checks take, so answers and credits (which only add money and insert rows
+    referencing the worker) never wait for it, and cannot deadlock with it.
     SQLite: the clause renders to nothing, but write transactions start with ``BEGIN
     IMMEDIATE`` (see ``bot.db.engine``), which already serialises all writers.
     """
-    found = session.execute(select(Worker.id).where(Worker.id == worker_id).with_for_update()).scalar()
+    found = session.execute(select(Worker.id).where(Worker.id == worker_id).with_for_update(key_share=True)).scalar()
     if found is None:
         raise LedgerError(f"worker {worker_id} does not exist")
 
