@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
@@ -65,6 +65,19 @@ def active_lease(session: Session, worker_id: int, now: datetime, project_id: in
     return session.execute(query.order_by(Assignment.id.desc()).limit(1)).scalars().first()  # type: ignore[union-attr]
 
 
+def slot_free(project: Project):  # type: ignore[no-untyped-def]
+    """SQL condition: a normal task of ``project`` has a slot for one more lease.
+
+    With a confidence target (dynamic overlap) a task is leased to ``min_overlap`` workers at once
+    and after that to one more at a time, so a task that turns confident is not already out with
+    several workers whose answers would be wasted.
+    """
+    cap = Task.taken < project.overlap
+    if project.confidence_target is None:
+        return cap
+    return and_(cap, or_(Task.taken < project.min_overlap, Task.taken <= Task.answers_count))
+
+
 def _candidate_ids(session: Session, project: Project, worker_id: int, kind: TaskKind, limit: int) -> list[int]:
     seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == worker_id))
     query = select(Task.id).where(
@@ -74,7 +87,7 @@ def _candidate_ids(session: Session, project: Project, worker_id: int, kind: Tas
         ~seen,
     )
     if kind == TaskKind.NORMAL:
-        query = query.where(Task.taken < project.overlap)
+        query = query.where(slot_free(project))
     query = query.order_by(Task.id).limit(limit)
     if _dialect(session) == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
@@ -89,7 +102,7 @@ def claim_in_project(
     for task_id in _candidate_ids(session, project, worker_id, kind, limit=4):
         guard = [Task.id == task_id, Task.status == TaskStatus.OPEN]
         if kind == TaskKind.NORMAL:
-            guard.append(Task.taken < project.overlap)
+            guard.append(slot_free(project))
         taken = session.execute(update(Task).where(*guard).values(taken=Task.taken + 1))
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             continue
