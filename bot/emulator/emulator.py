@@ -222,27 +222,20 @@ class Emulator:
         if chat.blocked:
             raise EmulatorError(f"user {user_id} has blocked the bot; emu.unblock() first")
         button = find_callback_button(message.reply_markup, text=text, data=data)
-        query_id = str(secrets.randbits(63))
-        self.callback_queries[query_id] = CallbackQueryState(
-            id=query_id,
-            token=bot.token,
-            user_id=user.id,
-            chat_id=chat.chat_id,
-            message_id=message_id,
-            data=button["callback_data"],
-            created_at=self.clock(),
-        )
-        payload = {
-            "id": query_id,
-            "from": user.to_api(),
-            "message": message.to_api(chat.api_chat()),
-            "chat_instance": str(abs(hash((bot.id, chat.chat_id))) % 10**18),
-            "data": button["callback_data"],
-        }
-        self._stats.callback_queries += 1
-        self._queue(bot, "callback_query", payload)
-        self.notifier.notify(self._key(bot, chat))
-        return query_id
+        return self._callback_query(bot, chat, message, button["callback_data"])
+
+    async def send_callback_query(self, user_id: int, message_id: int, data: str, token: str | None = None) -> str:
+        """A callback query with any ``data`` on a message, as a modified client could send it.
+
+        :meth:`tap` only presses buttons that exist, as a real client does; this is for
+        testing how the bot treats forged or stale callback data. Returns the query id.
+        """
+        bot = self.bot(token)
+        chat = bot.chats.get(self.user(user_id).id)
+        message = chat.live(message_id) if chat is not None else None
+        if chat is None or message is None:
+            raise EmulatorError(f"no message {message_id} in the chat of user {user_id} (deleted or never sent)")
+        return self._callback_query(bot, chat, message, data)
 
     def block(self, user_id: int, token: str | None = None) -> None:
         """The user blocks the bot: every call to their chat answers 403 until :meth:`unblock`."""
@@ -475,6 +468,9 @@ class Emulator:
         self._stats.callback_answers += 1
         self.notifier.notify((query.token, query.chat_id))
 
+    def record_upload(self) -> None:
+        self._stats.uploads += 1
+
     def record_delivered(self, count: int) -> None:
         self._stats.updates_delivered += count
 
@@ -520,6 +516,29 @@ class Emulator:
         self._queue(bot, "message", payload)
         self.notifier.notify(self._key(bot, chat))
         return payload
+
+    def _callback_query(self, bot: BotState, chat: ChatState, message: StoredMessage, data: str) -> str:
+        query_id = str(secrets.randbits(63))
+        self.callback_queries[query_id] = CallbackQueryState(
+            id=query_id,
+            token=bot.token,
+            user_id=chat.user.id,
+            chat_id=chat.chat_id,
+            message_id=message.message_id,
+            data=data,
+            created_at=self.clock(),
+        )
+        payload = {
+            "id": query_id,
+            "from": chat.user.to_api(),
+            "message": message.to_api(chat.api_chat()),
+            "chat_instance": str(abs(hash((bot.id, chat.chat_id))) % 10**18),
+            "data": data,
+        }
+        self._stats.callback_queries += 1
+        self._queue(bot, "callback_query", payload)
+        self.notifier.notify(self._key(bot, chat))
+        return query_id
 
     def _queue(self, bot: BotState, update_type: str, payload: dict[str, Any]) -> None:
         if bot.enqueue(update_type, payload) is not None:

@@ -23,6 +23,7 @@ class EmulatorStats:
     faults_injected: int = 0
     sent_messages: Counter[int] = field(default_factory=Counter)  # chat id -> messages the bot sent
     messages_sent: int = 0
+    uploads: int = 0  # files the bot uploaded (multipart), as opposed to resending a file_id
     edits: int = 0
     deletions: int = 0
     user_messages: int = 0

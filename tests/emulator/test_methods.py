@@ -19,6 +19,7 @@ async def test_photos_get_stable_file_ids_and_can_be_downloaded(api, emu: Emulat
     assert again["photo"] == sizes  # resent by the id of any size: the same photo, the same ids
     reupload = (await api.multipart("sendPhoto", {"photo": ("b.jpg", image)}, chat_id=user.id)).result
     assert reupload["photo"][-1]["file_id"] == sizes[-1]["file_id"]
+    assert emu.stats.uploads == 2  # the resend by file_id uploaded nothing
     file = (await api.json("getFile", file_id=sizes[-1]["file_id"])).result
     async with api.session.get(f"{api.base_url}/file/bot{api.token}/{file['file_path']}") as response:
         assert response.status == 200 and await response.read() == image  # a JPEG that needs no scaling is kept as is
@@ -90,6 +91,9 @@ async def test_tap_refuses_buttons_that_are_not_there(api, emu: Emulator, user: 
     query = await emu.tap(user.id, message_id, data="a:1")
     update = emu.pending_updates()[-1]["callback_query"]
     assert (update["id"], update["data"], update["message"]["message_id"]) == (query, "a:1", message_id)
+    forged = await emu.send_callback_query(user.id, message_id, "a:999")  # what a modified client could send
+    update = emu.pending_updates()[-1]["callback_query"]
+    assert (update["id"], update["data"]) == (forged, "a:999")
 
 
 async def test_webhook_delivers_chats_concurrently_but_each_chat_in_order(api, emu: Emulator) -> None:

@@ -103,14 +103,18 @@ def _upload(value: Any, files: Files) -> UploadedFile | str:
 def _photo(emu: Emulator, bot: BotState, value: Any, files: Files) -> list[dict[str, Any]]:
     source = _upload(value, files)
     if isinstance(source, UploadedFile):
-        return emu.files.add_photo(bot.id, source)
+        photo = emu.files.add_photo(bot.id, source)
+        emu.record_upload()
+        return photo
     return emu.files.photo_by_file_id(bot.id, source)
 
 
 def _document(emu: Emulator, bot: BotState, value: Any, files: Files) -> dict[str, Any]:
     source = _upload(value, files)
     if isinstance(source, UploadedFile):
-        return emu.files.add_document(bot.id, source)
+        document = emu.files.add_document(bot.id, source)
+        emu.record_upload()
+        return document
     return emu.files.document_by_file_id(bot.id, source)
 
 
