@@ -220,9 +220,12 @@ def shared_pacer(rate: float, per_chat_interval: float = 1.0, *, redis_url: str 
     key = (loop_id, rate, per_chat_interval, redis_url, bot_id)
     pacer = _shared.get(key)
     if pacer is None:
-        if redis_url:
-            pacer = RedisPacer.from_url(redis_url, rate, per_chat_interval, prefix=f"crowdpin:pace:{bot_id or 'bot'}")
-        else:
-            pacer = LocalPacer(rate, per_chat_interval)
-        _shared[key] = pacer
+        pacer = _shared[key] = new_pacer(rate, per_chat_interval, redis_url=redis_url, bot_id=bot_id)
     return pacer
+
+
+def new_pacer(rate: float, per_chat_interval: float = 1.0, *, redis_url: str | None = None, bot_id: str = "") -> Pacer:
+    """A Redis pacer when ``redis_url`` is set (shared with every process of this bot), else local."""
+    if redis_url:
+        return RedisPacer.from_url(redis_url, rate, per_chat_interval, prefix=f"crowdpin:pace:{bot_id or 'bot'}")
+    return LocalPacer(rate, per_chat_interval)

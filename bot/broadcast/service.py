@@ -27,7 +27,16 @@ FINISHED = (RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.BLOCKE
 
 
 class BroadcastError(ValueError):
-    """A broadcast that cannot be created or changed; the message says why (nothing was written)."""
+    """A broadcast that cannot be created or changed; the message says why (nothing was written).
+
+    ``code`` and ``params`` name the case for translated messages in the bot
+    (``broadcast.err_<code>`` in the catalogs); the CLI prints the English message.
+    """
+
+    def __init__(self, message: str, code: str = "", **params: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 def _utf16_len(text: str) -> int:
@@ -37,12 +46,12 @@ def _utf16_len(text: str) -> int:
 def check_text(text: str, *, with_photo: bool) -> str:
     clean = (text or "").strip()
     if not clean:
-        raise BroadcastError("the message text is empty")
+        raise BroadcastError("the message text is empty", "text_empty")
     limit = CAPTION_LIMIT if with_photo else TEXT_LIMIT
     size = _utf16_len(clean)
     if size > limit:
         what = "a photo caption" if with_photo else "a message"
-        raise BroadcastError(f"the text is {size} characters; {what} can hold at most {limit}")
+        raise BroadcastError(f"the text is {size} characters; {what} can hold at most {limit}", "text_too_long", size=size, limit=limit)
     return clean
 
 
@@ -69,7 +78,7 @@ def find_project(session: Session, ref: str | int) -> Project:
     else:
         project = session.execute(select(Project).where(Project.name == str(ref))).scalars().first()
     if project is None:
-        raise BroadcastError(f"no project {ref!r} (give its id or exact name)")
+        raise BroadcastError(f"no project {ref!r} (give its id or exact name)", "no_project", ref=str(ref))
     return project
 
 
@@ -78,7 +87,7 @@ def count_recipients(session: Session, project_ref: str | int, spec: str, now: d
     try:
         return aud.count(session, project, aud.Audience.parse(spec), now)
     except aud.AudienceError as exc:
-        raise BroadcastError(str(exc)) from None
+        raise BroadcastError(str(exc), "audience", spec=spec) from None
 
 
 def create(
@@ -103,16 +112,16 @@ def create(
     now = now or utcnow()
     project = find_project(session, project_ref)
     if project.status == ProjectStatus.CLOSED:
-        raise BroadcastError(f"project {project.name!r} is closed")
+        raise BroadcastError(f"project {project.name!r} is closed", "closed", name=project.name)
     try:
         spec = aud.Audience.parse(audience)
     except aud.AudienceError as exc:
-        raise BroadcastError(str(exc)) from None
+        raise BroadcastError(str(exc), "audience", spec=audience) from None
     with_photo = photo_path is not None or photo_file_id is not None
     clean = check_text(text, with_photo=with_photo)
     path = check_photo(Path(photo_path)) if photo_path is not None else None
     if aud.count(session, project, spec, now) == 0:
-        raise BroadcastError(f"nobody to send to: the audience {spec} of project {project.name!r} is empty")
+        raise BroadcastError(f"nobody to send to: the audience {spec} of project {project.name!r} is empty", "nobody")
     broadcast = Broadcast(
         project_id=project.id,
         text=clean,
@@ -157,7 +166,7 @@ def cancel(session: Session, broadcast_id: int, now: datetime | None = None) -> 
     """Stop a broadcast: its runner notices before its next message; unsent rows stay pending."""
     broadcast = get(session, broadcast_id)
     if broadcast.status in (BroadcastStatus.DONE, BroadcastStatus.CANCELLED):
-        raise BroadcastError(f"broadcast {broadcast_id} is already {broadcast.status}")
+        raise BroadcastError(f"broadcast {broadcast_id} is already {broadcast.status}", "finished", id=broadcast_id)
     session.execute(
         update(Broadcast)
         .where(Broadcast.id == broadcast_id, Broadcast.status.in_((BroadcastStatus.PENDING, BroadcastStatus.RUNNING)))  # type: ignore[attr-defined]
