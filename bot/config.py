@@ -90,6 +90,7 @@ class WalletSettings(BaseSettings):
     model_config = _COMMON
 
     min_withdrawal: int = Field(default=10_000, alias="MIN_WITHDRAWAL")
+    payout_notify_seconds: float = Field(default=15.0, gt=0, alias="PAYOUT_NOTIFY_SECONDS")  # paid/failed notices
     pseudonym_secret: str = Field(default="crowdpin-pseudonym", alias="PSEUDONYM_SECRET")
 
 

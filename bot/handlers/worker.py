@@ -14,10 +14,9 @@ from bot.handlers.callbacks import Act, LangCb, NextCb, TaskCb
 from bot.handlers.context import App, WorkerCtx
 from bot.handlers.keyboards import menu_texts
 from bot.handlers.middlewares import WorkerDirectory
-from bot.i18n import t, won
+from bot.i18n import t
 from bot.tasks import service, workers
 from bot.tasks.service import NoTask, NoTaskReason, Refusal, Submitted, TaskCard
-from bot.wallet import ledger
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="worker")
@@ -52,22 +51,6 @@ async def on_language_chosen(
     await query.answer()
     if query.message is not None:
         await query.bot.send_message(query.message.chat.id, t("language.set", lang), reply_markup=keyboards.main_menu(lang))  # type: ignore[union-attr]
-
-
-@router.message(Command("balance"))
-@router.message(F.text.in_(menu_texts("menu.balance")))
-async def on_balance(message: Message, app: App, worker: WorkerCtx, lang: str) -> None:
-    bal = await app.db.run(ledger.balance, worker.id, tz=app.tz)
-    await message.answer(
-        t(
-            "balance.text",
-            lang,
-            today=won(bal.today),
-            available=won(bal.available),
-            pending=won(bal.pending),
-            lifetime=won(bal.lifetime),
-        )
-    )
 
 
 async def _show_next(bot: Bot, app: App, chat_id: int, nxt: TaskCard | NoTask, lang: str, edit_message_id: int | None) -> None:

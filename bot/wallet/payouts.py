@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.tasks.models import Worker
+from bot.tasks.models import Worker, WorkerStatus
 from bot.wallet import ledger
 from bot.wallet.accounts import PAID_OUT, PAYOUTS_OPEN, worker_account
 from bot.wallet.ledger import Leg
@@ -218,7 +218,8 @@ def claim_notices(session: Session, *, limit: int = 20, now: datetime | None = N
     """Closed requests whose worker was not told yet, claimed for ``NOTIFY_CLAIM``.
 
     A claim stops a second bot replica from sending the same message; if the sender dies
-    before :func:`mark_notified`, the claim runs out and the message is sent again.
+    before :func:`mark_notified`, the claim runs out and the message is sent again. Workers who
+    blocked the bot are skipped until they write again (registration makes them active).
     """
     now = now or utcnow()
     rows = session.execute(
@@ -228,6 +229,7 @@ def claim_notices(session: Session, *, limit: int = 20, now: datetime | None = N
             Withdrawal.status.in_((WithdrawalStatus.PAID, WithdrawalStatus.FAILED)),  # type: ignore[attr-defined]
             Withdrawal.notified.is_(False),  # type: ignore[attr-defined]
             or_(Withdrawal.notify_claimed_until.is_(None), Withdrawal.notify_claimed_until < now),  # type: ignore[union-attr]
+            Worker.status != WorkerStatus.UNREACHABLE,  # told when they write to the bot again
         )
         .order_by(Withdrawal.id)
         .limit(limit)
