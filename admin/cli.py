@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from admin import broadcast, export, load, projects, stats
+from admin import bonus, broadcast, export, load, payouts, projects, stats
 from bot.config import get_settings
 from bot.logs import setup_logging
 
@@ -29,3 +29,5 @@ app.command("load")(load.load_command)
 app.command("export")(export.export_command)
 app.command("stats")(stats.stats_command)
 app.add_typer(broadcast.app, name="broadcast")
+app.add_typer(payouts.app, name="payouts")
+app.command("bonus")(bonus.bonus_command)
