@@ -468,8 +468,10 @@ class Emulator:
         self._stats.callback_answers += 1
         self.notifier.notify((query.token, query.chat_id))
 
-    def record_upload(self) -> None:
+    def record_upload(self, new: bool) -> None:
         self._stats.uploads += 1
+        if new:
+            self._stats.unique_uploads += 1
 
     def record_delivered(self, count: int) -> None:
         self._stats.updates_delivered += count

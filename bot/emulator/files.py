@@ -109,8 +109,8 @@ class FileStore:
         self._by_id: dict[str, StoredFile] = {}
         self._by_path: dict[str, StoredFile] = {}
         self._photos: dict[str, list[StoredFile]] = {}  # photo key -> sizes, smallest first
-        self._documents: dict[str, StoredFile] = {}
         self._counter = 0
+        self.distinct_uploads = 0  # photos and documents with content not seen before
 
     def _ids(self, bot_id: int, digest: bytes, variant: str, prefix: str) -> tuple[str, str]:
         unique = hashlib.sha256(digest + variant.encode()).digest()
@@ -159,6 +159,7 @@ class FileStore:
                 self._by_id[file_id] = stored
                 self._by_path[stored.file_path] = stored
             self._photos[key] = sizes
+            self.distinct_uploads += 1
         return [s.photo_size() for s in sizes]
 
     def photo_by_file_id(self, bot_id: int, file_id: str) -> list[dict[str, Any]]:
@@ -189,6 +190,7 @@ class FileStore:
             )
             self._by_id[file_id] = stored
             self._by_path[stored.file_path] = stored
+            self.distinct_uploads += 1
         return self.document(stored)
 
     def document_by_file_id(self, bot_id: int, file_id: str) -> dict[str, Any]:

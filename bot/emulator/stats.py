@@ -24,6 +24,7 @@ class EmulatorStats:
     sent_messages: Counter[int] = field(default_factory=Counter)  # chat id -> messages the bot sent
     messages_sent: int = 0
     uploads: int = 0  # files the bot uploaded (multipart), as opposed to resending a file_id
+    unique_uploads: int = 0  # of those, uploads whose content the emulator had not seen before
     edits: int = 0
     deletions: int = 0
     user_messages: int = 0

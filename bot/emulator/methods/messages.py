@@ -103,8 +103,9 @@ def _upload(value: Any, files: Files) -> UploadedFile | str:
 def _photo(emu: Emulator, bot: BotState, value: Any, files: Files) -> list[dict[str, Any]]:
     source = _upload(value, files)
     if isinstance(source, UploadedFile):
+        known = emu.files.distinct_uploads
         photo = emu.files.add_photo(bot.id, source)
-        emu.record_upload()
+        emu.record_upload(new=emu.files.distinct_uploads > known)
         return photo
     return emu.files.photo_by_file_id(bot.id, source)
 
@@ -112,8 +113,9 @@ def _photo(emu: Emulator, bot: BotState, value: Any, files: Files) -> list[dict[
 def _document(emu: Emulator, bot: BotState, value: Any, files: Files) -> dict[str, Any]:
     source = _upload(value, files)
     if isinstance(source, UploadedFile):
+        known = emu.files.distinct_uploads
         document = emu.files.add_document(bot.id, source)
-        emu.record_upload()
+        emu.record_upload(new=emu.files.distinct_uploads > known)
         return document
     return emu.files.document_by_file_id(bot.id, source)
 
