@@ -24,9 +24,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def open_db(settings: Settings | None = None) -> Iterator[Database]:
     """The bot's database (DATABASE_URL), migrated to the current schema first."""
-    from bot.app import make_database
+    from bot.db.migrate import upgrade
 
-    db = make_database(settings or get_settings())
+    settings = settings or get_settings()
+    upgrade(settings.database.database_url)  # a no-op when the schema is current
+    db = Database(settings.database.database_url, pool_size=settings.database.db_pool_size, echo=settings.database.db_echo)
     try:
         yield db
     finally:

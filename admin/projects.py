@@ -22,6 +22,9 @@ _TYPES = ", ".join(t.value for t in ProjectType)
 SETTABLE = frozenset(Project.model_fields) - {"id", "name", "type", "status", "labels_json", "created_at"}
 
 
+MEDIA_MODES = {"copy": "copy", "reference": "ref", "ref": "ref"}
+
+
 def _opt(help_text: str) -> Any:
     return typer.Option(None, help=help_text, show_default=False)
 
@@ -42,6 +45,10 @@ def _parse_set(pairs: list[str]) -> dict[str, Any]:
 
 def _validated(name: str, ptype: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Run the model's own constraints (ranges, types) and a few cross-field rules."""
+    if fields.get("media_mode") is not None:
+        # The column holds 8 characters, so "reference" is stored as "ref".
+        mode = str(fields["media_mode"]).strip().lower()
+        fields = {**fields, "media_mode": MEDIA_MODES.get(mode, mode)}
     try:
         checked = Project.model_validate({"name": name, "type": ptype, **fields})
     except ValidationError as exc:
@@ -53,7 +60,7 @@ def _validated(name: str, ptype: str, fields: dict[str, Any]) -> dict[str, Any]:
         fail("confidence_target is a probability between 0 and 1 (exclusive)")
     if checked.accuracy_threshold is not None and not 0.0 <= checked.accuracy_threshold <= 1.0:
         fail("accuracy_threshold is a share between 0 and 1")
-    if checked.media_mode not in ("copy", "reference"):
+    if checked.media_mode not in MEDIA_MODES.values():
         fail("media_mode is copy or reference")
     if checked.min_overlap > checked.overlap:
         fail(f"min_overlap ({checked.min_overlap}) cannot exceed overlap ({checked.overlap})")

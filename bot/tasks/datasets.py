@@ -431,10 +431,11 @@ def _mask_from_polygons(polygons: Any, height: int, width: int) -> str:
     for poly in polygons:
         if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(isinstance(v, (int, float)) for v in poly):
             raise ValueError("a polygon needs at least 3 points as [x0, y0, x1, y1, ...]")
-    decoded = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(polygons, height, width)))
+    merged = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+    decoded = rle.decode({"size": [height, width], "counts": merged["counts"]})
     if not decoded.any():
         raise ValueError("polygon covers no pixel of the image")
-    return _rle_text(decoded.astype(bool))
+    return _rle_text(decoded)
 
 
 def _mask_from_png(path: Path, height: int, width: int, limits: Limits) -> str:
@@ -776,7 +777,7 @@ def load(
     if summary.bad and not skip_bad:
         log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
         raise LoadRejected(summary.bad)
-    use_copy = (project.media_mode != "reference") if copy is None else copy
+    use_copy = (project.media_mode == "copy") if copy is None else copy  # "ref" / "reference": in place
     created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress)
     summary.created = created
     summary.already_loaded += len(to_write) - created

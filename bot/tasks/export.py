@@ -40,7 +40,7 @@ from bot.tasks.models import Answer, Assignment, Image, Project, ProjectType, Ta
 
 log = structlog.get_logger("crowdpin.export")
 
-CHUNK = 5000
+CHUNK = 2000  # rows per fetch: memory is a few MB whatever the export size
 MASK_TYPES = (ProjectType.CONFIRM_MASK.value, ProjectType.MAGIC_PIN.value)
 
 Progress = Callable[[int, int], None]

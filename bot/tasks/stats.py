@@ -222,7 +222,7 @@ def seconds_histogram(session: Session, project_id: int | None = None, bounds: S
 def report(session: Session, project_id: int | None = None, *, now: datetime | None = None, leaders: int = 20) -> Report:
     now = now or utcnow()
     projects = project_progress(session, project_id, now=now)
-    target = sum(p.tasks_total * p.overlap for p in projects)
+    target = sum((p.tasks_total - p.tasks_broken) * p.overlap for p in projects)
     return Report(
         generated_at=now,
         projects=projects,
