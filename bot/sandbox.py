@@ -153,6 +153,67 @@ def create_sample_project(
     return project, samples
 
 
+def create_mask_project(
+    db: Database,
+    folder: Path,
+    *,
+    type: str = "confirm-mask",
+    count: int = 6,
+    overlap: int = 1,
+    price: int = 10,
+    seed: int = 7,
+    name: str | None = None,
+    masks: bool = True,
+    wrong_every: int = 0,
+    **fields: Any,
+) -> tuple[Project, list[SampleImage]]:
+    """A confirm-mask or magic-pin project over generated shapes whose true masks are known.
+
+    Confirm-mask tasks carry the true mask (COCO RLE JSON) and the shape's name as prelabel;
+    every ``wrong_every``-th mask is shifted off the shape (the right answer is then "no");
+    ``masks=False`` leaves tasks without a mask, so the bot generates one.
+    """
+    import numpy as np
+
+    from bot.autoseg import rle as coco_rle
+    from bot.sample import true_mask
+
+    samples = generate(folder, count=count, seed=seed)
+    confirm = type == "confirm-mask"
+    questions = {
+        "confirm-mask": ("표시된 영역이 도형과 딱 맞나요?", "Does the highlighted area match the shape?"),
+        "magic-pin": ("도형이 있는 칸을 눌러 주세요.", "Tap the cell where the shape is."),
+    }[type]
+    with db.session() as session:
+        project = projects.create(
+            session,
+            name=name or f"Shapes ({type})",
+            type=type,
+            price=price,
+            overlap=overlap,
+            question_ko=questions[0],
+            question_en=questions[1],
+            **fields,
+        )
+        for i, sample in enumerate(samples):
+            image, _ = media.store_image(session, media.check_image(sample.path), media_dir=db_media_dir(folder), copy=False)
+            mask_json = None
+            if confirm and masks:
+                mask = true_mask(sample)
+                if wrong_every and i % wrong_every == wrong_every - 1:
+                    mask = np.roll(mask, (mask.shape[0] // 3, mask.shape[1] // 3), axis=(0, 1))
+                mask_json = json.dumps(coco_rle.encode(mask), separators=(",", ":"))
+            intake.add_task(
+                session,
+                project,
+                image,
+                external_id=sample.external_id,
+                prelabel=truth_label(sample) if confirm else None,
+                mask_rle=mask_json,
+            )
+    return project, samples
+
+
 def db_media_dir(folder: Path) -> Path:
     return folder.parent / "media"
 

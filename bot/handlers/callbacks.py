@@ -16,10 +16,10 @@ class Act(StrEnum):
     REPORT = "r"  # open the report choices
     REPORT_REASON = "rr"  # v = 0 broken, 1 offensive
     BACK = "b"  # leave the report choices
-    CELL = "g"  # magic pin: v = grid cell index
-    KEEP = "k"  # magic pin: keep the mask
-    RETRY = "t"  # magic pin: try another cell
-    ADD = "a"  # magic pin: add a point
+    CELL = "g"  # magic pin: v = rev * 16 + grid cell index (rev: state revision drawn)
+    KEEP = "k"  # magic pin: keep the mask; v = rev
+    RETRY = "t"  # magic pin: try another cell; v = rev
+    ADD = "a"  # magic pin: v = rev * 3 + (0 back to the mask, 1 add area, 2 remove area)
     NONE = "n"  # magic pin: no such object
 
 

@@ -11,6 +11,7 @@ from aiogram.types import (
 
 from bot.handlers.callbacks import Act, LangCb, TaskCb
 from bot.i18n import LOCALES, t
+from bot.tasks.magic_pin import CELLS, GRID_COLS, SIGN_BACK, SIGN_NEG, SIGN_POS, pack
 
 
 def main_menu(lang: str) -> ReplyKeyboardMarkup:
@@ -66,3 +67,57 @@ def report_reasons(aid: int, lang: str) -> InlineKeyboardMarkup:
             [_btn(t("task.report_back", lang), Act.BACK, aid)],
         ]
     )
+
+
+def _skip_report(aid: int, lang: str) -> list[InlineKeyboardButton]:
+    return [_btn(t("task.skip", lang), Act.SKIP, aid), _btn(t("task.report", lang), Act.REPORT, aid)]
+
+
+def confirm_mask(aid: int, lang: str, *, can_answer: bool = True) -> InlineKeyboardMarkup:
+    """Correct / Wrong side by side (v = 1 / 0), then Skip / Report."""
+    rows = []
+    if can_answer:
+        rows.append([_btn(t("masks.correct", lang), Act.CONFIRM, aid, 1), _btn(t("masks.wrong", lang), Act.CONFIRM, aid, 0)])
+    rows.append(_skip_report(aid, lang))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _cells(aid: int, rev: int) -> list[list[InlineKeyboardButton]]:
+    buttons = [_btn(cell, Act.CELL, aid, pack(rev, i, len(CELLS))) for i, cell in enumerate(CELLS)]
+    return _rows(buttons, GRID_COLS)
+
+
+def pin_grid(aid: int, rev: int, lang: str) -> InlineKeyboardMarkup:
+    """Magic pin, first look: one button per grid cell (4 per row), No such object, Skip / Report."""
+    rows = _cells(aid, rev)
+    rows.append([_btn(t("masks.pin.none", lang), Act.NONE, aid)])
+    rows.append(_skip_report(aid, lang))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def pin_mask(aid: int, rev: int, lang: str, *, can_keep: bool, can_add: bool) -> InlineKeyboardMarkup:
+    """Magic pin, a mask is shown: Keep / Try another cell / Add a point / No such object."""
+    rows = []
+    if can_keep:
+        rows.append([_btn(t("masks.pin.keep", lang), Act.KEEP, aid, rev)])
+    second = [_btn(t("masks.pin.retry", lang), Act.RETRY, aid, rev)]
+    if can_add:
+        second.append(_btn(t("masks.pin.add", lang), Act.ADD, aid, pack(rev, SIGN_POS, 3)))
+    rows.append(second)
+    rows.append([_btn(t("masks.pin.none", lang), Act.NONE, aid)])
+    rows.append(_skip_report(aid, lang))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def pin_add(aid: int, rev: int, lang: str, *, positive: bool) -> InlineKeyboardMarkup:
+    """Magic pin, adding a point: the cells, a +/- switch (the active side ticked), Back."""
+    rows = _cells(aid, rev)
+    plus, minus = t("masks.pin.mode_add", lang), t("masks.pin.mode_remove", lang)
+    rows.append(
+        [
+            _btn(("✔ " if positive else "") + plus, Act.ADD, aid, pack(rev, SIGN_POS, 3)),
+            _btn(("✔ " if not positive else "") + minus, Act.ADD, aid, pack(rev, SIGN_NEG, 3)),
+        ]
+    )
+    rows.append([_btn(t("masks.pin.back", lang), Act.ADD, aid, pack(rev, SIGN_BACK, 3))])
+    return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -34,6 +34,7 @@ class Rendered:
     file_id: str | None = None  # reuse an uploaded photo
     upload: bytes | None = None  # or upload these JPEG bytes
     cache_image_id: int | None = None  # store the uploaded file_id on this image
+    on_file_id: Callable[[str], None] | None = None  # told the file_id of an uploaded photo
 
 
 Renderer = Callable[[App, TaskCard, str], Awaitable[Rendered]]
@@ -135,6 +136,8 @@ async def show(
     message_id = message.message_id if isinstance(message, Message) else edit_message_id
     assert message_id is not None
     new_file_id = _largest_file_id(message) if rendered.cache_image_id is not None else None
+    if rendered.on_file_id is not None and rendered.upload is not None and (uploaded := _largest_file_id(message)):
+        rendered.on_file_id(uploaded)
     if new_file_id or card.message_id != message_id:
         await app.db.run(_after_show, card.assignment_id, chat_id, message_id, rendered.cache_image_id, new_file_id)
     return message_id

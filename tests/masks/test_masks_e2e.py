@@ -1,0 +1,344 @@
+"""Mask tasks end to end: the real bot polls the emulator over HTTP; workers tap buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import func, select, update
+
+from bot.autoseg import rle as coco_rle
+from bot.emulator.state import CallbackQueryState
+from bot.i18n import t
+from bot.sample import SampleImage, true_mask
+from bot.sandbox import Sandbox, create_mask_project
+from bot.simulate import Screen, SimWorker
+from bot.tasks.magic_pin import CELLS, Phase, PinState
+from bot.tasks.models import Answer, Assignment, Image, Task, TaskStatus
+from bot.wallet.accounts import LABELING_EXPENSE
+from bot.wallet.ledger import account_balance, ledger_total
+
+from tests.masks.helpers import best_cell, outside_cell
+
+WAIT = 30.0  # generous: the machine is shared and segmentation is CPU work
+
+
+# ------------------------------------------------------------------ helpers
+def _task_of(box: Sandbox, assignment_id: int) -> Task:
+    with box.db.session() as s:
+        assignment = s.get(Assignment, assignment_id)
+        assert assignment is not None
+        task = s.get(Task, assignment.task_id)
+        assert task is not None
+        return task
+
+
+def _sample(samples: list[SampleImage], box: Sandbox, assignment_id: int) -> SampleImage:
+    external_id = _task_of(box, assignment_id).external_id
+    return next(s for s in samples if s.external_id == external_id)
+
+
+def _state(box: Sandbox, assignment_id: int) -> PinState:
+    with box.db.session() as s:
+        return PinState.from_json(s.get(Assignment, assignment_id).state_json)  # type: ignore[union-attr]
+
+
+def _answers(box: Sandbox) -> list[Answer]:
+    with box.db.session() as s:
+        return list(s.execute(select(Answer).order_by(Answer.id)).scalars())
+
+
+def _message(box: Sandbox, sim: SimWorker, message_id: int) -> Any:
+    return next(m for m in box.emulator.transcript(sim.user_id) if m.message_id == message_id)
+
+
+def _texts(message: Any) -> list[str]:
+    return [b["text"] for row in (message.reply_markup or {}).get("inline_keyboard", []) for b in row]
+
+
+async def press(box: Sandbox, sim: SimWorker, message_id: int, *, text: str | None = None, data: str | None = None) -> dict:
+    """Tap a button and wait until the bot has answered it and, if accepted, edited the chat."""
+    emu = box.emulator
+    before = emu.chat_version(sim.user_id)
+    if data is not None and text is None:
+        cq = forge_tap(box, sim.user_id, message_id, data)
+    else:
+        cq = await emu.tap(sim.user_id, message_id, text=text)
+    answer = await emu.wait_for(lambda: emu.callback_answer(cq), timeout=WAIT)
+    if not answer.get("text"):
+        await emu.wait_for(lambda: emu.chat_version(sim.user_id) > before, timeout=WAIT)
+    return answer
+
+
+def forge_tap(box: Sandbox, user_id: int, message_id: int, data: str) -> str:
+    """A callback query with any data on a message, as a modified client could send it.
+
+    (The emulator's ``tap`` only presses buttons that exist, as a real client does.)
+    """
+    emu = box.emulator
+    bot = emu.bot()
+    user = emu.user(user_id)
+    chat = bot.chats[user.id]
+    message = chat.live(message_id)
+    assert message is not None
+    query_id = str(secrets.randbits(63))
+    emu.callback_queries[query_id] = CallbackQueryState(
+        id=query_id, token=bot.token, user_id=user.id, chat_id=chat.chat_id, message_id=message_id, data=data, created_at=emu.clock()
+    )
+    payload = {
+        "id": query_id,
+        "from": user.to_api(),
+        "message": message.to_api(chat.api_chat()),
+        "chat_instance": "1",
+        "data": data,
+    }
+    emu._queue(bot, "callback_query", payload)
+    emu.notifier.notify(emu._key(bot, chat))
+    return query_id
+
+
+def _photo(box: Sandbox, file_id: str) -> np.ndarray:
+    return np.asarray(PILImage.open(io.BytesIO(box.emulator.file_bytes(file_id))).convert("RGB"), dtype=np.int16)
+
+
+# ------------------------------------------------------------------ confirm-mask
+async def test_confirm_mask_loop_with_overlap_and_payment(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    project, samples = create_mask_project(box.db, tmp_path / "images", count=4, overlap=2, price=12, wrong_every=2)
+    wrong = {s.external_id for i, s in enumerate(samples) if i % 2 == 1}
+    photos: dict[str, set[str]] = {}
+
+    def judge(screen: Screen) -> str:
+        task = _task_of(box, screen.assignment_id or 0)
+        photos.setdefault(task.external_id, set()).add(screen.photo_file_id or "")
+        assert t("masks.confirm.object", "en", object=task.prelabel) in screen.caption
+        return t("masks.wrong" if task.external_id in wrong else "masks.correct", "en")
+
+    sims = [SimWorker.create(box.emulator, f"w{i}", "en", chooser=judge) for i in range(2)]
+    for sim in sims:
+        await sim.start()
+    done = await asyncio.gather(*(sim.work() for sim in sims))
+    assert done == [4, 4]
+    answers = _answers(box)
+    assert len(answers) == 8 and all(a.reward == 12 for a in answers)
+    with box.db.session() as s:
+        by_task = dict(s.execute(select(Task.external_id, Task.id)).all())
+        assert set(s.execute(select(Task.status)).scalars()) == {TaskStatus.DONE}
+        assert account_balance(s, LABELING_EXPENSE) == -8 * 12
+        assert ledger_total(s) == 0
+        assert s.execute(select(func.count(Image.id)).where(Image.tg_file_id.is_not(None))).scalar_one() == 0  # type: ignore[union-attr]
+    for external_id, task_id in by_task.items():
+        values = {a.value for a in answers if a.task_id == task_id}
+        assert values == ({"no"} if external_id in wrong else {"yes"})
+    # one overlay per task, uploaded once and reused for the second worker
+    assert all(len(ids) == 1 for ids in photos.values()) and len({i for ids in photos.values() for i in ids}) == 4
+    # the picture is the mask overlay: object pixels tinted, not the plain photo
+    sample = samples[0]
+    shown = _photo(box, next(iter(photos[sample.external_id])))
+    plain = np.asarray(PILImage.open(sample.path).convert("RGB"), dtype=np.int16)
+    inside = true_mask(sample)
+    assert np.abs(shown - plain)[inside].mean() > 20
+
+
+async def test_confirm_mask_without_mask_is_auto_generated_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    _, samples = create_mask_project(box.db, tmp_path / "images", count=1, overlap=2, masks=False)
+    sample = samples[0]
+    x0, y0, x1, y1 = sample.bbox
+    with box.db.session() as s:
+        s.execute(update(Task).values(prelabel=f"circle [{x0 - 6},{y0 - 6},{x1 + 6},{y1 + 6}]"))
+    seen: list[str] = []
+
+    def judge(screen: Screen) -> str:
+        seen.append(screen.photo_file_id or "")
+        assert t("masks.confirm.object", "ko", object="circle") in screen.caption and "[" not in screen.caption
+        return t("masks.correct", "ko")
+
+    sims = [SimWorker.create(box.emulator, f"w{i}", "ko", chooser=judge) for i in range(2)]
+    for sim in sims:
+        await sim.start()
+        assert await sim.work() == 1
+    with box.db.session() as s:
+        mask_json = s.execute(select(Task.mask_rle)).scalar_one()
+    mask = coco_rle.decode(json.loads(mask_json))
+    assert mask.shape == (240, 320)
+    assert coco_rle.mask_iou(mask, true_mask(sample)) > 0.8  # the box seeded it
+    assert len(set(seen)) == 1  # both workers judged the same stored mask (same picture)
+
+
+async def test_confirm_forged_value_and_other_users_task_are_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    create_mask_project(box.db, tmp_path / "images", count=2, overlap=1)
+    a = SimWorker.create(box.emulator, "a", "en")
+    b = SimWorker.create(box.emulator, "b", "en")
+    for sim in (a, b):
+        await sim.start()
+    sa, sb = await a.request_task(), await b.request_task()
+    assert sa is not None and sb is not None and sa.assignment_id != sb.assignment_id
+    answer = await press(box, a, sa.message_id, data=f"t:c:{sa.assignment_id}:7")
+    assert answer["text"] == t("refuse.invalid", "en")
+    answer = await press(box, b, sb.message_id, data=f"t:c:{sa.assignment_id}:1")
+    assert answer["text"] == t("refuse.not_yours", "en")
+    answer = await press(box, b, sb.message_id, data="t:c:424242:1")
+    assert answer["text"] == t("refuse.unknown", "en")
+    assert _answers(box) == []
+    # the real button still works
+    nxt = await a.tap(sa, t("masks.correct", "en"))
+    assert nxt is None or nxt.assignment_id != sa.assignment_id
+    assert [x.value for x in _answers(box)] == ["yes"]
+
+
+# ------------------------------------------------------------------ magic pin
+async def _pin_screen(box: Sandbox, sim: SimWorker) -> Screen:
+    screen = await sim.request_task()
+    assert screen is not None
+    assert _texts(_message(box, sim, screen.message_id))[:16] == list(CELLS)
+    return screen
+
+
+async def test_magic_pin_cell_then_keep(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=20)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    sample = _sample(samples, box, screen.assignment_id or 0)
+    grid_photo = screen.photo_file_id
+    assert t("masks.pin.hint_grid", "en") in screen.caption
+    await press(box, sim, screen.message_id, text=CELLS[best_cell(sample)])
+    shown = _message(box, sim, screen.message_id)  # the same message, edited in place
+    assert shown.edited and shown.photo_file_id != grid_photo
+    assert t("masks.pin.hint_mask", "en") in (shown.caption or "")
+    assert _texts(shown)[:4] == [t("masks.pin.keep", "en"), t("masks.pin.retry", "en"), t("masks.pin.add", "en"), t("masks.pin.none", "en")]
+    # the new picture shows the mask: the object is tinted
+    inside = true_mask(sample)
+    plain = np.asarray(PILImage.open(sample.path).convert("RGB"), dtype=np.int16)
+    assert np.abs(_photo(box, shown.photo_file_id) - plain)[inside].mean() > 20
+    current = sim.screen()
+    assert current is not None and current.assignment_id == screen.assignment_id
+    nxt = await sim.tap(current, t("masks.pin.keep", "en"))
+    assert nxt is not None and nxt.message_id == screen.message_id and nxt.assignment_id != screen.assignment_id
+    (answer,) = _answers(box)
+    assert answer.value == "mask" and answer.reward == 20
+    assert coco_rle.mask_iou(coco_rle.decode(json.loads(answer.mask_rle or "")), inside) > 0.9
+    assert t("masks.pin.hint_grid", "en") in nxt.caption  # the next task starts on its grid
+
+
+async def test_magic_pin_retry_add_points_and_remove_area(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
+    sim = SimWorker.create(box.emulator, "w", "ko")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    sample = _sample(samples, box, aid)
+    grid_photo = screen.photo_file_id
+    # a wrong cell, then "try another cell": the same grid picture comes back (cached file_id)
+    await press(box, sim, mid, text=CELLS[outside_cell(sample)])
+    await press(box, sim, mid, text=t("masks.pin.retry", "ko"))
+    again = _message(box, sim, mid)
+    assert again.photo_file_id == grid_photo and _texts(again)[:16] == list(CELLS)
+    assert _state(box, aid).phase == Phase.GRID
+    # the right cell, then add a point in "remove area" mode on the background
+    await press(box, sim, mid, text=CELLS[best_cell(sample)])
+    await press(box, sim, mid, text=t("masks.pin.add", "ko"))
+    adding = _message(box, sim, mid)
+    assert _texts(adding)[:16] == list(CELLS) and "✔ " + t("masks.pin.mode_add", "ko") in _texts(adding)
+    await press(box, sim, mid, text=t("masks.pin.mode_remove", "ko"))
+    switched = _message(box, sim, mid)
+    assert switched.photo_file_id == adding.photo_file_id  # only the caption and buttons changed
+    assert "✔ " + t("masks.pin.mode_remove", "ko") in _texts(switched)
+    assert t("masks.pin.hint_add_remove", "ko") in (switched.caption or "")
+    await press(box, sim, mid, text=CELLS[outside_cell(sample)])
+    state = _state(box, aid)
+    assert state.phase == Phase.MASK and state.points == [(CELLS[best_cell(sample)], True), (CELLS[outside_cell(sample)], False)]
+    assert t("masks.pin.points", "ko", count=2) in (_message(box, sim, mid).caption or "")
+    await press(box, sim, mid, text=t("masks.pin.keep", "ko"))
+    (answer,) = _answers(box)
+    assert coco_rle.mask_iou(coco_rle.decode(json.loads(answer.mask_rle or "")), true_mask(sample)) > 0.9
+
+
+async def test_magic_pin_no_such_object(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=7)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    nxt = await sim.tap(screen, t("masks.pin.none", "en"))
+    assert nxt is not None and nxt.message_id == screen.message_id
+    (answer,) = _answers(box)
+    assert answer.value == "none" and answer.mask_rle is None and answer.reward == 7
+
+
+async def test_magic_pin_double_taps_stale_and_forged(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=3, price=10)
+    emu = box.emulator
+    sim = SimWorker.create(emu, "w", "en")
+    other = SimWorker.create(emu, "o", "en")
+    for s in (sim, other):
+        await s.start()
+    old = await _pin_screen(box, sim)
+    screen = await _pin_screen(box, sim)  # "Get a task" again: a second message of the same lease
+    assert screen.assignment_id == old.assignment_id and screen.message_id != old.message_id
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    sample = _sample(samples, box, aid)
+    cell = CELLS[best_cell(sample)]
+    # double tap of a cell: one segmentation and one transition
+    first, second = await asyncio.gather(emu.tap(sim.user_id, mid, text=cell), emu.tap(sim.user_id, mid, text=cell))
+    answers = await emu.wait_for(lambda: [emu.callback_answer(first), emu.callback_answer(second)] if emu.callback_answer(first) and emu.callback_answer(second) else None, timeout=WAIT)
+    notices = {a.get("text") for a in answers}
+    assert notices & {t("masks.refuse.busy", "en"), t("masks.refuse.stale", "en")}
+    await emu.wait_for(lambda: t("masks.pin.keep", "en") in _texts(_message(box, sim, mid)), timeout=WAIT)
+    assert _state(box, aid).rev == 1
+    # the older message still shows the grid of revision 0: stale, nothing changes
+    answer = await press(box, sim, old.message_id, text=cell)
+    assert answer["text"] == t("masks.refuse.stale", "en")
+    # another user forging a Keep for this assignment, and forged values
+    other_screen = await _pin_screen(box, other)
+    assert (await press(box, other, other_screen.message_id, data=f"t:k:{aid}:1"))["text"] == t("refuse.not_yours", "en")
+    assert (await press(box, sim, mid, data=f"t:g:{aid}:-3"))["text"] == t("refuse.invalid", "en")
+    assert (await press(box, sim, mid, data=f"t:k:{aid}:0"))["text"] == t("masks.refuse.stale", "en")
+    assert (await press(box, sim, mid, data=f"t:a:{other_screen.assignment_id}:1"))["text"] == t("refuse.not_yours", "en")
+    assert _state(box, aid).rev == 1 and _answers(box) == []
+    # double Keep: one answer, paid once
+    keep = t("masks.pin.keep", "en")
+    k1, k2 = await asyncio.gather(emu.tap(sim.user_id, mid, text=keep), emu.tap(sim.user_id, mid, text=keep))
+    answers = await emu.wait_for(lambda: [emu.callback_answer(k1), emu.callback_answer(k2)] if emu.callback_answer(k1) and emu.callback_answer(k2) else None, timeout=WAIT)
+    assert {a.get("text") for a in answers} & {t("refuse.already", "en"), t("masks.refuse.stale", "en"), t("masks.refuse.busy", "en")}
+    assert len(_answers(box)) == 1
+    with box.db.session() as s:
+        assert account_balance(s, LABELING_EXPENSE) == -10
+        assert ledger_total(s) == 0
+
+
+async def test_restart_mid_pin_loses_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    sample = _sample(samples, box, aid)
+    await press(box, sim, mid, text=CELLS[best_cell(sample)])
+    before = _state(box, aid)
+    await box.restart_bot()
+    assert _state(box, aid) == before
+    await press(box, sim, mid, text=t("masks.pin.add", "en"))
+    await press(box, sim, mid, text=t("masks.pin.mode_remove", "en"))
+    await box.restart_bot()
+    # "Get a task" after the restart shows the same lease in the same phase (add, remove mode)
+    resent = await sim.request_task()
+    assert resent is not None and resent.assignment_id == aid
+    assert "✔ " + t("masks.pin.mode_remove", "en") in [text for text, _ in resent.buttons]
+    await press(box, sim, resent.message_id, text=CELLS[outside_cell(sample)])
+    await press(box, sim, resent.message_id, text=t("masks.pin.keep", "en"))
+    (answer,) = _answers(box)
+    assert answer.value == "mask"
+    assert coco_rle.mask_iou(coco_rle.decode(json.loads(answer.mask_rle or "")), true_mask(sample)) > 0.9
