@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,9 +259,8 @@ class BotState:
         self.webhook: WebhookConfig | None = None
         self.webhook_inflight: dict[Any, deque[dict[str, Any]]] = {}  # claimed by the webhook deliverer
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.update_event = asyncio.Event()
-        self.active_poll: asyncio.Future[str] | None = None
-        self.on_update: list[Any] = []  # callbacks run when an update is queued
+        self.active_poll: asyncio.Future[str] | None = None  # the pending getUpdates long poll
+        self.on_update: list[Callable[[], None]] = []  # run when an update is queued (poller, webhook)
 
     @property
     def id(self) -> int:
@@ -288,8 +288,6 @@ class BotState:
         return update
 
     def signal_updates(self) -> None:
-        event, self.update_event = self.update_event, asyncio.Event()
-        event.set()
         for callback in list(self.on_update):
             callback()
 

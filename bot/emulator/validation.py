@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError, bad_request
-from .spec import ArrayRef, BotApiSpec, FieldSpec, MethodSpec, ObjectRef, ScalarRef, TypeRef
+from .spec import ArrayRef, BotApiSpec, FieldSpec, MethodSpec, ScalarRef, TypeRef
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _TRUE = frozenset({"true", "1"})

@@ -5,8 +5,10 @@ something it could depend on has changed. While the predicate runs, the
 emulator records which chats it reads (``transcript``, ``last_message``, ...);
 the waiter then sleeps until one of those chats changes. A predicate that
 reads anything else (stats, callback answers, or state outside the emulator)
-is woken by every change. A slow fallback tick re-checks anyway, for
-predicates that also look at the bot's own database.
+is woken by every change. A slow fallback tick re-checks anyway (every
+second, or every quarter second for predicates that read no chat), for
+predicates that also look at state the emulator cannot see, such as the
+bot's database.
 
 With hundreds of simulated users each waiting for their own chat, a bot
 call wakes one waiter instead of all of them.
@@ -21,7 +23,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 ANY_CHANGE: Hashable = object()  # dependency marker: wake on every change
-FALLBACK_RECHECK_S = 0.25
+FALLBACK_RECHECK_S = 1.0  # predicates that read chats: they are woken by those chats' changes
+UNTRACKED_RECHECK_S = 0.25  # predicates that read no chat (stats, or state outside the emulator)
 
 
 class ChangeNotifier:
@@ -70,7 +73,8 @@ class ChangeNotifier:
             if remaining <= 0:
                 detail = on_timeout() if on_timeout else ""
                 raise TimeoutError(f"condition {_describe(predicate)} not met within {timeout:g} s{detail}")
-            await self._sleep(loop, deps, min(remaining, FALLBACK_RECHECK_S))
+            tracked = bool(deps) and ANY_CHANGE not in deps
+            await self._sleep(loop, deps, min(remaining, FALLBACK_RECHECK_S if tracked else UNTRACKED_RECHECK_S))
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, deps: set[Hashable], delay: float) -> None:
         future: asyncio.Future[None] = loop.create_future()
