@@ -55,8 +55,12 @@ def _trim_fields(fields: list[dict[str, Any]], *, is_subtype: bool) -> list[dict
     return trimmed
 
 
-def trim(source: dict[str, Any]) -> dict[str, Any]:
-    """Return the trimmed spec: everything validation needs, no prose."""
+def trim(source: dict[str, Any], license_text: str = "") -> dict[str, Any]:
+    """Return the trimmed spec: everything validation needs, no prose.
+
+    ``license_text`` (the source's MIT notice) is embedded too, so the notice travels
+    with the data even where ``BOTAPI_SPEC_LICENSE`` is not packaged.
+    """
     methods = {}
     for name, method in source["methods"].items():
         methods[name] = {
@@ -76,6 +80,7 @@ def trim(source: dict[str, Any]) -> dict[str, Any]:
         "release_date": source["release_date"],
         "origin": "Trimmed by scripts/trim_botapi_spec.py from api.json of "
         "github.com/PaulSonOfLars/telegram-bot-api-spec (MIT licence, see BOTAPI_SPEC_LICENSE).",
+        "license": license_text,
         "methods": methods,
         "types": types,
     }
@@ -103,7 +108,7 @@ def _render_entries(entries: dict[str, dict[str, Any]]) -> list[str]:
 
 def render(trimmed: dict[str, Any]) -> str:
     """Serialise deterministically, one field per line, so the file diffs cleanly."""
-    head = [f" {_dump(key)}: {_dump(trimmed[key])}," for key in ("version", "release_date", "origin")]
+    head = [f" {_dump(key)}: {_dump(trimmed[key])}," for key in ("version", "release_date", "origin", "license")]
     lines = ["{", *head, ' "methods": {', *_render_entries(trimmed["methods"]), " },"]
     lines += [' "types": {', *_render_entries(trimmed["types"]), " }", "}"]
     text = "\n".join(lines) + "\n"
@@ -122,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spec source not found: {args.source}", file=sys.stderr)
         return 2
     source = json.loads(args.source.read_text(encoding="utf-8"))
-    text = render(trim(source))
+    licence = args.source.parent / "LICENSE"
+    license_text = licence.read_text(encoding="utf-8") if licence.is_file() else ""
+    text = render(trim(source, license_text))
 
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
@@ -133,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     args.output.write_text(text, encoding="utf-8")
-    licence = args.source.parent / "LICENSE"
     if licence.is_file() and args.output == DEFAULT_OUTPUT:
         shutil.copyfile(licence, LICENSE_OUTPUT)
     print(f"wrote {args.output} ({len(text):,} bytes, {source['version']})")

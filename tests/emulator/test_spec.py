@@ -29,10 +29,12 @@ def _trim_script() -> ModuleType:
 def test_packaged_spec_is_generated_from_the_source() -> None:
     script = _trim_script()
     source = json.loads(SOURCE.read_text(encoding="utf-8"))
+    source_licence = (SOURCE.parent / "LICENSE").read_text(encoding="utf-8")
     packaged = (REPO_ROOT / "bot" / "emulator" / "botapi_spec.json").read_text(encoding="utf-8")
-    assert packaged == script.render(script.trim(source)), "run scripts/trim_botapi_spec.py"
+    assert packaged == script.render(script.trim(source, source_licence)), "run scripts/trim_botapi_spec.py"
     licence = (REPO_ROOT / "bot" / "emulator" / "BOTAPI_SPEC_LICENSE").read_text(encoding="utf-8")
-    assert licence == (SOURCE.parent / "LICENSE").read_text(encoding="utf-8")
+    assert licence == source_licence
+    assert json.loads(packaged)["license"] == source_licence  # the notice travels with the data
 
 
 def test_packaged_spec_has_no_prose_and_every_method_and_type() -> None:
