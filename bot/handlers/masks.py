@@ -87,6 +87,7 @@ _pool_lock = threading.Lock()
 _pixels = _Lru(8)  # sha256 -> (phone RGB array, display size of the original)
 GRID_FILE_IDS = _Lru(4096)  # sha256 -> file_id of the plain grid picture
 OVERLAY_FILE_IDS = _Lru(4096)  # (sha256, mask hash) -> file_id of a confirm overlay
+_phone_masks = _Lru(64)  # mask key -> the same mask at phone size (skips decoding big RLEs)
 _busy: set[int] = set()  # assignments whose previous tap is still being worked on (this process)
 
 
@@ -136,12 +137,22 @@ def grid_jpeg(app: App, ref: ImageRef) -> bytes:
     return _write_once(target, lambda: to_jpeg(draw_grid(_load(app, ref)[0], rows, cols, max_side=long_side)))
 
 
+def _rle_key(mask: dict[str, Any]) -> tuple[Any, ...]:
+    counts = mask.get("counts")
+    digest = hashlib.sha1(counts.encode() if isinstance(counts, str) else repr(counts).encode()).hexdigest()
+    return (tuple(mask.get("size", ())), digest)
+
+
 def pin_jpeg(app: App, ref: ImageRef, state: PinState) -> bytes:
     """The current mask with its pins; in the ADD phase with the grid drawn over it."""
     rgb, _ = _load(app, ref)
     h, w = rgb.shape[:2]
     long_side = app.settings.media.phone_long_side
-    mask = magic_pin.display_mask(state.mask, (w, h)) if state.mask else None
+    mask = None
+    if state.mask:
+        mask = _phone_masks.get((ref.sha256, *_rle_key(state.mask)))
+        if mask is None or mask.shape != (h, w):
+            mask = magic_pin.display_mask(state.mask, (w, h))
     img = render_overlay(rgb, mask, magic_pin.cell_pixels(state.points, w, h), max_side=long_side)
     if state.phase == Phase.ADD:
         img = draw_grid(img, magic_pin.GRID_ROWS, magic_pin.GRID_COLS, max_side=long_side)
@@ -175,7 +186,9 @@ def segment_step(app: App, step: Step) -> None:
     assert step.image is not None and step.segment is not None
     started = time.perf_counter()
     rgb, display = _load(app, step.image)
-    step.state.mask, step.state.area = magic_pin.segment_cells(rgb, step.segment, display)
+    phone = magic_pin.segment_phone(rgb, step.segment)
+    step.state.mask, step.state.area = magic_pin.to_original(phone, display)
+    _phone_masks.put((step.image.sha256, *_rle_key(step.state.mask)), phone)
     log.info(
         "masks.segmented",
         assignment_id=step.assignment_id,

@@ -368,14 +368,23 @@ def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return soft >= 0.5
 
 
+def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:
+    """The mask at the phone copy's size, from the centres of the tapped cells."""
+    h, w = rgb.shape[:2]
+    return segment(rgb, cell_pixels(points, w, h))
+
+
+def to_original(mask: np.ndarray, display: tuple[int, int]) -> tuple[dict[str, Any], int]:
+    """(COCO RLE at the original's (W, H) ``display`` size, area in original pixels)."""
+    full = upsample_mask(mask, display)
+    return coco_rle.encode(full), int(np.count_nonzero(full))
+
+
 def segment_cells(
     rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]
 ) -> tuple[dict[str, Any], int]:
     """Segment from the centres of the tapped cells; returns (COCO RLE at ``display`` size, area)."""
-    h, w = rgb.shape[:2]
-    mask = segment(rgb, cell_pixels(points, w, h))
-    full = upsample_mask(mask, display)
-    return coco_rle.encode(full), int(np.count_nonzero(full))
+    return to_original(segment_phone(rgb, points), display)
 
 
 def auto_mask(rgb: np.ndarray, display: tuple[int, int], box: tuple[float, float, float, float] | None) -> dict[str, Any]:

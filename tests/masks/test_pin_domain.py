@@ -50,7 +50,8 @@ def _sample_of(samples: list[SampleImage], card: TaskCard) -> SampleImage:
     return next(s for s in samples if s.path.resolve() == Path(card.image_path).resolve())
 
 
-def test_pin_keep_records_a_good_mask_and_pays_once(db: Database, tmp_path: Path) -> None:
+def test_pin_keep_records_a_good_mask_and_pays_once(any_db: Database, tmp_path: Path) -> None:
+    db = any_db
     _, samples = make_project(db, tmp_path / "imgs", price=25)
     (w,) = make_workers(db, 1)
     card = _lease(db, w)
@@ -73,7 +74,8 @@ def test_pin_keep_records_a_good_mask_and_pays_once(db: Database, tmp_path: Path
     assert iou_with_truth(answers[0].mask_rle or "", sample) > 0.9
 
 
-def test_stale_forged_and_foreign_taps_change_nothing(db: Database, tmp_path: Path) -> None:
+def test_stale_forged_and_foreign_taps_change_nothing(any_db: Database, tmp_path: Path) -> None:
+    db = any_db
     make_project(db, tmp_path / "imgs")
     w1, w2 = make_workers(db, 2)
     card = _lease(db, w1)
@@ -94,8 +96,9 @@ def test_stale_forged_and_foreign_taps_change_nothing(db: Database, tmp_path: Pa
         assert s.execute(select(func.count(Answer.id))).scalar_one() == 0
 
 
-def test_double_tap_commits_once(db: Database, tmp_path: Path) -> None:
+def test_double_tap_commits_once(any_db: Database, tmp_path: Path) -> None:
     """Two taps decided on the same state: the first commit wins, the second is stale."""
+    db = any_db
     _, samples = make_project(db, tmp_path / "imgs")
     (w,) = make_workers(db, 1)
     card = _lease(db, w)
@@ -112,7 +115,8 @@ def test_double_tap_commits_once(db: Database, tmp_path: Path) -> None:
     assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", v) == PinRefusal.STALE
 
 
-def test_add_points_retry_and_back(db: Database, tmp_path: Path) -> None:
+def test_add_points_retry_and_back(any_db: Database, tmp_path: Path) -> None:
+    db = any_db
     _, samples = make_project(db, tmp_path / "imgs")
     (w,) = make_workers(db, 1)
     card = _lease(db, w)
