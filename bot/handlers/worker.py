@@ -10,6 +10,7 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from bot.handlers import keyboards, presenter
+from bot.handlers import quality as quality_ui
 from bot.handlers.callbacks import Act, LangCb, NextCb, TaskCb
 from bot.handlers.context import App, WorkerCtx
 from bot.handlers.keyboards import menu_texts
@@ -59,6 +60,8 @@ async def _show_next(bot: Bot, app: App, chat_id: int, nxt: TaskCard | NoTask, l
         return
     if nxt.reason == NoTaskReason.BANNED:
         text = t("task.banned", lang, reason=nxt.detail or "-")
+    elif nxt.notice is not None:  # a quality rule or stage (exam cool-down, daily cap...)
+        text = quality_ui.notice_text(nxt.notice, lang)
     else:
         text = t("task.all_done", lang)
     if edit_message_id is not None:
@@ -128,8 +131,11 @@ async def finish(
     notice = None
     if action == "report":
         notice = t("task.report_thanks", lang)
-    answer_cb = asyncio.ensure_future(presenter.answer_callback_soon(query.answer(notice)))
+    alert = quality_ui.prepare(outcome, lang)  # a rule warning or exam result pops up over the next task
+    answer_cb = asyncio.ensure_future(presenter.answer_callback_soon(query.answer(alert or notice, show_alert=alert is not None)))
     assert outcome.next is not None
+    if await quality_ui.show_training_feedback(bot, chat_id, message_id, outcome.result, lang):
+        message_id = None  # the practice photo keeps its feedback; the next task comes below it
     await _show_next(bot, app, chat_id, outcome.next, lang, message_id)
     await answer_cb
     return outcome
