@@ -54,9 +54,9 @@ class WebhookDeliverer:
         self.emulator = emulator
         self.bot = bot
         self.session = session
-        self._lanes = bot.webhook_inflight
+        self._lanes = bot.webhook_inflight  # chat -> its claimed updates, delivered in order
         self._wake = asyncio.Event()
-        self._workers: set[asyncio.Task[None]] = set()
+        self._workers: dict[Any, asyncio.Task[None]] = {}  # chat -> the task delivering its lane
         self._stopping = False
         bot.on_update.append(self._wake.set)
         self.task = asyncio.create_task(self._run(), name=f"webhook-{bot.account.username}")
@@ -81,15 +81,19 @@ class WebhookDeliverer:
                 await self._wake.wait()
                 self._wake.clear()
         finally:
-            for worker in list(self._workers):
+            workers = list(self._workers.values())
+            for worker in workers:
                 worker.cancel()
-            if self._workers:
-                await asyncio.gather(*self._workers, return_exceptions=True)
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
             self._requeue()
             with contextlib.suppress(ValueError):
                 self.bot.on_update.remove(self._wake.set)
 
     def _claim(self, webhook: WebhookConfig) -> None:
+        for key, lane in self._lanes.items():
+            if key not in self._workers:  # left behind while the webhook was briefly unset
+                self._start(key, lane)
         updates = self.bot.updates
         while updates:
             key = ordering_key(updates[0])
@@ -98,10 +102,11 @@ class WebhookDeliverer:
                 if len(self._lanes) >= webhook.max_connections:
                     return
                 lane = self._lanes[key] = deque()
-                worker = asyncio.create_task(self._drain(key, lane))
-                self._workers.add(worker)
-                worker.add_done_callback(self._workers.discard)
+                self._start(key, lane)
             lane.append(updates.popleft())
+
+    def _start(self, key: Any, lane: deque[dict[str, Any]]) -> None:
+        self._workers[key] = asyncio.create_task(self._drain(key, lane))
 
     def _requeue(self) -> None:
         """Give undelivered updates back to the queue (getUpdates may fetch them now)."""
@@ -116,13 +121,17 @@ class WebhookDeliverer:
     async def _drain(self, key: Any, lane: deque[dict[str, Any]]) -> None:
         try:
             while lane:
-                if not await self._deliver(lane[0]):
-                    return
-                lane.popleft()
+                update = lane[0]
+                if not await self._deliver(update):
+                    return  # the webhook went away: the lane stays for a requeue (or a new worker)
+                if lane and lane[0] is update:  # deleteWebhook(drop_pending_updates) may have emptied it
+                    lane.popleft()
                 self.emulator.record_delivered(1)
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
         finally:
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
             self._wake.set()
 
     async def _deliver(self, update: dict[str, Any]) -> bool:

@@ -184,3 +184,31 @@ async def test_webhook_updates_wait_while_the_hook_is_down_and_go_back_to_pollin
     await emu.wait_for(lambda: not emu.bot().webhook_inflight, timeout=2)
     updates = (await api.json("getUpdates")).result
     assert [u["message"]["text"] for u in updates] == ["are you there?"]
+
+
+async def test_webhook_survives_being_reset_while_a_delivery_is_failing(api, emu: Emulator, token: str) -> None:
+    attempts: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        attempts.append((await request.json())["message"]["text"])
+        return web.Response(status=502 if len(attempts) <= 2 else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        await emu.call(token, "setWebhook", {"url": url})
+        person = emu.create_user(first_name="Reset")
+        await emu.send_text(person.id, "a")
+        await emu.send_text(person.id, "b")
+        await emu.wait_for(lambda: len(attempts) >= 1, timeout=5)
+        # aiogram apps often delete and set the webhook again on start-up
+        await emu.call(token, "deleteWebhook")
+        await emu.call(token, "setWebhook", {"url": url})
+        await emu.wait_for(lambda: attempts[-2:] == ["a", "b"] and emu.pending_updates() == [], timeout=5)
+        assert attempts[0] == "a" and attempts.count("b") == 1
+    finally:
+        await runner.cleanup()
