@@ -10,6 +10,7 @@ import os
 import typer
 
 from admin import bonus, broadcast, export, load, payouts, projects, stats
+from admin import quality as quality_admin
 from bot.config import get_settings
 from bot.logs import setup_logging
 
@@ -31,3 +32,4 @@ app.command("stats")(stats.stats_command)
 app.add_typer(broadcast.app, name="broadcast")
 app.add_typer(payouts.app, name="payouts")
 app.command("bonus")(bonus.bonus_command)
+app.command("reject-worker")(quality_admin.reject_worker_command)

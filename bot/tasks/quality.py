@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -526,6 +527,7 @@ def reject_worker(
     reason: str = "",
     block_worker: bool = True,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RejectReport:
     """Reject every accepted answer of the worker (in one project or all) and reverse their pay.
 
@@ -542,7 +544,9 @@ def reject_worker(
     answers = list(session.execute(query.order_by(Answer.id)).scalars())
     report = RejectReport(worker_id)
     touched: dict[int, int] = {}
-    for answer in answers:
+    for done, answer in enumerate(answers, start=1):
+        if progress is not None:
+            progress(done, len(answers))
         changed = session.execute(
             update(Answer)
             .where(Answer.id == answer.id, Answer.status == AnswerStatus.ACCEPTED.value)
@@ -587,3 +591,14 @@ def reject_worker(
     log.warning("quality.worker_rejected", worker_id=worker_id, project_id=project_id, answers=report.answers,
                 reversed=report.reversed, shortfall=report.shortfall, reopened=report.tasks_reopened, reason=reason)
     return report
+
+
+def pending_rejection(session: Session, worker_id: int, project_id: int | None = None) -> tuple[int, int]:
+    """(accepted answers, KRW paid for them) that :func:`reject_worker` would reject."""
+    query = select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
+        Answer.worker_id == worker_id, Answer.status == AnswerStatus.ACCEPTED.value
+    )
+    if project_id is not None:
+        query = query.where(Answer.project_id == project_id)
+    count, amount = session.execute(query).one()
+    return int(count), int(amount)
