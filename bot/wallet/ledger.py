@@ -126,6 +126,26 @@ def available_balance(session: Session, worker_id: int, now: datetime) -> int:
     return int(total)
 
 
+def spendable(session: Session, worker_id: int, at: datetime) -> int:
+    """What can be taken out at ``at`` without the available balance dipping below zero later.
+
+    Normally the available balance at ``at``; it is less only when entries dated after ``at``
+    sum to something negative at some instant (a debit stamped by a clock running ahead), so a
+    debit checked against this can never make any future balance negative.
+    """
+    low = running = available_balance(session, worker_id, at)
+    later = session.execute(
+        select(LedgerEntry.available_at, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.account == worker_account(worker_id), LedgerEntry.available_at > at)
+        .group_by(LedgerEntry.available_at)
+        .order_by(LedgerEntry.available_at)
+    ).all()
+    for _, amount in later:
+        running += int(amount)
+        low = min(low, running)
+    return max(0, low)
+
+
 @dataclass(frozen=True, slots=True)
 class Reversal:
     """What a reversal did: ``reversed`` KRW taken back now, ``shortfall`` KRW that could not be."""
@@ -158,9 +178,11 @@ def reverse_answer(
     """
     if amount <= 0:
         raise LedgerError(f"reversal amount must be positive, got {amount}")
-    now = now or utcnow()
     key = reversal_key(answer_id)
     lock_worker(session, worker_id)
+    # "now" is read after the lock: debits of one worker are then stamped in the order they
+    # run, so none is checked against a moment before another debit that already happened.
+    now = now or utcnow()
     existing = find_txn(session, key)
     if existing is not None:
         if existing.worker_id != worker_id:
@@ -183,10 +205,9 @@ def reverse_answer(
     ).scalars().one()
     if amount > leg.amount:
         raise LedgerError(f"answer {answer_id} earned {leg.amount}, cannot reverse {amount}")
-    if leg.available_at > now:
-        taken, effective = amount, leg.available_at
-    else:
-        taken, effective = min(amount, max(0, available_balance(session, worker_id, now))), now
+    # On hold: cancelled inside "pending", effective with the earning itself; otherwise now.
+    effective = max(leg.available_at, now)
+    taken = min(amount, spendable(session, worker_id, effective))
     shortfall = amount - taken
     memo = f"shortfall={shortfall}" + (f"; {reason}" if reason else "")
     legs = [Leg(worker_account(worker_id), -taken, effective), Leg(LABELING_EXPENSE, taken, now)] if taken else []

@@ -58,7 +58,7 @@ def open_request(session: Session, worker_id: int) -> Withdrawal | None:
 def quote(session: Session, worker_id: int, *, minimum: int, now: datetime | None = None) -> Quote:
     now = now or utcnow()
     return Quote(
-        available=ledger.available_balance(session, worker_id, now),
+        available=ledger.spendable(session, worker_id, now),
         minimum=minimum,
         open_request=open_request(session, worker_id),
         account=payout_accounts.view(session, worker_id),
@@ -83,10 +83,10 @@ def request(
     now: datetime | None = None,
 ) -> Withdrawal | WithdrawRefusal:
     """Open a withdrawal of ``amount`` KRW; the money leaves "available" in the same transaction."""
-    now = now or utcnow()
     if not isinstance(amount, int) or amount <= 0:
         return WithdrawRefusal.INVALID
     ledger.lock_worker(session, worker_id)
+    now = now or utcnow()  # after the lock: see ledger.reverse_answer
     account = payout_accounts.get(session, worker_id)
     if account is None:
         return WithdrawRefusal.NO_ACCOUNT
@@ -94,7 +94,7 @@ def request(
         return WithdrawRefusal.ALREADY_OPEN
     if amount < minimum:
         return WithdrawRefusal.BELOW_MINIMUM
-    if amount > ledger.available_balance(session, worker_id, now):
+    if amount > ledger.spendable(session, worker_id, now):
         return WithdrawRefusal.INSUFFICIENT
     withdrawal = Withdrawal(
         worker_id=worker_id,

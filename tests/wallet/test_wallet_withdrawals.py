@@ -217,3 +217,25 @@ def test_notices_are_claimed_once_and_retried_after_a_crash(db: Database) -> Non
     # marking paid again does not re-notify
     db.call(payouts.mark_paid, [wd.id])
     assert db.call(payouts.claim_notices, now=now + timedelta(hours=2)) == []
+
+
+def test_a_debit_stamped_later_is_respected_by_earlier_checks(db: Database) -> None:
+    """Clocks of two processes differ: a debit dated a little ahead must still count, so an
+    operation checked "at an earlier moment" can never overdraw the account later."""
+    w = _funded(db, 0)
+    t0 = utcnow()
+    with db.session() as s:
+        earn(s, w, 10, 20_000, now=t0)
+    ahead = db.call(withdrawals.request, w, 20_000, minimum=MIN, now=t0 + timedelta(seconds=10))
+    assert isinstance(ahead, Withdrawal)
+    behind = t0 + timedelta(seconds=5)
+    assert db.call(withdrawals.request, w, 10_000, minimum=MIN, now=behind) == WithdrawRefusal.ALREADY_OPEN
+    db.call(payouts.mark_paid, [ahead.id])
+    assert db.call(withdrawals.request, w, 10_000, minimum=MIN, now=behind) == WithdrawRefusal.INSUFFICIENT
+    assert db.call(withdrawals.quote, w, minimum=MIN, now=behind).available == 0
+    result = db.call(ledger.reverse_answer, answer_id=10, worker_id=w, amount=20_000, now=behind)
+    assert (result.reversed, result.shortfall) == (0, 20_000)
+    with db.session() as s:
+        assert ledger.spendable(s, w, behind) == 0
+        assert ledger.balance(s, w, now=t0 + timedelta(hours=1)).available == 0
+        assert payouts.consistency_problems(s) == []
