@@ -25,15 +25,17 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from bot.autoseg import rle
 from bot.clock import utcnow
@@ -642,47 +644,61 @@ def plan(
     return to_write, problems, summary
 
 
+@lru_cache(maxsize=None)
+def _defaults(model: type[SQLModel]) -> dict[str, Any]:
+    """Column defaults as the ORM would fill them, for Core bulk inserts of ``model``."""
+    blank = model()
+    values = {c.name: getattr(blank, c.name) for c in model.__table__.columns if c.name != "id"}  # type: ignore[attr-defined]
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+
 def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
-    """Insert the batch's images and tasks; returns (tasks created, images new, images reused)."""
+    """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows);
+    returns (tasks created, images new, images reused)."""
     hashes = list(dict.fromkeys(r.checked.sha256 for r in batch))
     ids: dict[str, int] = {}
-    for chunk in _chunks(hashes, _LOOKUP_CHUNK):
-        ids.update({sha: iid for iid, sha in session.execute(select(Image.id, Image.sha256).where(Image.sha256.in_(chunk)))})  # type: ignore[attr-defined]
+
+    def lookup(chunked: Sequence[str]) -> None:
+        for chunk in _chunks(chunked, _LOOKUP_CHUNK):
+            ids.update({sha: iid for iid, sha in session.execute(select(Image.id, Image.sha256).where(Image.sha256.in_(chunk)))})  # type: ignore[attr-defined]
+
+    lookup(hashes)
     reused = len(ids)
     now = utcnow()
-    new_images: list[Image] = []
     pending: dict[str, CheckedImage] = {}
     for item in batch:
         sha = item.checked.sha256
         if sha not in ids and sha not in pending:
             pending[sha] = item.checked
+    new_images = []
     for sha, checked in pending.items():
-        path = checked.path.resolve()
         if copy:
             if media_dir is None:
                 raise ValueError("copy mode needs a media folder (MEDIA_DIR)")
-            path = media.copy_to_media(path, sha, media_dir)
-        new_images.append(Image(sha256=sha, path=str(path), width=checked.width, height=checked.height, created_at=now))
+            path = media.copy_to_media(checked.path, sha, media_dir)
+        else:
+            path = checked.path.resolve()
+        new_images.append({**_defaults(Image), "sha256": sha, "path": str(path), "width": checked.width, "height": checked.height, "created_at": now})
     if new_images:
-        session.add_all(new_images)
-        session.flush()
-        ids.update({img.sha256: img.id for img in new_images})  # type: ignore[misc]
+        session.execute(insert(Image), new_images)
+        lookup(list(pending))
+    task_defaults = _defaults(Task)
     tasks = [
-        Task(
-            project_id=project.id,  # type: ignore[arg-type]
-            image_id=ids[item.checked.sha256],
-            external_id=item.external_id,
-            kind=item.kind.value,
-            prelabel=item.prelabel,
-            mask_rle=item.mask_rle,
-            golden=item.golden,
-            explanation=item.explanation,
-            created_at=now,
-        )
+        {
+            **task_defaults,
+            "project_id": project.id,
+            "image_id": ids[item.checked.sha256],
+            "external_id": item.external_id,
+            "kind": item.kind.value,
+            "prelabel": item.prelabel,
+            "mask_rle": item.mask_rle,
+            "golden": item.golden,
+            "explanation": item.explanation,
+            "created_at": now,
+        }
         for item in batch
     ]
-    session.add_all(tasks)
-    session.flush()
+    session.execute(insert(Task), tasks)
     return len(tasks), len(new_images), reused
 
 
