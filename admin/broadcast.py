@@ -48,9 +48,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextlib.contextmanager
 def open_db(settings: Settings | None = None) -> Iterator[Database]:
-    from bot.app import make_database
+    """The bot's database, migrated first. Not via ``bot.app``: importing aiogram costs seconds,
+    and status / cancel / dry runs do not talk to Telegram."""
+    from bot.db.migrate import upgrade
 
-    db = make_database(settings or get_settings())
+    settings = settings or get_settings()
+    upgrade(settings.database.database_url)
+    db = Database(settings.database.database_url, pool_size=settings.database.db_pool_size)
     try:
         yield db
     finally:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Integer, String, bindparam, exists, func, or_, select, update
 from sqlmodel import Session
 
 from bot.broadcast import lease
@@ -129,16 +129,50 @@ def load_batch(session: Session, broadcast_id: int, now: datetime, limit: int = 
     )
 
 
+# The two statements of every message, built once: Core statements on the tables with bound
+# parameters skip the ORM's per-call statement building and session synchronisation, which
+# were most of the cost of a step (a step is on the critical path of every message).
+_R = BroadcastRecipient.__table__  # type: ignore[attr-defined]
+_B = Broadcast.__table__  # type: ignore[attr-defined]
+_TIME = _R.c.updated_at.type
+
+_FINISH = (
+    update(_R)
+    .where(_R.c.id == bindparam("rid"), _R.c.status == RecipientStatus.SENDING.value)
+    .values(
+        status=bindparam("st"),
+        updated_at=bindparam("now", type_=_TIME),
+        next_attempt_at=bindparam("retry_at", type_=_TIME),
+        message_id=func.coalesce(bindparam("mid", type_=Integer), _R.c.message_id),
+        error=func.coalesce(bindparam("err", type_=String), _R.c.error),
+    )
+)
+
+_START = (
+    update(_R)
+    .where(
+        _R.c.id == bindparam("rid"),
+        _R.c.status == RecipientStatus.PENDING.value,
+        or_(_R.c.next_attempt_at.is_(None), _R.c.next_attempt_at <= bindparam("now", type_=_TIME)),
+        exists()
+        .where(_B.c.id == bindparam("bid"), _B.c.runner == bindparam("runner"), _B.c.status == BroadcastStatus.RUNNING.value)
+        .correlate(None),
+    )
+    .values(status=RecipientStatus.SENDING.value, attempts=_R.c.attempts + 1, updated_at=bindparam("now", type_=_TIME))
+)
+
+
 def _apply(session: Session, outcome: Outcome, now: datetime) -> None:
-    values: dict[str, Any] = {"status": outcome.status, "updated_at": now, "next_attempt_at": outcome.retry_at}
-    if outcome.message_id is not None:
-        values["message_id"] = outcome.message_id
-    if outcome.error is not None:
-        values["error"] = outcome.error[:512]
     result = session.execute(
-        update(BroadcastRecipient)
-        .where(BroadcastRecipient.id == outcome.row_id, BroadcastRecipient.status == RecipientStatus.SENDING)
-        .values(**values)
+        _FINISH,
+        {
+            "rid": outcome.row_id,
+            "st": str(outcome.status.value),
+            "now": now,
+            "retry_at": outcome.retry_at,
+            "mid": outcome.message_id,
+            "err": outcome.error[:512] if outcome.error is not None else None,
+        },
     )
     if not result.rowcount:
         # another runner took the broadcast over and put the row back: it will be sent again
@@ -148,22 +182,27 @@ def _apply(session: Session, outcome: Outcome, now: datetime) -> None:
         workers.mark_unreachable(session, outcome.worker_id, reason="blocked the bot")
 
 
+def _owned(session: Session, broadcast_id: int, runner: str) -> bool:
+    owner = session.execute(select(_B.c.status, _B.c.runner).where(_B.c.id == broadcast_id)).first()
+    return owner is not None and owner[0] == BroadcastStatus.RUNNING and owner[1] == runner
+
+
 def step(
     session: Session, broadcast_id: int, runner: str, now: datetime, finish: Outcome | None, start_id: int | None
 ) -> StepResult:
-    """Record one result and claim the next row, in one transaction (one commit per message)."""
+    """Record one result and claim the next row, in one transaction (one commit per message).
+
+    The claim only succeeds while this runner holds the running broadcast, so a cancel or a
+    take-over stops the claims at once; ownership is read separately only when a claim fails.
+    """
     if finish is not None:
         _apply(session, finish, now)
-    owner = session.execute(select(Broadcast.status, Broadcast.runner).where(Broadcast.id == broadcast_id)).first()
-    owned = owner is not None and owner[0] == BroadcastStatus.RUNNING and owner[1] == runner
-    if not owned or start_id is None:
-        return StepResult(owned, False)
-    started = session.execute(
-        update(BroadcastRecipient)
-        .where(BroadcastRecipient.id == start_id, BroadcastRecipient.status == RecipientStatus.PENDING, _due(now))
-        .values(status=RecipientStatus.SENDING, attempts=BroadcastRecipient.attempts + 1, updated_at=now)
-    ).rowcount
-    return StepResult(True, bool(started))
+    if start_id is None:
+        return StepResult(_owned(session, broadcast_id, runner), False)
+    started = session.execute(_START, {"rid": start_id, "now": now, "bid": broadcast_id, "runner": runner}).rowcount
+    if started:
+        return StepResult(True, True)
+    return StepResult(_owned(session, broadcast_id, runner), False)
 
 
 def store_file_id(session: Session, broadcast_id: int, file_id: str) -> None:

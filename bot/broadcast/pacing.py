@@ -1,12 +1,15 @@
 """One sending pace for every broadcast of the bot: below Telegram's ~30 messages/s, at most one
 message per second to a chat, and a global stop after a 429.
 
-The pace is a token bucket with a burst of one, kept as GCRA ("virtual scheduling"): a single
-number, the theoretical arrival time ``tat`` of the next allowed message. A sender reserves the
+The pace is a token bucket kept as GCRA ("virtual scheduling"): a single number, the
+theoretical arrival time ``tat`` of the next message at the nominal rate. A sender reserves the
 slot ``max(now, tat, paused_until)`` and moves ``tat`` one interval on, so concurrent senders get
-successive slots without a lock held while they wait, and a stall never turns into a burst
-(after idling, the next slot is simply "now"). Telegram's own buckets allow bursts; never
-using them is what keeps ``http_429`` at zero.
+successive slots without a lock held while they wait. A sender that comes late (a slow
+database commit, a busy CPU) may catch up, but only by ``burst - 1`` messages: ``tat`` never
+lags more than that behind "now". So the sustained rate is the configured one, and no one-second
+window ever holds more than ``rate + burst - 1`` messages (27 with the defaults, under
+Telegram's ~30), which is what keeps ``http_429`` at zero; after idling, at most ``burst``
+messages go out back to back.
 
 A chat that is not ready yet (its last message was less than ``per_chat_interval`` ago) does not
 reserve a global slot: its sender waits for the chat first, so one slow chat never holds back
@@ -48,6 +51,7 @@ class LocalPacer:
         rate: float = 25.0,
         per_chat_interval: float = 1.0,
         *,
+        burst: int = 3,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         max_chats: int = 100_000,
@@ -56,8 +60,11 @@ class LocalPacer:
             raise ValueError("BROADCAST_RATE must be positive")
         if per_chat_interval < 0:
             raise ValueError("BROADCAST_PER_CHAT_INTERVAL cannot be negative")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
         self.rate = rate
         self.interval = 1.0 / rate
+        self.tolerance = (burst - 1) * self.interval
         self.per_chat_interval = per_chat_interval
         self.clock = clock
         self.sleep = sleep
@@ -72,7 +79,7 @@ class LocalPacer:
         if ready > now:
             return False, ready
         start = max(now, self._tat, self._paused_until)
-        self._tat = start + self.interval
+        self._tat = max(self._tat, self._paused_until, now - self.tolerance) + self.interval
         self._chat_ready[chat_id] = start + self.per_chat_interval
         if len(self._chat_ready) > self.max_chats:
             self._chat_ready = {c: t for c, t in self._chat_ready.items() if t > now}
@@ -113,7 +120,9 @@ local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 local start = math.max(now, tat, pause)
 local interval = tonumber(ARGV[1])
 local per_chat = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], string.format('%.0f', start + interval), 'PX', math.floor((start + interval - now) / 1000) + 60000)
+local tolerance = tonumber(ARGV[3])
+local nxt = math.max(tat, pause, now - tolerance) + interval
+redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.floor(math.max(nxt - now, 0) / 1000) + 60000)
 if per_chat > 0 then
   redis.call('SET', KEYS[3], string.format('%.0f', start + per_chat), 'PX', math.floor((start + per_chat - now) / 1000) + 1000)
 end
@@ -153,14 +162,18 @@ class RedisPacer:
         rate: float = 25.0,
         per_chat_interval: float = 1.0,
         *,
+        burst: int = 3,
         prefix: str = "crowdpin:pace",
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("BROADCAST_RATE must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
         self.redis = redis
         self.rate = rate
         self.interval_us = round(1_000_000 / rate)
+        self.tolerance_us = (burst - 1) * self.interval_us
         self.per_chat_us = round(per_chat_interval * 1_000_000)
         self.prefix = prefix
         self.sleep = sleep
@@ -186,7 +199,7 @@ class RedisPacer:
         tat_key, pause_key = self._keys
         while True:
             reserved, wait_us = await self._reserve(
-                keys=[tat_key, pause_key, self._chat_key(chat_id)], args=[self.interval_us, self.per_chat_us]
+                keys=[tat_key, pause_key, self._chat_key(chat_id)], args=[self.interval_us, self.per_chat_us, self.tolerance_us]
             )
             if wait_us > 0:
                 await self.sleep(wait_us / 1_000_000)
