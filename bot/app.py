@@ -8,10 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand, TelegramObject, Update
 
 from bot.config import Settings
@@ -20,6 +18,7 @@ from bot.db.migrate import upgrade
 from bot.handlers import errors, worker
 from bot.handlers.context import App
 from bot.handlers.metrics import Metrics
+from bot.handlers.session import make_session
 from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
 
 log = structlog.get_logger("crowdpin.bot")
@@ -40,10 +39,7 @@ def make_bot(settings: Settings, token: str | None = None) -> Bot:
     token = token or settings.telegram.bot_token
     if not token:
         raise SystemExit("BOT_TOKEN is not set (or run `crowdpin demo` for the local sandbox)")
-    session = None
-    if settings.telegram.telegram_api_base:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.telegram_api_base))
-    return Bot(token=token, session=session, default=DefaultBotProperties())
+    return Bot(token=token, session=make_session(settings.telegram.telegram_api_base), default=DefaultBotProperties())
 
 
 class TimingMiddleware(BaseMiddleware):
@@ -78,11 +74,23 @@ def make_dispatcher(app: App, *, seen: Any | None = None, storage: Any | None = 
     dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
     directory = WorkerDirectory()
     dp.update.outer_middleware(WorkerMiddleware(app, directory))
-    dp.include_router(errors.router)
-    for router in extra_routers():
-        dp.include_router(router)
-    dp.include_router(worker.router)
+    for router in (errors.router, *extra_routers(), worker.router):
+        _include(dp, router)
     return dp
+
+
+def _include(dp: Dispatcher, router: Router) -> None:
+    """Attach a module-level router, detaching it from a dispatcher that has been shut down.
+
+    Routers are module singletons (decorators register on import); a restarted bot in the same
+    process (tests, the sandbox) needs them on its new dispatcher. Only one live dispatcher per
+    process may own them, which is how the bot runs.
+    """
+    parent = router.parent_router
+    if parent is not None:
+        parent.sub_routers.remove(router)
+        router._parent_router = None  # aiogram has no public detach
+    dp.include_router(router)
 
 
 def extra_routers() -> list[Any]:

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 
 from bot.app import make_app, make_database, make_dispatcher
 from bot.config import DatabaseSettings, MediaSettings, Settings, TelegramSettings
 from bot.db import Database
 from bot.emulator import Emulator, EmulatorServer
 from bot.handlers.context import App
+from bot.handlers.session import make_session
 from bot.sample import SHAPE_NAMES, SampleImage, generate
 from bot.tasks import intake, media, projects
 from bot.tasks.models import Project, TaskKind
@@ -82,8 +81,7 @@ class Sandbox:
 
     async def start_bot(self) -> BotProcess:
         app = make_app(self.settings, self.db)
-        session = AiohttpSession(api=TelegramAPIServer.from_base(self.server.base_url))
-        bot = Bot(token=self.token, session=session)
+        bot = Bot(token=self.token, session=make_session(self.server.base_url))
         dp = make_dispatcher(app)
         task = asyncio.create_task(dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=5))
         process = BotProcess(app=app, bot=bot, dp=dp, task=task)

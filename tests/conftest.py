@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 from bot import clock
 from bot.db import Database
 from bot.db.migrate import upgrade
+from bot.logs import setup_logging
+
+setup_logging("INFO")  # plain tracebacks: rich ones with locals take seconds per error
 
 PG_URL = os.environ.get("CROWDPIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CROWDPIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

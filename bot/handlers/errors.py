@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import structlog
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.types import ErrorEvent
 
@@ -16,7 +16,9 @@ router = Router(name="errors")
 
 
 @router.error()
-async def on_error(event: ErrorEvent, app: App | None = None, lang: str = "ko", worker: object | None = None) -> bool:
+async def on_error(
+    event: ErrorEvent, bot: Bot, app: App | None = None, lang: str = "ko", worker: object | None = None
+) -> bool:
     update = event.update
     exc = event.exception
     user = None
@@ -40,11 +42,10 @@ async def on_error(event: ErrorEvent, app: App | None = None, lang: str = "ko", 
     )
     if app is not None and app.metrics is not None:
         app.metrics.errors.inc()
-    bot = update.bot
     try:
         if update.callback_query is not None:
-            await update.callback_query.answer(t("error.generic", lang))
-        elif chat_id is not None and bot is not None:
+            await bot.answer_callback_query(update.callback_query.id, text=t("error.generic", lang))
+        elif chat_id is not None:
             await bot.send_message(chat_id, t("error.generic", lang))
     except Exception as notify_exc:  # noqa: BLE001 - the apology itself failed; already logged above
         log.warning("update.apology_failed", error=str(notify_exc))

@@ -66,8 +66,9 @@ def caption(card: TaskCard, lang: str, *extra: str) -> str:
 
 async def phone_photo(app: App, card: TaskCard) -> tuple[str | None, bytes | None]:
     """The stored file_id, or the phone-sized JPEG bytes to upload (made once, off the loop)."""
-    if card.file_id:
-        return card.file_id, None
+    file_id = card.file_id or uploaded_file_ids(app).get(card.image_id)
+    if file_id:
+        return file_id, None
 
     def load() -> bytes:
         path = card.phone_path
@@ -103,6 +104,19 @@ async def render(app: App, card: TaskCard, lang: str) -> Rendered:
     return await fn(app, card, lang)
 
 
+def uploaded_file_ids(app: App) -> dict[int, str]:
+    """image id -> file_id uploaded by this process (the database has it too, a moment later)."""
+    return app.extras.setdefault("file_ids", {})
+
+
+def _upload_lock(app: App, image_id: int) -> asyncio.Lock:
+    locks: dict[int, asyncio.Lock] = app.extras.setdefault("upload_locks", {})
+    lock = locks.get(image_id)
+    if lock is None:
+        lock = locks[image_id] = asyncio.Lock()
+    return lock
+
+
 def _largest_file_id(message: Message | bool) -> str | None:
     if isinstance(message, Message) and message.photo:
         return message.photo[-1].file_id
@@ -112,8 +126,24 @@ def _largest_file_id(message: Message | bool) -> str | None:
 async def show(
     bot: Bot, app: App, chat_id: int, card: TaskCard, lang: str, *, edit_message_id: int | None = None
 ) -> int:
-    """Show ``card``; edits ``edit_message_id`` in place when given. Returns the message id."""
+    """Show ``card``; edits ``edit_message_id`` in place when given. Returns the message id.
+
+    The first send of a plain photo uploads it under a per-image lock, so workers who get the
+    same image at the same moment wait for its file_id instead of uploading it again. Renders
+    that upload something else (mask overlays) do not take the lock.
+    """
     rendered = await render(app, card, lang)
+    if rendered.cache_image_id is None:
+        return await _show(bot, app, chat_id, card, rendered, edit_message_id)
+    async with _upload_lock(app, rendered.cache_image_id):
+        if card.image_id in uploaded_file_ids(app):  # uploaded while we waited: send by file_id
+            rendered = await render(app, card, lang)
+        return await _show(bot, app, chat_id, card, rendered, edit_message_id)
+
+
+async def _show(
+    bot: Bot, app: App, chat_id: int, card: TaskCard, rendered: Rendered, edit_message_id: int | None
+) -> int:
     photo = rendered.file_id or BufferedInputFile(rendered.upload or b"", filename=f"task{card.task_id}.jpg")
     message: Message | bool | None = None
     if edit_message_id is not None:
@@ -136,6 +166,8 @@ async def show(
     message_id = message.message_id if isinstance(message, Message) else edit_message_id
     assert message_id is not None
     new_file_id = _largest_file_id(message) if rendered.cache_image_id is not None else None
+    if new_file_id and rendered.cache_image_id is not None:
+        uploaded_file_ids(app)[rendered.cache_image_id] = new_file_id
     if rendered.on_file_id is not None and rendered.upload is not None and (uploaded := _largest_file_id(message)):
         rendered.on_file_id(uploaded)
     if new_file_id or card.message_id != message_id:

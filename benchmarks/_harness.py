@@ -1,0 +1,166 @@
+"""Shared pieces of the end-to-end benchmarks: processes, CPU accounting and simulated workers
+that drive the bot through the emulator's HTTP control API (so the bot runs in its own process
+and its CPU time is its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.emulator.client import EmulatorClient  # noqa: E402
+from bot.i18n import t  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def start_emulator(port: int, token: str, *, flood_control: bool = False, log: Path | None = None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "bot.emulator", "--port", str(port), "--token", token]
+    if flood_control:
+        args.append("--flood-control")
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_bot(env_extra: dict[str, str], *, args: list[str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LOG_LEVEL": "WARNING", **env_extra}
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *(args or [])], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not come up within {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+def _assignment(message: Any) -> int | None:
+    markup = message.reply_markup or {}
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            parts = str(button.get("callback_data", "")).split(":")
+            if len(parts) >= 3 and parts[0] == "t":
+                return int(parts[2])
+    return None
+
+
+def _labels(message: Any) -> list[str]:
+    markup = message.reply_markup or {}
+    return [b["text"] for row in markup.get("inline_keyboard", []) for b in row if str(b.get("callback_data", "")).startswith("t:l:")]
+
+
+@dataclass
+class RemoteWorker:
+    """A simulated worker over the control API: taps the first label, waits for the next task."""
+
+    client: EmulatorClient
+    user_id: int
+    lang: str = "ko"
+    message: Any = None
+    version: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    answers: int = 0
+    done: bool = False
+
+    async def start(self) -> None:
+        await self.client.send_text(self.user_id, "/start")
+        await self.client.wait_for_bot_message(self.user_id, 0, timeout=60)
+
+    async def get_task(self) -> None:
+        newest = await self.client.last_message(self.user_id)
+        after = newest.message_id if newest else 0
+        await self.client.send_text(self.user_id, t("menu.get_task", self.lang))
+        self.message = await self.client.wait_for_bot_message(self.user_id, after, timeout=60)
+        self.version = await self.client.chat_version(self.user_id)
+        self.done = _assignment(self.message) is None
+
+    async def answer(self) -> None:
+        """Tap a label; returns when the next task (or "all done") is on screen."""
+        current = _assignment(self.message)
+        labels = _labels(self.message)
+        started = time.perf_counter()
+        await self.client.tap(self.user_id, self.message.message_id, text=labels[self.answers % len(labels)])
+        while True:
+            result = await self.client._call(  # noqa: SLF001 - need the version with the message
+                "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": 30}, timeout=40
+            )
+            if result["timed_out"]:
+                raise TimeoutError(f"worker {self.user_id}: no next task within 30 s")
+            self.version = result["version"]
+            from bot.emulator.state import TranscriptMessage
+
+            message = TranscriptMessage.from_dict(result["message"])
+            assignment = _assignment(message)
+            if assignment is not None and assignment != current:
+                self.message = message
+                break
+            if assignment is None and message.text and not message.reply_markup:
+                self.done = True
+                break
+            if message.message_id == self.message.message_id:
+                self.message = message
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.answers += 1
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The last line of every benchmark: one JSON object."""
+    print(json.dumps(result, sort_keys=True), flush=True)

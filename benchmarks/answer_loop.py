@@ -1,0 +1,142 @@
+"""Answer-loop benchmark: N simulated workers label as fast as the emulator allows.
+
+Three processes: the Bot API emulator, the bot (``crowdpin run`` on SQLite, long polling) and
+this driver. Latency is "tap to next task shown"; CPU is the bot process's own user+system
+time over the measured rounds divided by the answers given in them.
+
+Last line: {"answers_per_s", "p50_ms", "p95_ms", "bot_cpu_ms_per_answer", ...} — medians over
+``--rounds`` rounds. Targets on SQLite: bot_cpu_ms_per_answer <= 3, p95_ms <= 100 at 200 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from _harness import (
+    ROOT,
+    RemoteWorker,
+    cpu_seconds,
+    emit,
+    free_port,
+    median,
+    percentile,
+    start_bot,
+    start_emulator,
+    stop,
+    wait_http,
+)
+
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.emulator.client import EmulatorClient
+from bot.sample import generate
+from bot.tasks import intake, media, projects
+from bot.tasks.models import Project
+
+TOKEN = "4242424242:crowdpin-benchmark-token-aaaaaaaaaaaa"
+
+
+def prepare(workdir: Path, tasks: int, overlap: int, distinct_images: int = 20) -> str:
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    upgrade(url)
+    db = Database(url)
+    samples = generate(workdir / "images", count=distinct_images)
+    with db.session() as s:
+        project: Project = projects.create(
+            s, name="bench", labels=["a", "b", "c"], overlap=overlap, price=10, question_ko="?", question_en="?"
+        )
+        images = [media.store_image(s, media.check_image(x.path), media_dir=None, copy=False)[0] for x in samples]
+        for i in range(tasks):
+            intake.add_task(s, project, images[i % len(images)], external_id=f"t{i}")
+    db.dispose()
+    return url
+
+
+async def drive(base: str, workers: int, rounds: int, per_round: int, bot_pid: int) -> dict[str, float]:
+    async with EmulatorClient(base) as client:
+        users = [await client.create_user(first_name=f"w{i}", language_code="ko") for i in range(workers)]
+        sims = [RemoteWorker(client, u.id) for u in users]
+        await asyncio.gather(*(s.start() for s in sims))
+        await asyncio.gather(*(s.get_task() for s in sims))
+        await asyncio.gather(*(s.answer() for s in sims))  # warm-up: first uploads, caches
+        results = []
+        for r in range(rounds):
+            for s in sims:
+                s.latencies_ms.clear()
+            cpu0, t0 = cpu_seconds(bot_pid), time.perf_counter()
+
+            async def run(sim: RemoteWorker) -> None:
+                for _ in range(per_round):
+                    if sim.done:
+                        return
+                    await sim.answer()
+
+            await asyncio.gather(*(run(s) for s in sims))
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(bot_pid) - cpu0
+            lat = [x for s in sims for x in s.latencies_ms]
+            results.append(
+                {
+                    "answers": len(lat),
+                    "answers_per_s": len(lat) / wall,
+                    "p50_ms": percentile(lat, 0.5),
+                    "p95_ms": percentile(lat, 0.95),
+                    "bot_cpu_ms_per_answer": cpu * 1000 / max(1, len(lat)),
+                }
+            )
+            print(f"round {r + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in results[-1].items()), flush=True)
+    return {key: median([row[key] for row in results]) for key in results[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-round", type=int, default=5, help="answers per worker per round")
+    parser.add_argument("--overlap", type=int, default=3)
+    args = parser.parse_args()
+    answers = args.workers * (args.rounds * args.per_round + 1)
+    tasks = math.ceil(answers / args.overlap) + args.workers
+    with tempfile.TemporaryDirectory(prefix="crowdpin-bench-") as tmp:
+        workdir = Path(tmp)
+        print(f"preparing {tasks} tasks for {args.workers} workers ...", flush=True)
+        url = prepare(workdir, tasks, args.overlap)
+        port = free_port()
+        emulator = start_emulator(port, TOKEN, log=workdir / "emulator.log")
+        bot = None
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(wait_http(base + "/_emu/health"))
+            bot = start_bot(
+                {"BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": base, "DATABASE_URL": url, "MEDIA_DIR": str(workdir / "media")},
+                log=workdir / "bot.log",
+            )
+            figures = asyncio.run(drive(base, args.workers, args.rounds, args.per_round, bot.pid))
+        finally:
+            if bot is not None:
+                stop(bot)
+                tail = (workdir / "bot.log").read_text(errors="replace").strip().splitlines()[-5:]
+                if bot.returncode not in (0, -2, 130) and tail:
+                    print("bot log tail:\n" + "\n".join(tail))
+            stop(emulator)
+    emit(
+        {
+            "workers": args.workers,
+            "database": "sqlite",
+            "answers_per_s": round(figures["answers_per_s"], 1),
+            "p50_ms": round(figures["p50_ms"], 1),
+            "p95_ms": round(figures["p95_ms"], 1),
+            "bot_cpu_ms_per_answer": round(figures["bot_cpu_ms_per_answer"], 3),
+            "answers_per_round": int(figures["answers"]),
+            "rounds": args.rounds,
+        }
+    )
+
+
+if __name__ == "__main__":
+    _ = ROOT
+    main()
