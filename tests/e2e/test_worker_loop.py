@@ -154,3 +154,70 @@ async def test_missing_image_file_gets_a_friendly_error(sandbox: Sandbox, tmp_pa
         assert s.execute(select(func.count(Task.id))).scalar_one() == 2
     await sim.start()  # the bot is still alive
     assert sim.last_text() == t("welcome.back", "en", name="w")
+
+
+def _answered_cq(box: Sandbox, cq: str) -> bool:
+    return box.emulator.callback_answer(cq) is not None
+
+
+async def test_other_users_and_forged_taps_change_nothing(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    box = sandbox
+    create_sample_project(box.db, tmp_path / "images", count=4, overlap=2)
+    alice = SimWorker.create(box.emulator, "alice", "en")
+    bob = SimWorker.create(box.emulator, "bob", "en")
+    for sim in (alice, bob):
+        await sim.start()
+    a_screen = await alice.request_task()
+    b_screen = await bob.request_task()
+    assert a_screen is not None and b_screen is not None
+    a_data = dict((text, data) for text, data in a_screen.buttons)[a_screen.labels()[0]]
+    cases = {
+        a_data: "refuse.not_yours",  # Bob replays Alice's button on his own message
+        "t:l:999999:0": "refuse.unknown",  # no such assignment
+        f"t:l:{b_screen.assignment_id}:9": "refuse.invalid",  # label index out of range
+    }
+    for data, key in cases.items():
+        cq = await box.emulator.send_callback_query(bob.user_id, b_screen.message_id, data)
+        await box.emulator.wait_for(lambda cq=cq: _answered_cq(box, cq))
+        assert box.emulator.callback_answer(cq)["text"] == t(key, "en"), data  # type: ignore[index]
+    # garbage that is not our callback format at all is ignored, and the bot stays up
+    await box.emulator.send_callback_query(bob.user_id, b_screen.message_id, "x" * 64)
+    assert _answers(box) == 0
+    with box.db.session() as s:
+        assert s.execute(select(func.count(Worker.id))).scalar_one() == 2
+    # both can still answer their own tasks normally
+    assert await alice.tap(a_screen, a_screen.labels()[0]) is not None
+    assert await bob.tap(b_screen, b_screen.labels()[1]) is not None
+    assert _answers(box) == 2
+
+
+async def test_redelivered_update_changes_nothing(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    box = sandbox
+    create_sample_project(box.db, tmp_path / "images", count=3, overlap=1, price=10)
+    sim = SimWorker.create(box.emulator, "w", "ko")
+    await sim.start()
+    screen = await sim.request_task()
+    assert screen is not None
+    process = box.bots[0]
+    update = {
+        "update_id": 987654,
+        "callback_query": {
+            "id": "424242",
+            "from": {"id": sim.user_id, "is_bot": False, "first_name": "w", "language_code": "ko"},
+            "chat_instance": "1",
+            "data": dict((x, d) for x, d in screen.buttons)[screen.labels()[0]],
+            "message": {
+                "message_id": screen.message_id,
+                "date": 0,
+                "chat": {"id": sim.user_id, "type": "private", "first_name": "w"},
+                "from": {"id": 1, "is_bot": True, "first_name": "bot"},
+            },
+        },
+    }
+    from aiogram.types import Update
+
+    for _ in range(2):  # Telegram delivers the same update again
+        await process.dp.feed_update(process.bot, Update.model_validate(update, context={"bot": process.bot}))
+    with box.db.session() as s:
+        assert s.execute(select(func.count(Answer.id))).scalar_one() == 1
+        assert account_balance(s, LABELING_EXPENSE) == -10
