@@ -40,6 +40,7 @@ router = Router(name="broadcast")
 
 STATUS_EVERY = 3.0  # seconds between edits of an operator's status message
 POLL_EVERY = 2.0  # seconds between looks for broadcasts to send
+ERROR_COOLDOWN = 60.0  # after a fatal error (token revoked...), wait before trying that broadcast again
 ACTIVE_DAYS = 7  # the "recently active" button
 
 
@@ -345,6 +346,7 @@ class BroadcastWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._cooldown: dict[int, float] = {}
         self.results: list[RunResult] = []
 
     def start(self) -> None:
@@ -372,7 +374,7 @@ class BroadcastWorker:
         while not self._stopping:
             try:
                 for bid in await self.app.db.run(lease.runnable, utcnow()):
-                    if bid not in self._running and not self._stopping:
+                    if bid not in self._running and not self._stopping and self._cooldown.get(bid, 0) <= time.monotonic():
                         self._spawn(bid)
             except Exception as exc:  # noqa: BLE001 - a DB hiccup must not end the worker
                 log.error("broadcast.worker_error", error=str(exc))
@@ -410,6 +412,8 @@ class BroadcastWorker:
                 with contextlib.suppress(Exception):
                     await side
         self.results.append(result)
+        if result.status == "error":
+            self._cooldown[broadcast_id] = time.monotonic() + ERROR_COOLDOWN
         return result
 
 
