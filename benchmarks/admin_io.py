@@ -76,43 +76,34 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def insert_answers(db_path: Path, project_id: int, n_answers: int) -> int:
-    """Bulk-insert workers, assignments and answers straight through sqlite3 (fast, one transaction)."""
-    conn = sqlite3.connect(db_path)
+    """Workers, assignments and answers generated inside SQLite (a recursive CTE), in one
+    transaction: a million rows in seconds, with every index maintained as in real use."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
-    task_ids = [row[0] for row in conn.execute("SELECT id FROM task WHERE project_id = ? ORDER BY id", (project_id,))]
-    per_task = max(1, -(-n_answers // len(task_ids)))
-    n_workers = per_task
+    first, last, n_tasks = conn.execute("SELECT min(id), max(id), count(*) FROM task WHERE project_id = ?", (project_id,)).fetchone()
+    assert last - first + 1 == n_tasks, "benchmark tasks are expected to have consecutive ids"
+    n_workers = -(-n_answers // n_tasks)
     stamp = "2025-01-01 00:00:00.000000"
+    series = f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {int(n_answers)}) "
+    task = f"({first} + (x - 1) % {n_tasks})"
+    worker = f"(100000 + (x - 1) / {n_tasks})"
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO worker (id, tg_id, name, lang, status, created_at, last_active_at) VALUES (?, ?, ?, 'ko', 'active', ?, ?)",
         ((100_000 + w, 5_000_000 + w, f"worker {w}", stamp, stamp) for w in range(n_workers)),
     )
-
-    def pairs():  # type: ignore[no-untyped-def]
-        n = 0
-        for w in range(n_workers):
-            for task_id in task_ids:
-                if n >= n_answers:
-                    return
-                n += 1
-                yield n, task_id, 100_000 + w
-
-    conn.executemany(
-        "INSERT INTO assignment (id, task_id, worker_id, project_id, status, leased_at, expires_at, closed_at) "
-        f"VALUES (?, ?, ?, {project_id}, 'answered', ?, ?, ?)",
-        ((n, t, w, f"2025-01-01 00:00:{n % 60:02d}.000000", "2025-01-01 01:00:00.000000", stamp) for n, t, w in pairs()),
+    conn.execute(
+        series + "INSERT INTO assignment (id, task_id, worker_id, project_id, status, leased_at, expires_at, closed_at) "
+        f"SELECT x, {task}, {worker}, {project_id}, 'answered', printf('2025-01-01 %02d:%02d:00.000000', x % 24, x % 60), "
+        f"'2025-01-02 00:00:00.000000', '{stamp}' FROM n"
     )
-    conn.executemany(
-        "INSERT INTO answer (id, assignment_id, task_id, worker_id, project_id, reward, value, seconds, is_golden, status, created_at) "
-        f"VALUES (?, ?, ?, ?, {project_id}, 10, ?, ?, 0, 'accepted', ?)",
-        (
-            (n, n, t, w, ("cat", "dog", "bird")[n % 3], 1.0 + (n % 97) / 10, f"2025-01-01 {n % 24:02d}:{n % 60:02d}:07.{n % 1_000_000:06d}")
-            for n, t, w in pairs()
-        ),
+    conn.execute(
+        series + "INSERT INTO answer (id, assignment_id, task_id, worker_id, project_id, reward, value, seconds, is_golden, status, created_at) "
+        f"SELECT x, x, {task}, {worker}, {project_id}, 10, CASE x % 3 WHEN 0 THEN 'cat' WHEN 1 THEN 'dog' ELSE 'bird' END, "
+        f"1.0 + (x % 97) / 10.0, 0, 'accepted', printf('2025-01-01 %02d:%02d:07.%06d', x % 24, x % 60, x % 1000000) FROM n"
     )
-    conn.commit()
+    conn.execute("COMMIT")
     total = conn.execute("SELECT count(*) FROM answer WHERE project_id = ?", (project_id,)).fetchone()[0]
     conn.close()
     return int(total)

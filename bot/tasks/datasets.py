@@ -652,7 +652,33 @@ def _defaults(model: type[SQLModel]) -> dict[str, Any]:
     return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
 
 
-def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
+def _stored_paths(
+    db: Database, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool, pool: ThreadPoolExecutor | None
+) -> dict[str, str]:
+    """Where each image of the batch not yet in the database will live; copies are made here,
+    in parallel and *outside* the write transaction, so the bot never waits on file copies.
+    (A copy made for an image another loader stores meanwhile is harmless: same content, same name.)"""
+    pending: dict[str, CheckedImage] = {}
+    for item in batch:
+        pending.setdefault(item.checked.sha256, item.checked)
+    with db.read_session() as session:
+        for chunk in _chunks(list(pending), _LOOKUP_CHUNK):
+            for (sha,) in session.execute(select(Image.sha256).where(Image.sha256.in_(chunk))):  # type: ignore[attr-defined]
+                pending.pop(sha, None)
+    if not copy:
+        return {sha: str(checked.path.resolve()) for sha, checked in pending.items()}
+    if media_dir is None:
+        raise ValueError("copy mode needs a media folder (MEDIA_DIR)")
+
+    def one(checked: CheckedImage) -> str:
+        return str(media.copy_to_media(checked.path, checked.sha256, media_dir))
+
+    items = list(pending.values())
+    copied = pool.map(one, items, chunksize=8) if pool is not None and len(items) > 16 else map(one, items)
+    return dict(zip(pending, copied, strict=True))
+
+
+def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], paths: dict[str, str]) -> tuple[int, int, int]:
     """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows);
     returns (tasks created, images new, images reused)."""
     hashes = list(dict.fromkeys(r.checked.sha256 for r in batch))
@@ -670,15 +696,13 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
         sha = item.checked.sha256
         if sha not in ids and sha not in pending:
             pending[sha] = item.checked
-    new_images = []
-    for sha, checked in pending.items():
-        if copy:
-            if media_dir is None:
-                raise ValueError("copy mode needs a media folder (MEDIA_DIR)")
-            path = media.copy_to_media(checked.path, sha, media_dir)
-        else:
-            path = checked.path.resolve()
-        new_images.append({**_defaults(Image), "sha256": sha, "path": str(path), "width": checked.width, "height": checked.height, "created_at": now})
+    missing = [sha for sha in pending if sha not in paths]
+    if missing:  # stored when we looked, gone now: images are never deleted, so this is a bug
+        raise RuntimeError(f"images {missing[:3]} vanished from the database during the load")
+    new_images = [
+        {**_defaults(Image), "sha256": sha, "path": paths[sha], "width": c.width, "height": c.height, "created_at": now}
+        for sha, c in pending.items()
+    ]
     if new_images:
         session.execute(insert(Image), new_images)
         lookup(list(pending))
@@ -733,30 +757,40 @@ def write(
     copy: bool,
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
+    threads: int | None = None,
 ) -> tuple[int, int, int]:
     """Phase 2: one short transaction per batch, so the bot's writes interleave with the load."""
     created = new = reused = 0
     total = len(rows)
-    for start in range(0, total, batch_rows):
-        batch = rows[start : start + batch_rows]
-        try:
-            with db.session() as session:
-                project = session.get(Project, project_id)
-                assert project is not None
-                result = _write_batch(session, project, batch, media_dir, copy)
-        except IntegrityError:
-            # Someone (another loader) inserted some of the same images or tasks meanwhile.
-            log.info("load.batch_conflict_retry", start=start, size=len(batch))
-            with db.session() as session:
-                project = session.get(Project, project_id)
-                assert project is not None
-                result = _write_slow(session, project, batch, media_dir, copy)
-        created += result[0]
-        new += result[1]
-        reused += result[2]
-        if progress:
-            progress("write", min(start + batch_rows, total), total)
+    # Copying is mostly waiting on the file system (creating files), so more threads than cores.
+    workers = max(8, threads or 0)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crowdpin-copy") as pool:
+        for start in range(0, total, batch_rows):
+            batch = rows[start : start + batch_rows]
+            result = _write_one(db, project_id, batch, _stored_paths(db, batch, media_dir, copy, pool), media_dir, copy, start)
+            created += result[0]
+            new += result[1]
+            reused += result[2]
+            if progress:
+                progress("write", min(start + batch_rows, total), total)
     return created, new, reused
+
+
+def _write_one(
+    db: Database, project_id: int, batch: Sequence[ReadyRow], paths: dict[str, str], media_dir: Path | None, copy: bool, start: int
+) -> tuple[int, int, int]:
+    try:
+        with db.session() as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            return _write_batch(session, project, batch, paths)
+    except IntegrityError:
+        # Someone (another loader) inserted some of the same images or tasks meanwhile.
+        log.info("load.batch_conflict_retry", start=start, size=len(batch))
+        with db.session() as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            return _write_slow(session, project, batch, media_dir, copy)
 
 
 def load(
@@ -794,7 +828,7 @@ def load(
         log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
         raise LoadRejected(summary.bad)
     use_copy = (project.media_mode == "copy") if copy is None else copy  # "ref" / "reference": in place
-    created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress)
+    created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress, threads=threads)
     summary.created = created
     summary.already_loaded += len(to_write) - created
     summary.images_new = new
