@@ -32,6 +32,9 @@ def recent(session: Session, worker_id: int, *, limit: int = 5, tz: str = "Asia/
     now = now or utcnow()
     account = worker_account(worker_id)
     mine = LedgerEntry.account == account
+    # Only the newest SCAN transactions are grouped: picked first through the worker_id index,
+    # so the cost does not grow with the length of the worker's history.
+    newest = select(LedgerTxn.id).where(LedgerTxn.worker_id == worker_id).order_by(LedgerTxn.id.desc()).limit(SCAN)  # type: ignore[union-attr]
     rows = session.execute(
         select(
             LedgerTxn.kind,
@@ -43,7 +46,7 @@ def recent(session: Session, worker_id: int, *, limit: int = 5, tz: str = "Asia/
         )
         .select_from(LedgerTxn)
         .outerjoin(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)  # type: ignore[arg-type]
-        .where(LedgerTxn.worker_id == worker_id)
+        .where(LedgerTxn.id.in_(newest.scalar_subquery()))  # type: ignore[union-attr]
         .group_by(LedgerTxn.id, LedgerTxn.kind, LedgerTxn.created_at, LedgerTxn.memo)
         .order_by(LedgerTxn.id.desc())  # type: ignore[union-attr]
         .limit(SCAN)
