@@ -161,6 +161,16 @@ class RemoteWorker:
         self.answers += 1
 
 
+def unlimited_client(base: str) -> EmulatorClient:
+    """A control-API client without aiohttp's 100-connection cap: every simulated worker
+    keeps a long poll open, and queueing behind the cap would be measured as bot latency."""
+    import aiohttp
+
+    client = EmulatorClient(base, session=aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+    client._owns_session = True  # noqa: SLF001 - close it with the client
+    return client
+
+
 def emit(result: dict[str, Any]) -> None:
     """The last line of every benchmark: one JSON object."""
     print(json.dumps(result, sort_keys=True), flush=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from _harness import (
     ROOT,
+    unlimited_client,
     RemoteWorker,
     cpu_seconds,
     emit,
@@ -33,7 +34,6 @@ from _harness import (
 
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.emulator.client import EmulatorClient
 from bot.sample import generate
 from bot.tasks import intake, media, projects
 from bot.tasks.models import Project
@@ -58,7 +58,7 @@ def prepare(workdir: Path, tasks: int, overlap: int, distinct_images: int = 20) 
 
 
 async def drive(base: str, workers: int, rounds: int, per_round: int, bot_pid: int) -> dict[str, float]:
-    async with EmulatorClient(base) as client:
+    async with unlimited_client(base) as client:
         users = [await client.create_user(first_name=f"w{i}", language_code="ko") for i in range(workers)]
         sims = [RemoteWorker(client, u.id) for u in users]
         await asyncio.gather(*(s.start() for s in sims))

@@ -35,11 +35,12 @@ def make_database(settings: Settings, *, migrate: bool = True) -> Database:
     return Database(settings.database.database_url, pool_size=settings.database.db_pool_size, echo=settings.database.db_echo)
 
 
-def make_bot(settings: Settings, token: str | None = None) -> Bot:
+def make_bot(settings: Settings, token: str | None = None, metrics: Metrics | None = None) -> Bot:
     token = token or settings.telegram.bot_token
     if not token:
         raise SystemExit("BOT_TOKEN is not set (or run `crowdpin demo` for the local sandbox)")
-    return Bot(token=token, session=make_session(settings.telegram.telegram_api_base), default=DefaultBotProperties())
+    session = make_session(settings.telegram.telegram_api_base, metrics)
+    return Bot(token=token, session=session, default=DefaultBotProperties())
 
 
 class TimingMiddleware(BaseMiddleware):
@@ -136,7 +137,7 @@ def dispatcher_for(app: App) -> Dispatcher:
 async def run_polling(settings: Settings, *, token: str | None = None) -> None:
     db = make_database(settings)
     app = make_app(settings, db)
-    bot = make_bot(settings, token)
+    bot = make_bot(settings, token, app.metrics)
     dp = dispatcher_for(app)
     try:
         await bot.delete_webhook(drop_pending_updates=False)

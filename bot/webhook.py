@@ -29,6 +29,10 @@ def _ping_db(session: Any) -> None:
     session.execute(text("SELECT 1"))
 
 
+def open_leases(session: Any) -> int:
+    return int(session.execute(text("SELECT count(*) FROM assignment WHERE status = 'leased'")).scalar_one())
+
+
 def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, path: str) -> web.Application:
     web_app = web.Application()
     SimpleRequestHandler(dispatcher=dp, bot=bot, handle_in_background=True, secret_token=secret).register(web_app, path=path)
@@ -55,6 +59,10 @@ def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, pat
 
     async def metrics(_: web.Request) -> web.Response:
         assert app.metrics is not None
+        try:
+            app.metrics.open_leases.set(await asyncio.wait_for(app.db.run(open_leases), 3))
+        except Exception as exc:  # noqa: BLE001 - metrics must still answer when the DB is slow
+            log.warning("metrics.open_leases_failed", error=str(exc))
         body = generate_latest(app.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -91,7 +99,7 @@ async def serve(settings: Settings, *, register_webhook: bool = True, reuse_port
     secret = webhook_secret(settings)
     db = make_database(settings)
     app = make_app(settings, db)
-    bot = make_bot(settings)
+    bot = make_bot(settings, metrics=app.metrics)
     dp = dispatcher_for(app)
     web_app = build_web_app(app, bot, dp, secret=secret, path=hook.webhook_path)
     runner = web.AppRunner(web_app, access_log=None)

@@ -13,7 +13,11 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods import TelegramMethod
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods.base import Response
+
+from bot.handlers.metrics import Metrics
 
 _RESPONSE_TYPES: dict[Any, Any] = {}
 
@@ -26,8 +30,34 @@ class BotApiSession(AiohttpSession):
         return super().check_response(bot, method, status_code, content)
 
 
-def make_session(api_base: str | None = None, **kwargs: Any) -> BotApiSession:
+SENDING_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "sendMediaGroup", "copyMessage", "editMessageText", "editMessageCaption",
+     "editMessageMedia", "editMessageReplyMarkup"}
+)
+
+
+class MetricsRequestMiddleware(BaseRequestMiddleware):
+    """Counts messages sent or edited and 429s received, for Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
+        try:
+            result = await make_request(bot, method)
+        except TelegramRetryAfter:
+            self.metrics.http_429.inc()
+            raise
+        if method.__api_method__ in SENDING_METHODS:
+            self.metrics.sent.inc()
+        return result
+
+
+def make_session(api_base: str | None = None, metrics: Metrics | None = None, **kwargs: Any) -> BotApiSession:
     """A session for Telegram, or for a self-hosted / local Bot API server at ``api_base``."""
     if api_base:
         kwargs["api"] = TelegramAPIServer.from_base(api_base)
-    return BotApiSession(**kwargs)
+    session = BotApiSession(**kwargs)
+    if metrics is not None:
+        session.middleware(MetricsRequestMiddleware(metrics))
+    return session

@@ -1,0 +1,203 @@
+"""Scale-out benchmark: the emulator delivers updates by webhook to bot replicas.
+
+Runs, each with ``--workers`` simulated workers (default 1,000) answering as fast as they can:
+  sqlite_1    one replica, SQLite
+  postgres_1  one replica, PostgreSQL + Redis
+  postgres_2  two replicas sharing one port (SO_REUSEPORT), PostgreSQL + Redis
+
+Per run: answers_per_s, p95_ms (tap -> next task shown), bot_cpu_ms_per_answer (CPU of all
+replicas / answers), double_assignments (task slots handed out beyond overlap, or a task given
+to the same worker twice) and lost_answers (taps the workers saw accepted that the database
+does not hold). The last line is one JSON object keyed by run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    RemoteWorker,
+    cpu_seconds,
+    emit,
+    free_port,
+    percentile,
+    start_bot,
+    start_emulator,
+    stop,
+    unlimited_client,
+    wait_http,
+)
+from sqlalchemy import create_engine, text
+
+from bot.db import Database
+from bot.db.migrate import upgrade
+from bot.sample import generate
+from bot.tasks import intake, media, projects
+
+TOKEN = "5151515151:crowdpin-scale-benchmark-token-aaaaaaa"
+PG_ADMIN = os.environ.get("CROWDPIN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("CROWDPIN_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+OVERLAP = 3
+
+
+def make_pg_database() -> tuple[str, str]:
+    name = f"crowdpin_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def drop_pg_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def prepare(url: str, workdir: Path, tasks: int) -> None:
+    upgrade(url)
+    db = Database(url)
+    samples = generate(workdir / "images", count=20)
+    with db.session() as s:
+        project = projects.create(s, name="scale", labels=["a", "b", "c"], overlap=OVERLAP, price=10, question_ko="?", question_en="?")
+        images = [media.store_image(s, media.check_image(x.path), media_dir=None, copy=False)[0] for x in samples]
+        for i in range(tasks):
+            intake.add_task(s, project, images[i % len(images)], external_id=f"t{i}")
+    db.dispose()
+
+
+def audit(url: str) -> dict[str, int]:
+    engine = create_engine(url.replace("sqlite:///", "sqlite:///") if url.startswith("sqlite") else url)
+    with engine.connect() as conn:
+        over = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT task_id FROM assignment WHERE status IN ('leased','answered') "
+                "GROUP BY task_id HAVING count(*) > :o) x"
+            ),
+            {"o": OVERLAP},
+        ).scalar_one()
+        twice = conn.execute(
+            text("SELECT count(*) FROM (SELECT task_id, worker_id FROM assignment GROUP BY task_id, worker_id HAVING count(*) > 1) x")
+        ).scalar_one()
+        answers = conn.execute(text("SELECT count(*) FROM answer")).scalar_one()
+    engine.dispose()
+    return {"double_assignments": int(over) + int(twice), "answers_in_db": int(answers)}
+
+
+async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> dict[str, Any]:
+    async with unlimited_client(base) as client:
+        users = await asyncio.gather(*(client.create_user(first_name=f"w{i}", language_code="ko") for i in range(workers)))
+        sims = [RemoteWorker(client, u.id) for u in users]
+        sem = asyncio.Semaphore(200)
+
+        async def setup(sim: RemoteWorker) -> None:
+            async with sem:
+                await sim.start()
+                await sim.get_task()
+                await sim.answer()  # warm-up answer: first uploads, caches, connections
+
+        await asyncio.gather(*(setup(s) for s in sims))
+        for s in sims:
+            s.latencies_ms.clear()
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        t0 = time.perf_counter()
+
+        async def run(sim: RemoteWorker) -> None:
+            for _ in range(per_worker):
+                if sim.done:
+                    return
+                await sim.answer()
+
+        await asyncio.gather(*(run(s) for s in sims))
+        wall = time.perf_counter() - t0
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        lat = [x for s in sims for x in s.latencies_ms]
+        return {
+            "answers": len(lat),
+            "answers_seen_total": sum(s.answers for s in sims),
+            "answers_per_s": round(len(lat) / wall, 1),
+            "p95_ms": round(percentile(lat, 0.95), 1),
+            "p50_ms": round(percentile(lat, 0.5), 1),
+            "bot_cpu_ms_per_answer": round(cpu * 1000 / max(1, len(lat)), 3),
+        }
+
+
+def one_run(name: str, replicas: int, database: str, workers: int, per_worker: int) -> dict[str, Any]:
+    tasks = math.ceil(workers * (per_worker + 1) / OVERLAP) + workers
+    with tempfile.TemporaryDirectory(prefix=f"crowdpin-scale-{name}-") as tmp:
+        workdir = Path(tmp)
+        pg_name = None
+        if database == "sqlite":
+            url = f"sqlite:///{workdir / 'scale.db'}"
+            env_redis: dict[str, str] = {}
+        else:
+            url, pg_name = make_pg_database()
+            import redis
+
+            redis.Redis.from_url(REDIS).flushdb()
+            env_redis = {"REDIS_URL": REDIS}
+        print(f"[{name}] preparing {tasks} tasks ...", flush=True)
+        prepare(url, workdir, tasks)
+        emu_port, hook_port = free_port(), free_port()
+        base = f"http://127.0.0.1:{emu_port}"
+        emulator = start_emulator(emu_port, TOKEN, log=workdir / "emulator.log")
+        bots = []
+        try:
+            asyncio.run(wait_http(base + "/_emu/health"))
+            env = {
+                "BOT_TOKEN": TOKEN,
+                "TELEGRAM_API_BASE": base,
+                "DATABASE_URL": url,
+                "MEDIA_DIR": str(workdir / "media"),
+                "WEBHOOK_URL": f"http://127.0.0.1:{hook_port}",
+                "WEBHOOK_HOST": "127.0.0.1",
+                "WEBHOOK_PORT": str(hook_port),
+                "DB_POOL_SIZE": "8",
+                **env_redis,
+            }
+            for r in range(replicas):
+                bots.append(start_bot(env, args=["--webhook"], log=workdir / f"bot{r}.log"))
+                asyncio.run(wait_http(f"http://127.0.0.1:{hook_port}/healthz"))
+            print(f"[{name}] {replicas} replica(s) up; {workers} workers answering ...", flush=True)
+            figures = asyncio.run(drive(base, workers, per_worker, [b.pid for b in bots]))
+        finally:
+            for b in bots:
+                stop(b)
+            stop(emulator)
+        checks = audit(url)
+        if pg_name:
+            drop_pg_database(pg_name)
+    seen = figures.pop("answers_seen_total")
+    figures["double_assignments"] = checks["double_assignments"]
+    figures["lost_answers"] = max(0, seen - checks["answers_in_db"])
+    print(f"[{name}] {figures}", flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=1000)
+    parser.add_argument("--per-worker", type=int, default=3, help="measured answers per worker")
+    parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2")
+    args = parser.parse_args()
+    plan = {"sqlite_1": (1, "sqlite"), "postgres_1": (1, "postgres"), "postgres_2": (2, "postgres")}
+    result = {}
+    for name in args.runs.split(","):
+        replicas, database = plan[name]
+        result[name] = one_run(name, replicas, database, args.workers, args.per_worker)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
