@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 from bot.autoseg import rle
 from bot.tasks.models import Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
-from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight
+from bot.tasks.quality_math import K, best, posterior, vote_weight, weight_accuracy
 
 log = structlog.get_logger("crowdpin.quality")
 
@@ -152,13 +152,13 @@ def _majority_labels(data: _Data) -> Labels:
 
 
 def golden_accuracy(data: _Data) -> dict[int, float]:
-    """Smoothed accuracy of every worker who answered golden tasks in the project."""
+    """Golden accuracy (shrunk for weighting, see ``quality_math.WEIGHT_K``) of every worker with golden answers."""
     correct: Counter[int] = Counter()
     total: Counter[int] = Counter()
     for _task, worker, value, truth in data.golden:
         total[worker] += 1
         correct[worker] += value == truth
-    return {worker: smoothed_accuracy(correct[worker], total[worker]) for worker in total}
+    return {worker: weight_accuracy(correct[worker], total[worker]) for worker in total}
 
 
 def worker_accuracy(data: _Data) -> dict[int, float]:

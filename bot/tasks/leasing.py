@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import BigInteger, and_, cast, exists, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
@@ -78,6 +78,19 @@ def slot_free(project: Project):  # type: ignore[no-untyped-def]
     return and_(cap, or_(Task.taken < project.min_overlap, Task.taken <= Task.answers_count))
 
 
+_SHUFFLE_MOD = 1_000_003  # a prime: multiplying ids by a non-zero residue permutes them
+
+
+def _golden_order(worker_id: int):  # type: ignore[no-untyped-def]
+    """A per-worker shuffled order of golden tasks, in plain integer SQL (same on both engines).
+
+    Every worker gets their own sequence of control and exam tasks, so there is no "first five
+    golden tasks" to learn and pass around; it is deterministic, so runs are reproducible.
+    """
+    multiplier = (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
+    return (cast(Task.id, BigInteger) * multiplier) % _SHUFFLE_MOD  # BIGINT: no overflow on PostgreSQL
+
+
 def _candidate_ids(session: Session, project: Project, worker_id: int, kind: TaskKind, limit: int) -> list[int]:
     seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == worker_id))
     query = select(Task.id).where(
@@ -88,7 +101,7 @@ def _candidate_ids(session: Session, project: Project, worker_id: int, kind: Tas
     )
     if kind == TaskKind.NORMAL:
         query = query.where(slot_free(project))
-    query = query.order_by(Task.id).limit(limit)
+    query = query.order_by(_golden_order(worker_id) if kind == TaskKind.GOLDEN else Task.id).limit(limit)
     if _dialect(session) == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
     return [row[0] for row in session.execute(query)]

@@ -58,7 +58,7 @@ from bot.tasks.models import (
     TaskStatus,
     WorkerProject,
 )
-from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight
+from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight, weight_accuracy
 
 log = structlog.get_logger("crowdpin.quality")
 
@@ -389,7 +389,7 @@ def worker_accuracies(session: Session, project_id: int, worker_ids: set[int]) -
             WorkerProject.project_id == project_id, WorkerProject.worker_id.in_(worker_ids)  # type: ignore[attr-defined]
         )
     )
-    return {int(w): smoothed_accuracy(int(c), int(t)) for w, c, t in rows}
+    return {int(w): weight_accuracy(int(c), int(t)) for w, c, t in rows}
 
 
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:

@@ -13,6 +13,10 @@ import math
 from collections.abc import Iterable, Sequence
 
 K = 0.5  # smoothing prior: a worker with no golden answers counts as 50 % accurate
+# Vote weights use a stronger prior than the accuracy shown to workers: workers who passed the
+# exam are selected on a lucky streak of five, so their first golden answers overstate them, and
+# an overconfident weight would close a task too early.
+WEIGHT_K = 2.0
 _CLIP = 1e-3
 
 
@@ -21,6 +25,11 @@ def smoothed_accuracy(correct: int, total: int, k: float = K) -> float:
     if correct < 0 or total < 0 or correct > total:
         raise ValueError(f"bad golden counts: {correct} correct of {total}")
     return (k + correct) / (2 * k + total)
+
+
+def weight_accuracy(correct: int, total: int) -> float:
+    """The accuracy a vote is weighted with: golden accuracy shrunk towards 50 % by ``WEIGHT_K``."""
+    return smoothed_accuracy(correct, total, WEIGHT_K)
 
 
 def vote_weight(accuracy: float, n_labels: int) -> float:
