@@ -1,15 +1,17 @@
 """One sending pace for every broadcast of the bot: below Telegram's ~30 messages/s, at most one
 message per second to a chat, and a global stop after a 429.
 
-The pace is a token bucket kept as GCRA ("virtual scheduling"): a single number, the
-theoretical arrival time ``tat`` of the next message at the nominal rate. A sender reserves the
-slot ``max(now, tat, paused_until)`` and moves ``tat`` one interval on, so concurrent senders get
-successive slots without a lock held while they wait. A sender that comes late (a slow
-database commit, a busy CPU) may catch up, but only by ``burst - 1`` messages: ``tat`` never
-lags more than that behind "now". So the sustained rate is the configured one, and no one-second
-window ever holds more than ``rate + burst - 1`` messages (27 with the defaults, under
-Telegram's ~30), which is what keeps ``http_429`` at zero; after idling, at most ``burst``
-messages go out back to back.
+The global pace is a token bucket of ``rate`` tokens per second holding ``credit`` seconds of
+them, drained no faster than ``peak = rate * peak_factor`` (25/s, 1 s, 28/s by default). Both
+limits are kept as GCRA ("virtual scheduling"): one number each, the theoretical time of the next
+message, so a sender *reserves* its slot (``max(now, tat - credit, peak_tat, paused_until)``)
+and concurrent senders get successive slots without holding a lock while they wait.
+
+Why a credit: a sender that fell behind (a slow commit, a busy CPU, a disk flush) catches up at
+the peak rate instead of losing the time, so the sustained rate is the configured one. Why a
+peak: the catch-up never looks like a burst to Telegram — no one-second window ever holds more
+than 28 messages with the defaults, which is what keeps ``http_429`` at zero. After a 429 the
+credit is dropped: sending resumes at exactly ``rate``.
 
 A chat that is not ready yet (its last message was less than ``per_chat_interval`` ago) does not
 reserve a global slot: its sender waits for the chat first, so one slow chat never holds back
@@ -51,25 +53,23 @@ class LocalPacer:
         rate: float = 25.0,
         per_chat_interval: float = 1.0,
         *,
-        burst: int = 3,
+        credit: float = 1.0,
+        peak_factor: float = 1.12,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         max_chats: int = 100_000,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("BROADCAST_RATE must be positive")
-        if per_chat_interval < 0:
-            raise ValueError("BROADCAST_PER_CHAT_INTERVAL cannot be negative")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
+        _check(rate, per_chat_interval, credit, peak_factor)
         self.rate = rate
         self.interval = 1.0 / rate
-        self.tolerance = (burst - 1) * self.interval
+        self.peak_interval = 1.0 / (rate * peak_factor)
+        self.credit = credit
         self.per_chat_interval = per_chat_interval
         self.clock = clock
         self.sleep = sleep
         self.max_chats = max_chats
-        self._tat = -math.inf
+        self._tat = -math.inf  # average limiter
+        self._peak_tat = -math.inf  # peak limiter
         self._paused_until = -math.inf
         self._chat_ready: dict[int, float] = {}
 
@@ -78,8 +78,9 @@ class LocalPacer:
         ready = self._chat_ready.get(chat_id, -math.inf)
         if ready > now:
             return False, ready
-        start = max(now, self._tat, self._paused_until)
-        self._tat = max(self._tat, self._paused_until, now - self.tolerance) + self.interval
+        start = max(now, self._tat - self.credit, self._peak_tat, self._paused_until)
+        self._tat = max(self._tat, start) + self.interval
+        self._peak_tat = start + self.peak_interval
         self._chat_ready[chat_id] = start + self.per_chat_interval
         if len(self._chat_ready) > self.max_chats:
             self._chat_ready = {c: t for c, t in self._chat_ready.items() if t > now}
@@ -99,10 +100,20 @@ class LocalPacer:
         until = self.clock() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
+            self._tat = max(self._tat, until + self.credit)  # no catch-up burst after a 429
             log.warning("broadcast.paused", seconds=seconds)
 
     async def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.clock())
+
+
+def _check(rate: float, per_chat_interval: float, credit: float, peak_factor: float) -> None:
+    if rate <= 0:
+        raise ValueError("BROADCAST_RATE must be positive")
+    if per_chat_interval < 0:
+        raise ValueError("BROADCAST_PER_CHAT_INTERVAL cannot be negative")
+    if credit < 0 or peak_factor < 1:
+        raise ValueError("credit must be >= 0 and peak_factor >= 1")
 
 
 # Times are integer microseconds of Redis' clock (TIME), so replicas with skewed clocks agree.
@@ -117,12 +128,15 @@ if chat > now then
 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-local start = math.max(now, tat, pause)
+local peak = tonumber(redis.call('GET', KEYS[4]) or '0')
 local interval = tonumber(ARGV[1])
 local per_chat = tonumber(ARGV[2])
-local tolerance = tonumber(ARGV[3])
-local nxt = math.max(tat, pause, now - tolerance) + interval
+local credit = tonumber(ARGV[3])
+local peak_interval = tonumber(ARGV[4])
+local start = math.max(now, tat - credit, peak, pause)
+local nxt = math.max(tat, start) + interval
 redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.floor(math.max(nxt - now, 0) / 1000) + 60000)
+redis.call('SET', KEYS[4], string.format('%.0f', start + peak_interval), 'PX', math.floor((start + peak_interval - now) / 1000) + 1000)
 if per_chat > 0 then
   redis.call('SET', KEYS[3], string.format('%.0f', start + per_chat), 'PX', math.floor((start + per_chat - now) / 1000) + 1000)
 end
@@ -136,6 +150,11 @@ local until_ = now + tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ > cur then
   redis.call('SET', KEYS[1], string.format('%.0f', until_), 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 1000)
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local floor_ = until_ + tonumber(ARGV[2])
+  if floor_ > tat then
+    redis.call('SET', KEYS[2], string.format('%.0f', floor_), 'PX', math.floor((floor_ - now) / 1000) + 60000)
+  end
 end
 return 0
 """
@@ -162,18 +181,17 @@ class RedisPacer:
         rate: float = 25.0,
         per_chat_interval: float = 1.0,
         *,
-        burst: int = 3,
+        credit: float = 1.0,
+        peak_factor: float = 1.12,
         prefix: str = "crowdpin:pace",
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("BROADCAST_RATE must be positive")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
+        _check(rate, per_chat_interval, credit, peak_factor)
         self.redis = redis
         self.rate = rate
         self.interval_us = round(1_000_000 / rate)
-        self.tolerance_us = (burst - 1) * self.interval_us
+        self.peak_interval_us = round(1_000_000 / (rate * peak_factor))
+        self.credit_us = round(credit * 1_000_000)
         self.per_chat_us = round(per_chat_interval * 1_000_000)
         self.prefix = prefix
         self.sleep = sleep
@@ -188,18 +206,19 @@ class RedisPacer:
         return cls(aioredis.Redis.from_url(url), rate, per_chat_interval, **kwargs)
 
     @property
-    def _keys(self) -> tuple[str, str]:
+    def _keys(self) -> tuple[str, str, str]:
         # one hash tag: the script's keys must live in one slot on a Redis Cluster
-        return f"{{{self.prefix}}}:tat", f"{{{self.prefix}}}:pause"
+        return f"{{{self.prefix}}}:tat", f"{{{self.prefix}}}:pause", f"{{{self.prefix}}}:peak"
 
     def _chat_key(self, chat_id: int) -> str:
         return f"{{{self.prefix}}}:chat:{chat_id}"
 
     async def acquire(self, chat_id: int) -> None:
-        tat_key, pause_key = self._keys
+        tat_key, pause_key, peak_key = self._keys
         while True:
             reserved, wait_us = await self._reserve(
-                keys=[tat_key, pause_key, self._chat_key(chat_id)], args=[self.interval_us, self.per_chat_us, self.tolerance_us]
+                keys=[tat_key, pause_key, self._chat_key(chat_id), peak_key],
+                args=[self.interval_us, self.per_chat_us, self.credit_us, self.peak_interval_us],
             )
             if wait_us > 0:
                 await self.sleep(wait_us / 1_000_000)
@@ -207,7 +226,7 @@ class RedisPacer:
                 return
 
     async def pause(self, seconds: float) -> None:
-        await self._pause(keys=[self._keys[1]], args=[round(max(0.0, seconds) * 1_000_000)])
+        await self._pause(keys=[self._keys[1], self._keys[0]], args=[round(max(0.0, seconds) * 1_000_000), self.credit_us])
         log.warning("broadcast.paused", seconds=seconds, shared=True)
 
     async def paused_for(self) -> float:

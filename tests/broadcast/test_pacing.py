@@ -22,50 +22,59 @@ def _max_in_window(times: list[float], window: float = 1.0) -> int:
     return max(sum(1 for u in times[i:] if u < t + window - 1e-9) for i, t in enumerate(times))
 
 
-async def test_global_rate_is_even_spacing_with_a_small_burst_only() -> None:
+async def test_sustained_rate_with_a_peak_well_under_telegrams_limit() -> None:
     clock = FakeClock()
-    pacer = LocalPacer(25, 1.0, burst=3, clock=clock, sleep=clock.sleep)
+    pacer = LocalPacer(25, 1.0, clock=clock, sleep=clock.sleep)  # credit 1 s, peak 28/s
     log: list[tuple[int, float]] = []
-    await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(100)))
+    await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(1000)))
     times = sorted(t for _, t in log)
-    assert times[:3] == [0.0, 0.0, 0.0]  # the burst
-    gaps = [b - a for a, b in zip(times[2:], times[3:])]
-    assert min(gaps) == pytest.approx(0.04) and max(gaps) == pytest.approx(0.04)
-    assert _max_in_window(times) == 25 + 2  # never more than rate + burst - 1 in any second
-    # idle for a while: the saved-up time is capped at the burst
-    clock.now += 10
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) == pytest.approx(1 / 28)  # never faster than the peak
+    assert _max_in_window(times) <= 28
+    # the long run is the configured rate: 1000 messages in 999/25 s minus the 1 s credit
+    assert times[-1] - times[0] == pytest.approx(999 / 25 - 1.0, abs=0.05)
+    assert gaps[-1] == pytest.approx(0.04)  # once the credit is used, exactly 25/s
+    # idle for a while: the credit is back, but capped at one second's worth
+    clock.now += 60
     log.clear()
-    await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(200, 206)))
+    await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(2000, 2300)))
     later = sorted(t for _, t in log)
-    assert [round(b - a, 6) for a, b in zip(later, later[1:])] == [0.0, 0.0, 0.04, 0.04, 0.04]
+    assert later[-1] - later[0] == pytest.approx(299 / 25 - 1.0, abs=0.05)
+    assert _max_in_window(later) <= 28
 
 
-async def test_strict_pace_with_burst_one() -> None:
+async def test_strict_pace_without_credit() -> None:
     clock = FakeClock()
-    pacer = LocalPacer(25, 1.0, burst=1, clock=clock, sleep=clock.sleep)
+    pacer = LocalPacer(25, 1.0, credit=0, peak_factor=1.0, clock=clock, sleep=clock.sleep)
     log: list[tuple[int, float]] = []
     await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(50)))
     times = sorted(t for _, t in log)
     assert [round(b - a, 6) for a, b in zip(times, times[1:])] == [0.04] * 49
 
 
-async def test_a_late_sender_catches_up_to_the_configured_rate() -> None:
-    """One sender whose own work per message alternates 70 ms / 5 ms (37.5 ms on average,
-    under the 40 ms interval): with catch-up it sustains 25/s; a strict pace would give ~18/s."""
-    clock = FakeClock()
-    pacer = LocalPacer(25, 1.0, burst=3, clock=clock, sleep=clock.sleep)
-    stamps: list[float] = []
+async def test_a_sender_that_stalls_catches_up_to_the_configured_rate() -> None:
+    """A sender that stalls for 0.5 s every 150 messages (a disk flush, a busy CPU): the credit
+    lets it catch up at the peak, so it loses (almost) no time; a strict pace loses all of it."""
 
-    async def sender() -> None:
-        for i in range(200):
-            await pacer.acquire(i)
-            stamps.append(clock())
-            await clock.sleep(0.07 if i % 2 == 0 else 0.005)
+    async def span(stall: float, **kw: float) -> float:
+        clock = FakeClock()
+        pacer = LocalPacer(25, 1.0, clock=clock, sleep=clock.sleep, **kw)
+        stamps: list[float] = []
 
-    await clock.drive(sender())
-    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    assert rate == pytest.approx(25, rel=0.03)
-    assert _max_in_window(stamps) <= 27
+        async def sender() -> None:
+            for i in range(600):
+                await pacer.acquire(i)
+                stamps.append(clock())
+                if i % 150 == 149:
+                    await clock.sleep(stall)
+
+        await clock.drive(sender())
+        assert _max_in_window(stamps) <= 28
+        return stamps[-1] - stamps[0]
+
+    assert await span(0.5) - await span(0.0) < 0.1
+    strict = dict(credit=0.0, peak_factor=1.0)
+    assert await span(0.5, **strict) - await span(0.0, **strict) == pytest.approx(3 * (0.5 - 0.04), abs=0.02)
 
 
 async def test_one_message_per_second_per_chat_without_holding_back_others() -> None:
@@ -81,7 +90,7 @@ async def test_one_message_per_second_per_chat_without_holding_back_others() -> 
     assert all(len(v) == 2 for v in per_chat.values())
     assert min(b - a for a, b in (sorted(v) for v in per_chat.values())) >= 1.0 - 1e-9
     times = sorted(t for _, t in log)
-    assert _max_in_window(times) <= 27
+    assert _max_in_window(times) <= 28
     # 60 messages at 25/s take ~2.4 s, not 30 s: a busy chat does not stall the queue
     assert times[-1] - times[0] < 3.0
 
@@ -100,7 +109,8 @@ async def test_pause_stops_every_sender_including_those_already_waiting() -> Non
     first = log[0][1]
     others = sorted(t for chat, t in log if chat != 1)
     assert log[0][0] == 1
-    # the others had reserved slots at 0.1, 0.2...; the pause voided them: nothing before +5 s
+    # the others had reserved slots; the pause voided them: nothing before +5 s, and then
+    # exactly the configured rate (no catch-up burst right after a 429)
     assert others[0] >= first + 5.0 - 1e-9
     assert min(b - a for a, b in zip(others, others[1:])) >= 0.1 - 1e-9
 
@@ -110,6 +120,8 @@ def test_bad_settings_are_refused() -> None:
         LocalPacer(0)
     with pytest.raises(ValueError, match="PER_CHAT"):
         LocalPacer(10, -1)
+    with pytest.raises(ValueError, match="peak_factor"):
+        LocalPacer(10, 1, peak_factor=0.5)
 
 
 async def test_shared_pacer_is_one_per_process_and_settings() -> None:
@@ -137,11 +149,12 @@ async def test_redis_pacer_gives_two_replicas_one_global_pace(redis_url: str) ->
         await asyncio.gather(replica("a", a, range(0, 20)), replica("b", b, range(100, 120)))
         elapsed = time.monotonic() - started
         times = sorted(t for *_, t in stamps)
-        # 40 messages at 40/s in total (burst 3): ~0.95 s, not ~0.5 s as two separate paces would give
-        assert elapsed >= 37 / 40 - 0.05
+        # 40 messages with 40/s (peak 44.8/s, 1 s credit) in total: ~0.87 s; two separate paces
+        # would take ~0.43 s
+        assert elapsed >= 39 / 44.8 - 0.05
         assert len({n for n, *_ in stamps}) == 2
-        # any 11 messages span at least 8 intervals (10 minus the burst; asyncio jitter allowed)
-        assert min(times[i + 10] - times[i] for i in range(len(times) - 10)) >= 8 / 40 - 0.03
+        # any 11 messages span at least 10 peak intervals (asyncio jitter allowed)
+        assert min(times[i + 10] - times[i] for i in range(len(times) - 10)) >= 10 / 44.8 - 0.03
 
         # a 429 seen by replica a pauses replica b as well
         await a.pause(0.5)
