@@ -390,3 +390,20 @@ def test_bad_coco_annotations(db: Database, tmp_path: Path) -> None:
     assert set(got) == {3, 4, 5, 6, 7, 8}
     summary = datasets.load(db, project.id, path, media_dir=None, copy=False, skip_bad=True)  # type: ignore[arg-type]
     assert summary.created == 2 and len(summary.bad) == 6
+
+
+def test_a_concurrent_load_of_the_same_rows_creates_no_duplicates(db: Database, tmp_path: Path) -> None:
+    """Loader B validated before loader A wrote: B's batch meets A's rows and falls back to the
+    row-by-row path, which finds them and adds nothing."""
+    project = classify_project(db)
+    folder = tmp_path / "photos"
+    for i in range(6):
+        jpeg(folder / f"{i}.jpg", seed=i)
+    rows, problems, _ = datasets.read_source(folder)
+    with db.read_session() as s:
+        planned_b, bad, _ = datasets.plan(s, project, rows)
+    assert not problems and not bad and len(planned_b) == 6
+    assert datasets.load(db, project.id, folder, media_dir=tmp_path / "media").created == 6  # type: ignore[arg-type]  # loader A
+    created, new_images, reused = datasets.write(db, project.id, planned_b, media_dir=tmp_path / "media", copy=True)  # type: ignore[arg-type]
+    assert (created, new_images, reused) == (0, 0, 6)
+    assert len(_tasks(db, project.id)) == 6 and _count_images(db) == 6  # type: ignore[arg-type]
