@@ -289,3 +289,31 @@ def test_fixed_overlap_still_records_online_result(db: Database, tmp_path: Path)
         task = s.execute(select(Task)).scalars().one()
         assert (task.status, task.result, task.answers_count) == ("done", "b", 2)
         assert s.execute(select(func.count(Answer.id))).scalar() == 2
+
+
+def test_dynamic_overlap_leases_min_overlap_then_one_at_a_time(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=2, overlap=5, min_overlap=2, confidence_target=0.999)
+    ws = make_workers(db, 4)
+    d = [Driver(db, w) for w in ws]
+    c0, c1 = d[0].next(), d[1].next()
+    assert isinstance(c0, TaskCard) and isinstance(c1, TaskCard) and c0.task_id == c1.task_id  # min overlap at once
+    c2 = d[2].next()
+    assert isinstance(c2, TaskCard) and c2.task_id != c0.task_id  # the first task is full for now
+    d[0].answer(c0, "a")
+    d[1].answer(c1, "b")  # not confident: one more worker may take it
+    c3 = d[3].next()
+    assert isinstance(c3, TaskCard) and c3.task_id == c0.task_id
+
+
+def test_stats_rank_by_accuracy_with_ties(db: Database, tmp_path: Path) -> None:
+    project = make_project(db, tmp_path / "imgs", count=1)
+    ws = make_workers(db, 4)
+    for w, (c, t) in zip(ws, [(9, 10), (9, 10), (10, 10), (1, 4)]):
+        _give_accuracy(db, project.id, w, c, t)
+    with db.session() as s:
+        ranks = [quality.worker_stats(s, w)[0] for w in ws]
+    assert [(r.rank, r.ranked) for r in ranks] == [(2, 4), (2, 4), (1, 4), (4, 4)]
+    assert ranks[2].accuracy == pytest.approx(10.5 / 11)
+    (fresh,) = make_workers(db, 1, base=8000)
+    with db.session() as s:
+        assert quality.worker_stats(s, fresh) == []
