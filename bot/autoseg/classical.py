@@ -35,19 +35,22 @@ GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class Params:
-    work_side: int = 256
+    work_side: int = 320
     smooth_sigma: float = 1.0
     geo_eps: float = 1.0  # spatial term of the geodesic step cost (Lab units per px)
     geo_passes: int = 2
+    geo_tex: float = 0.0  # colour steps below this (Lab units) count as texture, cost 0
     border_weight: float = 1.0  # multiply border-seed distances (>1 = weaker border prior)
-    fg_ratio: float = 1.0  # PR_FGD where d_fg < fg_ratio * d_bg
+    fg_ratio: float = 1.25  # PR_FGD where d_fg < fg_ratio * d_bg
     seed_radius: float = 0.02  # of the work image's short side
     gc_iters: int = 4
-    refine: str = "guided"  # "guided" | "bilinear" | "none"
+    refine: str = "guided_gray"  # "guided_gray" | "guided" (colour guide) | "bilinear"
     guided_radius: float = 0.012  # of the full image's short side
     guided_eps: float = 1e-3
     fill_holes: float = 0.01  # fill holes smaller than this fraction of the object
-    neg_carve: bool = True  # negative pins also remove their geodesic Voronoi cell
+    bg_hard: float = 0.0  # definite background where d_fg > bg_hard * d_bg (0 = off)
+    fg_hard: float = 0.0  # definite object where fg_hard * d_fg < d_bg (0 = off)
+    neg_carve: bool = False  # negative pins also remove their geodesic Voronoi cell
     box_crop: float = 0.15  # box mode: work on the box grown by this fraction (0 = whole image)
     extra: dict = field(default_factory=dict)
 
@@ -74,7 +77,7 @@ def _lab(img_rgb: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def geodesic_distance(lab: np.ndarray, seeds: np.ndarray, eps: float = 1.0, passes: int = 2,
-                      init: np.ndarray | None = None) -> np.ndarray:
+                      init: np.ndarray | None = None, tex: float = 0.0) -> np.ndarray:
     """Approximate geodesic distance from ``seeds`` (bool) on an 8-connected grid.
 
     Step cost between neighbours p, q: ``|Lab(p) - Lab(q)| + eps * |p - q|``.
@@ -85,7 +88,10 @@ def geodesic_distance(lab: np.ndarray, seeds: np.ndarray, eps: float = 1.0, pass
     s2 = np.float32(np.sqrt(2.0))
 
     def nrm(a: np.ndarray) -> np.ndarray:
-        return np.sqrt((a * a).sum(axis=-1))
+        d = np.sqrt((a * a).sum(axis=-1))
+        if tex > 0:  # ignore small (texture) differences, keep edges
+            d = np.maximum(d - tex, 0.0)
+        return d
 
     dh = nrm(lab[:, 1:] - lab[:, :-1]) + eps  # (H, W-1) between j-1 and j
     dv = nrm(lab[1:] - lab[:-1]) + eps  # (H-1, W)
@@ -169,6 +175,23 @@ def _fill_small_holes(mask: np.ndarray, frac: float) -> np.ndarray:
         if not touches and a < frac * area:
             out[lab == k] = True
     return out
+
+
+def guided_filter_gray(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """Grey-guide guided filter (about 4x cheaper than the colour one)."""
+    import cv2
+
+    I = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    p = src.astype(np.float32)
+    ks = (2 * r + 1, 2 * r + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, ks, borderType=cv2.BORDER_REFLECT)
+
+    mI, mp = box(I), box(p)
+    a = (box(I * p) - mI * mp) / (box(I * I) - mI * mI + eps)
+    b = mp - a * mI
+    return box(a) * I + box(b)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
@@ -271,7 +294,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
 
     gc = np.full((h, w), GC_PR_BGD, np.uint8)
     if pos:
-        d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes)
+        d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         bg_src = bg_seed.copy()
         init = None
         if sbox is not None:
@@ -283,16 +306,21 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
             # border seeds are weaker than real negative clicks: start them at a distance
             init = np.where(np.isfinite(border), 0.0, np.inf).astype(np.float32)
         if bg_src.any() or init is not None:
-            d_bg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, init=init)
+            d_bg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
             if init is not None and P.border_weight != 1.0:
                 # re-weight: distance from border only (negatives keep weight 1)
                 if bg_src.any():
-                    d_neg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes)
-                    d_bor = geodesic_distance(lab, np.zeros_like(bg_src), P.geo_eps, P.geo_passes, init=init)
+                    d_neg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, tex=P.geo_tex)
+                    d_bor = geodesic_distance(lab, np.zeros_like(bg_src), P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
                     d_bg = np.minimum(d_neg, d_bor * P.border_weight)
                 else:
                     d_bg = d_bg * P.border_weight
             gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
+            if P.bg_hard > 0:
+                hard_bg = d_fg > P.bg_hard * d_bg
+                gc[hard_bg] = GC_BGD
+            if P.fg_hard > 0:
+                gc[d_fg * P.fg_hard < d_bg] = GC_FGD
         else:
             gc[:] = GC_PR_FGD
     elif sbox is not None:
@@ -301,7 +329,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         mode = P.extra.get("box_init", "rect")
         if mode != "rect" and outside.any():
             lab = _lab(small, P.smooth_sigma)
-            d_out = geodesic_distance(lab, outside, P.geo_eps, P.geo_passes)
+            d_out = geodesic_distance(lab, outside, P.geo_eps, P.geo_passes, tex=P.geo_tex)
             v = d_out[inside]
             if mode == "frac":
                 thr = P.extra.get("box_frac", 0.3) * float(v.max())
@@ -339,7 +367,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         # pin sits on it (two touching objects of the same colour).  A negative pin
         # therefore also removes what is geodesically closer to it than to any
         # positive pin (the geodesic Voronoi cell of the negative pins).
-        d_neg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes)
+        d_neg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         m &= ~(d_neg < d_fg)
         m = _components_touching(m, seeds)
     m = _fill_small_holes(m, P.fill_holes)
@@ -349,9 +377,10 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         return m
     soft = m.astype(np.float32)
     up = cv2.resize(soft, (W0, H0), interpolation=cv2.INTER_LINEAR)
-    if P.refine == "guided":
+    if P.refine in ("guided", "guided_gray"):
         r = max(1, int(round(P.guided_radius * min(H0, W0))))
-        up = guided_filter(image, up, r, P.guided_eps)
+        gf = guided_filter if P.refine == "guided" else guided_filter_gray
+        up = gf(image, up, r, P.guided_eps)
     out = up >= 0.5
     if P.extra.get("band"):
         b = max(1, int(round(P.extra["band"] / s)))

@@ -61,13 +61,14 @@ def disc_scene() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def two_discs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two touching same-colour discs: one pin may take both, a negative pin splits them."""
+    """Two touching discs of similar colours: one pin takes both, a negative pin splits them."""
     h, w = 200, 320
     img = _textured_bg(h, w, seed=3)
     yy, xx = np.mgrid[0:h, 0:w]
     a = (xx - 110) ** 2 + (yy - 100) ** 2 <= 50**2
-    b = (xx - 205) ** 2 + (yy - 100) ** 2 <= 50**2
-    img[a | b] = (30, 90, 230)
+    b = ((xx - 205) ** 2 + (yy - 100) ** 2 <= 50**2) & ~a
+    img[a] = (30, 90, 230)
+    img[b] = (80, 70, 210)
     return img, a, b
 
 
@@ -102,7 +103,8 @@ def test_negative_point_removes_region(two_discs) -> None:
     only_a = autoseg.segment(img, [(110, 100, True), (215, 100, False)])
     assert only_a[100, 110]
     assert not only_a[100, 215]
-    assert (only_a & b).sum() < 0.5 * (both & b).sum()
+    assert (only_a & b).sum() < 0.2 * b.sum()
+    assert (only_a & a).sum() > 0.9 * a.sum()
 
 
 def test_small_and_odd_inputs() -> None:
