@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, and_, cast, exists, or_, select, update
+from sqlalchemy import BigInteger, Select, Update, and_, bindparam, cast, exists, insert, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
@@ -36,12 +36,29 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def expire_leases(session: Session, now: datetime | None = None) -> int:
-    """Return expired leases to the pool; returns how many expired."""
+SWEEP_EVERY = timedelta(seconds=1)
+_last_sweep: dict[str, datetime] = {}
+
+
+def expire_leases(session: Session, now: datetime | None = None, *, force: bool = False) -> int:
+    """Return expired leases to the pool; returns how many expired.
+
+    Runs at most once a second per database in a process (every claim calls it; expiry is
+    measured in minutes, so a second's delay costs nothing and saves a write per answer).
+    On PostgreSQL, rows another replica is expiring right now are skipped, not waited for.
+    """
     now = now or utcnow()
+    key = str(session.get_bind().url)
+    last = _last_sweep.get(key)
+    if not force and last is not None and last <= now < last + SWEEP_EVERY:
+        return 0
+    _last_sweep[key] = now
+    due = select(Assignment.id).where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
+    if _dialect(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
     rows = session.execute(
         update(Assignment)
-        .where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
+        .where(Assignment.id.in_(due.scalar_subquery()), Assignment.status == AssignmentStatus.LEASED)  # type: ignore[union-attr]
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
         .returning(Assignment.task_id)
     ).all()
@@ -65,71 +82,116 @@ def active_lease(session: Session, worker_id: int, now: datetime, project_id: in
     return session.execute(query.order_by(Assignment.id.desc()).limit(1)).scalars().first()  # type: ignore[union-attr]
 
 
-def slot_free(project: Project):  # type: ignore[no-untyped-def]
-    """SQL condition: a normal task of ``project`` has a slot for one more lease.
-
-    With a confidence target (dynamic overlap) a task is leased to ``min_overlap`` workers at once
-    and after that to one more at a time, so a task that turns confident is not already out with
-    several workers whose answers would be wasted.
-    """
-    cap = Task.taken < project.overlap
-    if project.confidence_target is None:
-        return cap
-    return and_(cap, or_(Task.taken < project.min_overlap, Task.taken <= Task.answers_count))
-
-
 _SHUFFLE_MOD = 1_000_003  # a prime: multiplying ids by a non-zero residue permutes them
 
 
-def _golden_order(worker_id: int):  # type: ignore[no-untyped-def]
-    """A per-worker shuffled order of golden tasks, in plain integer SQL (same on both engines).
-
-    Every worker gets their own sequence of control and exam tasks, so there is no "first five
-    golden tasks" to learn and pass around; it is deterministic, so runs are reproducible.
-    """
-    multiplier = (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
-    return (cast(Task.id, BigInteger) * multiplier) % _SHUFFLE_MOD  # BIGINT: no overflow on PostgreSQL
+_CANDIDATES: dict[tuple[str, str, bool], Select[tuple[int]]] = {}
 
 
-def _candidate_ids(session: Session, project: Project, worker_id: int, kind: TaskKind, limit: int) -> list[int]:
-    seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == worker_id))
+def _candidate_query(dialect: str, kind: TaskKind, dynamic: bool) -> Select[tuple[int]]:
+    """Built once per shape with bind parameters: constructing SQL expressions costs more CPU
+    than running the statement, and this runs on every claim."""
+    key = (dialect, kind.value, dynamic)
+    query = _CANDIDATES.get(key)
+    if query is not None:
+        return query
+    seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == bindparam("worker_id")))
     query = select(Task.id).where(
-        Task.project_id == project.id,
-        Task.status == TaskStatus.OPEN,
+        Task.project_id == bindparam("project_id"),
+        Task.status == TaskStatus.OPEN.value,
         Task.kind == kind.value,
         ~seen,
     )
     if kind == TaskKind.NORMAL:
-        query = query.where(slot_free(project))
-    query = query.order_by(_golden_order(worker_id) if kind == TaskKind.GOLDEN else Task.id).limit(limit)
-    if _dialect(session) == "postgresql":
+        cap = Task.taken < bindparam("overlap")
+        if dynamic:
+            cap = and_(cap, or_(Task.taken < bindparam("min_overlap"), Task.taken <= Task.answers_count))
+        query = query.where(cap)
+    if kind == TaskKind.GOLDEN:
+        # A per-worker shuffled order of golden tasks in plain integer SQL (same on both
+        # engines): every worker meets control and exam tasks in their own sequence, so there
+        # is no "first five golden tasks" to learn and pass around; BIGINT avoids overflow.
+        order = (cast(Task.id, BigInteger) * bindparam("multiplier", type_=BigInteger)) % _SHUFFLE_MOD
+    else:
+        order = Task.id
+    query = query.order_by(order).limit(bindparam("limit"))
+    if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
-    return [row[0] for row in session.execute(query)]
+    _CANDIDATES[key] = query
+    return query
+
+
+def _candidate_ids(session: Session, project: Project, worker_id: int, kind: TaskKind, limit: int) -> list[int]:
+    query = _candidate_query(_dialect(session), kind, project.confidence_target is not None)
+    params = {
+        "project_id": project.id,
+        "worker_id": worker_id,
+        "overlap": project.overlap,
+        "min_overlap": project.min_overlap,
+        "multiplier": _golden_multiplier(worker_id),
+        "limit": limit,
+    }
+    return [row[0] for row in session.execute(query, params)]
+
+
+def _golden_multiplier(worker_id: int) -> int:
+    return (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
+
+
+def _slot_update(dynamic: bool | None) -> Update:
+    """``taken + 1`` guarded by the task's capacity (None: golden/training, no capacity).
+
+    With a confidence target (dynamic overlap) a task is leased to ``min_overlap`` workers at
+    once and after that to one more at a time, so a task that turns confident is not already out
+    with several workers whose answers would be wasted.
+    """
+    guard = [Task.id == bindparam("task_id"), Task.status == TaskStatus.OPEN.value]
+    if dynamic is not None:
+        guard.append(Task.taken < bindparam("overlap"))
+    if dynamic:
+        guard.append(or_(Task.taken < bindparam("min_overlap"), Task.taken <= Task.answers_count))
+    return update(Task).where(*guard).values(taken=Task.taken + 1)
+
+
+_TAKE_SLOT = {None: _slot_update(None), False: _slot_update(False), True: _slot_update(True)}
+_INSERT_LEASE = insert(Assignment).returning(Assignment.id)
 
 
 def claim_in_project(
-    session: Session, project: Project, worker_id: int, *, kind: TaskKind = TaskKind.NORMAL, now: datetime | None = None
+    session: Session,
+    project: Project,
+    worker_id: int,
+    *,
+    kind: TaskKind = TaskKind.NORMAL,
+    now: datetime | None = None,
+    chat_id: int | None = None,
+    message_id: int | None = None,
 ) -> Assignment | None:
-    """Lease one task of ``kind`` in ``project`` to the worker, or None when there is none."""
+    """Lease one task of ``kind`` in ``project`` to the worker, or None when there is none.
+
+    ``chat_id``/``message_id`` attach the lease to the message that will show it, when known.
+    """
     now = now or utcnow()
     for task_id in _candidate_ids(session, project, worker_id, kind, limit=4):
-        guard = [Task.id == task_id, Task.status == TaskStatus.OPEN]
-        if kind == TaskKind.NORMAL:
-            guard.append(slot_free(project))
-        taken = session.execute(update(Task).where(*guard).values(taken=Task.taken + 1))
+        capacity = (project.confidence_target is not None) if kind == TaskKind.NORMAL else None
+        taken = session.execute(
+            _TAKE_SLOT[capacity], {"task_id": task_id, "overlap": project.overlap, "min_overlap": project.min_overlap}
+        )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             continue
-        assignment = Assignment(
-            task_id=task_id,
-            worker_id=worker_id,
-            project_id=project.id,  # type: ignore[arg-type]
-            status=AssignmentStatus.LEASED,
-            leased_at=now,
-            expires_at=now + timedelta(seconds=project.lease_seconds),
-        )
-        session.add(assignment)
-        session.flush()
-        return assignment
+        values = {
+            "task_id": task_id,
+            "worker_id": worker_id,
+            "project_id": project.id,
+            "status": AssignmentStatus.LEASED.value,
+            "leased_at": now,
+            "expires_at": now + timedelta(seconds=project.lease_seconds),
+            "chat_id": chat_id,
+            "message_id": message_id,
+        }
+        assignment_id = session.execute(_INSERT_LEASE, values).scalar_one()
+        # A plain object, not added to the session: callers only read it.
+        return Assignment(id=assignment_id, **values)
     return None
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
@@ -97,43 +97,52 @@ class Submitted:
     training_feedback: quality.TrainingFeedback | None = None  # the right answer after a training task
 
 
+_PROGRESS = select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
+    Answer.worker_id == bindparam("worker_id"),
+    Answer.created_at >= bindparam("since"),
+    Answer.status == AnswerStatus.ACCEPTED.value,
+)
+
+
 def progress_today(session: Session, worker_id: int, now: datetime, tz: str = "Asia/Seoul") -> tuple[int, int]:
     """(answers today, KRW earned today from answers) for the caption."""
-    row = session.execute(
-        select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
-            Answer.worker_id == worker_id,
-            Answer.created_at >= day_start(now, tz),
-            Answer.status == AnswerStatus.ACCEPTED,
-        )
-    ).one()
+    row = session.execute(_PROGRESS, {"worker_id": worker_id, "since": day_start(now, tz)}).one()
     return int(row[0]), int(row[1])
 
 
+_CARD_ROW = (
+    select(
+        Task.id, Task.kind, Task.prelabel, Task.mask_rle, Task.project_id,
+        Image.id, Image.sha256, Image.path, Image.phone_path, Image.tg_file_id, Image.width, Image.height,
+    )
+    .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
+    .where(Task.id == bindparam("task_id"))
+)
+
+
 def card_for(session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul") -> TaskCard:
-    task = session.get(Task, assignment.task_id)
+    row = session.execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
     project = session.get(Project, assignment.project_id)
-    assert task is not None and project is not None
-    image = session.get(Image, task.image_id)
-    assert image is not None
+    assert project is not None
     done, earned = progress_today(session, assignment.worker_id, now, tz)
     question = (project.question_en if lang == "en" else project.question_ko) or project.question_ko or project.question_en
     return TaskCard(
         assignment_id=assignment.id,  # type: ignore[arg-type]
-        task_id=task.id,  # type: ignore[arg-type]
+        task_id=row[0],
         project_id=project.id,  # type: ignore[arg-type]
         project_type=project.type,
-        kind=task.kind,
+        kind=row[1],
         question=question,
         labels=project_labels(project),
-        image_id=image.id,  # type: ignore[arg-type]
-        image_sha256=image.sha256,
-        image_path=image.path,
-        phone_path=image.phone_path,
-        file_id=image.tg_file_id,
-        width=image.width,
-        height=image.height,
-        prelabel=task.prelabel,
-        mask_rle=task.mask_rle,
+        image_id=row[5],
+        image_sha256=row[6],
+        image_path=row[7],
+        phone_path=row[8],
+        file_id=row[9],
+        width=row[10],
+        height=row[11],
+        prelabel=row[2],
+        mask_rle=row[3],
         message_id=assignment.message_id,
         state=json.loads(assignment.state_json) if assignment.state_json else {},
         done_today=done,
@@ -149,8 +158,13 @@ def next_task(
     project_id: int | None = None,
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
+    check_current: bool = True,
 ) -> TaskCard | NoTask:
-    """The worker's current lease if any, else a new one; ``NoTask`` says why there is none."""
+    """The worker's current lease if any, else a new one; ``NoTask`` says why there is none.
+
+    ``check_current=False`` skips looking for an open lease, for callers that just closed the
+    worker's only one (a worker holds one lease at a time: claims return it first).
+    """
     now = now or utcnow()
     worker = session.get(Worker, worker_id)
     if worker is None:
@@ -158,7 +172,7 @@ def next_task(
     if worker.status == WorkerStatus.BANNED:
         return NoTask(NoTaskReason.BANNED, worker.status_reason)
     leasing.expire_leases(session, now)
-    current = leasing.active_lease(session, worker_id, now, project_id)
+    current = leasing.active_lease(session, worker_id, now, project_id) if check_current else None
     if current is not None:
         return card_for(session, current, lang, now, tz)
     notices: list[quality.Notice] = []
@@ -299,11 +313,16 @@ def report_problem(
     return True
 
 
+_ATTACH = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(chat_id=bindparam("chat_id"), message_id=bindparam("message_id"))
+)
+
+
 def attach_message(session: Session, assignment_id: int, chat_id: int, message_id: int) -> None:
     """Remember which chat message shows the lease, so the next task can edit it in place."""
-    session.execute(
-        update(Assignment).where(Assignment.id == assignment_id).values(chat_id=chat_id, message_id=message_id)
-    )
+    session.execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
 
 
 def remember_file_id(session: Session, image_id: int, file_id: str) -> None:
@@ -366,9 +385,9 @@ def act_and_next(
         raise ValueError(f"unknown action {action!r}")
     if isinstance(result, Refusal):
         return AnswerOutcome(result, None)
-    nxt = next_task(session, worker_id, lang=lang, project_id=project_id, now=now, tz=tz)
-    if isinstance(nxt, NoTask) and project_id is not None:
-        nxt = next_task(session, worker_id, lang=lang, now=now, tz=tz)
+    nxt = next_task(session, worker_id, lang=lang, project_id=project_id, now=now, tz=tz, check_current=False)
+    if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT and project_id is not None:
+        nxt = next_task(session, worker_id, lang=lang, now=now, tz=tz, check_current=False)
     if isinstance(nxt, TaskCard) and chat_id is not None and message_id is not None and nxt.message_id is None:
         attach_message(session, nxt.assignment_id, chat_id, message_id)
         nxt.message_id = message_id

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, insert, select
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
@@ -37,6 +37,13 @@ def find_txn(session: Session, key: str) -> LedgerTxn | None:
     return session.execute(select(LedgerTxn).where(LedgerTxn.key == key)).scalars().first()
 
 
+# Prebuilt statements: every paid answer posts one transaction, and building SQL expressions
+# costs more CPU than running them.
+_TXN_EXISTS = select(LedgerTxn.id).where(LedgerTxn.key == bindparam("key"))
+_INSERT_TXN = insert(LedgerTxn).returning(LedgerTxn.id)
+_INSERT_ENTRY = insert(LedgerEntry)
+
+
 def post(
     session: Session,
     *,
@@ -53,29 +60,27 @@ def post(
     ``allow_empty`` records a transaction without entries: a decision that moved no money
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
-    existing = find_txn(session, key)
-    if existing is not None:
+    if session.execute(_TXN_EXISTS, {"key": key}).first() is not None:
+        existing = find_txn(session, key)
+        assert existing is not None
         return existing, False
     if (not legs and not allow_empty) or sum(leg.amount for leg in legs) != 0:
         raise LedgerError(f"transaction {key!r} does not balance")
     if any(leg.amount == 0 for leg in legs):
         raise LedgerError(f"transaction {key!r} has a zero leg")
     now = now or utcnow()
-    txn = LedgerTxn(key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now)
-    session.add(txn)
-    session.flush()
-    session.add_all(
-        LedgerEntry(
-            txn_id=txn.id,  # type: ignore[arg-type]
-            account=leg.account,
-            amount=leg.amount,
-            available_at=leg.available_at or now,
-            created_at=now,
+    values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
+    txn_id = session.execute(_INSERT_TXN, values).scalar_one()
+    if legs:
+        session.execute(
+            _INSERT_ENTRY,
+            [
+                {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
+                 "available_at": leg.available_at or now, "created_at": now}
+                for leg in legs
+            ],
         )
-        for leg in legs
-    )
-    session.flush()
-    return txn, True
+    return LedgerTxn(id=txn_id, **values), True
 
 
 def credit_earning(
