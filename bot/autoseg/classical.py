@@ -52,6 +52,8 @@ class Params:
     fg_hard: float = 0.0  # definite object where fg_hard * d_fg < d_bg (0 = off)
     neg_carve: bool = False  # negative pins also remove their geodesic Voronoi cell
     box_crop: float = 0.15  # box mode: work on the box grown by this fraction (0 = whole image)
+    # experiment hooks kept for reproducing docs/autoseg.md (off by default):
+    # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "band": px, "band_iters": n}
     extra: dict = field(default_factory=dict)
 
 
