@@ -9,7 +9,11 @@ import typer
 from bot.config import get_settings
 from bot.logs import setup_logging
 
-cli = typer.Typer(help="crowdpin: data labeling as bite-size tasks in a Telegram chat.", no_args_is_help=True)
+cli = typer.Typer(
+    help="crowdpin: data labeling as bite-size tasks in a Telegram chat.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 
@@ -37,7 +41,7 @@ def run(
         return
     if not settings.telegram.bot_token:
         typer.echo("BOT_TOKEN is not set: starting the local sandbox instead (crowdpin demo).", err=True)
-        demo()
+        demo(workers=3, tasks=12, overlap=3, quiet=False)
         return
     from bot.app import run_polling
 

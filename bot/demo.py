@@ -10,29 +10,38 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-from collections import Counter, defaultdict
 from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.sample import SampleImage
 from bot.sandbox import Sandbox, create_sample_project, truth_label
 from bot.simulate import Screen, SimWorker
-from bot.tasks.models import Answer, Task
+from bot.tasks.models import Task
 from bot.wallet.ledger import balance
 
 NAMES = [("민지", "ko"), ("재호", "ko"), ("Alex", "en"), ("서연", "ko"), ("Sam", "en"), ("도윤", "ko")]
 
 
-def _chooser(truth: dict[str, str], accuracy: float, rng: random.Random, by_file: dict[str, str]):  # type: ignore[no-untyped-def]
+def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.Random):  # type: ignore[no-untyped-def]
+    """A worker who is right with probability ``accuracy`` (the truth comes from the task the
+    button belongs to, as a careful person would see it in the photo)."""
+
     def choose(screen: Screen) -> str | None:
         labels = screen.labels()
-        right = by_file.get(screen.photo_file_id or "")
+        right = truth.get(box.db.call(_external_id, screen.assignment_id or 0) or "")
         if right is None or rng.random() > accuracy:
             return rng.choice(labels)
         return right
 
     return choose
+
+
+def _external_id(session, assignment_id: int) -> str | None:  # type: ignore[no-untyped-def]
+    from bot.tasks.models import Assignment
+
+    return session.execute(
+        select(Task.external_id).join(Assignment, Assignment.task_id == Task.id).where(Assignment.id == assignment_id)
+    ).scalar()
 
 
 async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose: bool = True) -> int:
@@ -44,12 +53,11 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         project, samples = create_sample_project(box.db, workdir / "images", count=tasks, overlap=min(overlap, workers))
         print(f"Project #{project.id} “{project.name}”: {len(samples)} images, overlap {project.overlap}, ₩{project.price} per answer\n")
         truth = {s.external_id: truth_label(s) for s in samples}
-        by_file = _FileTruth(box, samples)
         sims = []
         for i in range(workers):
             name, lang = NAMES[i % len(NAMES)]
             rng = random.Random(i)
-            sim = SimWorker.create(box.emulator, name, lang, chooser=_chooser(truth, 0.9, rng, by_file))
+            sim = SimWorker.create(box.emulator, name, lang, chooser=_chooser(box, truth, 0.9, rng))
             sims.append(sim)
         for sim in sims:
             await sim.start()
@@ -59,15 +67,15 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         if verbose:
             for sim in sims:
                 print(f"{sim.name}: “{sim.last_text().splitlines()[0]}”")
-        print("\nCollected labels (majority of answers):")
-        rows = box.db.call(_collected)
+        print("\nCollected labels (aggregated, with confidence):")
+        rows = box.db.call(_collected, project.id)
         correct = 0
-        for external_id, votes in rows:
-            top, n = Counter(votes).most_common(1)[0]
-            ok = top == truth.get(external_id)
+        for result in rows:
+            ok = result.label == truth.get(result.external_id)
             correct += ok
-            print(f"  {external_id}: {top}  ({n}/{len(votes)} agree){'' if ok else '  ✗ truth: ' + truth[external_id]}")
-        print(f"\n{correct}/{len(rows)} images labelled correctly by the majority.")
+            mark = "" if ok else f"  ✗ truth: {truth[result.external_id]}"
+            print(f"  {result.external_id}: {result.label}  ({result.method}, confidence {result.confidence:.2f}, {result.n_answers} answers){mark}")
+        print(f"\n{correct}/{len(rows)} images labelled correctly.")
         for sim in sims:
             worker_id = box.db.call(_worker_id, sim.user_id)
             bal = box.db.call(balance, worker_id)
@@ -77,35 +85,10 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         await box.close()
 
 
-class _FileTruth(dict):  # type: ignore[type-arg]
-    """photo file_id -> true label, filled from the database as images get uploaded."""
+def _collected(session, project_id: int) -> list:  # type: ignore[no-untyped-def]
+    from bot.tasks.aggregate import aggregate_project
 
-    def __init__(self, box: Sandbox, samples: list[SampleImage]) -> None:
-        super().__init__()
-        self.box = box
-        self.truth = {s.external_id: truth_label(s) for s in samples}
-
-    def get(self, file_id: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        if file_id not in self:
-            for fid, external_id in self.box.db.call(_file_ids):
-                self[fid] = self.truth.get(external_id)
-        return super().get(file_id, default)
-
-
-def _file_ids(session) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    from bot.tasks.models import Image
-
-    rows = session.execute(select(Image.tg_file_id, Task.external_id).join(Task, Task.image_id == Image.id)).all()
-    return [(fid, ext) for fid, ext in rows if fid]
-
-
-def _collected(session) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
-    votes: dict[str, list[str]] = defaultdict(list)
-    for external_id, value in session.execute(
-        select(Task.external_id, Answer.value).join(Answer, Answer.task_id == Task.id).order_by(Task.id, Answer.id)
-    ):
-        votes[external_id].append(value)
-    return sorted(votes.items())
+    return list(aggregate_project(session, project_id, "auto"))
 
 
 def _worker_id(session, tg_id: int) -> int:  # type: ignore[no-untyped-def]
