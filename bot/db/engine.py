@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,11 +23,18 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 P = ParamSpec("P")
+RETRIES = 3
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 T = TypeVar("T")
 
 
@@ -101,9 +109,21 @@ class Database:
             yield session
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(session, *args)`` in its own transaction, synchronously."""
-        with self.session() as session:
-            return fn(session, *args, **kwargs)
+        """Run ``fn(session, *args)`` in its own transaction, synchronously.
+
+        A transaction that PostgreSQL aborts as a deadlock victim or a serialisation failure is
+        run again from the start (domain operations are written to be safely re-run); anything
+        else propagates.
+        """
+        for attempt in range(RETRIES + 1):
+            try:
+                with self.session() as session:
+                    return fn(session, *args, **kwargs)
+            except DBAPIError as exc:
+                if attempt == RETRIES or not _retryable(exc):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(session, *args)`` in a transaction on the DB executor."""

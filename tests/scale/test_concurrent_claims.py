@@ -84,3 +84,29 @@ def test_replicas_on_sqlite(db: Database, sqlite_url: str, tmp_path: Path) -> No
     make_project(db, tmp_path / "imgs", count=30, overlap=3, price=10)
     answered = _run_replicas(sqlite_url)
     _check(db, 30, 3, answered, 10)
+
+
+@pytest.mark.postgres
+def test_deadlock_victim_is_retried(pg_db: Database) -> None:
+    """A transaction PostgreSQL aborts as a deadlock victim runs again; other errors do not."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    calls = {"n": 0}
+
+    def flaky(session) -> int:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$"))
+        return int(session.execute(text("SELECT 41 + 1")).scalar_one())
+
+    assert pg_db.call(flaky) == 42 and calls["n"] == 2
+
+    def broken(session) -> None:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        session.execute(text("SELECT * FROM no_such_table"))
+
+    calls["n"] = 0
+    with pytest.raises(DBAPIError):
+        pg_db.call(broken)
+    assert calls["n"] == 1
