@@ -58,7 +58,7 @@ from bot.tasks.models import (
     TaskStatus,
     WorkerProject,
 )
-from bot.tasks.quality_math import K, best, posterior, smoothed_accuracy, vote_weight, weight_accuracy
+from bot.tasks.quality_math import best, posterior, smoothed_accuracy, vote_weight, weight_accuracy
 
 log = structlog.get_logger("crowdpin.quality")
 
@@ -151,8 +151,9 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
 
 
 def _set(session: Session, wp: WorkerProject, now: datetime, **values: Any) -> None:
+    # Counters change as SQL expressions (atomic against a concurrent answer of the same worker);
+    # the ORM's synchronize_session brings ``wp`` up to date (evaluated, or fetched back).
     session.execute(update(WorkerProject).where(WorkerProject.id == wp.id).values(updated_at=now, **values))
-    session.refresh(wp)
 
 
 def block(session: Session, wp: WorkerProject, reason: BlockReason, now: datetime) -> None:
@@ -381,33 +382,26 @@ def label_order(project: Project) -> list[str]:
     return ["mask", "none"]
 
 
-def worker_accuracies(session: Session, project_id: int, worker_ids: set[int]) -> dict[int, float]:
-    if not worker_ids:
-        return {}
-    rows = session.execute(
-        select(WorkerProject.worker_id, WorkerProject.golden_correct, WorkerProject.golden_total).where(
-            WorkerProject.project_id == project_id, WorkerProject.worker_id.in_(worker_ids)  # type: ignore[attr-defined]
-        )
-    )
-    return {int(w): weight_accuracy(int(c), int(t)) for w, c, t in rows}
-
-
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
     rows = session.execute(
-        select(Answer.worker_id, Answer.value, Answer.mask_rle).where(
-            Answer.task_id == task_id, Answer.status == AnswerStatus.ACCEPTED.value
+        select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
+        .outerjoin(
+            WorkerProject,
+            (WorkerProject.worker_id == Answer.worker_id) & (WorkerProject.project_id == Answer.project_id),  # type: ignore[arg-type]
         )
+        .where(Answer.task_id == task_id, Answer.status == AnswerStatus.ACCEPTED.value)
     ).all()
     if not rows:
         return None, 0.0, 0
     labels = label_order(project)
-    accuracy = worker_accuracies(session, project.id, {int(r[0]) for r in rows})  # type: ignore[arg-type]
     n = max(2, len(labels))
-    probs = posterior(((str(r[1]), vote_weight(accuracy.get(int(r[0]), K), n)) for r in rows), labels)
+    probs = posterior(
+        ((str(r[0]), vote_weight(weight_accuracy(int(r[2] or 0), int(r[3] or 0)), n)) for r in rows), labels
+    )
     label, confidence = best(probs, labels)
     if project.type == ProjectType.MAGIC_PIN and label == "mask":
-        confidence *= _mask_agreement([r[2] for r in rows if r[1] == "mask" and r[2]])
+        confidence *= _mask_agreement([r[1] for r in rows if r[0] == "mask" and r[1]])
     return label, confidence, len(rows)
 
 
@@ -444,15 +438,12 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         done = count >= project.overlap
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
-    session.execute(update(Task).where(Task.id == task_id).values(result=label, confidence=confidence if count else None))
-    if done:
-        session.execute(
-            update(Task).where(Task.id == task_id, Task.status == TaskStatus.OPEN.value).values(status=TaskStatus.DONE.value)
-        )
+    values: dict[str, Any] = {"result": label, "confidence": confidence if count else None}
+    if done:  # a broken task stays broken
+        values["status"] = case((Task.status == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=Task.status)
     elif reopen:
-        session.execute(
-            update(Task).where(Task.id == task_id, Task.status == TaskStatus.DONE.value).values(status=TaskStatus.OPEN.value)
-        )
+        values["status"] = case((Task.status == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=Task.status)
+    session.execute(update(Task).where(Task.id == task_id).values(**values))
     return done
 
 
