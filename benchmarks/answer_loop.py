@@ -57,7 +57,7 @@ def prepare(workdir: Path, tasks: int, overlap: int, distinct_images: int = 20) 
     return url
 
 
-async def drive(base: str, workers: int, rounds: int, per_round: int, bot_pid: int) -> dict[str, float]:
+async def drive(base: str, workers: int, rounds: int, per_round: int, bot_pid: int, pace: float = 0.0) -> dict[str, float]:
     async with unlimited_client(base) as client:
         users = [await client.create_user(first_name=f"w{i}", language_code="ko") for i in range(workers)]
         sims = [RemoteWorker(client, u.id) for u in users]
@@ -70,13 +70,18 @@ async def drive(base: str, workers: int, rounds: int, per_round: int, bot_pid: i
                 s.latencies_ms.clear()
             cpu0, t0 = cpu_seconds(bot_pid), time.perf_counter()
 
-            async def run(sim: RemoteWorker) -> None:
+            async def run(sim: RemoteWorker, offset: float) -> None:
+                if pace:
+                    await asyncio.sleep(offset)  # spread the workers' taps over the pace interval
                 for _ in range(per_round):
                     if sim.done:
                         return
+                    started = time.perf_counter()
                     await sim.answer()
+                    if pace:
+                        await asyncio.sleep(max(0.0, pace - (time.perf_counter() - started)))
 
-            await asyncio.gather(*(run(s) for s in sims))
+            await asyncio.gather(*(run(s, pace * i / len(sims)) for i, s in enumerate(sims)))
             wall, cpu = time.perf_counter() - t0, cpu_seconds(bot_pid) - cpu0
             lat = [x for s in sims for x in s.latencies_ms]
             results.append(
@@ -98,6 +103,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=5, help="answers per worker per round")
     parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="seconds between one worker's taps (0: tap again as soon as the next task shows; "
+        "1.0: Telegram's limit of about one message per second per chat)",
+    )
     args = parser.parse_args()
     answers = args.workers * (args.rounds * args.per_round + 1)
     tasks = math.ceil(answers / args.overlap) + args.workers
@@ -115,7 +127,7 @@ def main() -> None:
                 {"BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": base, "DATABASE_URL": url, "MEDIA_DIR": str(workdir / "media")},
                 log=workdir / "bot.log",
             )
-            figures = asyncio.run(drive(base, args.workers, args.rounds, args.per_round, bot.pid))
+            figures = asyncio.run(drive(base, args.workers, args.rounds, args.per_round, bot.pid, args.pace))
         finally:
             if bot is not None:
                 stop(bot)
@@ -126,6 +138,7 @@ def main() -> None:
     emit(
         {
             "workers": args.workers,
+            "pace_s": args.pace,
             "database": "sqlite",
             "answers_per_s": round(figures["answers_per_s"], 1),
             "p50_ms": round(figures["p50_ms"], 1),
