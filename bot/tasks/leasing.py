@@ -56,19 +56,19 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     due = select(Assignment.id).where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
     if _dialect(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    rows = session.execute(
+    rows = session.connection().execute(
         update(Assignment)
         .where(Assignment.id.in_(due.scalar_subquery()), Assignment.status == AssignmentStatus.LEASED)  # type: ignore[union-attr]
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
         .returning(Assignment.task_id)
     ).all()
     for task_id, n in Counter(row[0] for row in rows).items():
-        session.execute(update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
+        session.connection().execute(update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
     return len(rows)
 
 
 def release_slot(session: Session, task_id: int) -> None:
-    session.execute(update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
+    session.connection().execute(update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
 
 
 def active_lease(session: Session, worker_id: int, now: datetime, project_id: int | None = None) -> Assignment | None:
@@ -131,7 +131,7 @@ def _candidate_ids(session: Session, project: Project, worker_id: int, kind: Tas
         "multiplier": _golden_multiplier(worker_id),
         "limit": limit,
     }
-    return [row[0] for row in session.execute(query, params)]
+    return [row[0] for row in session.connection().execute(query, params)]
 
 
 def _golden_multiplier(worker_id: int) -> int:
@@ -174,7 +174,7 @@ def claim_in_project(
     now = now or utcnow()
     for task_id in _candidate_ids(session, project, worker_id, kind, limit=4):
         capacity = (project.confidence_target is not None) if kind == TaskKind.NORMAL else None
-        taken = session.execute(
+        taken = session.connection().execute(
             _TAKE_SLOT[capacity], {"task_id": task_id, "overlap": project.overlap, "min_overlap": project.min_overlap}
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -189,7 +189,7 @@ def claim_in_project(
             "chat_id": chat_id,
             "message_id": message_id,
         }
-        assignment_id = session.execute(_INSERT_LEASE, values).scalar_one()
+        assignment_id = session.connection().execute(_INSERT_LEASE, values).scalar_one()
         # A plain object, not added to the session: callers only read it.
         return Assignment(id=assignment_id, **values)
     return None

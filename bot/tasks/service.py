@@ -106,7 +106,7 @@ _PROGRESS = select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward),
 
 def progress_today(session: Session, worker_id: int, now: datetime, tz: str = "Asia/Seoul") -> tuple[int, int]:
     """(answers today, KRW earned today from answers) for the caption."""
-    row = session.execute(_PROGRESS, {"worker_id": worker_id, "since": day_start(now, tz)}).one()
+    row = session.connection().execute(_PROGRESS, {"worker_id": worker_id, "since": day_start(now, tz)}).one()
     return int(row[0]), int(row[1])
 
 
@@ -121,7 +121,7 @@ _CARD_ROW = (
 
 
 def card_for(session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul") -> TaskCard:
-    row = session.execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
+    row = session.connection().execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
     project = session.get(Project, assignment.project_id)
     assert project is not None
     done, earned = progress_today(session, assignment.worker_id, now, tz)
@@ -210,12 +210,21 @@ def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: 
     return assignment
 
 
+# Core statements on the session's connection: the ORM's execute path (and its synchronisation
+# of loaded objects on UPDATE) costs several times the statement itself on this hot path.
+_CLOSE = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.LEASED.value)
+    .values(status=bindparam("status"), closed_at=bindparam("now"))
+)
+_COUNT_ANSWER = update(Task).where(Task.id == bindparam("task_id")).values(answers_count=Task.answers_count + 1)
+_PROJECT_OF = select(Assignment.project_id).where(Assignment.id == bindparam("assignment_id"))
+
+
 def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
     """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
-    result = session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id, Assignment.status == AssignmentStatus.LEASED)
-        .values(status=status, closed_at=now)
+    result = session.connection().execute(
+        _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
@@ -264,7 +273,7 @@ def submit_answer(
     session.flush()
     task_done = False
     if task.kind == TaskKind.NORMAL:
-        session.execute(update(Task).where(Task.id == task.id).values(answers_count=Task.answers_count + 1))
+        session.connection().execute(_COUNT_ANSWER, {"task_id": task.id})
         task_done = quality.settle_task(session, project, task.id)  # type: ignore[arg-type]  # fixed or dynamic overlap
     if reward:
         credit_earning(
@@ -322,7 +331,7 @@ _ATTACH = (
 
 def attach_message(session: Session, assignment_id: int, chat_id: int, message_id: int) -> None:
     """Remember which chat message shows the lease, so the next task can edit it in place."""
-    session.execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
+    session.connection().execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
 
 
 def remember_file_id(session: Session, image_id: int, file_id: str) -> None:
@@ -367,7 +376,7 @@ def act_and_next(
     second round trip to the database. A refused action leases nothing.
     """
     now = now or utcnow()
-    project_id = session.execute(select(Assignment.project_id).where(Assignment.id == assignment_id)).scalar()
+    project_id = session.connection().execute(_PROJECT_OF, {"assignment_id": assignment_id}).scalar()
     result: Submitted | Refusal | bool
     if action == "label":  # value is the index of the tapped label button
         project = session.get(Project, project_id) if project_id is not None else None

@@ -60,7 +60,7 @@ def post(
     ``allow_empty`` records a transaction without entries: a decision that moved no money
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
-    if session.execute(_TXN_EXISTS, {"key": key}).first() is not None:
+    if session.connection().execute(_TXN_EXISTS, {"key": key}).first() is not None:
         existing = find_txn(session, key)
         assert existing is not None
         return existing, False
@@ -70,9 +70,9 @@ def post(
         raise LedgerError(f"transaction {key!r} has a zero leg")
     now = now or utcnow()
     values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
-    txn_id = session.execute(_INSERT_TXN, values).scalar_one()
+    txn_id = session.connection().execute(_INSERT_TXN, values).scalar_one()
     if legs:
-        session.execute(
+        session.connection().execute(
             _INSERT_ENTRY,
             [
                 {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
