@@ -41,7 +41,7 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -127,10 +127,20 @@ def first_stage(project: Project) -> Stage:
     return Stage.WORK
 
 
+# The standing is read and written with Core statements on the session's connection: this runs
+# on every claim and answer, and the ORM's execute path costs several times the statement. The
+# ``WorkerProject`` objects handed out are detached holders of one row; change them with ``_set``.
+_WP = WorkerProject.__table__  # type: ignore[attr-defined]
+_FIND_WP = select(_WP).where(_WP.c.worker_id == bindparam("worker_id"), _WP.c.project_id == bindparam("project_id"))
+
+
+def _holder(row: Any) -> WorkerProject:
+    return WorkerProject(**dict(row))
+
+
 def find_standing(session: Session, worker_id: int, project_id: int) -> WorkerProject | None:
-    return session.execute(
-        select(WorkerProject).where(WorkerProject.worker_id == worker_id, WorkerProject.project_id == project_id)
-    ).scalars().first()
+    row = session.connection().execute(_FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
+    return _holder(row) if row is not None else None
 
 
 def standing(session: Session, worker_id: int, project: Project, now: datetime | None = None) -> WorkerProject:
@@ -139,21 +149,29 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
     if wp is not None:
         return wp
     now = now or utcnow()
-    wp = WorkerProject(worker_id=worker_id, project_id=project.id, stage=first_stage(project).value, updated_at=now)  # type: ignore[arg-type]
+    values = {
+        "worker_id": worker_id, "project_id": project.id, "stage": first_stage(project).value, "updated_at": now,
+        "exam_correct": 0, "exam_total": 0, "golden_correct": 0, "golden_total": 0,
+        "fast_strikes": 0, "skips_in_row": 0, "answers_total": 0,
+    }
     try:
         with session.begin_nested():  # a concurrent first claim may have inserted it already
-            session.add(wp)
+            row = session.connection().execute(insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
     except IntegrityError:
         found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
         assert found is not None
         return found
-    return wp
+    return _holder(row)
 
 
 def _set(session: Session, wp: WorkerProject, now: datetime, **values: Any) -> None:
-    # Counters change as SQL expressions (atomic against a concurrent answer of the same worker);
-    # the ORM's synchronize_session brings ``wp`` up to date (evaluated, or fetched back).
-    session.execute(update(WorkerProject).where(WorkerProject.id == wp.id).values(updated_at=now, **values))
+    """Update the row; counters change as SQL expressions (atomic against a concurrent answer of
+    the same worker) and ``wp`` gets the row as written."""
+    row = session.connection().execute(
+        update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)
+    ).mappings().one()
+    for key, value in row.items():
+        setattr(wp, key, value)
 
 
 def block(session: Session, wp: WorkerProject, reason: BlockReason, now: datetime) -> None:
@@ -190,7 +208,7 @@ def _minutes_left(until: datetime, now: datetime) -> int:
 
 
 def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
-    found = session.execute(
+    found = session.connection().execute(
         select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
     ).first()
     return found is not None
@@ -199,7 +217,7 @@ def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
 def answers_today(session: Session, worker_id: int, project_id: int, now: datetime, tz: str) -> int:
     """Answers in the project since local midnight; training answers do not count."""
     return int(
-        session.execute(
+        session.connection().execute(
             select(func.count(Answer.id))
             .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
             .where(
@@ -384,7 +402,7 @@ def label_order(project: Project) -> list[str]:
 
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
         .outerjoin(
             WorkerProject,
@@ -443,7 +461,7 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         values["status"] = case((Task.status == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=Task.status)
     elif reopen:
         values["status"] = case((Task.status == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=Task.status)
-    session.execute(update(Task).where(Task.id == task_id).values(**values))
+    session.connection().execute(update(Task).where(Task.id == task_id).values(**values))
     return done
 
 

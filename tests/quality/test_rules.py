@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.db import Database
 from bot.tasks import quality
@@ -243,8 +243,7 @@ def _give_accuracy(db: Database, project_id: int, worker_id: int, correct: int, 
     with db.session() as s:
         project = s.get(quality.Project, project_id)
         wp = quality.standing(s, worker_id, project)
-        wp.golden_correct, wp.golden_total = correct, total
-        s.add(wp)
+        s.execute(update(WorkerProject).where(WorkerProject.id == wp.id).values(golden_correct=correct, golden_total=total))
 
 
 def test_dynamic_overlap_stops_a_confident_task_and_keeps_min_overlap(db: Database, tmp_path: Path) -> None:
