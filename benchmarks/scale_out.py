@@ -105,7 +105,8 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> di
             async with sem:
                 await sim.start()
                 await sim.get_task()
-                await sim.answer()  # warm-up answer: first uploads, caches, connections
+                if not sim.done:
+                    await sim.answer()  # warm-up answer: first uploads, caches, connections
 
         await asyncio.gather(*(setup(s) for s in sims))
         for s in sims:
@@ -123,6 +124,9 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> di
         wall = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         lat = [x for s in sims for x in s.latencies_ms]
+        no_task = [s.message.text for s in sims if s.answers == 0]
+        if no_task:
+            print(f"{len(no_task)} workers got no task; first reply: {no_task[0]!r}", flush=True)
         return {
             "answers": len(lat),
             "answers_seen_total": sum(s.answers for s in sims),
@@ -175,6 +179,10 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
             for b in bots:
                 stop(b)
             stop(emulator)
+            keep = Path(tempfile.gettempdir()) / f"crowdpin-scale-logs-{name}"
+            keep.mkdir(exist_ok=True)
+            for log_file in workdir.glob("*.log"):
+                (keep / log_file.name).write_bytes(log_file.read_bytes())
         checks = audit(url)
         if pg_name:
             drop_pg_database(pg_name)

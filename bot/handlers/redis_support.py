@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
 class RedisSeenUpdates:
@@ -21,9 +21,16 @@ class RedisSeenUpdates:
         return bool(await self.redis.set(f"{self.prefix}:{bot_id}:{update_id}", b"1", nx=True, ex=self.ttl))
 
 
+def redis_client(url: str, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection instead of failing: a burst of updates
+    (each holding a per-user lock) must queue, not error with "Too many connections"."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+    return Redis(connection_pool=pool)
+
+
 def redis_components(url: str) -> dict[str, Any]:
     """Keyword arguments for :func:`bot.app.make_dispatcher` when Redis is configured."""
-    redis = Redis.from_url(url)
+    redis = redis_client(url)
     key_builder = DefaultKeyBuilder(prefix="crowdpin", with_bot_id=True)
     return {
         "storage": RedisStorage(redis, key_builder=key_builder),

@@ -156,7 +156,7 @@ def ensure_phone_copy(image_path: str, sha256: str, media_dir: Path, *, long_sid
     target = media_dir / "phone" / sha256[:2] / f"{sha256}.jpg"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
+        tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")  # writers may race
         tmp.write_bytes(phone_jpeg(Path(image_path), long_side=long_side))
         tmp.replace(target)
     return target
