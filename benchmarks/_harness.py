@@ -24,6 +24,7 @@ from bot.emulator.client import EmulatorClient  # noqa: E402
 from bot.i18n import t  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+WAIT_S = 240  # a closed loop of 1,000 workers on 2 cores queues for many seconds
 
 
 def free_port() -> int:
@@ -140,10 +141,10 @@ class RemoteWorker:
         await self.client.tap(self.user_id, self.message.message_id, text=labels[self.answers % len(labels)])
         while True:
             result = await self.client._call(  # noqa: SLF001 - need the version with the message
-                "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": 30}, timeout=40
+                "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": WAIT_S}, timeout=WAIT_S + 10
             )
             if result["timed_out"]:
-                raise TimeoutError(f"worker {self.user_id}: no next task within 30 s")
+                raise TimeoutError(f"worker {self.user_id}: no next task within {WAIT_S} s")
             self.version = result["version"]
             from bot.emulator.state import TranscriptMessage
 
