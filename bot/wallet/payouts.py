@@ -141,30 +141,50 @@ def _close(session: Session, withdrawal_id: int, status: WithdrawalStatus, now: 
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def mark_paid(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> BatchResult:
-    """The bank transfer went out: ``payouts:open`` -> ``payouts:paid`` for each request."""
-    now = now or utcnow()
+def _settle(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    to: WithdrawalStatus,
+    refuse_if: WithdrawalStatus,
+    refusal: str,
+    reason: str | None,
+    now: datetime,
+    posting: Callable[[int, Withdrawal], tuple[str, EntryKind, list[Leg], str]],
+) -> BatchResult:
+    """Close open requests as ``to`` and post their ledger transaction, in one transaction.
+
+    All-or-nothing: a request already closed the other way refuses the whole batch; one already
+    closed this way is left unchanged (re-running a batch is safe).
+    """
     found = _load(session, ids)
-    wrong = [i for i, w in found.items() if w.status == WithdrawalStatus.FAILED]
+    wrong = [i for i, w in found.items() if w.status == refuse_if]
     if wrong:
-        raise PayoutError(f"already failed, cannot be paid: {', '.join(map(str, wrong))}")
+        raise PayoutError(f"{refusal}: {', '.join(map(str, wrong))}")
     result = BatchResult()
     for wid, w in sorted(found.items()):
-        if not _close(session, wid, WithdrawalStatus.PAID, now, None):
+        if not _close(session, wid, to, now, reason):
             result.unchanged.append(wid)
             continue
-        ledger.post(
-            session,
-            key=paid_key(wid),
-            kind=EntryKind.PAYOUT,
-            worker_id=w.worker_id,
-            legs=[Leg(PAYOUTS_OPEN, -w.amount, now), Leg(PAID_OUT, w.amount, now)],
-            memo=f"to {w.bank} {mask(w.account_number)}",
-            now=now,
-        )
+        key, kind, legs, memo = posting(wid, w)
+        ledger.post(session, key=key, kind=kind, worker_id=w.worker_id, legs=legs, memo=memo, now=now)
         result.changed.append(wid)
         result.amount += w.amount
     return result
+
+
+def mark_paid(session: Session, ids: Sequence[int], *, now: datetime | None = None) -> BatchResult:
+    """The bank transfer went out: ``payouts:open`` -> ``payouts:paid`` for each request."""
+    now = now or utcnow()
+
+    def posting(wid: int, w: Withdrawal) -> tuple[str, EntryKind, list[Leg], str]:
+        legs = [Leg(PAYOUTS_OPEN, -w.amount, now), Leg(PAID_OUT, w.amount, now)]
+        return paid_key(wid), EntryKind.PAYOUT, legs, f"to {w.bank} {mask(w.account_number)}"
+
+    return _settle(
+        session, ids, to=WithdrawalStatus.PAID, refuse_if=WithdrawalStatus.FAILED,
+        refusal="already failed, cannot be paid", reason=None, now=now, posting=posting,
+    )
 
 
 def fail(session: Session, ids: Sequence[int], *, reason: str, now: datetime | None = None) -> BatchResult:
@@ -175,27 +195,15 @@ def fail(session: Session, ids: Sequence[int], *, reason: str, now: datetime | N
         raise PayoutError("a reason is required (the worker is told why)")
     if len(reason) > MAX_REASON:
         raise PayoutError(f"reason is longer than {MAX_REASON} characters")
-    found = _load(session, ids)
-    wrong = [i for i, w in found.items() if w.status == WithdrawalStatus.PAID]
-    if wrong:
-        raise PayoutError(f"already paid, cannot fail: {', '.join(map(str, wrong))}")
-    result = BatchResult()
-    for wid, w in sorted(found.items()):
-        if not _close(session, wid, WithdrawalStatus.FAILED, now, reason):
-            result.unchanged.append(wid)
-            continue
-        ledger.post(
-            session,
-            key=failed_key(wid),
-            kind=EntryKind.PAYOUT_FAILURE,
-            worker_id=w.worker_id,
-            legs=[Leg(PAYOUTS_OPEN, -w.amount, now), Leg(worker_account(w.worker_id), w.amount, now)],
-            memo=reason,
-            now=now,
-        )
-        result.changed.append(wid)
-        result.amount += w.amount
-    return result
+
+    def posting(wid: int, w: Withdrawal) -> tuple[str, EntryKind, list[Leg], str]:
+        legs = [Leg(PAYOUTS_OPEN, -w.amount, now), Leg(worker_account(w.worker_id), w.amount, now)]
+        return failed_key(wid), EntryKind.PAYOUT_FAILURE, legs, reason
+
+    return _settle(
+        session, ids, to=WithdrawalStatus.FAILED, refuse_if=WithdrawalStatus.PAID,
+        refusal="already paid, cannot fail", reason=reason, now=now, posting=posting,
+    )
 
 
 # --- telling the worker -------------------------------------------------------------------
