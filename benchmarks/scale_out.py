@@ -167,7 +167,6 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
                 "WEBHOOK_URL": f"http://127.0.0.1:{hook_port}",
                 "WEBHOOK_HOST": "127.0.0.1",
                 "WEBHOOK_PORT": str(hook_port),
-                "DB_POOL_SIZE": "8",
                 **env_redis,
             }
             for r in range(replicas):

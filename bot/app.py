@@ -38,7 +38,12 @@ COMMANDS = {
 def make_database(settings: Settings, *, migrate: bool = True) -> Database:
     if migrate:
         upgrade(settings.database.database_url)
-    return Database(settings.database.database_url, pool_size=settings.database.db_pool_size, echo=settings.database.db_echo)
+    return Database(
+        settings.database.database_url,
+        pool_size=settings.database.db_pool_size,
+        echo=settings.database.db_echo,
+        threads=settings.database.db_threads,
+    )
 
 
 def make_bot(settings: Settings, token: str | None = None, metrics: Metrics | None = None) -> Bot:

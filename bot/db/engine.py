@@ -86,14 +86,14 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, begin: str
 class Database:
     """Engine + session factory + the executor that keeps blocking I/O off the event loop."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, threads: int | None = None) -> None:
         self.url = normalize_url(url)
         self.sqlite = is_sqlite(self.url)
         self.engine = make_engine(self.url, pool_size=pool_size, echo=echo)
         self.read_engine = (
             make_engine(self.url, echo=echo, begin="DEFERRED") if self.sqlite else self.engine
         )
-        workers = 1 if self.sqlite else max(2, pool_size)
+        workers = 1 if self.sqlite else min(pool_size, threads or pool_size)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crowdpin-db")
 
     @contextmanager
