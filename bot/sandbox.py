@@ -219,7 +219,3 @@ def db_media_dir(folder: Path) -> Path:
 def truth_label(sample: SampleImage) -> str:
     i = list(SHAPE_NAMES["en"]).index(sample.shape)
     return f"{SHAPE_NAMES['ko'][i]} · {SHAPE_NAMES['en'][i]}"
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

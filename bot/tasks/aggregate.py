@@ -31,7 +31,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from bot.autoseg import rle
-from bot.tasks.models import Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
+from bot.tasks.models import PIN_MASK, Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
+from bot.tasks.projects import answer_values
 from bot.tasks.quality_math import K, best, posterior, vote_weight, weight_accuracy
 
 log = structlog.get_logger("crowdpin.quality")
@@ -40,8 +41,6 @@ METHODS = ("majority_vote", "weighted_vote", "dawid_skene", "auto")
 # Dawid–Skene estimates a confusion matrix per worker; with fewer answers per worker than this
 # on average the matrices are mostly prior and the weighted vote is the safer choice.
 DS_MIN_ANSWERS_PER_WORKER = 5
-PIN_NONE = "none"
-PIN_MASK = "mask"
 
 
 class AggregationError(ValueError):
@@ -78,7 +77,7 @@ class _Data:
 
     @property
     def labels(self) -> list[str]:
-        return _label_order(self.project)
+        return answer_values(self.project)
 
 
 def _load(session: Session, project_id: int) -> _Data:
@@ -125,14 +124,6 @@ def majority(values: Sequence[str], order: Sequence[str] = ()) -> tuple[str, flo
     counts = Counter(values)
     n = len(values)
     return best({v: c / n for v, c in counts.items()}, list(order) or list(dict.fromkeys(values)))
-
-
-def _label_order(project: Project) -> list[str]:
-    if project.type == ProjectType.CLASSIFY:
-        return list(json.loads(project.labels_json or "[]"))
-    if project.type == ProjectType.CONFIRM_MASK:
-        return ["yes", "no"]
-    return [PIN_MASK, PIN_NONE]
 
 
 def _by_task(votes: list[_Vote]) -> dict[int, list[_Vote]]:

@@ -44,7 +44,7 @@ from bot.tasks import intake, media
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import Image, Project, ProjectType, Task, TaskKind
 from bot.tasks.projects import labels as project_labels
-from bot.tasks.service import CONFIRM_VALUES, PIN_NONE
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE
 
 log = structlog.get_logger("crowdpin.datasets")
 
@@ -496,7 +496,7 @@ def _golden_value(project: Project, value: str) -> str:
         if normalized is None or normalized not in CONFIRM_VALUES:
             raise ValueError(f"golden answer {value!r} must be yes or no for a confirm-mask project")
         return normalized
-    if value.lower() not in (PIN_NONE, "mask"):
+    if value.lower() not in (PIN_NONE, PIN_MASK):
         raise ValueError(f"golden answer {value!r} must be 'mask' or 'none' for a magic-pin project")
     return value.lower()
 

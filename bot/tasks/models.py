@@ -16,6 +16,12 @@ from sqlmodel import Field, SQLModel
 from bot.clock import utcnow
 
 
+# Answer values of the mask task types (classify answers are the project's labels).
+CONFIRM_VALUES = ("yes", "no")
+PIN_MASK = "mask"  # a kept mask (its RLE travels with the answer)
+PIN_NONE = "none"  # no such object
+
+
 class ProjectType(StrEnum):
     CLASSIFY = "classify"
     CONFIRM_MASK = "confirm-mask"

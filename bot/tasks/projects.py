@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from bot.tasks.models import Project, ProjectStatus, ProjectType
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Project, ProjectStatus, ProjectType
 
 
 class ProjectError(ValueError):
@@ -17,6 +17,15 @@ class ProjectError(ValueError):
 
 def labels(project: Project) -> list[str]:
     return list(json.loads(project.labels_json or "[]"))
+
+
+def answer_values(project: Project) -> list[str]:
+    """The answers a task of this project can get, in a fixed order (for votes and posteriors)."""
+    if project.type == ProjectType.CLASSIFY:
+        return labels(project)
+    if project.type == ProjectType.CONFIRM_MASK:
+        return list(CONFIRM_VALUES)
+    return [PIN_MASK, PIN_NONE]
 
 
 def create(session: Session, *, name: str, type: str = ProjectType.CLASSIFY, labels: list[str] | None = None, **fields: Any) -> Project:

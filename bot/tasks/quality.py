@@ -48,6 +48,7 @@ from sqlmodel import Session
 from bot.clock import day_start, utcnow
 from bot.tasks import leasing
 from bot.tasks.models import (
+    PIN_MASK,
     Answer,
     AnswerStatus,
     Assignment,
@@ -58,6 +59,7 @@ from bot.tasks.models import (
     TaskStatus,
     WorkerProject,
 )
+from bot.tasks.projects import answer_values
 from bot.tasks.quality_math import best, posterior, smoothed_accuracy, vote_weight, weight_accuracy
 
 log = structlog.get_logger("crowdpin.quality")
@@ -392,14 +394,6 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
 # --- dynamic overlap ----------------------------------------------------------------------------
 
 
-def label_order(project: Project) -> list[str]:
-    if project.type == ProjectType.CLASSIFY:
-        return list(json.loads(project.labels_json or "[]"))
-    if project.type == ProjectType.CONFIRM_MASK:
-        return ["yes", "no"]
-    return ["mask", "none"]
-
-
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
     rows = session.connection().execute(
@@ -412,14 +406,14 @@ def task_confidence(session: Session, project: Project, task_id: int) -> tuple[s
     ).all()
     if not rows:
         return None, 0.0, 0
-    labels = label_order(project)
+    labels = answer_values(project)
     n = max(2, len(labels))
     probs = posterior(
         ((str(r[0]), vote_weight(weight_accuracy(int(r[2] or 0), int(r[3] or 0)), n)) for r in rows), labels
     )
     label, confidence = best(probs, labels)
-    if project.type == ProjectType.MAGIC_PIN and label == "mask":
-        confidence *= _mask_agreement([r[1] for r in rows if r[0] == "mask" and r[1]])
+    if project.type == ProjectType.MAGIC_PIN and label == PIN_MASK:
+        confidence *= _mask_agreement([r[1] for r in rows if r[0] == PIN_MASK and r[1]])
     return label, confidence, len(rows)
 
 

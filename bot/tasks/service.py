@@ -17,6 +17,9 @@ from sqlmodel import Session
 from bot.clock import day_start, utcnow
 from bot.tasks import leasing, quality
 from bot.tasks.models import (
+    CONFIRM_VALUES,
+    PIN_MASK,
+    PIN_NONE,
     Answer,
     AnswerStatus,
     Assignment,
@@ -34,8 +37,6 @@ from bot.tasks.models import (
 from bot.tasks.projects import labels as project_labels
 from bot.wallet.ledger import credit_earning
 
-CONFIRM_VALUES = ("yes", "no")
-PIN_NONE = "none"
 REPORTS_TO_BREAK = 2
 
 
@@ -193,7 +194,7 @@ def _valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
     if project.type == ProjectType.CONFIRM_MASK:
         return value in CONFIRM_VALUES
     if project.type == ProjectType.MAGIC_PIN:
-        return value == PIN_NONE or (value == "mask" and bool(mask_rle))
+        return value == PIN_NONE or (value == PIN_MASK and bool(mask_rle))
     return False
 
 
