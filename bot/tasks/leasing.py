@@ -14,6 +14,7 @@ twice" a database fact rather than a hope.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -21,11 +22,11 @@ from sqlalchemy import BigInteger, Select, Update, and_, bindparam, cast, exists
 from sqlmodel import Session
 
 from bot.clock import utcnow
+from bot.tasks import projects
 from bot.tasks.models import (
     Assignment,
     AssignmentStatus,
     Project,
-    ProjectStatus,
     Task,
     TaskKind,
     TaskStatus,
@@ -37,7 +38,7 @@ def _dialect(session: Session) -> str:
 
 
 SWEEP_EVERY = timedelta(seconds=1)
-_last_sweep: dict[str, datetime] = {}
+_last_sweep: weakref.WeakKeyDictionary[object, datetime] = weakref.WeakKeyDictionary()  # by engine
 
 
 def expire_leases(session: Session, now: datetime | None = None, *, force: bool = False) -> int:
@@ -48,7 +49,7 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     On PostgreSQL, rows another replica is expiring right now are skipped, not waited for.
     """
     now = now or utcnow()
-    key = str(session.get_bind().url)
+    key = session.get_bind()
     last = _last_sweep.get(key)
     if not force and last is not None and last <= now < last + SWEEP_EVERY:
         return 0
@@ -196,7 +197,5 @@ def claim_in_project(
 
 
 def claimable_projects(session: Session, project_id: int | None = None) -> list[Project]:
-    query = select(Project).where(Project.status == ProjectStatus.ACTIVE)
-    if project_id is not None:
-        query = query.where(Project.id == project_id)
-    return list(session.execute(query.order_by(Project.id)).scalars())
+    """Active projects (read-only snapshots), or the given one if it is active."""
+    return projects.active_snapshots(session, project_id)

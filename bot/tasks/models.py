@@ -7,6 +7,7 @@ transaction as the assignment row that justifies them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -145,6 +146,16 @@ class Task(SQLModel, table=True):
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     confidence: float | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """What recording an answer needs to know of its task: read with Core, not loaded by the ORM."""
+
+    id: int
+    kind: str
+    golden: str | None = None
+    explanation: str | None = None
 
 
 class Assignment(SQLModel, table=True):

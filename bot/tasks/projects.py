@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Project, ProjectStatus, ProjectType
@@ -54,6 +55,48 @@ def create(session: Session, *, name: str, type: str = ProjectType.CLASSIFY, lab
 
 def get(session: Session, project_id: int) -> Project | None:
     return session.get(Project, project_id)
+
+
+# --- read-only snapshots for the answer loop ------------------------------------------------------
+# Every answer needs its project's settings. Loading a SQLModel object through the ORM costs
+# several times the SELECT, so the hot path reads the row with Core and maps it to a snapshot
+# kept per distinct row content: a changed setting is a different row, hence a new snapshot at
+# once (never a stale price), and unchanged rows cost one dict lookup. Snapshots are detached
+# and shared between threads: treat them as read-only.
+_TABLE = Project.__table__  # type: ignore[attr-defined]
+PROJECT_COLUMNS = tuple(_TABLE.c)
+_ROW_BY_ID = select(*PROJECT_COLUMNS).where(_TABLE.c.id == bindparam("project_id"))
+_ACTIVE_ROWS = select(*PROJECT_COLUMNS).where(_TABLE.c.status == ProjectStatus.ACTIVE.value).order_by(_TABLE.c.id)
+_ACTIVE_ROW = _ACTIVE_ROWS.where(_TABLE.c.id == bindparam("project_id"))
+_SNAPSHOTS: dict[tuple[Any, ...], Project] = {}
+_SNAPSHOTS_MAX = 1024
+
+
+def snapshot(values: tuple[Any, ...] | Row[Any]) -> Project:
+    """The read-only project for a row of :data:`PROJECT_COLUMNS` (in that order)."""
+    key = tuple(values)
+    project = _SNAPSHOTS.get(key)
+    if project is None:
+        if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
+            _SNAPSHOTS.clear()
+        project = Project(**{column.key: value for column, value in zip(PROJECT_COLUMNS, key)})
+        _SNAPSHOTS[key] = project
+    return project
+
+
+def read(session: Session, project_id: int) -> Project | None:
+    """A read-only snapshot of the project (see :func:`snapshot`), or None."""
+    row = session.connection().execute(_ROW_BY_ID, {"project_id": project_id}).first()
+    return snapshot(row) if row is not None else None
+
+
+def active_snapshots(session: Session, project_id: int | None = None) -> list[Project]:
+    """Read-only snapshots of the active projects (or of the one, if active), by id."""
+    if project_id is None:
+        rows = session.connection().execute(_ACTIVE_ROWS).all()
+    else:
+        rows = session.connection().execute(_ACTIVE_ROW, {"project_id": project_id}).all()
+    return [snapshot(row) for row in rows]
 
 
 def active(session: Session) -> list[Project]:

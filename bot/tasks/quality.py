@@ -56,6 +56,7 @@ from bot.tasks.models import (
     ProjectType,
     Task,
     TaskKind,
+    TaskFacts,
     TaskStatus,
     WorkerProject,
 )
@@ -114,7 +115,7 @@ def pct(value: float) -> int:
     return int(round(value * 100))
 
 
-def accuracy_of(wp: WorkerProject) -> float:
+def accuracy_of(wp: Standing) -> float:
     return smoothed_accuracy(wp.golden_correct, wp.golden_total)
 
 
@@ -131,21 +132,56 @@ def first_stage(project: Project) -> Stage:
 
 # The standing is read and written with Core statements on the session's connection: this runs
 # on every claim and answer, and the ORM's execute path costs several times the statement. The
-# ``WorkerProject`` objects handed out are detached holders of one row; change them with ``_set``.
+# standing handed out is a :class:`Standing`, a detached copy of one row; change it with ``_set``.
+# Within one transaction the copy is remembered (``_txn_cache``), so the answer and the next
+# claim read the row once; every write goes through ``_set`` / ``_bump``, which refresh it.
 _WP = WorkerProject.__table__  # type: ignore[attr-defined]
 _FIND_WP = select(_WP).where(_WP.c.worker_id == bindparam("worker_id"), _WP.c.project_id == bindparam("project_id"))
 
 
-def _holder(row: Any) -> WorkerProject:
-    return WorkerProject(**dict(row))
+@dataclass(slots=True)
+class Standing:
+    """One ``worker_project`` row (see :class:`bot.tasks.models.WorkerProject`)."""
+
+    id: int
+    worker_id: int
+    project_id: int
+    stage: str
+    exam_correct: int
+    exam_total: int
+    cooldown_until: datetime | None
+    golden_correct: int
+    golden_total: int
+    fast_strikes: int
+    skips_in_row: int
+    answers_total: int
+    blocked_reason: str | None
+    updated_at: datetime
 
 
-def find_standing(session: Session, worker_id: int, project_id: int) -> WorkerProject | None:
+def _txn_cache(session: Session) -> dict[tuple[int, int], Standing]:
+    txn = session.get_transaction()
+    held = session.info.get("crowdpin.standing")
+    if held is None or held[0] is not txn:
+        held = session.info["crowdpin.standing"] = (txn, {})
+    return held[1]
+
+
+def _holder(session: Session, row: Any) -> Standing:
+    wp = Standing(**row)
+    _txn_cache(session)[(wp.worker_id, wp.project_id)] = wp
+    return wp
+
+
+def find_standing(session: Session, worker_id: int, project_id: int) -> Standing | None:
+    cached = _txn_cache(session).get((worker_id, project_id))
+    if cached is not None:
+        return cached
     row = session.connection().execute(_FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
-    return _holder(row) if row is not None else None
+    return _holder(session, row) if row is not None else None
 
 
-def standing(session: Session, worker_id: int, project: Project, now: datetime | None = None) -> WorkerProject:
+def standing(session: Session, worker_id: int, project: Project, now: datetime | None = None) -> Standing:
     """The worker's row for the project, created at the project's first stage on first contact."""
     wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
     if wp is not None:
@@ -163,10 +199,10 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
         found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
         assert found is not None
         return found
-    return _holder(row)
+    return _holder(session, row)
 
 
-def _set(session: Session, wp: WorkerProject, now: datetime, **values: Any) -> None:
+def _set(session: Session, wp: Standing, now: datetime, **values: Any) -> None:
     """Update the row; counters change as SQL expressions (atomic against a concurrent answer of
     the same worker) and ``wp`` gets the row as written."""
     row = session.connection().execute(
@@ -176,7 +212,7 @@ def _set(session: Session, wp: WorkerProject, now: datetime, **values: Any) -> N
         setattr(wp, key, value)
 
 
-def block(session: Session, wp: WorkerProject, reason: BlockReason, now: datetime) -> None:
+def block(session: Session, wp: Standing, reason: BlockReason, now: datetime) -> None:
     _set(session, wp, now, stage=Stage.BLOCKED.value, blocked_reason=reason.value)
     log.warning("quality.blocked", worker_id=wp.worker_id, project_id=wp.project_id, reason=reason.value,
                 accuracy=round(accuracy_of(wp), 3), golden=wp.golden_total, fast_strikes=wp.fast_strikes)
@@ -191,7 +227,7 @@ def unblock(session: Session, worker_id: int, project_id: int, now: datetime | N
     return True
 
 
-def blocked_notice(project: Project, wp: WorkerProject) -> Notice:
+def blocked_notice(project: Project, wp: Standing) -> Notice:
     reason = wp.blocked_reason or BlockReason.OPERATOR.value
     if reason not in {r.value for r in BlockReason}:
         reason = BlockReason.OPERATOR.value
@@ -232,7 +268,7 @@ def answers_today(session: Session, worker_id: int, project_id: int, now: dateti
     )
 
 
-def golden_probability(project: Project, wp: WorkerProject) -> float:
+def golden_probability(project: Project, wp: Standing) -> float:
     share = project.golden_share
     if share <= 0:
         return 0.0
@@ -242,11 +278,20 @@ def golden_probability(project: Project, wp: WorkerProject) -> float:
 
 
 def claim(
-    session: Session, project: Project, worker_id: int, *, now: datetime | None = None, tz: str = "Asia/Seoul"
+    session: Session,
+    project: Project,
+    worker_id: int,
+    *,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+    chat_id: int | None = None,
+    message_id: int | None = None,
 ) -> Assignment | Notice | None:
     """Lease the task this worker should get next in ``project``: a training task, an exam task,
-    a golden or a normal task. A :class:`Notice` says why the worker gets nothing here."""
+    a golden or a normal task. A :class:`Notice` says why the worker gets nothing here.
+    ``chat_id``/``message_id``: the message that will show the lease, when known."""
     now = now or utcnow()
+    shown = {"chat_id": chat_id, "message_id": message_id}
     wp = standing(session, worker_id, project, now)
     if wp.stage == Stage.BLOCKED:
         return blocked_notice(project, wp)
@@ -257,7 +302,7 @@ def claim(
     if wp.stage == Stage.WORK and wp.cooldown_until is not None and wp.cooldown_until > now:
         return Notice("quality.skips.pause", {"minutes": _minutes_left(wp.cooldown_until, now)}, stops=True)
     if wp.stage == Stage.TRAINING:
-        assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.TRAINING, now=now)
+        assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.TRAINING, now=now, **shown)
         if assignment is not None:
             return assignment
         next_stage = Stage.EXAM if project.exam_size > 0 else Stage.WORK
@@ -267,7 +312,7 @@ def claim(
             log.warning("quality.exam_without_golden", project_id=project.id)
             _set(session, wp, now, stage=Stage.WORK.value)
         else:
-            assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.GOLDEN, now=now)
+            assignment = leasing.claim_in_project(session, project, worker_id, kind=TaskKind.GOLDEN, now=now, **shown)
             if assignment is not None:
                 return assignment
             return Notice("quality.exam.unavailable", stops=True)
@@ -277,7 +322,7 @@ def claim(
     if rng.random() < golden_probability(project, wp):
         kinds.insert(0, TaskKind.GOLDEN)
     for kind in kinds:
-        assignment = leasing.claim_in_project(session, project, worker_id, kind=kind, now=now)
+        assignment = leasing.claim_in_project(session, project, worker_id, kind=kind, now=now, **shown)
         if assignment is not None:
             return assignment
     return None
@@ -286,44 +331,83 @@ def claim(
 # --- after an answer / a skip -------------------------------------------------------------------
 
 
-def is_exam_answer(session: Session, project: Project, task: Task, worker_id: int) -> bool:
+def is_exam_answer(session: Session, project: Project, task: TaskFacts, worker_id: int) -> bool:
     if task.kind != TaskKind.GOLDEN:
         return False
     wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
     return wp is not None and wp.stage == Stage.EXAM
 
 
-def pays(session: Session, project: Project, task: Task, worker_id: int) -> bool:
+def pays(session: Session, project: Project, task: TaskFacts, worker_id: int) -> bool:
     """Training and exam answers are not paid work."""
     return task.kind != TaskKind.TRAINING and not is_exam_answer(session, project, task, worker_id)
 
 
+_BUMPS: dict[tuple[bool, bool, bool | None], Any] = {}
+
+
+def _bump_statement(golden: bool, exam: bool, fast: bool | None) -> Any:
+    """The counters update for one answer, built once per shape (``fast`` None: no speed rule)."""
+    key = (golden, exam, fast)
+    statement = _BUMPS.get(key)
+    if statement is None:
+        c = _WP.c
+        values: dict[str, Any] = {"answers_total": c.answers_total + 1, "skips_in_row": 0, "updated_at": bindparam("b_now")}
+        if golden:
+            values.update(golden_total=c.golden_total + 1, golden_correct=c.golden_correct + bindparam("b_right"))
+        if exam:
+            values.update(exam_total=c.exam_total + 1, exam_correct=c.exam_correct + bindparam("b_right"))
+        if fast is True:
+            values["fast_strikes"] = c.fast_strikes + 1
+        elif fast is False:
+            values["fast_strikes"] = case((c.fast_strikes > 0, c.fast_strikes - 1), else_=0)
+        statement = _BUMPS[key] = (
+            update(_WP)
+            .where(c.worker_id == bindparam("b_worker_id"), c.project_id == bindparam("b_project_id"))
+            .values(**values)
+            .returning(*c)
+        )
+    return statement
+
+
 def after_answer(
-    session: Session, project: Project, task: Task, answer: Answer, *, now: datetime | None = None, tz: str = "Asia/Seoul"
+    session: Session,
+    project: Project,
+    task: TaskFacts,
+    worker_id: int,
+    correct: bool | None,
+    seconds: float,
+    *,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
 ) -> AfterAnswer:
     """Update the worker's counters and apply the project's rules to one recorded answer."""
     now = now or utcnow()
     if task.kind == TaskKind.TRAINING:
         return AfterAnswer(
-            training_feedback=TrainingFeedback(answer.correct, task.golden, task.explanation, project.type), paid=False
+            training_feedback=TrainingFeedback(correct, task.golden, task.explanation, project.type), paid=False
         )
-    wp = standing(session, answer.worker_id, project, now)
-    golden = task.kind == TaskKind.GOLDEN and answer.correct is not None
-    exam = golden and wp.stage == Stage.EXAM
-    right = 1 if answer.correct else 0
-    values: dict[str, Any] = {"answers_total": WorkerProject.answers_total + 1, "skips_in_row": 0}
-    if golden:
-        values.update(golden_total=WorkerProject.golden_total + 1, golden_correct=WorkerProject.golden_correct + right)
-    if exam:
-        values.update(exam_total=WorkerProject.exam_total + 1, exam_correct=WorkerProject.exam_correct + right)
-    fast = project.min_seconds > 0 and answer.seconds < project.min_seconds
-    if project.min_seconds > 0:
-        values["fast_strikes"] = (
-            WorkerProject.fast_strikes + 1
-            if fast
-            else case((WorkerProject.fast_strikes > 0, WorkerProject.fast_strikes - 1), else_=0)
-        )
-    _set(session, wp, now, **values)
+    golden = task.kind == TaskKind.GOLDEN and correct is not None
+    exam = False
+    if golden:  # only an exam answer depends on the stage before this answer
+        before = standing(session, worker_id, project, now)
+        exam = before.stage == Stage.EXAM
+    fast = project.min_seconds > 0 and seconds < project.min_seconds
+    statement = _bump_statement(golden, exam, fast if project.min_seconds > 0 else None)
+    row = session.connection().execute(
+        statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
+    ).mappings().first()
+    if row is None:  # no standing yet (a lease made outside ``claim``): create it, then count
+        standing(session, worker_id, project, now)
+        row = session.connection().execute(
+            statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
+        ).mappings().one()
+    wp = _txn_cache(session).get((worker_id, project.id))  # type: ignore[arg-type]
+    if wp is None:
+        wp = _holder(session, row)
+    else:
+        for key, value in row.items():
+            setattr(wp, key, value)
     out = AfterAnswer(paid=not exam)
     if exam and wp.exam_total >= project.exam_size:
         out.notice = _finish_exam(session, project, wp, now)
@@ -335,7 +419,7 @@ def after_answer(
     return out
 
 
-def _finish_exam(session: Session, project: Project, wp: WorkerProject, now: datetime) -> Notice:
+def _finish_exam(session: Session, project: Project, wp: Standing, now: datetime) -> Notice:
     score = wp.exam_correct / wp.exam_total if wp.exam_total else 0.0
     params = {"score": pct(score), "needed": pct(project.exam_pass), "correct": wp.exam_correct, "total": wp.exam_total}
     if score >= project.exam_pass:
@@ -349,7 +433,7 @@ def _finish_exam(session: Session, project: Project, wp: WorkerProject, now: dat
 
 
 def _apply_rules(
-    session: Session, project: Project, wp: WorkerProject, *, fast: bool, golden: bool, now: datetime, tz: str
+    session: Session, project: Project, wp: Standing, *, fast: bool, golden: bool, now: datetime, tz: str
 ) -> Notice | None:
     threshold = project.accuracy_threshold
     if (
@@ -394,16 +478,19 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
 # --- dynamic overlap ----------------------------------------------------------------------------
 
 
+_CONFIDENCE_ROWS = (
+    select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
+    .outerjoin(
+        WorkerProject,
+        (WorkerProject.worker_id == Answer.worker_id) & (WorkerProject.project_id == Answer.project_id),  # type: ignore[arg-type]
+    )
+    .where(Answer.task_id == bindparam("task_id"), Answer.status == AnswerStatus.ACCEPTED.value)
+)
+
+
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
-    rows = session.connection().execute(
-        select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
-        .outerjoin(
-            WorkerProject,
-            (WorkerProject.worker_id == Answer.worker_id) & (WorkerProject.project_id == Answer.project_id),  # type: ignore[arg-type]
-        )
-        .where(Answer.task_id == task_id, Answer.status == AnswerStatus.ACCEPTED.value)
-    ).all()
+    rows = session.connection().execute(_CONFIDENCE_ROWS, {"task_id": task_id}).all()
     if not rows:
         return None, 0.0, 0
     labels = answer_values(project)
@@ -437,12 +524,31 @@ def _mask_agreement(masks: list[str]) -> float:
     return float(np.mean([rle.mask_iou(m, vote) for m in decoded]))
 
 
-def settle_task(session: Session, project: Project, task_id: int, *, reopen: bool = False) -> bool:
+def _settle_statement(done: bool, reopen: bool, counted: bool) -> Any:
+    values: dict[str, Any] = {"result": bindparam("result"), "confidence": bindparam("confidence")}
+    if counted:
+        values["answers_count"] = Task.answers_count + 1
+    if done:  # a broken task stays broken
+        values["status"] = case((Task.status == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=Task.status)
+    elif reopen:
+        values["status"] = case((Task.status == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=Task.status)
+    return update(Task).where(Task.id == bindparam("task_id")).values(**values)
+
+
+_SETTLE = {
+    (done, reopen, counted): _settle_statement(done, reopen, counted)
+    for done in (False, True) for reopen in (False, True) for counted in (False, True)
+}
+
+
+def settle_task(session: Session, project: Project, task_id: int, *, reopen: bool = False, counted: bool = False) -> bool:
     """Recompute the online result of a normal task and close it when it has enough; True if done.
 
     Fixed overlap (no ``confidence_target``): done at ``overlap`` answers. Dynamic: done at
     ``min_overlap`` answers with the posterior at the target, or at ``overlap``. ``reopen``
     (after answers were rejected) puts a done task that no longer qualifies back in the pool.
+    ``counted``: a new answer was just recorded, so the task's answer count goes up by one in
+    the same statement.
     """
     label, confidence, count = task_confidence(session, project, task_id)
     target = project.confidence_target
@@ -450,12 +556,10 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         done = count >= project.overlap
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
-    values: dict[str, Any] = {"result": label, "confidence": confidence if count else None}
-    if done:  # a broken task stays broken
-        values["status"] = case((Task.status == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=Task.status)
-    elif reopen:
-        values["status"] = case((Task.status == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=Task.status)
-    session.connection().execute(update(Task).where(Task.id == task_id).values(**values))
+    session.connection().execute(
+        _SETTLE[(done, reopen, counted)],
+        {"task_id": task_id, "result": label, "confidence": confidence if count else None},
+    )
     return done
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
-from bot.tasks import leasing, quality
+from bot.tasks import leasing, projects, quality
 from bot.tasks.models import (
     CONFIRM_VALUES,
     PIN_MASK,
@@ -27,8 +27,10 @@ from bot.tasks.models import (
     Image,
     ProblemReport,
     Project,
+    ProjectStatus,
     ProjectType,
     Task,
+    TaskFacts,
     TaskKind,
     TaskStatus,
     Worker,
@@ -121,9 +123,12 @@ _CARD_ROW = (
 )
 
 
-def card_for(session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul") -> TaskCard:
+def card_for(
+    session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
+) -> TaskCard:
     row = session.connection().execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
-    project = session.get(Project, assignment.project_id)
+    if project is None or project.id != assignment.project_id:
+        project = projects.read(session, assignment.project_id)
     assert project is not None
     done, earned = progress_today(session, assignment.worker_id, now, tz)
     question = (project.question_en if lang == "en" else project.question_ko) or project.question_ko or project.question_en
@@ -151,6 +156,9 @@ def card_for(session: Session, assignment: Assignment, lang: str, now: datetime,
     )
 
 
+_WORKER_STATUS = select(Worker.status, Worker.status_reason).where(Worker.id == bindparam("worker_id"))
+
+
 def next_task(
     session: Session,
     worker_id: int,
@@ -160,29 +168,45 @@ def next_task(
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
     check_current: bool = True,
+    chat_id: int | None = None,
+    message_id: int | None = None,
 ) -> TaskCard | NoTask:
     """The worker's current lease if any, else a new one; ``NoTask`` says why there is none.
 
     ``check_current=False`` skips looking for an open lease, for callers that just closed the
     worker's only one (a worker holds one lease at a time: claims return it first).
+    ``chat_id``/``message_id``: the message that will show a new lease (edited in place).
     """
     now = now or utcnow()
-    worker = session.get(Worker, worker_id)
-    if worker is None:
+    found = session.connection().execute(_WORKER_STATUS, {"worker_id": worker_id}).first()
+    if found is None:
         return NoTask(NoTaskReason.NOT_REGISTERED)
-    if worker.status == WorkerStatus.BANNED:
-        return NoTask(NoTaskReason.BANNED, worker.status_reason)
+    if found[0] == WorkerStatus.BANNED:
+        return NoTask(NoTaskReason.BANNED, found[1])
     leasing.expire_leases(session, now)
     current = leasing.active_lease(session, worker_id, now, project_id) if check_current else None
     if current is not None:
         return card_for(session, current, lang, now, tz)
+    return _claim_next(session, worker_id, leasing.claimable_projects(session, project_id), lang, now, tz, chat_id, message_id)
+
+
+def _claim_next(
+    session: Session,
+    worker_id: int,
+    candidates: list[Project],
+    lang: str,
+    now: datetime,
+    tz: str,
+    chat_id: int | None,
+    message_id: int | None,
+) -> TaskCard | NoTask:
     notices: list[quality.Notice] = []
-    for project in leasing.claimable_projects(session, project_id):
-        assignment = quality.claim(session, project, worker_id, now=now, tz=tz)
+    for project in candidates:
+        assignment = quality.claim(session, project, worker_id, now=now, tz=tz, chat_id=chat_id, message_id=message_id)
         if isinstance(assignment, quality.Notice):
             notices.append(assignment)
         elif assignment is not None:
-            return card_for(session, assignment, lang, now, tz)
+            return card_for(session, assignment, lang, now, tz, project)
     if notices:
         return NoTask(NoTaskReason.QUALITY, notices[0].key, notices[0])
     return NoTask(NoTaskReason.NONE_LEFT)
@@ -198,7 +222,47 @@ def _valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class _Lease:
+    """One assignment with what acting on it needs, read in a single statement."""
+
+    assignment_id: int
+    worker_id: int
+    status: str
+    expires_at: datetime
+    leased_at: datetime
+    task: TaskFacts
+    project: Project
+    worker_status: str
+    worker_reason: str | None
+
+
+_LEASE = (
+    select(
+        Assignment.id, Assignment.worker_id, Assignment.status, Assignment.expires_at, Assignment.leased_at,
+        Task.id, Task.kind, Task.golden, Task.explanation, Worker.status, Worker.status_reason,
+        *projects.PROJECT_COLUMNS,
+    )
+    .join(Task, Task.id == Assignment.task_id)  # type: ignore[arg-type]
+    .join(Project, Project.id == Assignment.project_id)  # type: ignore[arg-type]
+    .join(Worker, Worker.id == Assignment.worker_id)  # type: ignore[arg-type]
+    .where(Assignment.id == bindparam("assignment_id"))
+)
+
+
+def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
+    row = session.connection().execute(_LEASE, {"assignment_id": assignment_id}).first()
+    if row is None:
+        return None
+    return _Lease(
+        assignment_id=row[0], worker_id=row[1], status=row[2], expires_at=row[3], leased_at=row[4],
+        task=TaskFacts(row[5], row[6], row[7], row[8]), worker_status=row[9], worker_reason=row[10],
+        project=projects.snapshot(row[11:]),
+    )
+
+
 def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
+    """The ORM row of a lease the worker may act on (magic pin keeps its state in it)."""
     assignment = session.get(Assignment, assignment_id)
     if assignment is None:
         return Refusal.UNKNOWN
@@ -211,6 +275,27 @@ def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: 
     return assignment
 
 
+def _check(lease: _Lease | None, worker_id: int, now: datetime) -> Refusal | None:
+    if lease is None:
+        return Refusal.UNKNOWN
+    if lease.worker_id != worker_id:
+        return Refusal.NOT_YOURS
+    if lease.status != AssignmentStatus.LEASED:
+        return Refusal.ALREADY
+    if lease.expires_at <= now:
+        return Refusal.EXPIRED
+    return None
+
+
+def _open_lease(session: Session, worker_id: int, assignment_id: int, now: datetime) -> _Lease | Refusal:
+    lease = _read_lease(session, assignment_id)
+    refusal = _check(lease, worker_id, now)
+    if refusal is not None:
+        return refusal
+    assert lease is not None
+    return lease
+
+
 # Core statements on the session's connection: the ORM's execute path (and its synchronisation
 # of loaded objects on UPDATE) costs several times the statement itself on this hot path.
 _CLOSE = (
@@ -218,8 +303,7 @@ _CLOSE = (
     .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.LEASED.value)
     .values(status=bindparam("status"), closed_at=bindparam("now"))
 )
-_COUNT_ANSWER = update(Task).where(Task.id == bindparam("task_id")).values(answers_count=Task.answers_count + 1)
-_PROJECT_OF = select(Assignment.project_id).where(Assignment.id == bindparam("assignment_id"))
+_INSERT_ANSWER = insert(Answer).returning(Answer.id)
 
 
 def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
@@ -242,60 +326,56 @@ def submit_answer(
 ) -> Submitted | Refusal:
     """Record the answer of one assignment and pay for it, exactly once."""
     now = now or utcnow()
-    assignment = _open_assignment(session, worker_id, assignment_id, now)
-    if isinstance(assignment, Refusal):
-        return assignment
-    project = session.get(Project, assignment.project_id)
-    task = session.get(Task, assignment.task_id)
-    assert project is not None and task is not None
+    lease = _open_lease(session, worker_id, assignment_id, now)
+    if isinstance(lease, Refusal):
+        return lease
+    return _submit(session, lease, value, mask_rle, now, tz)
+
+
+def _submit(session: Session, lease: _Lease, value: str, mask_rle: str | None, now: datetime, tz: str) -> Submitted | Refusal:
+    project, task, worker_id = lease.project, lease.task, lease.worker_id
     if not _valid_value(project, value, mask_rle):
         return Refusal.INVALID
-    if not _close(session, assignment_id, AssignmentStatus.ANSWERED, now):
+    if not _close(session, lease.assignment_id, AssignmentStatus.ANSWERED, now):
         return Refusal.ALREADY
     paid = quality.pays(session, project, task, worker_id)  # not training, not the exam
     reward = project.price if paid else 0
-    is_golden = task.kind == TaskKind.GOLDEN
     correct = None if task.golden is None else (value == task.golden)
-    answer = Answer(
-        assignment_id=assignment_id,
-        task_id=task.id,  # type: ignore[arg-type]
-        worker_id=worker_id,
-        project_id=project.id,  # type: ignore[arg-type]
-        reward=reward,
-        value=value,
-        mask_rle=mask_rle,
-        seconds=max(0.0, (now - assignment.leased_at).total_seconds()),
-        is_golden=is_golden,
-        correct=correct,
-        status=AnswerStatus.ACCEPTED,
-        created_at=now,
-    )
-    session.add(answer)
-    session.flush()
+    seconds = max(0.0, (now - lease.leased_at).total_seconds())
+    answer_id = session.connection().execute(
+        _INSERT_ANSWER,
+        {
+            "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
+            "project_id": project.id, "reward": reward, "value": value, "mask_rle": mask_rle,
+            "seconds": seconds, "is_golden": task.kind == TaskKind.GOLDEN, "correct": correct,
+            "status": AnswerStatus.ACCEPTED.value, "created_at": now,
+        },
+    ).scalar_one()
     task_done = False
-    if task.kind == TaskKind.NORMAL:
-        session.connection().execute(_COUNT_ANSWER, {"task_id": task.id})
-        task_done = quality.settle_task(session, project, task.id)  # type: ignore[arg-type]  # fixed or dynamic overlap
+    if task.kind == TaskKind.NORMAL:  # count it and settle: fixed or dynamic overlap
+        task_done = quality.settle_task(session, project, task.id, counted=True)
     if reward:
-        credit_earning(
-            session, worker_id=worker_id, answer_id=answer.id, amount=reward, hold_days=project.hold_days, now=now  # type: ignore[arg-type]
-        )
-    after = quality.after_answer(session, project, task, answer, now=now, tz=tz)
+        credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now)
+    after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz)
     return Submitted(
-        answer_id=answer.id, reward=reward, task_done=task_done, correct=correct,  # type: ignore[arg-type]
+        answer_id=answer_id, reward=reward, task_done=task_done, correct=correct,
         notice=after.notice, training_feedback=after.training_feedback,
     )
 
 
 def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> bool | Refusal:
     now = now or utcnow()
-    assignment = _open_assignment(session, worker_id, assignment_id, now)
-    if isinstance(assignment, Refusal):
-        return assignment
-    if not _close(session, assignment_id, AssignmentStatus.SKIPPED, now):
+    lease = _open_lease(session, worker_id, assignment_id, now)
+    if isinstance(lease, Refusal):
+        return lease
+    return _skip(session, lease, now)
+
+
+def _skip(session: Session, lease: _Lease, now: datetime) -> bool | Refusal:
+    if not _close(session, lease.assignment_id, AssignmentStatus.SKIPPED, now):
         return Refusal.ALREADY
-    leasing.release_slot(session, assignment.task_id)
-    quality.after_skip(session, assignment.project_id, worker_id, now=now)  # a pause shows on the next claim
+    leasing.release_slot(session, lease.task.id)
+    quality.after_skip(session, lease.project.id, lease.worker_id, now=now)  # type: ignore[arg-type]  # a pause shows on the next claim
     return True
 
 
@@ -304,22 +384,22 @@ def report_problem(
 ) -> bool | Refusal:
     """The image is broken or offensive: the worker moves on, enough reports retire the task."""
     now = now or utcnow()
-    assignment = _open_assignment(session, worker_id, assignment_id, now)
-    if isinstance(assignment, Refusal):
-        return assignment
-    if not _close(session, assignment_id, AssignmentStatus.REPORTED, now):
+    lease = _open_lease(session, worker_id, assignment_id, now)
+    if isinstance(lease, Refusal):
+        return lease
+    return _report(session, lease, reason, now)
+
+
+def _report(session: Session, lease: _Lease, reason: str, now: datetime) -> bool | Refusal:
+    if not _close(session, lease.assignment_id, AssignmentStatus.REPORTED, now):
         return Refusal.ALREADY
-    leasing.release_slot(session, assignment.task_id)
-    session.add(ProblemReport(task_id=assignment.task_id, worker_id=worker_id, reason=reason[:32], created_at=now))
+    task_id = lease.task.id
+    leasing.release_slot(session, task_id)
+    session.add(ProblemReport(task_id=task_id, worker_id=lease.worker_id, reason=reason[:32], created_at=now))
     session.flush()
-    project = session.get(Project, assignment.project_id)
-    reports = session.execute(
-        select(func.count(ProblemReport.id)).where(ProblemReport.task_id == assignment.task_id)
-    ).scalar_one()
-    if project is not None and reports >= min(REPORTS_TO_BREAK, project.overlap):
-        session.execute(
-            update(Task).where(Task.id == assignment.task_id, Task.status == TaskStatus.OPEN).values(status=TaskStatus.BROKEN)
-        )
+    reports = session.execute(select(func.count(ProblemReport.id)).where(ProblemReport.task_id == task_id)).scalar_one()
+    if reports >= min(REPORTS_TO_BREAK, lease.project.overlap):
+        session.execute(update(Task).where(Task.id == task_id, Task.status == TaskStatus.OPEN).values(status=TaskStatus.BROKEN))
     return True
 
 
@@ -375,30 +455,40 @@ def act_and_next(
 
     The next lease is attached to the message being edited in place, so showing it needs no
     second round trip to the database. A refused action leases nothing.
+
+    This is the bot's hottest path (every tap): the assignment, its task, project and worker
+    are read in one statement, and the next claim starts from the project already in hand.
     """
     now = now or utcnow()
-    project_id = session.connection().execute(_PROJECT_OF, {"assignment_id": assignment_id}).scalar()
-    result: Submitted | Refusal | bool
+    lease = _read_lease(session, assignment_id)
     if action == "label":  # value is the index of the tapped label button
-        project = session.get(Project, project_id) if project_id is not None else None
-        options = project_labels(project) if project is not None else []
+        options = project_labels(lease.project) if lease is not None else []
         index = int(value) if value.lstrip("-").isdigit() else -1
         value = options[index] if 0 <= index < len(options) else f"#{value}"
         action = "answer"
-    if action == "answer":
-        result = submit_answer(session, worker_id, assignment_id, value, mask_rle=mask_rle, now=now, tz=tz)
-    elif action == "skip":
-        result = skip(session, worker_id, assignment_id, now=now)
-    elif action == "report":
-        result = report_problem(session, worker_id, assignment_id, value or "broken", now=now)
-    else:
+    if action not in ("answer", "skip", "report"):
         raise ValueError(f"unknown action {action!r}")
+    refusal = _check(lease, worker_id, now)
+    if refusal is not None:
+        return AnswerOutcome(refusal, None)
+    assert lease is not None
+    result: Submitted | Refusal | bool
+    if action == "answer":
+        result = _submit(session, lease, value, mask_rle, now, tz)
+    elif action == "skip":
+        result = _skip(session, lease, now)
+    else:
+        result = _report(session, lease, value or "broken", now)
     if isinstance(result, Refusal):
         return AnswerOutcome(result, None)
-    nxt = next_task(session, worker_id, lang=lang, project_id=project_id, now=now, tz=tz, check_current=False)
-    if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT and project_id is not None:
-        nxt = next_task(session, worker_id, lang=lang, now=now, tz=tz, check_current=False)
-    if isinstance(nxt, TaskCard) and chat_id is not None and message_id is not None and nxt.message_id is None:
-        attach_message(session, nxt.assignment_id, chat_id, message_id)
-        nxt.message_id = message_id
+    if lease.worker_status == WorkerStatus.BANNED:
+        return AnswerOutcome(result, NoTask(NoTaskReason.BANNED, lease.worker_reason))
+    if message_id is None:
+        chat_id = None  # a lease is attached to a message only once it is shown in one
+    leasing.expire_leases(session, now)
+    here = [lease.project] if lease.project.status == ProjectStatus.ACTIVE else []
+    nxt = _claim_next(session, worker_id, here, lang, now, tz, chat_id, message_id)
+    if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT:
+        others = [p for p in leasing.claimable_projects(session) if p.id != lease.project.id]
+        nxt = _claim_next(session, worker_id, others, lang, now, tz, chat_id, message_id)
     return AnswerOutcome(result, nxt)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import case, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
@@ -38,10 +40,32 @@ def find_txn(session: Session, key: str) -> LedgerTxn | None:
 
 
 # Prebuilt statements: every paid answer posts one transaction, and building SQL expressions
-# costs more CPU than running them.
-_TXN_EXISTS = select(LedgerTxn.id).where(LedgerTxn.key == bindparam("key"))
+# costs more CPU than running them. The key is claimed by ``INSERT ... ON CONFLICT (key) DO
+# NOTHING RETURNING id`` (same syntax on SQLite and PostgreSQL): one statement both checks and
+# takes it, and a concurrent poster of the same key waits for the first and then sees a replay
+# instead of failing on the unique index.
+_INSERT_TXN_ONCE = {
+    "sqlite": sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
+    "postgresql": pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
+}
 _INSERT_TXN = insert(LedgerTxn).returning(LedgerTxn.id)
 _INSERT_ENTRY = insert(LedgerEntry)
+
+
+def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
+    """The new transaction's id, or None when the key was posted before."""
+    statement = _INSERT_TXN_ONCE.get(session.get_bind().dialect.name)
+    if statement is None:  # another engine: check, then insert
+        if find_txn(session, str(values["key"])) is not None:
+            return None
+        statement = _INSERT_TXN
+    return session.connection().execute(statement, values).scalar()
+
+
+def _replay(session: Session, key: str) -> tuple[LedgerTxn, bool]:
+    existing = find_txn(session, key)
+    assert existing is not None
+    return existing, False
 
 
 def post(
@@ -60,17 +84,20 @@ def post(
     ``allow_empty`` records a transaction without entries: a decision that moved no money
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
-    if session.connection().execute(_TXN_EXISTS, {"key": key}).first() is not None:
-        existing = find_txn(session, key)
-        assert existing is not None
-        return existing, False
+    problem = None
     if (not legs and not allow_empty) or sum(leg.amount for leg in legs) != 0:
-        raise LedgerError(f"transaction {key!r} does not balance")
-    if any(leg.amount == 0 for leg in legs):
-        raise LedgerError(f"transaction {key!r} has a zero leg")
+        problem = f"transaction {key!r} does not balance"
+    elif any(leg.amount == 0 for leg in legs):
+        problem = f"transaction {key!r} has a zero leg"
+    if problem is not None:
+        if find_txn(session, key) is not None:  # a replay answers with the first posting, as always
+            return _replay(session, key)
+        raise LedgerError(problem)
     now = now or utcnow()
     values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
-    txn_id = session.connection().execute(_INSERT_TXN, values).scalar_one()
+    txn_id = _insert_txn(session, values)
+    if txn_id is None:
+        return _replay(session, key)
     if legs:
         session.connection().execute(
             _INSERT_ENTRY,
