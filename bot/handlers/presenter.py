@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import EditMessageMedia, TelegramMethod
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
 from bot.handlers.context import App
+from bot.handlers.session import call_unread
 from bot.i18n import t, won
 from bot.tasks import media, service
 from bot.tasks.models import TaskKind
@@ -147,13 +149,19 @@ async def _show(
     photo = rendered.file_id or BufferedInputFile(rendered.upload or b"", filename=f"task{card.task_id}.jpg")
     message: Message | bool | None = None
     if edit_message_id is not None:
+        edit = EditMessageMedia(
+            chat_id=chat_id,
+            message_id=edit_message_id,
+            media=InputMediaPhoto(media=photo, caption=rendered.caption),
+            reply_markup=rendered.keyboard,
+        )
         try:
-            message = await bot.edit_message_media(
-                chat_id=chat_id,
-                message_id=edit_message_id,
-                media=InputMediaPhoto(media=photo, caption=rendered.caption),
-                reply_markup=rendered.keyboard,
-            )
+            if rendered.upload is None:
+                # Nothing to learn from the edited message (its id is known, no new file_id):
+                # skip validating it into aiogram's types, the most common call of all.
+                await call_unread(bot, edit)
+                return await _after_edit(app, card, chat_id, edit_message_id)
+            message = await bot(edit)
         except TelegramBadRequest as exc:
             log.info("task.edit_fallback", error=exc.message, message_id=edit_message_id)
             message = None
@@ -175,16 +183,22 @@ async def _show(
     return message_id
 
 
+async def _after_edit(app: App, card: TaskCard, chat_id: int, message_id: int) -> int:
+    if card.message_id != message_id:
+        await app.db.run(_after_show, card.assignment_id, chat_id, message_id, None, None)
+    return message_id
+
+
 def _after_show(session, assignment_id: int, chat_id: int, message_id: int, image_id: int | None, file_id: str | None) -> None:  # type: ignore[no-untyped-def]
     service.attach_message(session, assignment_id, chat_id, message_id)
     if image_id is not None and file_id:
         service.remember_file_id(session, image_id, file_id)
 
 
-async def answer_callback_soon(coro: Awaitable[object]) -> None:
+async def answer_callback_soon(method: TelegramMethod[bool], bot: Bot) -> None:
     """Fire-and-check: a slow callback answer must not delay the next task."""
     try:
-        await coro
+        await call_unread(bot, method)
     except Exception as exc:  # noqa: BLE001 - a lost spinner stop is not worth failing the update
         log.info("callback.answer_failed", error=str(exc))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Select, Update, and_, bindparam, cast, exists, insert, or_, select, update
@@ -158,6 +159,23 @@ _TAKE_SLOT = {None: _slot_update(None), False: _slot_update(False), True: _slot_
 _INSERT_LEASE = insert(Assignment).returning(Assignment.id)
 
 
+@dataclass(slots=True)
+class NewLease:
+    """The assignment row a claim just inserted: a plain record (building an ORM object for
+    it would cost more than the INSERT), read like an :class:`Assignment`."""
+
+    id: int
+    task_id: int
+    worker_id: int
+    project_id: int
+    status: str
+    leased_at: datetime
+    expires_at: datetime
+    chat_id: int | None = None
+    message_id: int | None = None
+    state_json: str | None = None
+
+
 def claim_in_project(
     session: Session,
     project: Project,
@@ -167,7 +185,7 @@ def claim_in_project(
     now: datetime | None = None,
     chat_id: int | None = None,
     message_id: int | None = None,
-) -> Assignment | None:
+) -> NewLease | None:
     """Lease one task of ``kind`` in ``project`` to the worker, or None when there is none.
 
     ``chat_id``/``message_id`` attach the lease to the message that will show it, when known.
@@ -191,8 +209,7 @@ def claim_in_project(
             "message_id": message_id,
         }
         assignment_id = session.connection().execute(_INSERT_LEASE, values).scalar_one()
-        # A plain object, not added to the session: callers only read it.
-        return Assignment(id=assignment_id, **values)
+        return NewLease(id=assignment_id, **values)
     return None
 
 

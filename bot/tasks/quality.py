@@ -51,7 +51,6 @@ from bot.tasks.models import (
     PIN_MASK,
     Answer,
     AnswerStatus,
-    Assignment,
     Project,
     ProjectType,
     Task,
@@ -286,7 +285,7 @@ def claim(
     tz: str = "Asia/Seoul",
     chat_id: int | None = None,
     message_id: int | None = None,
-) -> Assignment | Notice | None:
+) -> leasing.NewLease | Notice | None:
     """Lease the task this worker should get next in ``project``: a training task, an exam task,
     a golden or a normal task. A :class:`Notice` says why the worker gets nothing here.
     ``chat_id``/``message_id``: the message that will show the lease, when known."""

@@ -124,7 +124,7 @@ _CARD_ROW = (
 
 
 def card_for(
-    session: Session, assignment: Assignment, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
+    session: Session, assignment: Assignment | leasing.NewLease, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
 ) -> TaskCard:
     row = session.connection().execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
     if project is None or project.id != assignment.project_id:

@@ -84,20 +84,44 @@ def post(
     ``allow_empty`` records a transaction without entries: a decision that moved no money
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
+    now = now or utcnow()
+    txn_id, created = post_id(
+        session, key=key, kind=kind, legs=legs, worker_id=worker_id, memo=memo, now=now, allow_empty=allow_empty
+    )
+    if not created:
+        return _replay(session, key)
+    return LedgerTxn(id=txn_id, key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now), True
+
+
+def post_id(
+    session: Session,
+    *,
+    key: str,
+    kind: EntryKind | str,
+    legs: list[Leg],
+    worker_id: int | None = None,
+    memo: str | None = None,
+    now: datetime | None = None,
+    allow_empty: bool = False,
+) -> tuple[int, bool]:
+    """:func:`post` returning ``(txn id, created)``, for callers that need no ORM object."""
     problem = None
     if (not legs and not allow_empty) or sum(leg.amount for leg in legs) != 0:
         problem = f"transaction {key!r} does not balance"
     elif any(leg.amount == 0 for leg in legs):
         problem = f"transaction {key!r} has a zero leg"
     if problem is not None:
-        if find_txn(session, key) is not None:  # a replay answers with the first posting, as always
-            return _replay(session, key)
+        existing = find_txn(session, key)
+        if existing is not None:  # a replay answers with the first posting, as always
+            return existing.id, False  # type: ignore[return-value]
         raise LedgerError(problem)
     now = now or utcnow()
     values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
     txn_id = _insert_txn(session, values)
     if txn_id is None:
-        return _replay(session, key)
+        existing = find_txn(session, key)
+        assert existing is not None
+        return existing.id, False  # type: ignore[return-value]
     if legs:
         session.connection().execute(
             _INSERT_ENTRY,
@@ -107,7 +131,7 @@ def post(
                 for leg in legs
             ],
         )
-    return LedgerTxn(id=txn_id, **values), True
+    return txn_id, True
 
 
 def credit_earning(
@@ -119,7 +143,7 @@ def credit_earning(
         return False
     now = now or utcnow()
     available_at = now + timedelta(days=hold_days)
-    _, created = post(
+    _, created = post_id(
         session,
         key=f"answer:{answer_id}",
         kind=EntryKind.EARNING,
