@@ -42,8 +42,23 @@ def language_picker() -> InlineKeyboardMarkup:
     )
 
 
+_SEP = TaskCb.__separator__
+
+
 def _btn(text: str, act: Act, aid: int, v: int = 0) -> InlineKeyboardButton:
-    return InlineKeyboardButton(text=text, callback_data=TaskCb(a=act, id=aid, v=v).pack())
+    # Built without validation: the fields are ours and right by construction, and a task
+    # keyboard is rebuilt for every answer.
+    return InlineKeyboardButton.model_construct(text=text, callback_data=_SEP.join((TaskCb.__prefix__, act.value, str(aid), str(v))))
+
+
+def as_json(markup: InlineKeyboardMarkup) -> dict[str, object]:
+    """The Bot API JSON of an inline keyboard of callback buttons (for :func:`call_json`)."""
+    return {
+        "inline_keyboard": [
+            [{"text": button.text, "callback_data": button.callback_data} for button in row]
+            for row in markup.inline_keyboard
+        ]
+    }
 
 
 def _rows(buttons: list[InlineKeyboardButton], per_row: int) -> list[list[InlineKeyboardButton]]:
@@ -56,7 +71,7 @@ def classify(labels: list[str], aid: int, lang: str) -> InlineKeyboardMarkup:
     buttons = [_btn(label, Act.LABEL, aid, i) for i, label in enumerate(labels)]
     rows = _rows(buttons, per_row)
     rows.append([_btn(t("task.skip", lang), Act.SKIP, aid), _btn(t("task.report", lang), Act.REPORT, aid)])
-    return InlineKeyboardMarkup(inline_keyboard=rows)
+    return InlineKeyboardMarkup.model_construct(inline_keyboard=rows)
 
 
 def report_reasons(aid: int, lang: str) -> InlineKeyboardMarkup:

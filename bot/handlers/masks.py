@@ -345,7 +345,7 @@ async def _pin_step(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: 
         log.info("masks.commit_refused", assignment_id=callback_data.id, action=action, reason=card.value)
         await query.answer(_notice(card, lang))
         return
-    answer_cb = presenter.spawn(presenter.answer_callback_soon(query.answer(), bot))
+    answer_cb = presenter.spawn(presenter.answer_callback_soon(bot, query.id))
     message = query.message
     chat_id = message.chat.id if message else query.from_user.id
     message_id = message.message_id if message else None

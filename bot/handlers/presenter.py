@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.methods import EditMessageMedia, TelegramMethod
+from aiogram.methods import AnswerCallbackQuery, EditMessageMedia
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
 from bot.handlers.context import App
-from bot.handlers.session import call_unread
+from bot.handlers.session import call_json
 from bot.i18n import t, won
 from bot.tasks import media, service
 from bot.tasks.models import TaskKind
@@ -149,19 +149,23 @@ async def _show(
     photo = rendered.file_id or BufferedInputFile(rendered.upload or b"", filename=f"task{card.task_id}.jpg")
     message: Message | bool | None = None
     if edit_message_id is not None:
-        edit = EditMessageMedia(
-            chat_id=chat_id,
-            message_id=edit_message_id,
-            media=InputMediaPhoto(media=photo, caption=rendered.caption),
-            reply_markup=rendered.keyboard,
-        )
+        def edit() -> EditMessageMedia:
+            media = InputMediaPhoto(media=photo, caption=rendered.caption)
+            return EditMessageMedia(chat_id=chat_id, message_id=edit_message_id, media=media, reply_markup=rendered.keyboard)
+
         try:
-            if rendered.upload is None:
-                # Nothing to learn from the edited message (its id is known, no new file_id):
-                # skip validating it into aiogram's types, the most common call of all.
-                await call_unread(bot, edit)
+            if isinstance(photo, str):
+                # Nothing to learn from the edited message (its id is known, no new file_id), and
+                # this is the most common call of all: send it as plain JSON (see handlers.session).
+                payload = {
+                    "chat_id": chat_id,
+                    "message_id": edit_message_id,
+                    "media": {"type": "photo", "media": photo, "caption": rendered.caption},
+                    "reply_markup": keyboards.as_json(rendered.keyboard),
+                }
+                await call_json(bot, "editMessageMedia", payload, edit)
                 return await _after_edit(app, card, chat_id, edit_message_id)
-            message = await bot(edit)
+            message = await bot(edit())
         except TelegramBadRequest as exc:
             log.info("task.edit_fallback", error=exc.message, message_id=edit_message_id)
             message = None
@@ -195,10 +199,15 @@ def _after_show(session, assignment_id: int, chat_id: int, message_id: int, imag
         service.remember_file_id(session, image_id, file_id)
 
 
-async def answer_callback_soon(method: TelegramMethod[bool], bot: Bot) -> None:
+async def answer_callback_soon(bot: Bot, query_id: str, text: str | None = None, show_alert: bool = False) -> None:
     """Fire-and-check: a slow callback answer must not delay the next task."""
+    payload: dict[str, object] = {"callback_query_id": query_id}
+    if text:
+        payload.update(text=text, show_alert=show_alert)
     try:
-        await call_unread(bot, method)
+        await call_json(
+            bot, "answerCallbackQuery", payload, lambda: AnswerCallbackQuery(callback_query_id=query_id, text=text, show_alert=show_alert)
+        )
     except Exception as exc:  # noqa: BLE001 - a lost spinner stop is not worth failing the update
         log.info("callback.answer_failed", error=str(exc))
 

@@ -3,60 +3,91 @@
 * aiogram parametrises ``Response[<return type>]`` on every call; pydantic keeps parametrised
   generics only weakly, so without a strong reference each call rebuilds the model class
   (about 1 ms of CPU, far more under load). Holding the classes here makes it a dict lookup.
-* Every successful call's result is validated into aiogram's pydantic types; for an edited
-  photo message that is a few hundred microseconds of nested models nobody reads. Calls made
-  through :func:`call_unread` skip that on success (errors are still parsed and raised as
-  usual) and return the raw JSON result.
+* A tap on a label costs two Bot API calls (answer the callback, edit the photo into the next
+  task) whose results nobody reads. Through aiogram's method objects each call validates its
+  arguments into pydantic models, dumps them again into a form, and validates the returned
+  message into nested models: most of the bot's CPU per answer. :func:`call_json` posts the
+  arguments as one JSON body over the same aiohttp session and returns the raw result; a
+  failure is still classified by aiogram (``TelegramBadRequest``, ``TelegramRetryAfter``...),
+  from the method object built only then.
 """
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.methods import TelegramMethod
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
+from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response
+from aiohttp import ClientError
 
 from bot.handlers.metrics import Metrics
 
 _RESPONSE_TYPES: dict[Any, Any] = {}
-_UNREAD: contextvars.ContextVar[bool] = contextvars.ContextVar("crowdpin_result_unread", default=False)
-
-
-async def call_unread(bot: Bot, method: TelegramMethod[Any]) -> Any:
-    """Call ``method`` when only success or failure matters: the result comes back as raw JSON."""
-    token = _UNREAD.set(True)
-    try:
-        return await bot(method)
-    finally:
-        _UNREAD.reset(token)
-
-
-class BotApiSession(AiohttpSession):
-    def check_response(self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str) -> Response[Any]:
-        if _UNREAD.get() and HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED:
-            try:
-                data = self.json_loads(content)
-            except ValueError:
-                data = None
-            if isinstance(data, dict) and data.get("ok") is True:
-                return Response[Any].model_construct(ok=True, result=data.get("result"))
-        returning = method.__returning__
-        if returning not in _RESPONSE_TYPES:
-            _RESPONSE_TYPES[returning] = Response[returning]  # type: ignore[valid-type]
-        return super().check_response(bot, method, status_code, content)
-
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 SENDING_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendMediaGroup", "copyMessage", "editMessageText", "editMessageCaption",
      "editMessageMedia", "editMessageReplyMarkup"}
 )
+
+
+class BotApiSession(AiohttpSession):
+    metrics: Metrics | None = None
+
+    def check_response(self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str) -> Response[Any]:
+        returning = method.__returning__
+        if returning not in _RESPONSE_TYPES:
+            _RESPONSE_TYPES[returning] = Response[returning]  # type: ignore[valid-type]
+        return super().check_response(bot, method, status_code, content)
+
+    async def post_json(
+        self, bot: Bot, api_method: str, payload: dict[str, Any], method: Callable[[], TelegramMethod[Any]]
+    ) -> Any:
+        """POST ``payload`` to ``api_method``; the raw ``result`` on success, aiogram's exception
+        otherwise (``method`` builds the aiogram method object the exception names)."""
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=api_method)
+        try:
+            async with session.post(url, data=self.json_dumps(payload), headers=_JSON_HEADERS, timeout=self.timeout) as resp:
+                status, content = resp.status, await resp.text()
+        except asyncio.TimeoutError as exc:
+            raise TelegramNetworkError(method=method(), message="Request timeout error") from exc
+        except ClientError as exc:
+            raise TelegramNetworkError(method=method(), message=f"{type(exc).__name__}: {exc}") from exc
+        if HTTPStatus.OK <= status <= HTTPStatus.IM_USED:
+            try:
+                data = self.json_loads(content)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("ok") is True:
+                if self.metrics is not None and api_method in SENDING_METHODS:
+                    self.metrics.sent.inc()
+                return data.get("result")
+        try:
+            return self.check_response(bot, method(), status, content).result
+        except TelegramRetryAfter:
+            if self.metrics is not None:
+                self.metrics.http_429.inc()
+            raise
+
+
+async def call_json(bot: Bot, api_method: str, payload: dict[str, Any], method: Callable[[], TelegramMethod[Any]]) -> Any:
+    """Call a Bot API method whose result the caller does not need typed (see the module doc).
+
+    With any other session (a test's, a custom one) this is simply ``await bot(method())``.
+    """
+    session = bot.session
+    if isinstance(session, BotApiSession):
+        return await session.post_json(bot, api_method, payload, method)
+    return await bot(method())
 
 
 class MetricsRequestMiddleware(BaseRequestMiddleware):
@@ -82,5 +113,6 @@ def make_session(api_base: str | None = None, metrics: Metrics | None = None, **
         kwargs["api"] = TelegramAPIServer.from_base(api_base)
     session = BotApiSession(**kwargs)
     if metrics is not None:
+        session.metrics = metrics
         session.middleware(MetricsRequestMiddleware(metrics))
     return session

@@ -131,7 +131,7 @@ async def finish(
     if action == "report":
         notice = t("task.report_thanks", lang)
     alert = quality_ui.prepare(outcome, lang)  # a rule warning or exam result pops up over the next task
-    answer_cb = presenter.spawn(presenter.answer_callback_soon(query.answer(alert or notice, show_alert=alert is not None), bot))
+    answer_cb = presenter.spawn(presenter.answer_callback_soon(bot, query.id, alert or notice, alert is not None))
     assert outcome.next is not None
     if await quality_ui.show_training_feedback(bot, chat_id, message_id, outcome.result, lang):
         message_id = None  # the practice photo keeps its feedback; the next task comes below it
