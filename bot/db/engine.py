@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
@@ -81,6 +81,24 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, begin: str
     return create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
     )
+
+
+def connection(session: Session) -> Connection:
+    """The session's connection in the current transaction, looked up once per transaction.
+
+    ``Session.connection()`` walks the session's transaction state machine on every call, which
+    costs more than a short statement on SQLite; the answer loop runs a dozen statements.
+    Inside ``begin_nested()`` it is the session's own call, which is what emits the SAVEPOINT.
+    """
+    if session.in_nested_transaction():
+        return session.connection()
+    txn = session.get_transaction()
+    held = session.info.get("crowdpin.connection")
+    if held is not None and held[0] is txn:
+        return held[1]  # type: ignore[no-any-return]
+    conn = session.connection()
+    session.info["crowdpin.connection"] = (txn, conn)
+    return conn
 
 
 class Database:

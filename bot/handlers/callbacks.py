@@ -28,6 +28,22 @@ class TaskCb(CallbackData, prefix="t"):
     id: int
     v: int = 0
 
+    @classmethod
+    def unpack(cls, value: str) -> TaskCb:
+        """Parsed once per distinct string: every router's task-button filter unpacks the same
+        data of a tap (a pydantic validation each). Instances are shared: do not mutate them."""
+        hit = _UNPACKED.get(value)
+        if hit is None:
+            hit = super().unpack(value)
+            if len(_UNPACKED) >= _UNPACKED_MAX:
+                _UNPACKED.clear()
+            _UNPACKED[value] = hit
+        return hit
+
+
+_UNPACKED: dict[str, TaskCb] = {}
+_UNPACKED_MAX = 4096
+
 
 class LangCb(CallbackData, prefix="lang"):
     code: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -44,34 +46,55 @@ def language_picker() -> InlineKeyboardMarkup:
 
 _SEP = TaskCb.__separator__
 
+# An inline keyboard either as aiogram's model or as its Bot API JSON. The task keyboard is
+# rebuilt for every answer and goes out as JSON (see ``handlers.session.call_json``), so it is
+# made as JSON; :func:`markup` turns it into the model where an aiogram method needs one.
+Keyboard = InlineKeyboardMarkup | dict[str, Any]
+
+
+def _data(act: Act, aid: int, v: int = 0) -> str:
+    """``TaskCb(a=act, id=aid, v=v).pack()``, without building the model."""
+    return _SEP.join((TaskCb.__prefix__, act.value, str(aid), str(v)))
+
 
 def _btn(text: str, act: Act, aid: int, v: int = 0) -> InlineKeyboardButton:
-    # Built without validation: the fields are ours and right by construction, and a task
-    # keyboard is rebuilt for every answer.
-    return InlineKeyboardButton.model_construct(text=text, callback_data=_SEP.join((TaskCb.__prefix__, act.value, str(aid), str(v))))
+    return InlineKeyboardButton(text=text, callback_data=TaskCb(a=act, id=aid, v=v).pack())
 
 
-def as_json(markup: InlineKeyboardMarkup) -> dict[str, object]:
-    """The Bot API JSON of an inline keyboard of callback buttons (for :func:`call_json`)."""
+def as_json(keyboard: Keyboard) -> dict[str, Any]:
+    """The Bot API JSON of an inline keyboard of callback buttons."""
+    if isinstance(keyboard, dict):
+        return keyboard
     return {
         "inline_keyboard": [
             [{"text": button.text, "callback_data": button.callback_data} for button in row]
-            for row in markup.inline_keyboard
+            for row in keyboard.inline_keyboard
         ]
     }
 
 
-def _rows(buttons: list[InlineKeyboardButton], per_row: int) -> list[list[InlineKeyboardButton]]:
+def markup(keyboard: Keyboard) -> InlineKeyboardMarkup:
+    if isinstance(keyboard, InlineKeyboardMarkup):
+        return keyboard
+    return InlineKeyboardMarkup.model_validate(keyboard)
+
+
+def _rows(buttons: list[Any], per_row: int) -> list[list[Any]]:
     return [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
 
 
-def classify(labels: list[str], aid: int, lang: str) -> InlineKeyboardMarkup:
+def classify(labels: list[str], aid: int, lang: str) -> dict[str, Any]:
     """One wide button per label (two per row when there are many), then Skip / Report."""
     per_row = 1 if len(labels) <= 4 else 2
-    buttons = [_btn(label, Act.LABEL, aid, i) for i, label in enumerate(labels)]
+    buttons = [{"text": label, "callback_data": _data(Act.LABEL, aid, i)} for i, label in enumerate(labels)]
     rows = _rows(buttons, per_row)
-    rows.append([_btn(t("task.skip", lang), Act.SKIP, aid), _btn(t("task.report", lang), Act.REPORT, aid)])
-    return InlineKeyboardMarkup.model_construct(inline_keyboard=rows)
+    rows.append(
+        [
+            {"text": t("task.skip", lang), "callback_data": _data(Act.SKIP, aid)},
+            {"text": t("task.report", lang), "callback_data": _data(Act.REPORT, aid)},
+        ]
+    )
+    return {"inline_keyboard": rows}
 
 
 def report_reasons(aid: int, lang: str) -> InlineKeyboardMarkup:

@@ -16,7 +16,7 @@ import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import AnswerCallbackQuery, EditMessageMedia
-from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
 from bot.handlers.context import App
@@ -32,7 +32,7 @@ log = structlog.get_logger("crowdpin.bot")
 @dataclass(slots=True)
 class Rendered:
     caption: str
-    keyboard: InlineKeyboardMarkup
+    keyboard: keyboards.Keyboard
     file_id: str | None = None  # reuse an uploaded photo
     upload: bytes | None = None  # or upload these JPEG bytes
     cache_image_id: int | None = None  # store the uploaded file_id on this image
@@ -151,7 +151,9 @@ async def _show(
     if edit_message_id is not None:
         def edit() -> EditMessageMedia:
             media = InputMediaPhoto(media=photo, caption=rendered.caption)
-            return EditMessageMedia(chat_id=chat_id, message_id=edit_message_id, media=media, reply_markup=rendered.keyboard)
+            return EditMessageMedia(
+                chat_id=chat_id, message_id=edit_message_id, media=media, reply_markup=keyboards.markup(rendered.keyboard)
+            )
 
         try:
             if isinstance(photo, str):
@@ -174,7 +176,9 @@ async def _show(
             if isinstance(photo, BufferedInputFile):
                 photo = BufferedInputFile(rendered.upload or b"", filename=photo.filename)
     if message is None or message is True:
-        message = await bot.send_photo(chat_id=chat_id, photo=photo, caption=rendered.caption, reply_markup=rendered.keyboard)
+        message = await bot.send_photo(
+            chat_id=chat_id, photo=photo, caption=rendered.caption, reply_markup=keyboards.markup(rendered.keyboard)
+        )
     message_id = message.message_id if isinstance(message, Message) else edit_message_id
     assert message_id is not None
     new_file_id = _largest_file_id(message) if rendered.cache_image_id is not None else None

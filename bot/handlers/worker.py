@@ -168,7 +168,7 @@ async def on_report_back(query: CallbackQuery, callback_data: TaskCb, bot: Bot, 
     await query.answer()
     if isinstance(nxt, TaskCard) and nxt.assignment_id == callback_data.id and query.message is not None:
         rendered = await presenter.render(app, nxt, lang)
-        await query.message.edit_reply_markup(reply_markup=rendered.keyboard)  # type: ignore[union-attr]
+        await query.message.edit_reply_markup(reply_markup=keyboards.markup(rendered.keyboard))  # type: ignore[union-attr]
 
 
 @router.callback_query(TaskCb.filter(F.a == Act.REPORT_REASON))

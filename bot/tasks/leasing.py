@@ -17,12 +17,14 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Select, Update, and_, bindparam, cast, exists, insert, or_, select, update
+from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
+from bot.db.engine import connection
 from bot.tasks import projects
 from bot.tasks.models import (
     Assignment,
@@ -58,19 +60,19 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     due = select(Assignment.id).where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
     if _dialect(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    rows = session.connection().execute(
+    rows = connection(session).execute(
         update(Assignment)
         .where(Assignment.id.in_(due.scalar_subquery()), Assignment.status == AssignmentStatus.LEASED)  # type: ignore[union-attr]
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
         .returning(Assignment.task_id)
     ).all()
     for task_id, n in Counter(row[0] for row in rows).items():
-        session.connection().execute(update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
+        connection(session).execute(update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
     return len(rows)
 
 
 def release_slot(session: Session, task_id: int) -> None:
-    session.connection().execute(update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
+    connection(session).execute(update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
 
 
 def active_lease(session: Session, worker_id: int, now: datetime, project_id: int | None = None) -> Assignment | None:
@@ -87,75 +89,69 @@ def active_lease(session: Session, worker_id: int, now: datetime, project_id: in
 _SHUFFLE_MOD = 1_000_003  # a prime: multiplying ids by a non-zero residue permutes them
 
 
-_CANDIDATES: dict[tuple[str, str, bool], Select[tuple[int]]] = {}
+_CLAIMS: dict[tuple[str, str, bool], Update] = {}
 
 
-def _candidate_query(dialect: str, kind: TaskKind, dynamic: bool) -> Select[tuple[int]]:
-    """Built once per shape with bind parameters: constructing SQL expressions costs more CPU
-    than running the statement, and this runs on every claim."""
+def _capacity(kind: TaskKind, dynamic: bool) -> list[Any]:
+    """The slot guard of a normal task (golden and training tasks have no capacity).
+
+    With a confidence target (dynamic overlap) a task is leased to ``min_overlap`` workers at
+    once and after that to one more at a time, so a task that turns confident is not already out
+    with several workers whose answers would be wasted.
+    """
+    if kind != TaskKind.NORMAL:
+        return []
+    guard = [Task.taken < bindparam("b_overlap")]
+    if dynamic:
+        guard.append(or_(Task.taken < bindparam("b_min_overlap"), Task.taken <= Task.answers_count))
+    return guard
+
+
+def _claim_statement(dialect: str, kind: TaskKind, dynamic: bool) -> Update:
+    """``UPDATE task SET taken = taken + 1 WHERE id = (the next task for this worker) AND
+    <capacity> RETURNING id``: picking and taking a slot in one statement.
+
+    Built once per shape with bind parameters (constructing SQL expressions costs more CPU than
+    running them). On PostgreSQL the inner SELECT takes its row ``FOR UPDATE SKIP LOCKED``, so
+    concurrent claims never wait on each other nor pick the same row; the outer guard is
+    re-checked on the locked row. On SQLite claims are serialised by the write lock.
+    """
     key = (dialect, kind.value, dynamic)
-    query = _CANDIDATES.get(key)
-    if query is not None:
-        return query
-    seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == bindparam("worker_id")))
-    query = select(Task.id).where(
-        Task.project_id == bindparam("project_id"),
+    statement = _CLAIMS.get(key)
+    if statement is not None:
+        return statement
+    seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == bindparam("b_worker_id")))
+    pick = select(Task.id).where(
+        Task.project_id == bindparam("b_project_id"),
         Task.status == TaskStatus.OPEN.value,
         Task.kind == kind.value,
         ~seen,
+        *_capacity(kind, dynamic),
     )
-    if kind == TaskKind.NORMAL:
-        cap = Task.taken < bindparam("overlap")
-        if dynamic:
-            cap = and_(cap, or_(Task.taken < bindparam("min_overlap"), Task.taken <= Task.answers_count))
-        query = query.where(cap)
     if kind == TaskKind.GOLDEN:
         # A per-worker shuffled order of golden tasks in plain integer SQL (same on both
         # engines): every worker meets control and exam tasks in their own sequence, so there
         # is no "first five golden tasks" to learn and pass around; BIGINT avoids overflow.
-        order = (cast(Task.id, BigInteger) * bindparam("multiplier", type_=BigInteger)) % _SHUFFLE_MOD
+        order = (cast(Task.id, BigInteger) * bindparam("b_multiplier", type_=BigInteger)) % _SHUFFLE_MOD
     else:
         order = Task.id
-    query = query.order_by(order).limit(bindparam("limit"))
+    pick = pick.order_by(order).limit(1)
     if dialect == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
-    _CANDIDATES[key] = query
-    return query
-
-
-def _candidate_ids(session: Session, project: Project, worker_id: int, kind: TaskKind, limit: int) -> list[int]:
-    query = _candidate_query(_dialect(session), kind, project.confidence_target is not None)
-    params = {
-        "project_id": project.id,
-        "worker_id": worker_id,
-        "overlap": project.overlap,
-        "min_overlap": project.min_overlap,
-        "multiplier": _golden_multiplier(worker_id),
-        "limit": limit,
-    }
-    return [row[0] for row in session.connection().execute(query, params)]
+        pick = pick.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
+    statement = (
+        update(Task)
+        .where(Task.id == pick.scalar_subquery(), Task.status == TaskStatus.OPEN.value, *_capacity(kind, dynamic))
+        .values(taken=Task.taken + 1)
+        .returning(Task.id)
+    )
+    _CLAIMS[key] = statement
+    return statement
 
 
 def _golden_multiplier(worker_id: int) -> int:
     return (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
 
 
-def _slot_update(dynamic: bool | None) -> Update:
-    """``taken + 1`` guarded by the task's capacity (None: golden/training, no capacity).
-
-    With a confidence target (dynamic overlap) a task is leased to ``min_overlap`` workers at
-    once and after that to one more at a time, so a task that turns confident is not already out
-    with several workers whose answers would be wasted.
-    """
-    guard = [Task.id == bindparam("task_id"), Task.status == TaskStatus.OPEN.value]
-    if dynamic is not None:
-        guard.append(Task.taken < bindparam("overlap"))
-    if dynamic:
-        guard.append(or_(Task.taken < bindparam("min_overlap"), Task.taken <= Task.answers_count))
-    return update(Task).where(*guard).values(taken=Task.taken + 1)
-
-
-_TAKE_SLOT = {None: _slot_update(None), False: _slot_update(False), True: _slot_update(True)}
 _INSERT_LEASE = insert(Assignment).returning(Assignment.id)
 
 
@@ -191,13 +187,16 @@ def claim_in_project(
     ``chat_id``/``message_id`` attach the lease to the message that will show it, when known.
     """
     now = now or utcnow()
-    for task_id in _candidate_ids(session, project, worker_id, kind, limit=4):
-        capacity = (project.confidence_target is not None) if kind == TaskKind.NORMAL else None
-        taken = session.connection().execute(
-            _TAKE_SLOT[capacity], {"task_id": task_id, "overlap": project.overlap, "min_overlap": project.min_overlap}
-        )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
-            continue
+    statement = _claim_statement(_dialect(session), kind, project.confidence_target is not None)
+    params = {
+        "b_project_id": project.id,
+        "b_worker_id": worker_id,
+        "b_overlap": project.overlap,
+        "b_min_overlap": project.min_overlap,
+        "b_multiplier": _golden_multiplier(worker_id),
+    }
+    task_id = connection(session).execute(statement, params).scalar()
+    if task_id is not None:
         values = {
             "task_id": task_id,
             "worker_id": worker_id,
@@ -208,7 +207,7 @@ def claim_in_project(
             "chat_id": chat_id,
             "message_id": message_id,
         }
-        assignment_id = session.connection().execute(_INSERT_LEASE, values).scalar_one()
+        assignment_id = connection(session).execute(_INSERT_LEASE, values).scalar_one()
         return NewLease(id=assignment_id, **values)
     return None
 

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlmodel import Session
 
+from bot.db.engine import connection
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Project, ProjectStatus, ProjectType
 
 
@@ -86,16 +87,16 @@ def snapshot(values: tuple[Any, ...] | Row[Any]) -> Project:
 
 def read(session: Session, project_id: int) -> Project | None:
     """A read-only snapshot of the project (see :func:`snapshot`), or None."""
-    row = session.connection().execute(_ROW_BY_ID, {"project_id": project_id}).first()
+    row = connection(session).execute(_ROW_BY_ID, {"project_id": project_id}).first()
     return snapshot(row) if row is not None else None
 
 
 def active_snapshots(session: Session, project_id: int | None = None) -> list[Project]:
     """Read-only snapshots of the active projects (or of the one, if active), by id."""
     if project_id is None:
-        rows = session.connection().execute(_ACTIVE_ROWS).all()
+        rows = connection(session).execute(_ACTIVE_ROWS).all()
     else:
-        rows = session.connection().execute(_ACTIVE_ROW, {"project_id": project_id}).all()
+        rows = connection(session).execute(_ACTIVE_ROW, {"project_id": project_id}).all()
     return [snapshot(row) for row in rows]
 
 

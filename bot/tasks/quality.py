@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
+from bot.db.engine import connection
 from bot.tasks import leasing
 from bot.tasks.models import (
     PIN_MASK,
@@ -176,7 +177,7 @@ def find_standing(session: Session, worker_id: int, project_id: int) -> Standing
     cached = _txn_cache(session).get((worker_id, project_id))
     if cached is not None:
         return cached
-    row = session.connection().execute(_FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
+    row = connection(session).execute(_FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
     return _holder(session, row) if row is not None else None
 
 
@@ -193,7 +194,7 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
     }
     try:
         with session.begin_nested():  # a concurrent first claim may have inserted it already
-            row = session.connection().execute(insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
+            row = connection(session).execute(insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
     except IntegrityError:
         found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
         assert found is not None
@@ -204,7 +205,7 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
 def _set(session: Session, wp: Standing, now: datetime, **values: Any) -> None:
     """Update the row; counters change as SQL expressions (atomic against a concurrent answer of
     the same worker) and ``wp`` gets the row as written."""
-    row = session.connection().execute(
+    row = connection(session).execute(
         update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)
     ).mappings().one()
     for key, value in row.items():
@@ -245,7 +246,7 @@ def _minutes_left(until: datetime, now: datetime) -> int:
 
 
 def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
-    found = session.connection().execute(
+    found = connection(session).execute(
         select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
     ).first()
     return found is not None
@@ -254,7 +255,7 @@ def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
 def answers_today(session: Session, worker_id: int, project_id: int, now: datetime, tz: str) -> int:
     """Answers in the project since local midnight; training answers do not count."""
     return int(
-        session.connection().execute(
+        connection(session).execute(
             select(func.count(Answer.id))
             .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
             .where(
@@ -393,12 +394,12 @@ def after_answer(
         exam = before.stage == Stage.EXAM
     fast = project.min_seconds > 0 and seconds < project.min_seconds
     statement = _bump_statement(golden, exam, fast if project.min_seconds > 0 else None)
-    row = session.connection().execute(
+    row = connection(session).execute(
         statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
     ).mappings().first()
     if row is None:  # no standing yet (a lease made outside ``claim``): create it, then count
         standing(session, worker_id, project, now)
-        row = session.connection().execute(
+        row = connection(session).execute(
             statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
         ).mappings().one()
     wp = _txn_cache(session).get((worker_id, project.id))  # type: ignore[arg-type]
@@ -489,7 +490,7 @@ _CONFIDENCE_ROWS = (
 
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
-    rows = session.connection().execute(_CONFIDENCE_ROWS, {"task_id": task_id}).all()
+    rows = connection(session).execute(_CONFIDENCE_ROWS, {"task_id": task_id}).all()
     if not rows:
         return None, 0.0, 0
     labels = answer_values(project)
@@ -555,7 +556,7 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         done = count >= project.overlap
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
-    session.connection().execute(
+    connection(session).execute(
         _SETTLE[(done, reopen, counted)],
         {"task_id": task_id, "result": label, "confidence": confidence if count else None},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 from enum import StrEnum
 
@@ -15,6 +16,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
+from bot.db.engine import connection
 from bot.tasks import leasing, projects, quality
 from bot.tasks.models import (
     CONFIRM_VALUES,
@@ -100,23 +102,24 @@ class Submitted:
     training_feedback: quality.TrainingFeedback | None = None  # the right answer after a training task
 
 
-_PROGRESS = select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
-    Answer.worker_id == bindparam("worker_id"),
-    Answer.created_at >= bindparam("since"),
-    Answer.status == AnswerStatus.ACCEPTED.value,
-)
+def _today(column: Any) -> Any:
+    return (
+        select(column)
+        .where(
+            Answer.worker_id == bindparam("worker_id"),
+            Answer.created_at >= bindparam("since"),
+            Answer.status == AnswerStatus.ACCEPTED.value,
+        )
+        .scalar_subquery()
+    )
 
 
-def progress_today(session: Session, worker_id: int, now: datetime, tz: str = "Asia/Seoul") -> tuple[int, int]:
-    """(answers today, KRW earned today from answers) for the caption."""
-    row = session.connection().execute(_PROGRESS, {"worker_id": worker_id, "since": day_start(now, tz)}).one()
-    return int(row[0]), int(row[1])
-
-
+# The task, its image and the worker's progress today (the caption), in one statement.
 _CARD_ROW = (
     select(
         Task.id, Task.kind, Task.prelabel, Task.mask_rle, Task.project_id,
         Image.id, Image.sha256, Image.path, Image.phone_path, Image.tg_file_id, Image.width, Image.height,
+        _today(func.count(Answer.id)), _today(func.coalesce(func.sum(Answer.reward), 0)),
     )
     .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
     .where(Task.id == bindparam("task_id"))
@@ -126,11 +129,13 @@ _CARD_ROW = (
 def card_for(
     session: Session, assignment: Assignment | leasing.NewLease, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
 ) -> TaskCard:
-    row = session.connection().execute(_CARD_ROW, {"task_id": assignment.task_id}).one()
+    row = connection(session).execute(
+        _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
+    ).one()
     if project is None or project.id != assignment.project_id:
         project = projects.read(session, assignment.project_id)
     assert project is not None
-    done, earned = progress_today(session, assignment.worker_id, now, tz)
+    done, earned = int(row[12]), int(row[13])
     question = (project.question_en if lang == "en" else project.question_ko) or project.question_ko or project.question_en
     return TaskCard(
         assignment_id=assignment.id,  # type: ignore[arg-type]
@@ -178,7 +183,7 @@ def next_task(
     ``chat_id``/``message_id``: the message that will show a new lease (edited in place).
     """
     now = now or utcnow()
-    found = session.connection().execute(_WORKER_STATUS, {"worker_id": worker_id}).first()
+    found = connection(session).execute(_WORKER_STATUS, {"worker_id": worker_id}).first()
     if found is None:
         return NoTask(NoTaskReason.NOT_REGISTERED)
     if found[0] == WorkerStatus.BANNED:
@@ -251,7 +256,7 @@ _LEASE = (
 
 
 def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
-    row = session.connection().execute(_LEASE, {"assignment_id": assignment_id}).first()
+    row = connection(session).execute(_LEASE, {"assignment_id": assignment_id}).first()
     if row is None:
         return None
     return _Lease(
@@ -308,7 +313,7 @@ _INSERT_ANSWER = insert(Answer).returning(Answer.id)
 
 def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
     """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
-    result = session.connection().execute(
+    result = connection(session).execute(
         _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -342,7 +347,7 @@ def _submit(session: Session, lease: _Lease, value: str, mask_rle: str | None, n
     reward = project.price if paid else 0
     correct = None if task.golden is None else (value == task.golden)
     seconds = max(0.0, (now - lease.leased_at).total_seconds())
-    answer_id = session.connection().execute(
+    answer_id = connection(session).execute(
         _INSERT_ANSWER,
         {
             "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
@@ -412,7 +417,7 @@ _ATTACH = (
 
 def attach_message(session: Session, assignment_id: int, chat_id: int, message_id: int) -> None:
     """Remember which chat message shows the lease, so the next task can edit it in place."""
-    session.connection().execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
+    connection(session).execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
 
 
 def remember_file_id(session: Session, image_id: int, file_id: str) -> None:

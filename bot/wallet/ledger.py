@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
+from bot.db.engine import connection
 from bot.tasks.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
@@ -59,7 +60,7 @@ def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
         if find_txn(session, str(values["key"])) is not None:
             return None
         statement = _INSERT_TXN
-    return session.connection().execute(statement, values).scalar()
+    return connection(session).execute(statement, values).scalar()
 
 
 def _replay(session: Session, key: str) -> tuple[LedgerTxn, bool]:
@@ -123,7 +124,7 @@ def post_id(
         assert existing is not None
         return existing.id, False  # type: ignore[return-value]
     if legs:
-        session.connection().execute(
+        connection(session).execute(
             _INSERT_ENTRY,
             [
                 {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
