@@ -86,7 +86,7 @@ def make_dispatcher(app: App, *, seen: Any | None = None, storage: Any | None = 
     dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
     directory = WorkerDirectory()
     dp.update.outer_middleware(WorkerMiddleware(app, directory))
-    for router in (errors.router, *extra_routers(), worker.router):
+    for router in (errors.router, worker.taps, *extra_routers(), worker.router):
         _include(dp, router)
     return dp
 

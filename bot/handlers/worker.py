@@ -20,6 +20,10 @@ from bot.tasks.service import NoTask, NoTaskReason, Refusal, Submitted, TaskCard
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="worker")
+# The task buttons, checked before every other router: a tap on a label is most of the bot's
+# traffic, and each router an update passes through costs dispatch work. No other router
+# handles these actions (magic-pin and mask buttons use other ``Act`` values).
+taps = Router(name="worker-taps")
 
 REPORT_REASONS = ("broken", "offensive")
 
@@ -140,18 +144,18 @@ async def finish(
     return outcome
 
 
-@router.callback_query(TaskCb.filter(F.a == Act.LABEL))
+@taps.callback_query(TaskCb.filter(F.a == Act.LABEL))
 async def on_label(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     # The label travels as an index; the domain maps it to the project's labels and refuses others.
     await finish(query, bot, app, worker, lang, callback_data.id, "label", str(callback_data.v))
 
 
-@router.callback_query(TaskCb.filter(F.a == Act.SKIP))
+@taps.callback_query(TaskCb.filter(F.a == Act.SKIP))
 async def on_skip(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     await finish(query, bot, app, worker, lang, callback_data.id, "skip")
 
 
-@router.callback_query(TaskCb.filter(F.a == Act.REPORT))
+@taps.callback_query(TaskCb.filter(F.a == Act.REPORT))
 async def on_report(query: CallbackQuery, callback_data: TaskCb, app: App, worker: WorkerCtx, lang: str) -> None:
     status = await app.db.run(_lease_status, worker.id, callback_data.id)
     if status is not None:
@@ -162,7 +166,7 @@ async def on_report(query: CallbackQuery, callback_data: TaskCb, app: App, worke
         await query.message.edit_reply_markup(reply_markup=keyboards.report_reasons(callback_data.id, lang))  # type: ignore[union-attr]
 
 
-@router.callback_query(TaskCb.filter(F.a == Act.BACK))
+@taps.callback_query(TaskCb.filter(F.a == Act.BACK))
 async def on_report_back(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     nxt = await app.db.run(service.next_task, worker.id, lang=lang, tz=app.tz)
     await query.answer()
@@ -171,7 +175,7 @@ async def on_report_back(query: CallbackQuery, callback_data: TaskCb, bot: Bot, 
         await query.message.edit_reply_markup(reply_markup=keyboards.markup(rendered.keyboard))  # type: ignore[union-attr]
 
 
-@router.callback_query(TaskCb.filter(F.a == Act.REPORT_REASON))
+@taps.callback_query(TaskCb.filter(F.a == Act.REPORT_REASON))
 async def on_report_reason(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     reason = REPORT_REASONS[callback_data.v] if 0 <= callback_data.v < len(REPORT_REASONS) else "broken"
     await finish(query, bot, app, worker, lang, callback_data.id, "report", reason)
