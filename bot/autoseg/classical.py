@@ -44,6 +44,7 @@ class Params:
     fg_ratio: float = 1.25  # PR_FGD where d_fg < fg_ratio * d_bg
     seed_radius: float = 0.02  # of the work image's short side
     gc_iters: int = 4
+    gc_tol: float = 0.0  # >0: stop GrabCut early once an iteration flips fewer than this fraction of pixels
     refine: str = "guided_gray"  # "guided_gray" | "guided" (colour guide) | "bilinear"
     guided_radius: float = 0.012  # of the full image's short side
     guided_eps: float = 1e-3
@@ -52,8 +53,12 @@ class Params:
     fg_hard: float = 0.0  # definite object where fg_hard * d_fg < d_bg (0 = off)
     neg_carve: bool = False  # negative pins also remove their geodesic Voronoi cell
     box_crop: float = 0.15  # box mode: work on the box grown by this fraction (0 = whole image)
+    box_band: float = 0.0  # box mode: inner band of the box (fraction of its size) is background
+    coarse_side: int = 0  # >0: GrabCut first at this side, then a short pass at work_side
+    fine_iters: int = 1  # GrabCut iterations of the work_side pass (two-stage only)
+    fine_band: float = 0.0  # two-stage: labels fixed farther than this (of the short side) from the coarse boundary
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
-    # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "band": px, "band_iters": n}
+    # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all"}
     extra: dict = field(default_factory=dict)
 
 
@@ -257,7 +262,10 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
     crop = image[Y0:Y1, X0:X1]
     pts = [(x - X0, y - Y0, p) for x, y, p in points]
     cbox = None if box is None else (box[0] - X0, box[1] - Y0, box[2] - X0, box[3] - Y0)
-    m = _segment_roi(np.ascontiguousarray(crop), pts, cbox, P)
+    at_border = (False,) * 4
+    if box is not None:
+        at_border = (box[0] < 1, box[1] < 1, box[2] > W0 - 1, box[3] > H0 - 1)
+    m = _segment_roi(np.ascontiguousarray(crop), pts, cbox, P, at_border)
     if roi == (0, 0, W0, H0):
         return m
     out = np.zeros((H0, W0), bool)
@@ -265,16 +273,61 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
     return out
 
 
-def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Params) -> np.ndarray:
+def _resize_to(image: np.ndarray, side: int) -> np.ndarray:
     import cv2
 
     H0, W0 = image.shape[:2]
-    s = min(1.0, P.work_side / max(H0, W0))
-    if s < 1.0:
-        w, h = max(2, round(W0 * s)), max(2, round(H0 * s))
-        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    else:
-        w, h, small = W0, H0, image
+    s = min(1.0, side / max(H0, W0))
+    if s >= 1.0:
+        return image
+    w, h = max(2, round(W0 * s)), max(2, round(H0 * s))
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
+             bgm: np.ndarray | None = None, fgm: np.ndarray | None = None,
+             tol: float = 0.0, pre: str = "") -> tuple[np.ndarray, np.ndarray] | None:
+    """In-place GrabCut on the label map ``gc``; returns the colour models or None."""
+    import cv2
+
+    if not ((gc == GC_PR_FGD).any() or (gc == GC_FGD).any()):
+        return None
+    bgm = np.zeros((1, 65), np.float64) if bgm is None else bgm.copy()
+    fgm = np.zeros((1, 65), np.float64) if fgm is None else fgm.copy()
+    cv2.setRNGSeed(0)
+    bgr = np.ascontiguousarray(img_rgb[:, :, ::-1])
+    if pre:
+        kind, _, arg = pre.partition(":")
+        if kind == "gauss":
+            bgr = cv2.GaussianBlur(bgr, (0, 0), float(arg))
+        elif kind == "bilateral":
+            bgr = cv2.bilateralFilter(bgr, 5, float(arg), 3)
+        elif kind == "median":
+            bgr = cv2.medianBlur(bgr, int(arg))
+    try:
+        if tol <= 0:
+            cv2.grabCut(bgr, gc, None, bgm, fgm, iters, mode)
+        else:
+            # one iteration per call (the colour models carry over exactly through
+            # bgm/fgm); stop once an iteration changes fewer than ``tol`` of the pixels
+            for i in range(iters):
+                before = gc & 1
+                cv2.grabCut(bgr, gc, None, bgm, fgm, 1, mode if i == 0 else cv2.GC_EVAL)
+                if np.count_nonzero(before != (gc & 1)) < tol * gc.size:
+                    break
+    except cv2.error:
+        return None  # e.g. one of the classes is empty: keep the labelling as it is
+    return bgm, fgm
+
+
+def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
+                 at_border: tuple[bool, bool, bool, bool] = (False, False, False, False)) -> np.ndarray:
+    import cv2
+
+    H0, W0 = image.shape[:2]
+    two_stage = 0 < P.coarse_side < P.work_side and max(H0, W0) > P.coarse_side
+    small = _resize_to(image, P.coarse_side if two_stage else P.work_side)
+    h, w = small.shape[:2]
     sx, sy = w / W0, h / H0
     pos = [(x * sx, y * sy) for x, y, p in points if p]
     neg = [(x * sx, y * sy) for x, y, p in points if not p]
@@ -285,16 +338,12 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
     fg_seed &= ~bg_seed
 
-    outside = np.zeros((h, w), bool)
-    if sbox is not None:
-        x0, y0 = int(np.floor(sbox[0])), int(np.floor(sbox[1]))
-        x1, y1 = int(np.ceil(sbox[2])), int(np.ceil(sbox[3]))
-        outside[:] = True
-        outside[y0:y1, x0:x1] = False
+    outside = _outside(sbox, (h, w))
 
     lab = _lab(small, P.smooth_sigma) if pos else None
 
     gc = np.full((h, w), GC_PR_BGD, np.uint8)
+    d_fg = None
     if pos:
         d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         bg_src = bg_seed.copy()
@@ -305,26 +354,21 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
             border = np.full((h, w), np.inf, np.float32)
             border[0, :] = border[-1, :] = 0.0
             border[:, 0] = border[:, -1] = 0.0
-            # border seeds are weaker than real negative clicks: start them at a distance
-            init = np.where(np.isfinite(border), 0.0, np.inf).astype(np.float32)
-        if bg_src.any() or init is not None:
-            d_bg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
-            if init is not None and P.border_weight != 1.0:
-                # re-weight: distance from border only (negatives keep weight 1)
-                if bg_src.any():
-                    d_neg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, tex=P.geo_tex)
-                    d_bor = geodesic_distance(lab, np.zeros_like(bg_src), P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
-                    d_bg = np.minimum(d_neg, d_bor * P.border_weight)
-                else:
-                    d_bg = d_bg * P.border_weight
-            gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
-            if P.bg_hard > 0:
-                hard_bg = d_fg > P.bg_hard * d_bg
-                gc[hard_bg] = GC_BGD
-            if P.fg_hard > 0:
-                gc[d_fg * P.fg_hard < d_bg] = GC_FGD
-        else:
-            gc[:] = GC_PR_FGD
+            init = border
+        d_bg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
+        if init is not None and P.border_weight != 1.0:
+            # re-weight: distance from border only (negatives keep weight 1)
+            if bg_src.any():
+                d_neg = geodesic_distance(lab, bg_src, P.geo_eps, P.geo_passes, tex=P.geo_tex)
+                d_bor = geodesic_distance(lab, np.zeros_like(bg_src), P.geo_eps, P.geo_passes, init=init, tex=P.geo_tex)
+                d_bg = np.minimum(d_neg, d_bor * P.border_weight)
+            else:
+                d_bg = d_bg * P.border_weight
+        gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
+        if P.bg_hard > 0:
+            gc[d_fg > P.bg_hard * d_bg] = GC_BGD
+        if P.fg_hard > 0:
+            gc[d_fg * P.fg_hard < d_bg] = GC_FGD
     elif sbox is not None:
         inside = ~outside
         gc[inside] = GC_PR_FGD
@@ -336,34 +380,25 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
             if mode == "frac":
                 thr = P.extra.get("box_frac", 0.3) * float(v.max())
             elif mode == "otsu":
-                import cv2 as _cv2
                 q = np.clip(v / max(float(v.max()), 1e-6) * 255, 0, 255).astype(np.uint8)
-                t, _ = _cv2.threshold(q.reshape(-1, 1), 0, 255, _cv2.THRESH_BINARY + _cv2.THRESH_OTSU)
+                t, _ = cv2.threshold(q.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
                 thr = t / 255.0 * float(v.max()) * P.extra.get("box_otsu_k", 1.0)
             else:
                 thr = float(np.quantile(v, P.extra.get("box_q", 0.3)))
             gc[inside & (d_out < thr)] = GC_PR_BGD
+    band = None
+    if sbox is not None and not pos and P.box_band > 0:
+        band = _box_band(sbox, (h, w), P.box_band, at_border, P.extra.get("box_band_img", "skip"))
+        gc[band] = GC_BGD
     if sbox is not None:
         gc[outside] = GC_BGD
     gc[fg_seed] = GC_FGD
     gc[bg_seed] = GC_BGD
 
-    if (gc == GC_PR_FGD).any() or (gc == GC_FGD).any():
-        bgm = np.zeros((1, 65), np.float64)
-        fgm = np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(0)
-        small_bgr = np.ascontiguousarray(small[:, :, ::-1])
-        try:
-            cv2.grabCut(small_bgr, gc, None, bgm, fgm, P.gc_iters, cv2.GC_INIT_WITH_MASK)
-        except cv2.error:
-            pass  # e.g. one of the classes is empty: keep the initial labelling
+    gc_init = gc.copy()
+    models = _grabcut(small, gc, P.gc_iters, cv2.GC_INIT_WITH_MASK, tol=P.gc_tol, pre=P.extra.get("gc_pre", ""))
     m = (gc == GC_FGD) | (gc == GC_PR_FGD)
-
-    if pos:
-        seeds = [(min(w - 1, int(round(x))), min(h - 1, int(round(y)))) for x, y in pos]
-        m = _components_touching(m, seeds)
-    else:
-        m = _largest_components(m)
+    m = _keep_components(m, pos, w, h)
     if neg and pos and P.neg_carve:
         # GrabCut keeps a region the colour model calls "object" even when a negative
         # pin sits on it (two touching objects of the same colour).  A negative pin
@@ -371,43 +406,91 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         # positive pin (the geodesic Voronoi cell of the negative pins).
         d_neg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         m &= ~(d_neg < d_fg)
-        m = _components_touching(m, seeds)
+        m = _keep_components(m, pos, w, h)
+
+    if two_stage and models is not None and P.fine_iters > 0:
+        # Coarse-to-fine: the coarse result and its colour models start a short GrabCut
+        # at the working resolution (GC_EVAL: no k-means, models re-estimated from the
+        # upsampled labels).  Far from the coarse boundary the labels are fixed, so the
+        # max-flow only works in a band around it.
+        fine = _resize_to(image, P.work_side)
+        fh, fw = fine.shape[:2]
+        if P.extra.get("fine_from") == "init":
+            gc = cv2.resize(gc_init, (fw, fh), interpolation=cv2.INTER_NEAREST)
+            up = (gc & 1).astype(np.uint8)
+        else:
+            up = cv2.resize(m.astype(np.uint8), (fw, fh), interpolation=cv2.INTER_NEAREST)
+            gc = np.where(up > 0, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+        if P.fine_band > 0:
+            b = max(1, int(round(P.fine_band * min(fh, fw))))
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
+            gc[cv2.erode(up, k) > 0] = GC_FGD
+            gc[cv2.dilate(up, k) == 0] = GC_BGD
+        fx, fy = fw / W0, fh / H0
+        fpos = [(x * fx, y * fy) for x, y, p in points if p]
+        fneg = [(x * fx, y * fy) for x, y, p in points if not p]
+        fr = max(1.5, P.seed_radius * min(fh, fw))
+        fbg = _disc_mask((fh, fw), fneg, fr) if fneg else np.zeros((fh, fw), bool)
+        fbox = None if box is None else (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+        if fbox is not None:
+            gc[_outside(fbox, (fh, fw))] = GC_BGD
+            if band is not None:
+                gc[_box_band(fbox, (fh, fw), P.box_band, at_border, P.extra.get("box_band_img", "skip"))] = GC_BGD
+        if fpos:
+            gc[_disc_mask((fh, fw), fpos, fr) & ~fbg] = GC_FGD
+        gc[fbg] = GC_BGD
+        if _grabcut(fine, gc, P.fine_iters, cv2.GC_EVAL, *models, tol=P.gc_tol) is not None:
+            small, h, w, bg_seed = fine, fh, fw, fbg
+            m = _keep_components((gc == GC_FGD) | (gc == GC_PR_FGD), fpos, fw, fh)
     m = _fill_small_holes(m, P.fill_holes)
     m &= ~bg_seed
 
-    if (h, w) == (H0, W0):
-        return m
-    soft = m.astype(np.float32)
-    up = cv2.resize(soft, (W0, H0), interpolation=cv2.INTER_LINEAR)
-    if P.refine in ("guided", "guided_gray"):
-        r = max(1, int(round(P.guided_radius * min(H0, W0))))
-        gf = guided_filter if P.refine == "guided" else guided_filter_gray
-        up = gf(image, up, r, P.guided_eps)
-    out = up >= 0.5
-    if P.extra.get("band"):
-        b = max(1, int(round(P.extra["band"] / s)))
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
-        u8 = out.astype(np.uint8)
-        inner = cv2.erode(u8, k) > 0
-        outer = cv2.dilate(u8, k) > 0
-        g2 = np.full((H0, W0), GC_BGD, np.uint8)
-        g2[outer] = GC_PR_BGD
-        g2[out & outer] = GC_PR_FGD
-        g2[inner] = GC_FGD
-        for x, y, p in points:
-            cv2.circle(g2, (int(round(x)), int(round(y))), max(1, int(round(r_seed / s))), GC_FGD if p else GC_BGD, -1)
-        bgm = np.zeros((1, 65), np.float64)
-        fgm = np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(0)
-        try:
-            cv2.grabCut(np.ascontiguousarray(image[:, :, ::-1]), g2, None, bgm, fgm, P.extra.get("band_iters", 1), cv2.GC_INIT_WITH_MASK)
-            out = (g2 == GC_FGD) | (g2 == GC_PR_FGD)
-        except cv2.error:
-            pass
+    if (h, w) != (H0, W0):
+        up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_LINEAR)
+        if P.refine in ("guided", "guided_gray"):
+            r = max(1, int(round(P.guided_radius * min(H0, W0))))
+            gf = guided_filter if P.refine == "guided" else guided_filter_gray
+            up = gf(image, up, r, P.guided_eps)
+        m = up >= 0.5
+    if box is not None:
+        m &= ~_outside(box, (H0, W0))
+    return m
+
+
+def _outside(box: Box | None, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels outside ``box`` (all False without a box)."""
+    out = np.zeros(shape, bool)
     if box is not None:
         x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
         x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
-        clip = np.zeros_like(out)
-        clip[y0:y1, x0:x1] = True
-        out &= clip
+        out[:] = True
+        out[max(0, y0):y1, max(0, x0):x1] = False
     return out
+
+
+def _box_band(box: Box, shape: tuple[int, int], frac: float, at_border: tuple[bool, bool, bool, bool],
+              mode: str = "skip") -> np.ndarray:
+    """The inner band of ``box`` (``frac`` of its width/height) on the sides that are not
+    the image border (``mode="all"``: on every side)."""
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+    bw = max(1, int(round(frac * (x1 - x0))))
+    bh = max(1, int(round(frac * (y1 - y0))))
+    m = np.zeros(shape, bool)
+    left, top, right, bottom = at_border if mode != "all" else (False,) * 4
+    if not left:
+        m[y0:y1, x0:x0 + bw] = True
+    if not right:
+        m[y0:y1, max(x0, x1 - bw):x1] = True
+    if not top:
+        m[y0:y0 + bh, x0:x1] = True
+    if not bottom:
+        m[max(y0, y1 - bh):y1, x0:x1] = True
+    return m
+
+
+def _keep_components(m: np.ndarray, pos: list[tuple[float, float]], w: int, h: int) -> np.ndarray:
+    if pos:
+        seeds = [(min(w - 1, int(round(x))), min(h - 1, int(round(y)))) for x, y in pos]
+        return _components_touching(m, seeds)
+    return _largest_components(m)
