@@ -17,6 +17,7 @@ from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.handlers import errors, worker
 from bot.handlers.context import App
+from bot.handlers.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
 from bot.handlers.metrics import Metrics
 from bot.handlers.session import make_session
 from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
@@ -73,17 +74,29 @@ class TimingMiddleware(BaseMiddleware):
             self.metrics.latency.observe(time.perf_counter() - started)
 
 
-def make_dispatcher(app: App, *, seen: Any | None = None, storage: Any | None = None, events_isolation: Any | None = None) -> Dispatcher:
+def make_dispatcher(
+    app: App,
+    *,
+    seen: Any | None = None,
+    storage: Any | None = None,
+    events_isolation: Any | None = None,
+    gate: RedisGate | None = None,
+) -> Dispatcher:
+    """The bot's dispatcher. With a ``gate`` (Redis, several replicas) updates are admitted
+    before aiogram's middlewares: once each, one per user at a time; without, one process
+    drops repeated update ids itself (``seen``)."""
     kwargs: dict[str, Any] = {}
     if storage is not None:
         kwargs["storage"] = storage
     if events_isolation is not None:
         kwargs["events_isolation"] = events_isolation
-    dp = Dispatcher(**kwargs)
+    dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else Dispatcher(**kwargs)
+    use_tap_aware_fsm(dp)
     dp["app"] = app  # startup hooks of feature routers receive the App as ``app``
     if app.metrics is not None:
         dp.update.outer_middleware(TimingMiddleware(app.metrics))
-    dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
+    if gate is None:
+        dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
     directory = WorkerDirectory()
     dp.update.outer_middleware(WorkerMiddleware(app, directory))
     for router in (errors.router, worker.taps, *extra_routers(), worker.router):

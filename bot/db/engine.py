@@ -34,7 +34,7 @@ _RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serializa
 
 
 def _retryable(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 T = TypeVar("T")
 
 
@@ -78,9 +78,10 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, begin: str
             conn.exec_driver_sql(f"BEGIN {begin}")
 
         return engine
-    return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    # No pool_pre_ping: it is a round trip before every transaction. A pooled connection that
+    # died (server restart) fails on its first statement instead, and Database.call runs the
+    # transaction again on a fresh one ("optimistic" disconnect handling).
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
 
 
 def connection(session: Session) -> Connection:
@@ -129,9 +130,9 @@ class Database:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(session, *args)`` in its own transaction, synchronously.
 
-        A transaction that PostgreSQL aborts as a deadlock victim or a serialisation failure is
-        run again from the start (domain operations are written to be safely re-run); anything
-        else propagates.
+        A transaction that PostgreSQL aborts as a deadlock victim or a serialisation failure, or
+        that lost its connection (the server restarted), is run again from the start on a fresh
+        connection (domain operations are written to be safely re-run); anything else propagates.
         """
         for attempt in range(RETRIES + 1):
             try:

@@ -110,3 +110,18 @@ def test_deadlock_victim_is_retried(pg_db: Database) -> None:
     with pytest.raises(DBAPIError):
         pg_db.call(broken)
     assert calls["n"] == 1
+
+
+def test_a_connection_the_server_dropped_is_replaced(pg_db: Database, pg_url: str) -> None:
+    """No ping before each transaction: a pooled connection killed by the server (a restart, an
+    idle timeout) fails on first use and the transaction runs again on a fresh connection."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    first = pg_db.call(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    admin = create_engine(make_url(pg_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one() is True
+    admin.dispose()
+    again = pg_db.call(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    assert again != first

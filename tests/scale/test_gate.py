@@ -1,0 +1,169 @@
+"""The Redis gate of several replicas: each update once, one update per user at a time, and
+task taps that do not load FSM state. Two dispatchers stand for two replica processes; they
+share nothing but Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiogram import Bot, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import CallbackQuery, Message, Update
+from redis.asyncio import Redis
+
+from bot.handlers.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
+
+TOKEN = "42:gate-test-token"
+HOLD_S = 0.15
+
+
+class CountingStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_reads = 0
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        self.state_reads += 1
+        return await super().get_state(key)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.handled: list[tuple[int, float, float]] = []  # (update id, start, end)
+
+    def router(self) -> Router:
+        router = Router()
+
+        @router.callback_query()
+        async def on_query(query: CallbackQuery, state: FSMContext, raw_state: str | None = None) -> None:
+            started = time.monotonic()
+            await asyncio.sleep(HOLD_S)
+            self.handled.append((int(query.id), started, time.monotonic()))
+
+        @router.message()
+        async def on_message(message: Message, raw_state: str | None = None) -> None:
+            self.handled.append((message.message_id, time.monotonic(), time.monotonic()))
+
+        return router
+
+
+def tap(update_id: int, user_id: int, data: str = "t:l:7:0") -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "callback_query": {
+                "id": str(update_id),
+                "from": {"id": user_id, "is_bot": False, "first_name": "w"},
+                "chat_instance": "ci",
+                "data": data,
+            },
+        }
+    )
+
+
+def text(update_id: int, user_id: int) -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": 0,
+                "chat": {"id": user_id, "type": "private"},
+                "from": {"id": user_id, "is_bot": False, "first_name": "w"},
+                "text": "hello",
+            },
+        }
+    )
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def replica(redis: Redis, prefix: str, recorder: Recorder, storage: MemoryStorage | None = None) -> GatedDispatcher:
+    dp = GatedDispatcher(gate=RedisGate(redis, prefix=prefix), storage=storage or MemoryStorage())
+    use_tap_aware_fsm(dp)
+    dp.include_router(recorder.router())
+    return dp
+
+
+async def test_an_update_delivered_to_two_replicas_is_handled_once(redis: Redis) -> None:
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    recorder = Recorder()
+    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    bot = Bot(TOKEN)
+    try:
+        update = tap(1001, user_id=5)
+        await asyncio.gather(a.feed_update(bot, update), b.feed_update(bot, update), a.feed_update(bot, update))
+        await b.feed_update(bot, update)  # a late re-delivery
+    finally:
+        await bot.session.close()
+    assert [u for u, _, _ in recorder.handled] == [1001]
+
+
+async def test_one_users_updates_never_overlap_across_replicas(redis: Redis) -> None:
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    recorder = Recorder()
+    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    bot = Bot(TOKEN)
+    try:
+        await asyncio.gather(*(dp.feed_update(bot, tap(2000 + i, user_id=7)) for i, dp in enumerate([a, b, a, b])))
+    finally:
+        await bot.session.close()
+    spans = sorted((start, end) for _, start, end in recorder.handled)
+    assert len(spans) == 4
+    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+        assert next_start >= end, spans  # one at a time for this user
+
+
+async def test_different_users_are_not_serialised(redis: Redis) -> None:
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    recorder = Recorder()
+    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    bot = Bot(TOKEN)
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(dp.feed_update(bot, tap(3000 + i, user_id=100 + i)) for i, dp in enumerate([a, b, a, b])))
+    finally:
+        await bot.session.close()
+    assert len(recorder.handled) == 4
+    assert time.monotonic() - started < 3 * HOLD_S  # four users at once, not 4 x HOLD_S
+
+
+async def test_lock_is_released_when_the_handler_fails(redis: Redis) -> None:
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    gate = RedisGate(redis, prefix=prefix)
+    with pytest.raises(RuntimeError):
+        async with gate.admit(42, tap(4001, user_id=9)) as admitted:
+            assert admitted
+            raise RuntimeError("handler crashed")
+    assert await redis.exists(f"{prefix}:lock:42:9") == 0
+    async with gate.admit(42, tap(4002, user_id=9)) as admitted:  # the next update gets in at once
+        assert admitted
+
+
+async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis: Redis) -> None:
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    recorder = Recorder()
+    storage = CountingStorage()
+    dp = replica(redis, prefix, recorder, storage)
+    bot = Bot(TOKEN)
+    try:
+        await dp.feed_update(bot, tap(5001, user_id=11))
+        assert storage.state_reads == 0
+        await dp.feed_update(bot, tap(5002, user_id=11, data="wallet:wd"))  # not a task button
+        assert storage.state_reads == 1
+        await dp.feed_update(bot, text(5003, user_id=11))
+        assert storage.state_reads == 2
+    finally:
+        await bot.session.close()
+    assert [u for u, _, _ in recorder.handled] == [5001, 5002, 5003]
