@@ -15,7 +15,7 @@ from aiogram.types import BotCommand, TelegramObject, Update
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.handlers import errors, worker
+from bot.handlers import errors, fast_types, worker
 from bot.handlers.context import App
 from bot.handlers.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
 from bot.handlers.metrics import Metrics
@@ -90,6 +90,7 @@ def make_dispatcher(
         kwargs["storage"] = storage
     if events_isolation is not None:
         kwargs["events_isolation"] = events_isolation
+    fast_types.install()
     dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else Dispatcher(**kwargs)
     use_tap_aware_fsm(dp)
     dp["app"] = app  # startup hooks of feature routers receive the App as ``app``
@@ -99,7 +100,7 @@ def make_dispatcher(
         dp.update.outer_middleware(DedupMiddleware(seen or SeenUpdates()))
     directory = WorkerDirectory()
     dp.update.outer_middleware(WorkerMiddleware(app, directory))
-    for router in (errors.router, worker.taps, *extra_routers(), worker.router):
+    for router in (worker.taps, errors.router, *extra_routers(), worker.router):
         _include(dp, router)
     return dp
 

@@ -4,8 +4,8 @@ aiogram's Redis pieces do this in four round trips per update, each a few hundre
 of Python in redis-py: ``SET NX`` for de-duplication, a redis-py ``Lock`` (acquire, release)
 for isolation, and a ``GET`` of the FSM state. With several replicas that was a third of the
 bot's CPU per answer. Here one Lua script checks "seen" and takes the user's lock in a single
-round trip, a second releases it, and a tap on a task button (which no FSM state concerns)
-skips loading the state.
+round trip, a second releases it (both on a lean pipelined connection, ``redis_wire``), and a
+tap on a task button (which no FSM state concerns) skips loading the state.
 
 :class:`GatedDispatcher` admits every update before aiogram's middlewares run, so the FSM
 state is read under the user's lock (the ordering aiogram's own isolation guarantees).
@@ -23,27 +23,33 @@ import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
-from redis.asyncio import Redis
-
 from bot.handlers.callbacks import TaskCb
+from bot.handlers.redis_wire import Script, WireScripts
 
 log = structlog.get_logger("crowdpin.bot")
 
 # KEYS: seen key, lock key. ARGV: lock token, seen ttl (s), lock ttl (ms).
 # -1: seen before (drop); 1: admitted (lock held, update marked seen); 0: the user's lock is busy.
-_ACQUIRE = """
+# Safe to send twice (a reconnect resends): the holder of the token is admitted again.
+_ACQUIRE = Script("""
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[1] then return 1 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
-  redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
-  return 1
-end
-return 0
-"""
+if holder then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+return 1
+""")
 # KEYS: lock key. ARGV: token. Only the holder releases (an expired lock may be someone else's).
-_RELEASE = """
+_RELEASE = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
+# KEYS: seen key. ARGV: ttl (s). 1 the first time, 0 after.
+_FIRST_TIME = Script("""
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
+""")
 
 _TAP_PREFIX = TaskCb.__prefix__ + TaskCb.__separator__
 
@@ -59,7 +65,7 @@ class RedisGate:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: WireScripts,
         *,
         prefix: str = "crowdpin",
         seen_ttl_s: int = 86_400,
@@ -73,8 +79,10 @@ class RedisGate:
         self.lock_ttl_ms = lock_ttl_ms
         self.poll_s = poll_s
         self.max_poll_s = max_poll_s
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._release = redis.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisGate:
+        return cls(WireScripts(url), **kwargs)
 
     @asynccontextmanager
     async def admit(self, bot_id: int, update: Update) -> AsyncIterator[bool]:
@@ -83,13 +91,13 @@ class RedisGate:
         seen = f"{self.prefix}:update:{bot_id}:{update.update_id}"
         user = user_of(update)
         if user is None:
-            yield bool(await self.redis.set(seen, b"1", nx=True, ex=self.seen_ttl_s))
+            yield bool(await self.redis.run(_FIRST_TIME, [seen], [self.seen_ttl_s]))
             return
         lock = f"{self.prefix}:lock:{bot_id}:{user}"
         token = secrets.token_hex(8)
         delay = self.poll_s
         while True:
-            got = int(await self._acquire(keys=[seen, lock], args=[token, self.seen_ttl_s, self.lock_ttl_ms]))
+            got = int(await self.redis.run(_ACQUIRE, [seen, lock], [token, self.seen_ttl_s, self.lock_ttl_ms]))
             if got != 0:
                 break
             await asyncio.sleep(delay)  # the user's previous update is in flight somewhere
@@ -100,7 +108,7 @@ class RedisGate:
         try:
             yield True
         finally:
-            await self._release(keys=[lock], args=[token])
+            await self.redis.run(_RELEASE, [lock], [token])
 
 
 class GatedDispatcher(Dispatcher):
@@ -109,6 +117,7 @@ class GatedDispatcher(Dispatcher):
     def __init__(self, *, gate: RedisGate, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self.shutdown.register(gate.redis.close)
 
     async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
         async with self.gate.admit(bot.id, update) as admitted:

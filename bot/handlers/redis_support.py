@@ -25,6 +25,6 @@ def redis_components(url: str) -> dict[str, Any]:
     key_builder = DefaultKeyBuilder(prefix="crowdpin", with_bot_id=True)
     return {
         "storage": RedisStorage(redis, key_builder=key_builder),
-        "gate": RedisGate(redis),
+        "gate": RedisGate.from_url(url),
         "redis": redis,
     }

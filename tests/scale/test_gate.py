@@ -89,17 +89,17 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def replica(redis: Redis, prefix: str, recorder: Recorder, storage: MemoryStorage | None = None) -> GatedDispatcher:
-    dp = GatedDispatcher(gate=RedisGate(redis, prefix=prefix), storage=storage or MemoryStorage())
+def replica(redis_url: str, prefix: str, recorder: Recorder, storage: MemoryStorage | None = None) -> GatedDispatcher:
+    dp = GatedDispatcher(gate=RedisGate.from_url(redis_url, prefix=prefix), storage=storage or MemoryStorage())
     use_tap_aware_fsm(dp)
     dp.include_router(recorder.router())
     return dp
 
 
-async def test_an_update_delivered_to_two_replicas_is_handled_once(redis: Redis) -> None:
+async def test_an_update_delivered_to_two_replicas_is_handled_once(redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
-    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
     bot = Bot(TOKEN)
     try:
         update = tap(1001, user_id=5)
@@ -110,10 +110,10 @@ async def test_an_update_delivered_to_two_replicas_is_handled_once(redis: Redis)
     assert [u for u, _, _ in recorder.handled] == [1001]
 
 
-async def test_one_users_updates_never_overlap_across_replicas(redis: Redis) -> None:
+async def test_one_users_updates_never_overlap_across_replicas(redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
-    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
     bot = Bot(TOKEN)
     try:
         await asyncio.gather(*(dp.feed_update(bot, tap(2000 + i, user_id=7)) for i, dp in enumerate([a, b, a, b])))
@@ -125,10 +125,10 @@ async def test_one_users_updates_never_overlap_across_replicas(redis: Redis) -> 
         assert next_start >= end, spans  # one at a time for this user
 
 
-async def test_different_users_are_not_serialised(redis: Redis) -> None:
+async def test_different_users_are_not_serialised(redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
-    a, b = replica(redis, prefix, recorder), replica(redis, prefix, recorder)
+    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
     bot = Bot(TOKEN)
     started = time.monotonic()
     try:
@@ -139,9 +139,9 @@ async def test_different_users_are_not_serialised(redis: Redis) -> None:
     assert time.monotonic() - started < 3 * HOLD_S  # four users at once, not 4 x HOLD_S
 
 
-async def test_lock_is_released_when_the_handler_fails(redis: Redis) -> None:
+async def test_lock_is_released_when_the_handler_fails(redis: Redis, redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
-    gate = RedisGate(redis, prefix=prefix)
+    gate = RedisGate.from_url(redis_url, prefix=prefix)
     with pytest.raises(RuntimeError):
         async with gate.admit(42, tap(4001, user_id=9)) as admitted:
             assert admitted
@@ -151,11 +151,11 @@ async def test_lock_is_released_when_the_handler_fails(redis: Redis) -> None:
         assert admitted
 
 
-async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis: Redis) -> None:
+async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
     storage = CountingStorage()
-    dp = replica(redis, prefix, recorder, storage)
+    dp = replica(redis_url, prefix, recorder, storage)
     bot = Bot(TOKEN)
     try:
         await dp.feed_update(bot, tap(5001, user_id=11))
@@ -167,3 +167,26 @@ async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis: Redis) -
     finally:
         await bot.session.close()
     assert [u for u, _, _ in recorder.handled] == [5001, 5002, 5003]
+
+
+async def test_wire_connection_survives_script_flush_and_a_killed_connection(redis: Redis, redis_url: str) -> None:
+    from bot.handlers.gate import _ACQUIRE
+    from bot.handlers.redis_wire import WireScripts
+
+    prefix = f"test-gate-{secrets.token_hex(4)}"
+    wire = WireScripts(redis_url)
+    try:
+        keys = [f"{prefix}:seen", f"{prefix}:lock"]
+        assert await wire.run(_ACQUIRE, keys, ["tok", 60, 30_000]) == 1
+        assert await wire.run(_ACQUIRE, keys, ["tok", 60, 30_000]) == 1  # a resend by the holder
+        assert await wire.run(_ACQUIRE, keys, ["other", 60, 30_000]) == -1  # the update was seen
+        await redis.script_flush()  # a restarted Redis has no scripts: EVAL replaces EVALSHA
+        assert await wire.run(_ACQUIRE, [f"{prefix}:seen2", keys[1]], ["other", 60, 30_000]) == 0  # lock busy
+        host, port = wire._writer.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+        assert await redis.client_kill(f"{host}:{port}") is True
+        assert await wire.run(_ACQUIRE, keys, ["tok", 60, 30_000]) == 1  # reconnected and resent
+        assert await redis.get(keys[1]) == b"tok"
+        results = await asyncio.gather(*(wire.call("INCR", f"{prefix}:n") for _ in range(200)))
+        assert sorted(results) == list(range(1, 201))  # pipelined replies matched to their callers
+    finally:
+        await wire.close()
