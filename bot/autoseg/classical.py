@@ -56,6 +56,10 @@ class Params:
     box_band: float = 0.0  # box mode: inner band of the box (fraction of its size) is background
     coarse_side: int = 0  # >0: GrabCut first at this side, then a short pass at work_side
     fine_iters: int = 1  # GrabCut iterations of the work_side pass (two-stage only)
+    prefilter: float = 15.0  # bilateral filter (colour sigma) of GrabCut's input; 0 = off
+    incremental: bool = True  # clicks after the first refine the previous result (cached per image)
+    refine_iters: int = 1  # GrabCut iterations of such a refinement
+    refine_models: str = "fresh"  # "fresh" (k-means on the refined labels) | "previous" (carry the GMMs over)
     fine_band: float = 0.0  # two-stage: labels fixed farther than this (of the short side) from the coarse boundary
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all"}
@@ -65,11 +69,12 @@ class Params:
 class ClassicalSegmenter:
     """Geodesic-seeded GrabCut with edge-aware upsampling.  See the module docstring."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, cache_size: int = 64, **kwargs: object) -> None:
         self.params = replace(Params(), **kwargs)  # type: ignore[arg-type]
+        self._cache = _Lru(cache_size) if cache_size > 0 else None
 
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
-        return segment_classical(image, list(points), box, self.params)
+        return segment_classical(image, list(points), box, self.params, self._cache)
 
 
 # ------------------------------------------------------------------ helpers
@@ -251,8 +256,18 @@ def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px:
             min(W, int(np.ceil(x1 + mx))), min(H, int(np.ceil(y1 + my))))
 
 
-def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params) -> np.ndarray:
+def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
+                      cache: _Lru | None = None) -> np.ndarray:
     H0, W0 = image.shape[:2]
+    if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
+        import hashlib
+
+        small = _resize_to(image, P.work_side)
+        h, w = small.shape[:2]
+        key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr(small.shape).encode()
+        sx, sy = w / W0, h / H0
+        pts = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
+        return _to_full(image, _click_state(small, key, pts, P, cache).mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
         roi = _expand_roi(*box, P.box_crop, 0.02 * max(H0, W0), W0, H0)
@@ -286,7 +301,7 @@ def _resize_to(image: np.ndarray, side: int) -> np.ndarray:
 
 def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
              bgm: np.ndarray | None = None, fgm: np.ndarray | None = None,
-             tol: float = 0.0, pre: str = "") -> tuple[np.ndarray, np.ndarray] | None:
+             tol: float = 0.0, pre: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
     """In-place GrabCut on the label map ``gc``; returns the colour models or None."""
     import cv2
 
@@ -296,14 +311,10 @@ def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
     fgm = np.zeros((1, 65), np.float64) if fgm is None else fgm.copy()
     cv2.setRNGSeed(0)
     bgr = np.ascontiguousarray(img_rgb[:, :, ::-1])
-    if pre:
-        kind, _, arg = pre.partition(":")
-        if kind == "gauss":
-            bgr = cv2.GaussianBlur(bgr, (0, 0), float(arg))
-        elif kind == "bilateral":
-            bgr = cv2.bilateralFilter(bgr, 5, float(arg), 3)
-        elif kind == "median":
-            bgr = cv2.medianBlur(bgr, int(arg))
+    if pre > 0:
+        # edge-preserving smoothing: flattens texture for the colour models and the
+        # contrast term, keeps the edges (and makes the max-flow cheaper)
+        bgr = cv2.bilateralFilter(bgr, 5, pre, 3)
     try:
         if tol <= 0:
             cv2.grabCut(bgr, gc, None, bgm, fgm, iters, mode)
@@ -321,7 +332,8 @@ def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
 
 
 def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
-                 at_border: tuple[bool, bool, bool, bool] = (False, False, False, False)) -> np.ndarray:
+                 at_border: tuple[bool, bool, bool, bool] = (False, False, False, False),
+                 want_state: bool = False):
     import cv2
 
     H0, W0 = image.shape[:2]
@@ -343,7 +355,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     lab = _lab(small, P.smooth_sigma) if pos else None
 
     gc = np.full((h, w), GC_PR_BGD, np.uint8)
-    d_fg = None
+    d_fg = d_bg = None
     if pos:
         d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         bg_src = bg_seed.copy()
@@ -389,14 +401,14 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     band = None
     if sbox is not None and not pos and P.box_band > 0:
         band = _box_band(sbox, (h, w), P.box_band, at_border, P.extra.get("box_band_img", "skip"))
-        gc[band] = GC_BGD
+        gc[band] = GC_PR_BGD if P.extra.get("box_band_soft") else GC_BGD
     if sbox is not None:
         gc[outside] = GC_BGD
     gc[fg_seed] = GC_FGD
     gc[bg_seed] = GC_BGD
 
     gc_init = gc.copy()
-    models = _grabcut(small, gc, P.gc_iters, cv2.GC_INIT_WITH_MASK, tol=P.gc_tol, pre=P.extra.get("gc_pre", ""))
+    models = _grabcut(small, gc, P.gc_iters, cv2.GC_INIT_WITH_MASK, tol=P.gc_tol, pre=P.prefilter)
     m = (gc == GC_FGD) | (gc == GC_PR_FGD)
     m = _keep_components(m, pos, w, h)
     if neg and pos and P.neg_carve:
@@ -439,22 +451,139 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         if fpos:
             gc[_disc_mask((fh, fw), fpos, fr) & ~fbg] = GC_FGD
         gc[fbg] = GC_BGD
-        if _grabcut(fine, gc, P.fine_iters, cv2.GC_EVAL, *models, tol=P.gc_tol) is not None:
+        if _grabcut(fine, gc, P.fine_iters, cv2.GC_EVAL, *models, tol=P.gc_tol, pre=P.prefilter) is not None:
             small, h, w, bg_seed = fine, fh, fw, fbg
             m = _keep_components((gc == GC_FGD) | (gc == GC_PR_FGD), fpos, fw, fh)
     m = _fill_small_holes(m, P.fill_holes)
     m &= ~bg_seed
+    if want_state:
+        return _ClickState(m, models, d_fg, d_bg, lab)
 
-    if (h, w) != (H0, W0):
-        up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_LINEAR)
-        if P.refine in ("guided", "guided_gray"):
-            r = max(1, int(round(P.guided_radius * min(H0, W0))))
-            gf = guided_filter if P.refine == "guided" else guided_filter_gray
-            up = gf(image, up, r, P.guided_eps)
-        m = up >= 0.5
+    m = _to_full(image, m, P)
     if box is not None:
         m &= ~_outside(box, (H0, W0))
     return m
+
+
+def _to_full(image: np.ndarray, m: np.ndarray, P: Params) -> np.ndarray:
+    """Work-resolution mask -> ``image``'s size (edge-aware upsampling)."""
+    import cv2
+
+    H0, W0 = image.shape[:2]
+    if m.shape == (H0, W0):
+        return m
+    up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_LINEAR)
+    if P.refine in ("guided", "guided_gray"):
+        r = max(1, int(round(P.guided_radius * min(H0, W0))))
+        gf = guided_filter if P.refine == "guided" else guided_filter_gray
+        up = gf(image, up, r, P.guided_eps)
+    return up >= 0.5
+
+
+@dataclass
+class _ClickState:
+    """What a click-mode run leaves at the working resolution (cached per image and clicks)."""
+
+    mask: np.ndarray
+    models: tuple[np.ndarray, np.ndarray] | None
+    d_fg: np.ndarray | None
+    d_bg: np.ndarray | None
+    lab: np.ndarray | None
+
+
+def _click_state(small: np.ndarray, key: bytes, pts: tuple[Point, ...], P: Params,
+                 cache: _Lru | None) -> _ClickState:
+    """State after the clicks ``pts`` (in ``small``'s pixels).
+
+    The first click (or every click up to the first positive one) runs the full pipeline.
+    Each later click refines the state of the clicks before it (RITM-style: the previous
+    mask is an input), so the result is a function of the image and the ordered clicks
+    only; the cache just avoids recomputing the earlier states.
+    """
+    ck = (key, pts)
+    if cache is not None:
+        hit = cache.get(ck)
+        if hit is not None:
+            return hit
+    prev_pos = any(p for _, _, p in pts[:-1])
+    if len(pts) >= 2 and prev_pos:
+        prev = _click_state(small, key, pts[:-1], P, cache)
+        st = _refine_click(small, prev, pts, P)
+    else:
+        st = _segment_roi(small, list(pts), None, P, want_state=True)
+    if cache is not None:
+        cache.put(ck, st)
+    return st
+
+
+def _refine_click(small: np.ndarray, prev: _ClickState, pts: tuple[Point, ...], P: Params) -> _ClickState:
+    """One more click on top of ``prev``: the click's geodesic cell is re-labelled, the
+    previous colour models start a short GrabCut."""
+    import cv2
+
+    h, w = small.shape[:2]
+    x, y, positive = pts[-1]
+    r_seed = max(1.5, P.seed_radius * min(h, w))
+    pos = [(px, py) for px, py, p in pts if p]
+    neg = [(px, py) for px, py, p in pts if not p]
+    bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
+    fg_seed = _disc_mask((h, w), pos, r_seed) & ~bg_seed
+    lab = prev.lab if prev.lab is not None else _lab(small, P.smooth_sigma)
+    d_new = geodesic_distance(lab, _disc_mask((h, w), [(x, y)], r_seed), P.geo_eps, P.geo_passes, tex=P.geo_tex)
+    d_fg, d_bg = prev.d_fg, prev.d_bg
+    gc = np.where(prev.mask, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+    if positive:
+        if d_bg is not None:
+            gc[d_new < P.fg_ratio * d_bg] = GC_PR_FGD
+        d_fg = d_new if d_fg is None else np.minimum(d_fg, d_new)
+    else:
+        if d_fg is not None:
+            gc[(d_new * P.fg_ratio < d_fg) & prev.mask] = GC_PR_BGD
+        d_bg = d_new if d_bg is None else np.minimum(d_bg, d_new)
+    if P.extra.get("refine_init") == "geo" and d_fg is not None and d_bg is not None:
+        gc = np.where(d_fg < P.fg_ratio * d_bg, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+    elif P.extra.get("refine_init") == "union" and d_fg is not None and d_bg is not None:
+        gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
+    gc[fg_seed] = GC_FGD
+    gc[bg_seed] = GC_BGD
+    if P.refine_models == "previous" and prev.models is not None:
+        models = _grabcut(small, gc, P.refine_iters, cv2.GC_EVAL, *prev.models, pre=P.prefilter)
+    else:
+        # fresh colour models from the refined labels: already close to the answer, so
+        # one iteration is enough (carrying the old models over made GrabCut "sticky":
+        # it tends to undo the click, docs/autoseg.md)
+        models = _grabcut(small, gc, P.refine_iters, cv2.GC_INIT_WITH_MASK, pre=P.prefilter)
+    m = (gc == GC_FGD) | (gc == GC_PR_FGD)
+    m = _keep_components(m, pos, w, h)
+    m = _fill_small_holes(m, P.fill_holes)
+    m &= ~bg_seed
+    return _ClickState(m, models if models is not None else prev.models, d_fg, d_bg, lab)
+
+
+class _Lru:
+    """A small thread-safe LRU (the bot segments on a thread pool)."""
+
+    def __init__(self, size: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.size = size
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> object | None:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: object, value: object) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
 
 
 def _outside(box: Box | None, shape: tuple[int, int]) -> np.ndarray:

@@ -290,3 +290,34 @@ def test_dev_set_smoke() -> None:
     if not ious:
         pytest.skip("dev images not found")
     assert np.mean(ious) > 0.85, ious
+
+
+# ---------------------------------------------------------------- refinement cache
+def test_refinement_cache_does_not_change_results(two_discs) -> None:
+    """Later clicks refine the earlier result (cached per image); the answer must not
+    depend on the cache: a cold segmenter, a warm one and one without a cache agree."""
+    from bot.autoseg.classical import ClassicalSegmenter
+
+    img, a, b = two_discs
+    clicks = [(110, 100, True), (215, 100, False), (140, 60, True)]
+    warm = ClassicalSegmenter()
+    for k in range(1, len(clicks) + 1):  # the bot's order: one more tap each time
+        got = warm.segment(img, clicks[:k])
+        cold = ClassicalSegmenter().segment(img.copy(), clicks[:k])
+        nocache = ClassicalSegmenter(cache_size=0).segment(img, clicks[:k])
+        assert np.array_equal(got, cold) and np.array_equal(got, nocache), k
+    assert not got[100, 215] and got[100, 110]
+
+
+def test_refinement_cache_keys_on_pixels(disc_scene, two_discs) -> None:
+    from bot.autoseg.classical import ClassicalSegmenter
+
+    seg = ClassicalSegmenter(cache_size=2)
+    img1, disc = disc_scene
+    img2, _, _ = two_discs
+    m1 = seg.segment(img1, [(190, 120, True), (20, 20, False)])
+    seg.segment(img2, [(110, 100, True), (20, 20, False)])
+    altered = img1.copy()
+    altered[disc] = 255 - altered[disc]  # same shape, other pixels: must not hit the cache
+    assert np.array_equal(seg.segment(img1, [(190, 120, True), (20, 20, False)]), m1)
+    assert _iou(seg.segment(altered, [(190, 120, True), (20, 20, False)]), disc) > 0.5
