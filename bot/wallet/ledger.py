@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -51,18 +50,7 @@ _INSERT_TXN_ONCE = {
     "postgresql": pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
 }
 _INSERT_TXN = insert(LedgerTxn).returning(LedgerTxn.id)
-_ENTRY_COLUMNS = ("txn_id", "account", "amount", "available_at", "created_at")
-_INSERT_ENTRIES: dict[int, Any] = {}
-
-
-def _insert_entries(n: int) -> Any:
-    """One multi-row INSERT for ``n`` legs (``<column>_<i>`` parameters), built once per size:
-    an executemany costs a pipeline per call on psycopg, and most postings have two legs."""
-    statement = _INSERT_ENTRIES.get(n)
-    if statement is None:
-        rows = [{c: bindparam(f"{c}_{i}", type_=LedgerEntry.__table__.c[c].type) for c in _ENTRY_COLUMNS} for i in range(n)]  # type: ignore[attr-defined]
-        statement = _INSERT_ENTRIES[n] = insert(LedgerEntry).values(rows)
-    return statement
+_INSERT_ENTRY = insert(LedgerEntry)
 
 
 def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
@@ -136,11 +124,14 @@ def post_id(
         assert existing is not None
         return existing.id, False  # type: ignore[return-value]
     if legs:
-        params: dict[str, Any] = {}
-        for i, leg in enumerate(legs):
-            params.update({f"txn_id_{i}": txn_id, f"account_{i}": leg.account, f"amount_{i}": leg.amount,
-                           f"available_at_{i}": leg.available_at or now, f"created_at_{i}": now})
-        connection(session).execute(_insert_entries(len(legs)), params)
+        connection(session).execute(
+            _INSERT_ENTRY,
+            [
+                {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
+                 "available_at": leg.available_at or now, "created_at": now}
+                for leg in legs
+            ],
+        )
     return txn_id, True
 
 
