@@ -11,11 +11,18 @@ Pipeline (see docs/autoseg.md for what was measured):
    (negative pins + image border, or the outside of the box).  Pixels geodesically
    closer to a positive pin start as "probably object", the rest as "probably
    background".
-4. GrabCut (colour GMMs + contrast-sensitive graph cut) from that initial labelling.
+4. GrabCut (colour GMMs + contrast-sensitive graph cut) from that initial labelling, on
+   a bilateral-filtered copy (texture flattened, edges kept).
 5. Clean-up: keep only the components that touch a positive pin (or, in box mode,
    the big ones), fill small holes.
 6. Back to full size with an edge-aware upsampling (guided filter of the soft mask,
    guided by the full-size image).
+
+Clicks after the first positive one do not start again: they refine the state the
+earlier clicks left (their mask, geodesic fields), RITM-style - the click's geodesic
+cell is re-labelled and one GrabCut iteration runs from there.  The result is a
+function of the image and the ordered clicks; a small per-photo LRU keeps the earlier
+states so that an Add-a-point tap costs one refinement, not the whole chain.
 
 Everything is deterministic: OpenCV's GrabCut seeds its k-means with a fixed RNG
 state, which we reset before each call.
@@ -62,14 +69,15 @@ class Params:
     refine_models: str = "fresh"  # "fresh" (k-means on the refined labels) | "previous" (carry the GMMs over)
     fine_band: float = 0.0  # two-stage: labels fixed farther than this (of the short side) from the coarse boundary
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
-    # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all"}
+    # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
+    #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1}
     extra: dict = field(default_factory=dict)
 
 
 class ClassicalSegmenter:
     """Geodesic-seeded GrabCut with edge-aware upsampling.  See the module docstring."""
 
-    def __init__(self, cache_size: int = 64, **kwargs: object) -> None:
+    def __init__(self, cache_size: int = 32, **kwargs: object) -> None:
         self.params = replace(Params(), **kwargs)  # type: ignore[arg-type]
         self._cache = _Lru(cache_size) if cache_size > 0 else None
 
@@ -544,6 +552,14 @@ def _refine_click(small: np.ndarray, prev: _ClickState, pts: tuple[Point, ...], 
         gc = np.where(d_fg < P.fg_ratio * d_bg, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
     elif P.extra.get("refine_init") == "union" and d_fg is not None and d_bg is not None:
         gc[d_fg < P.fg_ratio * d_bg] = GC_PR_FGD
+    core = P.extra.get("core", 0.0)
+    if core > 0:
+        # the part of the click's geodesic cell that is much closer to it than to the
+        # other side's seeds is fixed for this refinement
+        if positive and d_bg is not None and not P.extra.get("core_neg_only"):
+            gc[d_new * core < d_bg] = GC_FGD
+        elif not positive and prev.d_fg is not None:
+            gc[(d_new * core < prev.d_fg)] = GC_BGD
     gc[fg_seed] = GC_FGD
     gc[bg_seed] = GC_BGD
     if P.refine_models == "previous" and prev.models is not None:
