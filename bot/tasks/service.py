@@ -269,18 +269,15 @@ def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
 def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
     """The ORM row of a lease the worker may act on (magic pin keeps its state in it)."""
     assignment = session.get(Assignment, assignment_id)
-    if assignment is None:
-        return Refusal.UNKNOWN
-    if assignment.worker_id != worker_id:
-        return Refusal.NOT_YOURS
-    if assignment.status != AssignmentStatus.LEASED:
-        return Refusal.ALREADY
-    if assignment.expires_at <= now:
-        return Refusal.EXPIRED
+    refusal = _check(assignment, worker_id, now)
+    if refusal is not None:
+        return refusal
+    assert assignment is not None
     return assignment
 
 
-def _check(lease: _Lease | None, worker_id: int, now: datetime) -> Refusal | None:
+def _check(lease: _Lease | Assignment | None, worker_id: int, now: datetime) -> Refusal | None:
+    """Why the worker may not act on this lease now, or None."""
     if lease is None:
         return Refusal.UNKNOWN
     if lease.worker_id != worker_id:
