@@ -50,7 +50,7 @@ class Params:
     border_weight: float = 1.0  # multiply border-seed distances (>1 = weaker border prior)
     fg_ratio: float = 1.25  # PR_FGD where d_fg < fg_ratio * d_bg
     seed_radius: float = 0.02  # of the work image's short side
-    gc_iters: int = 4
+    gc_iters: int = 3
     gc_tol: float = 0.0  # >0: stop GrabCut early once an iteration flips fewer than this fraction of pixels
     refine: str = "guided_gray"  # "guided_gray" | "guided" (colour guide) | "bilinear"
     guided_radius: float = 0.012  # of the full image's short side
