@@ -39,6 +39,11 @@ SENDING_METHODS = frozenset(
 )
 
 
+def count_sent(metrics: Metrics, api_method: str) -> None:
+    if api_method in SENDING_METHODS:
+        metrics.sent.inc()
+
+
 class BotApiSession(AiohttpSession):
     metrics: Metrics | None = None
 
@@ -68,8 +73,8 @@ class BotApiSession(AiohttpSession):
             except ValueError:
                 data = None
             if isinstance(data, dict) and data.get("ok") is True:
-                if self.metrics is not None and api_method in SENDING_METHODS:
-                    self.metrics.sent.inc()
+                if self.metrics is not None:
+                    count_sent(self.metrics, api_method)
                 return data.get("result")
         try:
             return self.check_response(bot, method(), status, content).result
@@ -102,8 +107,7 @@ class MetricsRequestMiddleware(BaseRequestMiddleware):
         except TelegramRetryAfter:
             self.metrics.http_429.inc()
             raise
-        if method.__api_method__ in SENDING_METHODS:
-            self.metrics.sent.inc()
+        count_sent(self.metrics, method.__api_method__)
         return result
 
 

@@ -63,12 +63,6 @@ def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
     return connection(session).execute(statement, values).scalar()
 
 
-def _replay(session: Session, key: str) -> tuple[LedgerTxn, bool]:
-    existing = find_txn(session, key)
-    assert existing is not None
-    return existing, False
-
-
 def post(
     session: Session,
     *,
@@ -86,11 +80,9 @@ def post(
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
     now = now or utcnow()
-    txn_id, created = post_id(
-        session, key=key, kind=kind, legs=legs, worker_id=worker_id, memo=memo, now=now, allow_empty=allow_empty
-    )
-    if not created:
-        return _replay(session, key)
+    txn_id, existing = _write(session, key, kind, legs, worker_id, memo, now, allow_empty)
+    if existing is not None:
+        return existing, False
     return LedgerTxn(id=txn_id, key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now), True
 
 
@@ -106,6 +98,21 @@ def post_id(
     allow_empty: bool = False,
 ) -> tuple[int, bool]:
     """:func:`post` returning ``(txn id, created)``, for callers that need no ORM object."""
+    txn_id, existing = _write(session, key, kind, legs, worker_id, memo, now or utcnow(), allow_empty)
+    return txn_id, existing is None
+
+
+def _write(
+    session: Session,
+    key: str,
+    kind: EntryKind | str,
+    legs: list[Leg],
+    worker_id: int | None,
+    memo: str | None,
+    now: datetime,
+    allow_empty: bool,
+) -> tuple[int, LedgerTxn | None]:
+    """(id, None) for a new posting; (id, the first posting) for a replay of its key."""
     problem = None
     if (not legs and not allow_empty) or sum(leg.amount for leg in legs) != 0:
         problem = f"transaction {key!r} does not balance"
@@ -114,15 +121,14 @@ def post_id(
     if problem is not None:
         existing = find_txn(session, key)
         if existing is not None:  # a replay answers with the first posting, as always
-            return existing.id, False  # type: ignore[return-value]
+            return existing.id, existing  # type: ignore[return-value]
         raise LedgerError(problem)
-    now = now or utcnow()
     values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
     txn_id = _insert_txn(session, values)
     if txn_id is None:
         existing = find_txn(session, key)
         assert existing is not None
-        return existing.id, False  # type: ignore[return-value]
+        return existing.id, existing  # type: ignore[return-value]
     if legs:
         connection(session).execute(
             _INSERT_ENTRY,
@@ -132,7 +138,7 @@ def post_id(
                 for leg in legs
             ],
         )
-    return txn_id, True
+    return txn_id, None
 
 
 def credit_earning(
