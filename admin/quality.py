@@ -1,4 +1,5 @@
-"""``crowdpin admin reject-worker WORKER``: reject a cheater's answers and take their pay back.
+"""``crowdpin admin reject-worker WORKER``: reject a cheater's answers and take their pay back;
+``crowdpin admin unblock-worker WORKER --project P``: let a blocked worker back into a project.
 
 Answers turn from accepted to rejected (never deleted); each paid answer gets a reversal in the
 ledger (``reversal:<answer id>``: pending pay is cancelled, available pay taken back as far as the
@@ -81,3 +82,21 @@ def reject_worker_command(
         ", ".join(str(p) for p in report.projects) or "-",
     )
     out_console.print(table)
+
+
+def unblock_worker_command(
+    worker: str = typer.Argument(..., help="Worker id, tg:<telegram user id> or @username."),
+    project: str = typer.Option(..., "--project", "-p", help="The project (id or name) the worker is blocked in."),
+) -> None:
+    """Let a worker blocked by a quality rule (or by reject-worker) back to work in a project.
+
+    Strike counters start again from zero; the golden-answer history stays, so the accuracy rule
+    still sees the worker's record. Answers rejected earlier stay rejected.
+    """
+    with open_db() as db:
+        found = resolve_worker(db, worker)
+        target = resolve_project(db, project)
+        changed = db.call(quality.unblock, found.id, target.id)
+    if not changed:
+        fail(f"worker {found.id} is not blocked in project {target.name!r}")
+    out_console.print(f"worker {found.id} ({found.name}) may work in project {target.name!r} again")

@@ -109,3 +109,22 @@ def test_reject_worker_cli(db: Database, tmp_path: Path, cli_env: None) -> None:
         assert s.execute(select(func.count(Answer.id)).where(Answer.status == "accepted")).scalar_one() == 0
         assert balance(s, cheat).total == 0
         assert s.execute(select(WorkerProject.stage)).scalar_one() == "blocked"
+
+
+def test_unblock_worker_cli_lets_a_blocked_worker_work_again(db: Database, tmp_path: Path, cli_env: None) -> None:
+    from admin.cli import app
+
+    project = make_project(db, tmp_path / "imgs", count=4, overlap=1, price=10)
+    (worker,) = make_workers(db, 1)
+    _work(db, worker, "b", 1)
+    runner = CliRunner()
+    not_blocked = runner.invoke(app, ["unblock-worker", str(worker), "--project", str(project.id)])
+    assert not_blocked.exit_code == 1 and "is not blocked" in not_blocked.output
+    assert runner.invoke(app, ["reject-worker", str(worker), "--yes"]).exit_code == 0
+    assert isinstance(Driver(db, worker).next(), NoTask)  # blocked: no tasks
+    done = runner.invoke(app, ["unblock-worker", str(worker), "--project", project.name])
+    assert done.exit_code == 0, done.output
+    assert "may work" in done.output
+    with db.session() as s:
+        assert s.execute(select(WorkerProject.stage)).scalar_one() == "work"
+    assert isinstance(Driver(db, worker).next(), TaskCard)  # back to work at once
