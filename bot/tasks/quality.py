@@ -168,8 +168,14 @@ def _txn_cache(session: Session) -> dict[tuple[int, int], Standing]:
 
 
 def _holder(session: Session, row: Any) -> Standing:
-    wp = Standing(**row)
-    _txn_cache(session)[(wp.worker_id, wp.project_id)] = wp
+    """The transaction's copy of the row: the remembered one brought up to date, or a new one."""
+    cache = _txn_cache(session)
+    wp = cache.get((row["worker_id"], row["project_id"]))
+    if wp is None:
+        wp = cache[(row["worker_id"], row["project_id"])] = Standing(**row)
+    else:
+        for key, value in row.items():
+            setattr(wp, key, value)
     return wp
 
 
@@ -394,20 +400,12 @@ def after_answer(
         exam = before.stage == Stage.EXAM
     fast = project.min_seconds > 0 and seconds < project.min_seconds
     statement = _bump_statement(golden, exam, fast if project.min_seconds > 0 else None)
-    row = connection(session).execute(
-        statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
-    ).mappings().first()
+    params = {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
+    row = connection(session).execute(statement, params).mappings().first()
     if row is None:  # no standing yet (a lease made outside ``claim``): create it, then count
         standing(session, worker_id, project, now)
-        row = connection(session).execute(
-            statement, {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
-        ).mappings().one()
-    wp = _txn_cache(session).get((worker_id, project.id))  # type: ignore[arg-type]
-    if wp is None:
-        wp = _holder(session, row)
-    else:
-        for key, value in row.items():
-            setattr(wp, key, value)
+        row = connection(session).execute(statement, params).mappings().one()
+    wp = _holder(session, row)
     out = AfterAnswer(paid=not exam)
     if exam and wp.exam_total >= project.exam_size:
         out.notice = _finish_exam(session, project, wp, now)

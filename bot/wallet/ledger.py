@@ -80,37 +80,24 @@ def post(
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
     now = now or utcnow()
-    txn_id, existing = _write(session, key, kind, legs, worker_id, memo, now, allow_empty)
+    txn_id, existing = _write(
+        session, key=key, kind=kind, legs=legs, now=now, worker_id=worker_id, memo=memo, allow_empty=allow_empty
+    )
     if existing is not None:
         return existing, False
     return LedgerTxn(id=txn_id, key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now), True
 
 
-def post_id(
+def _write(
     session: Session,
     *,
     key: str,
     kind: EntryKind | str,
     legs: list[Leg],
+    now: datetime,
     worker_id: int | None = None,
     memo: str | None = None,
-    now: datetime | None = None,
     allow_empty: bool = False,
-) -> tuple[int, bool]:
-    """:func:`post` returning ``(txn id, created)``, for callers that need no ORM object."""
-    txn_id, existing = _write(session, key, kind, legs, worker_id, memo, now or utcnow(), allow_empty)
-    return txn_id, existing is None
-
-
-def _write(
-    session: Session,
-    key: str,
-    kind: EntryKind | str,
-    legs: list[Leg],
-    worker_id: int | None,
-    memo: str | None,
-    now: datetime,
-    allow_empty: bool,
 ) -> tuple[int, LedgerTxn | None]:
     """(id, None) for a new posting; (id, the first posting) for a replay of its key."""
     problem = None
@@ -145,12 +132,13 @@ def credit_earning(
     session: Session, *, worker_id: int, answer_id: int, amount: int, hold_days: int = 0,
     now: datetime | None = None,
 ) -> bool:
-    """Pay an accepted answer once; returns False when it was already paid (or costs nothing)."""
+    """Pay an accepted answer once; returns False when it was already paid (or costs nothing).
+    Posts without building the ORM object :func:`post` returns: this runs on every answer."""
     if amount <= 0:
         return False
     now = now or utcnow()
     available_at = now + timedelta(days=hold_days)
-    _, created = post_id(
+    _, existing = _write(
         session,
         key=f"answer:{answer_id}",
         kind=EntryKind.EARNING,
@@ -161,7 +149,7 @@ def credit_earning(
         ],
         now=now,
     )
-    return created
+    return existing is None
 
 
 def lock_worker(session: Session, worker_id: int) -> None:
