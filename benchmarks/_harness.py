@@ -39,6 +39,64 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def processes_named(*names: str) -> list[int]:
+    """Pids of running processes whose command name is one of ``names`` (e.g. postgres)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in names:
+                    pids.append(int(entry.name))
+            except OSError:  # the process ended while we looked
+                continue
+    return pids
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, summed over cores (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class CpuCensus:
+    """Where the machine's CPU went during a measured window, in cores (CPU s / wall s).
+
+    A closed-loop rate on a shared machine says little on its own: this tells whether the
+    bot was the bottleneck or the machine was simply full (emulator, driver, database)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._start: dict[str, float] = {}
+
+    def _group_cpu(self, pids: list[int]) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                total += cpu_seconds(pid)
+            except OSError:  # ended: counts only what we saw, see stop()
+                continue
+        return total
+
+    def start(self) -> None:
+        self._start = {name: self._group_cpu(pids) for name, pids in self.groups.items()}
+        self._start["driver"] = time.process_time()
+        self._busy0, self._total0 = machine_busy_seconds()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._t0
+        busy, total = machine_busy_seconds()
+        cores = {name: (self._group_cpu(pids) - self._start[name]) / wall for name, pids in self.groups.items()}
+        cores["driver"] = (time.process_time() - self._start["driver"]) / wall
+        out = {name: round(v, 2) for name, v in cores.items()}
+        out["parts"] = round(sum(cores.values()), 2)  # everything the benchmark runs, together
+        out["machine"] = round((busy - self._busy0) / wall, 2)
+        out["machine_busy"] = round((busy - self._busy0) / max(1e-9, total - self._total0), 3)
+        return out
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

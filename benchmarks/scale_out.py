@@ -8,7 +8,9 @@ Runs, each with ``--workers`` simulated workers (default 1,000) answering as fas
 Per run: answers_per_s, p95_ms (tap -> next task shown), bot_cpu_ms_per_answer (CPU of all
 replicas / answers), double_assignments (task slots handed out beyond overlap, or a task given
 to the same worker twice) and lost_answers (taps the workers saw accepted that the database
-does not hold). The last line is one JSON object keyed by run.
+does not hold), and cpu_cores: the cores each part used during the run (bots, emulator, this
+driver, postgres, redis, the whole machine) and machine_busy (the busy fraction of all cores),
+which shows where the machine saturates. The last line is one JSON object keyed by run.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CpuCensus,
     RemoteWorker,
     cpu_seconds,
+    processes_named,
     emit,
     free_port,
     percentile,
@@ -95,7 +99,7 @@ def audit(url: str) -> dict[str, int]:
     return {"double_assignments": int(over) + int(twice), "answers_in_db": int(answers)}
 
 
-async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> dict[str, Any]:
+async def drive(base: str, workers: int, per_worker: int, pids: list[int], emulator_pid: int) -> dict[str, Any]:
     async with unlimited_client(base) as client:
         users = await asyncio.gather(*(client.create_user(first_name=f"w{i}", language_code="ko") for i in range(workers)))
         sims = [RemoteWorker(client, u.id) for u in users]
@@ -111,6 +115,15 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> di
         await asyncio.gather(*(setup(s) for s in sims))
         for s in sims:
             s.latencies_ms.clear()
+        census = CpuCensus(
+            {
+                "bots": pids,
+                "emulator": [emulator_pid],
+                "postgres": processes_named("postgres"),
+                "redis": processes_named("redis-server"),
+            }
+        )
+        census.start()
         cpu0 = sum(cpu_seconds(p) for p in pids)
         t0 = time.perf_counter()
 
@@ -123,6 +136,7 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> di
         await asyncio.gather(*(run(s) for s in sims))
         wall = time.perf_counter() - t0
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        cores = census.stop()
         lat = [x for s in sims for x in s.latencies_ms]
         no_task = [s.message.text for s in sims if s.answers == 0]
         if no_task:
@@ -134,6 +148,7 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int]) -> di
             "p95_ms": round(percentile(lat, 0.95), 1),
             "p50_ms": round(percentile(lat, 0.5), 1),
             "bot_cpu_ms_per_answer": round(cpu * 1000 / max(1, len(lat)), 3),
+            "cpu_cores": cores,
         }
 
 
@@ -173,7 +188,7 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
                 bots.append(start_bot(env, args=["--webhook"], log=workdir / f"bot{r}.log"))
                 asyncio.run(wait_http(f"http://127.0.0.1:{hook_port}/healthz"))
             print(f"[{name}] {replicas} replica(s) up; {workers} workers answering ...", flush=True)
-            figures = asyncio.run(drive(base, workers, per_worker, [b.pid for b in bots]))
+            figures = asyncio.run(drive(base, workers, per_worker, [b.pid for b in bots], emulator.pid))
         finally:
             for b in bots:
                 stop(b)
