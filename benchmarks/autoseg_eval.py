@@ -20,6 +20,10 @@ the order the bot makes them: the clicks on one image come one after another, so
 end that caches per-photo work across Add-a-point taps (the classical one does) gets its
 cache hits here as it would in one bot process.  ``median_cpu_ms_box`` / ``_first`` /
 ``_later`` split the CPU time by kind of call (box, one pin, later clicks).
+
+Exploring: ``--stems a,b,c`` or ``--limit N`` for subsets, ``--box-only`` for box mode
+alone (with the error split into missed object / taken background per image), and
+``--box-margin 0`` for tight boxes (a detector's or a careful annotator's box).
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path, help="dir with images/ and masks/")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (sorted)")
+    ap.add_argument("--stems", default=None, help="comma-separated image stems (subset runs while exploring)")
+    ap.add_argument("--box-margin", type=float, default=0.05,
+                    help="box mode: margin around the true box, fraction of its size (0 = tight box)")
+    ap.add_argument("--box-only", action="store_true", help="box mode only (no pins, no click loop)")
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--phone-size", type=int, default=1280)
     ap.add_argument("--backend", default=None, help="AUTOSEG_BACKEND spec (default: env / classical)")
@@ -108,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     img_dir = args.data / "images"
     mask_dir = args.data / "masks"
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if args.stems:
+        want = {t.strip() for t in args.stems.split(",") if t.strip()}
+        files = [p for p in files if p.stem in want]
     if args.limit:
         files = files[: args.limit]
     if not files:
@@ -144,12 +155,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skip {path.name}: empty mask", file=sys.stderr)
             continue
 
-        # Box mode: the object's bounding box with a 5 % margin on each side.
+        # Box mode: the object's bounding box with a 5 % margin on each side (--box-margin).
         ys, xs = np.nonzero(obj)
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-        mx, my = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
+        mx, my = args.box_margin * (x1 - x0), args.box_margin * (y1 - y0)
         box = (max(0.0, x0 - mx), max(0.0, y0 - my), min(float(w), x1 + mx), min(float(h), y1 + my))
-        boxi.append(iou(run(img, [], box), obj, valid))
+        bm = run(img, [], box)
+        boxi.append(iou(bm, obj, valid))
+        # where the box error is: object missed (fn) or background taken (fp), % of the object
+        n_obj = max(1, np.count_nonzero(obj & valid))
+        box_fn = 100.0 * np.count_nonzero(obj & ~bm & valid) / n_obj
+        box_fp = 100.0 * np.count_nonzero(~obj & bm & valid) / n_obj
+        if args.box_only:
+            if not args.quiet:
+                print(f"{path.stem:>12s} box={boxi[-1]:.3f} fn={box_fn:.1f}% fp={box_fp:.1f}%", flush=True)
+            continue
 
         # Clicks.
         _, cx, cy = _deepest(obj)
@@ -195,6 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     t = np.asarray(times)
+    if args.box_only:
+        result = {
+            "box_miou": round(float(np.mean(boxi)), 4),
+            "box_margin": args.box_margin,
+            "median_cpu_ms_box": round(float(np.median(cpu_times)), 1),
+            "p95_cpu_ms_box": round(float(np.percentile(cpu_times, 95)), 1),
+            "n_images": len(boxi),
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        }
+        print(json.dumps(result))
+        return 0
     result = {
         "miou_1": round(float(np.mean(ious1)), 4),
         "noc85": round(float(np.mean(noc85)), 3) if noc85 else None,

@@ -68,6 +68,14 @@ class Params:
     refine_iters: int = 1  # GrabCut iterations of such a refinement
     refine_models: str = "fresh"  # "fresh" (k-means on the refined labels) | "previous" (carry the GMMs over)
     fine_band: float = 0.0  # two-stage: labels fixed farther than this (of the short side) from the coarse boundary
+    # box mode, tightness prior (Lempitsky et al. 2009): every row and column through the
+    # central ``box_tight`` part of the box must cross the object (0 = off)
+    box_tight: float = 0.0
+    tight_rounds: int = 3  # pinpointing rounds (each: seeds on the missed lines + GrabCut)
+    tight_iters: int = 1  # GrabCut iterations per round
+    # box mode, second start: GrabCut again from the box with an inner band of this
+    # fraction as background, the band then released; the lower GrabCut energy wins (0 = off)
+    box_restart: float = 0.0
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1}
@@ -307,10 +315,24 @@ def _resize_to(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def _gc_input(img_rgb: np.ndarray, pre: float) -> np.ndarray:
+    """GrabCut's input: BGR, bilateral-filtered when ``pre`` > 0."""
+    import cv2
+
+    bgr = np.ascontiguousarray(img_rgb[:, :, ::-1])
+    if pre > 0:
+        # edge-preserving smoothing: flattens texture for the colour models and the
+        # contrast term, keeps the edges (and makes the max-flow cheaper)
+        bgr = cv2.bilateralFilter(bgr, 5, pre, 3)
+    return bgr
+
+
 def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
              bgm: np.ndarray | None = None, fgm: np.ndarray | None = None,
-             tol: float = 0.0, pre: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
-    """In-place GrabCut on the label map ``gc``; returns the colour models or None."""
+             tol: float = 0.0, pre: float = 0.0, bgr: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray] | None:
+    """In-place GrabCut on the label map ``gc``; returns the colour models or None.
+    ``bgr``: GrabCut's input if already computed (``_gc_input``)."""
     import cv2
 
     if not ((gc == GC_PR_FGD).any() or (gc == GC_FGD).any()):
@@ -318,11 +340,8 @@ def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
     bgm = np.zeros((1, 65), np.float64) if bgm is None else bgm.copy()
     fgm = np.zeros((1, 65), np.float64) if fgm is None else fgm.copy()
     cv2.setRNGSeed(0)
-    bgr = np.ascontiguousarray(img_rgb[:, :, ::-1])
-    if pre > 0:
-        # edge-preserving smoothing: flattens texture for the colour models and the
-        # contrast term, keeps the edges (and makes the max-flow cheaper)
-        bgr = cv2.bilateralFilter(bgr, 5, pre, 3)
+    if bgr is None:
+        bgr = _gc_input(img_rgb, pre)
     try:
         if tol <= 0:
             cv2.grabCut(bgr, gc, None, bgm, fgm, iters, mode)
@@ -416,9 +435,12 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     gc[bg_seed] = GC_BGD
 
     gc_init = gc.copy()
-    models = _grabcut(small, gc, P.gc_iters, cv2.GC_INIT_WITH_MASK, tol=P.gc_tol, pre=P.prefilter)
+    bgr = _gc_input(small, P.prefilter)
+    models = _grabcut(small, gc, P.gc_iters, cv2.GC_INIT_WITH_MASK, tol=P.gc_tol, bgr=bgr)
     m = (gc == GC_FGD) | (gc == GC_PR_FGD)
     m = _keep_components(m, pos, w, h)
+    if sbox is not None and not pos and (P.box_restart > 0 or P.box_tight > 0):
+        m, models = _box_refine(small, bgr, gc, gc_init, m, models, sbox, P, at_border)
     if neg and pos and P.neg_carve:
         # GrabCut keeps a region the colour model calls "object" even when a negative
         # pin sits on it (two touching objects of the same colour).  A negative pin
@@ -471,6 +493,166 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     if box is not None:
         m &= ~_outside(box, (H0, W0))
     return m
+
+
+_DEBUG: list = []
+
+
+def grabcut_energy(bgr: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray],
+                   hard: np.ndarray) -> float:
+    """GrabCut's energy of the labelling ``m`` under the colour models ``models``
+    (Rother et al. 2004, as OpenCV builds its graph): -log of the GMM likelihood of each
+    pixel's label (pixels in ``hard`` left out: fixed, the same for every labelling) plus,
+    for every 8-neighbour pair with different labels, 50 exp(-beta |z_p - z_q|^2) / dist."""
+    z = bgr.astype(np.float64)
+    lb, lf = gmm_loglik(bgr, models[0]), gmm_loglik(bgr, models[1])
+    free = ~hard
+    data = -(lf[m & free].sum() + lb[~m & free].sum())
+    pairs = [((0, 1), 1.0), ((1, 0), 1.0), ((1, 1), np.sqrt(2.0)), ((1, -1), np.sqrt(2.0))]
+    diffs = []
+    for (dy, dx), _ in pairs:
+        a = z[dy:, max(0, dx):z.shape[1] + min(0, dx)]
+        b = z[:z.shape[0] - dy, max(0, -dx):z.shape[1] - max(0, dx)]
+        diffs.append(((a - b) ** 2).sum(axis=-1))
+    total = sum(d.sum() for d in diffs)
+    count = sum(d.size for d in diffs)
+    beta = 0.0 if total <= 0 else 1.0 / (2.0 * total / count)
+    smooth = 0.0
+    for ((dy, dx), dist), d in zip(pairs, diffs):
+        ma = m[dy:, max(0, dx):m.shape[1] + min(0, dx)]
+        mb = m[:m.shape[0] - dy, max(0, -dx):m.shape[1] - max(0, dx)]
+        smooth += (50.0 / dist * np.exp(-beta * d[ma != mb])).sum()
+    return float(data + smooth)
+
+
+def gmm_loglik(bgr: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Log-likelihood of every pixel under one of OpenCV GrabCut's colour GMMs.
+
+    ``model`` is the (1, 65) array ``cv2.grabCut`` fills: 5 weights, 5 means (3), 5
+    covariances (3x3, row-major), in the colour space of its input (BGR)."""
+    K = 5
+    v = model.ravel()
+    coefs, means, covs = v[:K], v[K:4 * K].reshape(K, 3), v[4 * K:].reshape(K, 3, 3)
+    x = bgr.reshape(-1, 3).astype(np.float64)
+    acc = np.zeros(x.shape[0])
+    for k in range(K):
+        if coefs[k] <= 0:
+            continue
+        c = covs[k]
+        det = float(np.linalg.det(c))
+        if det <= 0:
+            continue
+        d = x - means[k]
+        q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(c), d)
+        acc += coefs[k] / np.sqrt(det) * np.exp(-0.5 * q)
+    return np.log(acc + 1e-300).reshape(bgr.shape[:2])
+
+
+def _tight_lines(m: np.ndarray, box: Box, inner: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Rows and columns through the central ``inner`` part of ``box`` that ``m`` misses
+    (within the box), and the box in whole pixels."""
+    h, w = m.shape
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    t = (1.0 - inner) / 2.0
+    r0, r1 = y0 + int(np.ceil(t * (y1 - y0))), y1 - int(np.ceil(t * (y1 - y0)))
+    c0, c1 = x0 + int(np.ceil(t * (x1 - x0))), x1 - int(np.ceil(t * (x1 - x0)))
+    inb = m[y0:y1, x0:x1]
+    rows = np.arange(r0, r1)
+    cols = np.arange(c0, c1)
+    rows = rows[~inb[rows - y0].any(axis=1)] if rows.size else rows
+    cols = cols[~inb[:, cols - x0].any(axis=0)] if cols.size else cols
+    return rows, cols, (x0, y0, x1, y1)
+
+
+def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.ndarray, m: np.ndarray,
+                models: tuple[np.ndarray, np.ndarray], box: Box, P: Params,
+                at_border: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Box mode after the first GrabCut: a second start (``box_restart``) and the tightness
+    prior (``box_tight``); of the starts, the labelling with the lower GrabCut energy wins."""
+    import cv2
+
+    h, w = gc.shape
+    # the first start (None when GrabCut could not run: e.g. the box leaves no background)
+    cands = [] if models is None else [(gc, m, models)]
+    if P.box_restart > 0:
+        # second start: an inner band of the box is background at first (GrabCut's colour
+        # models then learn the background the box holds), then released so that both
+        # starts solve the same problem (only the outside of the box is fixed)
+        gc2 = gc_init.copy()
+        band = _box_band(box, (h, w), P.box_restart, at_border, "all")
+        gc2[band] = GC_BGD
+        models2 = _grabcut(small, gc2, P.gc_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
+        if models2 is not None:
+            gc2[band & (gc2 == GC_BGD)] = GC_PR_BGD
+            models2 = _grabcut(small, gc2, 1, cv2.GC_INIT_WITH_MASK, bgr=bgr) or models2
+            cands.append((gc2, _largest_components((gc2 == GC_FGD) | (gc2 == GC_PR_FGD)), models2))
+    if not cands:
+        return m, models
+    out = []
+    for g, mm, mod in cands:
+        if P.box_tight > 0:
+            mm, mod = _pinpoint(bgr, g, mm, mod, box, P)
+        out.append((mm, mod))
+    if len(out) == 1:
+        return out[0]
+    hard = gc_init == GC_BGD
+    energies = [grabcut_energy(bgr, mm, mod, hard) for mm, mod in out]
+    _DEBUG.append(energies)
+    return out[int(np.argmin(energies))]
+
+
+def _pinpoint(bgr: np.ndarray, gc: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray],
+              box: Box, P: Params) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Tightness prior of a box (Lempitsky, Kohli, Rother and Sharp, ICCV 2009).
+
+    A box drawn around an object is tight: every row and every column through it crosses
+    the object.  Only the central ``P.box_tight`` part of the box is constrained, so that a
+    box drawn with a margin does not force the object out to its edges.  "Pinpointing":
+    for every constrained line the mask misses, the pixel of that line (inside the box)
+    where the object is most likely (colour log-likelihood ratio of GrabCut's models,
+    smoothed a little) becomes a hard object seed, and GrabCut runs again from the current
+    labels; repeated a few rounds or until every constrained line is crossed."""
+    import cv2
+
+    for _ in range(P.tight_rounds):
+        rows, cols, (x0, y0, x1, y1) = _tight_lines(m, box, P.box_tight)
+        if rows.size == 0 and cols.size == 0:
+            break
+        llr = gmm_loglik(bgr, models[1]) - gmm_loglik(bgr, models[0])
+        llr = cv2.GaussianBlur(llr.astype(np.float32), (0, 0), 1.0)
+        sub = llr[y0:y1, x0:x1]
+        seeds = np.zeros(gc.shape, bool)
+        for r in rows:
+            seeds[r, x0 + int(np.argmax(sub[r - y0]))] = True
+        for c in cols:
+            seeds[y0 + int(np.argmax(sub[:, c - x0])), c] = True
+        lab = np.where(m, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+        lab[gc == GC_BGD] = GC_BGD
+        lab[gc == GC_FGD] = GC_FGD
+        lab[seeds] = GC_FGD
+        gc[:] = lab
+        new = _grabcut(bgr, gc, P.tight_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
+        if new is None:
+            break
+        models = new
+        m = (gc == GC_FGD) | (gc == GC_PR_FGD)
+        m = _keep_with_seeds(m, gc == GC_FGD)
+    return m, models
+
+
+def _keep_with_seeds(m: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Box mode clean-up that keeps the big components and those holding a hard seed."""
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return m
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = set((np.flatnonzero(areas >= 0.2 * areas.max()) + 1).tolist())
+    keep |= set(np.unique(lab[seeds & m]).tolist())
+    keep.discard(0)
+    return np.isin(lab, list(keep))
 
 
 def _to_full(image: np.ndarray, m: np.ndarray, P: Params) -> np.ndarray:
