@@ -91,10 +91,57 @@ class CpuCensus:
         cores = {name: (self._group_cpu(pids) - self._start[name]) / wall for name, pids in self.groups.items()}
         cores["driver"] = (time.process_time() - self._start["driver"]) / wall
         out = {name: round(v, 2) for name, v in cores.items()}
-        out["parts"] = round(sum(cores.values()), 2)  # everything the benchmark runs, together
+        # everything the benchmark runs, together (replicaN are shares of "bots")
+        out["parts"] = round(sum(v for name, v in cores.items() if not name.startswith("replica")), 2)
         out["machine"] = round((busy - self._busy0) / wall, 2)
         out["machine_busy"] = round((busy - self._busy0) / max(1e-9, total - self._total0), 3)
         return out
+
+
+class CpuCap:
+    """Caps one process at a fraction of a core with a cgroup (v2 ``cpu.max`` or v1 CFS quota).
+
+    Stands in for "each replica on its own small machine": with every replica capped, the
+    replicas are the bottleneck while the machine still has idle CPU, so adding one shows
+    what it adds. Needs root (or a delegated cgroup); :meth:`available` says why not."""
+
+    V2 = Path("/sys/fs/cgroup")
+    V1 = Path("/sys/fs/cgroup/cpu")
+    PERIOD_US = 100_000
+
+    def __init__(self, name: str, cores: float) -> None:
+        self.cores = cores
+        if (self.V2 / "cgroup.controllers").exists():
+            self.path = self.V2 / name
+        else:
+            self.path = self.V1 / name
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when caps can be set here, else the reason they cannot."""
+        root = cls.V2 if (cls.V2 / "cgroup.controllers").exists() else cls.V1
+        if not (root / "cgroup.procs").exists():
+            return f"no cgroup cpu controller at {root}"
+        if not os.access(root, os.W_OK):
+            return f"{root} is not writable (run as root to cap replicas)"
+        return None
+
+    def add(self, pid: int) -> None:
+        self.path.mkdir(exist_ok=True)
+        quota = int(self.cores * self.PERIOD_US)
+        if (self.path / "cpu.max").exists():
+            (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """After the process has ended (a cgroup with members cannot be removed)."""
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -132,6 +179,38 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(cols[9])
+    return inodes
+
+
+async def wait_listening(pid: int, port: int, timeout: float = 60) -> None:
+    """Until process ``pid`` itself listens on ``port``. Replicas share one port
+    (SO_REUSEPORT), so an HTTP probe may be answered by a replica already up; a keep-alive
+    connection opened before the next replica listens stays with the first for the whole run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inodes = _listening_inodes(port)
+        try:
+            fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            fds = []
+        if any(fd.startswith("socket:[") and fd[8:-1] in inodes for fd in fds):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} did not listen on port {port} within {timeout} s")
+        await asyncio.sleep(0.1)
 
 
 async def wait_http(url: str, timeout: float = 30) -> None:

@@ -4,6 +4,12 @@ Runs, each with ``--workers`` simulated workers (default 1,000) answering as fas
   sqlite_1    one replica, SQLite
   postgres_1  one replica, PostgreSQL + Redis
   postgres_2  two replicas sharing one port (SO_REUSEPORT), PostgreSQL + Redis
+  postgres_1_capped, postgres_2_capped
+              the same with every replica capped at ``--replica-cpu`` cores (a cgroup quota):
+              on a 2-core machine the uncapped runs fill the machine with one replica (the
+              emulator, this driver and PostgreSQL need the rest), so these show what a second
+              replica adds while the machine still has idle CPU, as replicas on machines of
+              their own would
 
 Per run: answers_per_s, p95_ms (tap -> next task shown), bot_cpu_ms_per_answer (CPU of all
 replicas / answers), double_assignments (task slots handed out beyond overlap, or a task given
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CpuCap,
     CpuCensus,
     RemoteWorker,
     cpu_seconds,
@@ -38,6 +45,7 @@ from _harness import (
     stop,
     unlimited_client,
     wait_http,
+    wait_listening,
 )
 from sqlalchemy import create_engine, text
 
@@ -118,6 +126,7 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
         census = CpuCensus(
             {
                 "bots": pids,
+                **({f"replica{i}": [pid] for i, pid in enumerate(pids)} if len(pids) > 1 else {}),
                 "emulator": [emulator_pid],
                 "postgres": processes_named("postgres"),
                 "redis": processes_named("redis-server"),
@@ -152,7 +161,9 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
         }
 
 
-def one_run(name: str, replicas: int, database: str, workers: int, per_worker: int) -> dict[str, Any]:
+def one_run(
+    name: str, replicas: int, database: str, workers: int, per_worker: int, cap: float | None = None
+) -> dict[str, Any]:
     tasks = math.ceil(workers * (per_worker + 1) / OVERLAP) + workers
     with tempfile.TemporaryDirectory(prefix=f"crowdpin-scale-{name}-") as tmp:
         workdir = Path(tmp)
@@ -172,6 +183,7 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
         base = f"http://127.0.0.1:{emu_port}"
         emulator = start_emulator(emu_port, TOKEN, log=workdir / "emulator.log")
         bots = []
+        caps: list[CpuCap] = []
         try:
             asyncio.run(wait_http(base + "/_emu/health"))
             env = {
@@ -186,12 +198,18 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
             }
             for r in range(replicas):
                 bots.append(start_bot(env, args=["--webhook"], log=workdir / f"bot{r}.log"))
+                if cap is not None:
+                    caps.append(CpuCap(f"crowdpin-bench-{name}-{r}-{os.getpid()}", cap))
+                    caps[-1].add(bots[-1].pid)
+                asyncio.run(wait_listening(bots[-1].pid, hook_port))
                 asyncio.run(wait_http(f"http://127.0.0.1:{hook_port}/healthz"))
             print(f"[{name}] {replicas} replica(s) up; {workers} workers answering ...", flush=True)
             figures = asyncio.run(drive(base, workers, per_worker, [b.pid for b in bots], emulator.pid))
         finally:
             for b in bots:
                 stop(b)
+            for c in caps:
+                c.remove()
             stop(emulator)
             keep = Path(tempfile.gettempdir()) / f"crowdpin-scale-logs-{name}"
             keep.mkdir(exist_ok=True)
@@ -211,13 +229,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--per-worker", type=int, default=3, help="measured answers per worker")
-    parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2")
+    parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2,postgres_1_capped,postgres_2_capped")
+    parser.add_argument(
+        "--replica-cpu",
+        type=float,
+        default=0.35,
+        help="cores each replica may use in the *_capped runs (a cgroup CPU quota): replicas as on "
+        "small machines of their own, so that they, not this 2-core machine, are the bottleneck",
+    )
     args = parser.parse_args()
-    plan = {"sqlite_1": (1, "sqlite"), "postgres_1": (1, "postgres"), "postgres_2": (2, "postgres")}
-    result = {}
+    plan = {
+        "sqlite_1": (1, "sqlite", None),
+        "postgres_1": (1, "postgres", None),
+        "postgres_2": (2, "postgres", None),
+        "postgres_1_capped": (1, "postgres", args.replica_cpu),
+        "postgres_2_capped": (2, "postgres", args.replica_cpu),
+    }
+    result: dict[str, Any] = {}
     for name in args.runs.split(","):
-        replicas, database = plan[name]
-        result[name] = one_run(name, replicas, database, args.workers, args.per_worker)
+        replicas, database, cap = plan[name]
+        if cap is not None and (why := CpuCap.available()) is not None:
+            print(f"[{name}] not run: {why}", flush=True)
+            result[name] = {"not_run": why}
+            continue
+        result[name] = one_run(name, replicas, database, args.workers, args.per_worker, cap)
+        if cap is not None:
+            result[name]["replica_cpu_cap"] = cap
     emit(result)
 
 
