@@ -1,0 +1,55 @@
+"""The answer-loop and scale-out benchmarks run end to end at a tiny size and end with their
+JSON line; the scale-out run also audits the database (no double assignment, no lost answer).
+
+Uses the same PostgreSQL and Redis as the other scale tests; capping a replica needs a
+writable cgroup (root on the CI machine), and a run that cannot cap says why in its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_answer_loop_benchmark_smoke() -> None:
+    result = _run("answer_loop.py", "--workers", "12", "--rounds", "1", "--per-round", "2", "--paced-check", "0.3")
+    assert result["answers_per_round"] == 24
+    assert result["bot_cpu_ms_per_answer"] > 0 and result["p95_ms"] >= result["p50_ms"] > 0
+    paced = result["paced"]
+    assert paced["pace_s"] == 0.3 and paced["answers_per_s"] > 0
+    for cores in (result["cpu_cores"], paced["cpu_cores"]):
+        assert cores["bot"] > 0 and cores["emulator"] > 0
+        assert 0 < cores["machine_busy"] <= 1.0
+
+
+@pytest.mark.usefixtures("pg_url", "redis_url")
+def test_scale_out_benchmark_smoke() -> None:
+    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "sqlite_1,postgres_2_capped")
+    assert set(result) == {"sqlite_1", "postgres_2_capped"}
+    for name, run in result.items():
+        if "not_run" in run:  # only a capped run may be refused, only with its reason, never as root
+            assert name.endswith("_capped") and "cgroup" in run["not_run"] and os.geteuid() != 0
+            continue
+        assert run["answers"] == 24, (name, run)
+        assert run["double_assignments"] == 0 and run["lost_answers"] == 0
+        assert run["bot_cpu_ms_per_answer"] > 0 and run["cpu_cores"]["bots"] > 0
+    capped = result["postgres_2_capped"]
+    if "not_run" not in capped:
+        assert capped["replica_cpu_cap"] == 0.35
+        shares = capped["cpu_cores"]
+        assert shares["replica0"] + shares["replica1"] == pytest.approx(shares["bots"], abs=0.02)
