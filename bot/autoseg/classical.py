@@ -70,12 +70,14 @@ class Params:
     fine_band: float = 0.0  # two-stage: labels fixed farther than this (of the short side) from the coarse boundary
     # box mode, tightness prior (Lempitsky et al. 2009): every row and column through the
     # central ``box_tight`` part of the box must cross the object (0 = off)
-    box_tight: float = 0.0
-    tight_rounds: int = 3  # pinpointing rounds (each: seeds on the missed lines + GrabCut)
+    box_tight: float = 0.8
+    tight_rounds: int = 2  # pinpointing rounds (each: seeds on the missed lines + GrabCut)
     tight_iters: int = 1  # GrabCut iterations per round
+    tight_pick: str = "llr"  # seed on a missed line: "llr" (most object-like colour) | "geo" (geodesically nearest the mask)
     # box mode, second start: GrabCut again from the box with an inner band of this
     # fraction as background, the band then released; the lower GrabCut energy wins (0 = off)
-    box_restart: float = 0.0
+    box_restart: float = 0.04
+    restart_iters: int = 3  # GrabCut iterations of the second start (before the band is released)
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1}
@@ -372,14 +374,13 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     neg = [(x * sx, y * sy) for x, y, p in points if not p]
     sbox = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
+    lab = _lab(small, P.smooth_sigma) if pos else None
     r_seed = max(1.5, P.seed_radius * min(h, w))
     fg_seed = _disc_mask((h, w), pos, r_seed) if pos else np.zeros((h, w), bool)
     bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
     fg_seed &= ~bg_seed
 
     outside = _outside(sbox, (h, w))
-
-    lab = _lab(small, P.smooth_sigma) if pos else None
 
     gc = np.full((h, w), GC_PR_BGD, np.uint8)
     d_fg = d_bg = None
@@ -495,9 +496,6 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     return m
 
 
-_DEBUG: list = []
-
-
 def grabcut_energy(bgr: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray],
                    hard: np.ndarray) -> float:
     """GrabCut's energy of the labelling ``m`` under the colour models ``models``
@@ -538,12 +536,11 @@ def gmm_loglik(bgr: np.ndarray, model: np.ndarray) -> np.ndarray:
     for k in range(K):
         if coefs[k] <= 0:
             continue
-        c = covs[k]
-        det = float(np.linalg.det(c))
+        det = float(np.linalg.det(covs[k]))
         if det <= 0:
             continue
         d = x - means[k]
-        q = np.einsum("ni,ij,nj->n", d, np.linalg.inv(c), d)
+        q = np.einsum("ij,ij->i", d @ np.linalg.inv(covs[k]), d)
         acc += coefs[k] / np.sqrt(det) * np.exp(-0.5 * q)
     return np.log(acc + 1e-300).reshape(bgr.shape[:2])
 
@@ -582,7 +579,7 @@ def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.
         gc2 = gc_init.copy()
         band = _box_band(box, (h, w), P.box_restart, at_border, "all")
         gc2[band] = GC_BGD
-        models2 = _grabcut(small, gc2, P.gc_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
+        models2 = _grabcut(small, gc2, P.restart_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
         if models2 is not None:
             gc2[band & (gc2 == GC_BGD)] = GC_PR_BGD
             models2 = _grabcut(small, gc2, 1, cv2.GC_INIT_WITH_MASK, bgr=bgr) or models2
@@ -598,7 +595,6 @@ def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.
         return out[0]
     hard = gc_init == GC_BGD
     energies = [grabcut_energy(bgr, mm, mod, hard) for mm, mod in out]
-    _DEBUG.append(energies)
     return out[int(np.argmin(energies))]
 
 
@@ -615,23 +611,36 @@ def _pinpoint(bgr: np.ndarray, gc: np.ndarray, m: np.ndarray, models: tuple[np.n
     labels; repeated a few rounds or until every constrained line is crossed."""
     import cv2
 
+    lab = None
     for _ in range(P.tight_rounds):
         rows, cols, (x0, y0, x1, y1) = _tight_lines(m, box, P.box_tight)
         if rows.size == 0 and cols.size == 0:
             break
-        llr = gmm_loglik(bgr, models[1]) - gmm_loglik(bgr, models[0])
-        llr = cv2.GaussianBlur(llr.astype(np.float32), (0, 0), 1.0)
+        if P.tight_pick == "geo":
+            if lab is None:
+                lab = _lab(bgr[:, :, ::-1], P.smooth_sigma)
+            llr = -geodesic_distance(lab, m, P.geo_eps, P.geo_passes)
+        else:
+            llr = gmm_loglik(bgr, models[1]) - gmm_loglik(bgr, models[0])
+            llr = cv2.GaussianBlur(llr.astype(np.float32), (0, 0), 1.0)
+        llr[gc == GC_BGD] = -np.inf  # never on a background seed (a negative pin)
         sub = llr[y0:y1, x0:x1]
         seeds = np.zeros(gc.shape, bool)
         for r in rows:
-            seeds[r, x0 + int(np.argmax(sub[r - y0]))] = True
+            j = int(np.argmax(sub[r - y0]))
+            if np.isfinite(sub[r - y0, j]):
+                seeds[r, x0 + j] = True
         for c in cols:
-            seeds[y0 + int(np.argmax(sub[:, c - x0])), c] = True
-        lab = np.where(m, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
-        lab[gc == GC_BGD] = GC_BGD
-        lab[gc == GC_FGD] = GC_FGD
-        lab[seeds] = GC_FGD
-        gc[:] = lab
+            i = int(np.argmax(sub[:, c - x0]))
+            if np.isfinite(sub[i, c - x0]):
+                seeds[y0 + i, c] = True
+        if not seeds.any():
+            break
+        new_gc = np.where(m, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+        new_gc[gc == GC_BGD] = GC_BGD
+        new_gc[gc == GC_FGD] = GC_FGD
+        new_gc[seeds] = GC_FGD
+        gc[:] = new_gc
         new = _grabcut(bgr, gc, P.tight_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
         if new is None:
             break
@@ -716,9 +725,9 @@ def _refine_click(small: np.ndarray, prev: _ClickState, pts: tuple[Point, ...], 
     r_seed = max(1.5, P.seed_radius * min(h, w))
     pos = [(px, py) for px, py, p in pts if p]
     neg = [(px, py) for px, py, p in pts if not p]
+    lab = prev.lab if prev.lab is not None else _lab(small, P.smooth_sigma)
     bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
     fg_seed = _disc_mask((h, w), pos, r_seed) & ~bg_seed
-    lab = prev.lab if prev.lab is not None else _lab(small, P.smooth_sigma)
     d_new = geodesic_distance(lab, _disc_mask((h, w), [(x, y)], r_seed), P.geo_eps, P.geo_passes, tex=P.geo_tex)
     d_fg, d_bg = prev.d_fg, prev.d_bg
     gc = np.where(prev.mask, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)

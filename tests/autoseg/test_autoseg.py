@@ -321,3 +321,76 @@ def test_refinement_cache_keys_on_pixels(disc_scene, two_discs) -> None:
     altered[disc] = 255 - altered[disc]  # same shape, other pixels: must not hit the cache
     assert np.array_equal(seg.segment(img1, [(190, 120, True), (20, 20, False)]), m1)
     assert _iou(seg.segment(altered, [(190, 120, True), (20, 20, False)]), disc) > 0.5
+
+
+# ---------------------------------------------------------------- box mode: tightness prior, second start
+def test_box_tightness_prior_recovers_a_thin_part() -> None:
+    """A disc with a thin, low-contrast "leg" down to the box's bottom edge: plain GrabCut
+    drops the leg (shrinking bias), so the rows through the central part of the box below
+    the disc miss the object; the tightness prior (pinpointing) puts them back."""
+    from bot.autoseg.classical import ClassicalSegmenter, _tight_lines
+
+    h, w = 240, 320
+    img = _textured_bg(h, w, seed=5)
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (xx - 160) ** 2 + (yy - 90) ** 2 <= 45**2
+    leg = (abs(xx - 160) <= 3) & (yy >= 90) & (yy <= 200) & ~disc
+    rng = np.random.default_rng(2)
+    img[disc] = np.clip(np.array([220, 60, 50]) + rng.normal(0, 10, (disc.sum(), 3)), 0, 255).astype(np.uint8)
+    img[leg] = np.clip(np.array([130, 100, 70]) + rng.normal(0, 10, (leg.sum(), 3)), 0, 255).astype(np.uint8)
+    obj = disc | leg
+    box = (115, 45, 206, 201)  # tight around disc + leg
+
+    plain = ClassicalSegmenter(box_tight=0, box_restart=0).segment(img, [], box)
+    rows, _, _ = _tight_lines(plain, box, 0.8)
+    assert rows.size > 20 and (plain & leg).sum() < 0.2 * leg.sum()  # the case the prior is for
+
+    m = ClassicalSegmenter().segment(img, [], box)
+    rows, cols, _ = _tight_lines(m, box, 0.8)
+    assert rows.size == 0 and cols.size == 0  # every central row and column crosses the object
+    assert (m & leg).sum() > 0.7 * leg.sum()
+    assert _iou(m, obj) > 0.95 > _iou(plain, obj)
+    assert np.array_equal(m, ClassicalSegmenter().segment(img.copy(), [], box))  # deterministic
+
+
+def test_box_second_start_when_the_box_holds_unseen_background() -> None:
+    """The background inside the box (a grey table) does not occur outside it: GrabCut
+    from the box alone takes the table as object.  The second start (inner band of the box
+    background at first, then released) learns it; the lower GrabCut energy picks it."""
+    from bot.autoseg.classical import ClassicalSegmenter
+
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(4)
+    img = _textured_bg(h, w, seed=9)
+    inside = np.zeros((h, w), bool)
+    inside[15:225, 17:303] = True
+    img[inside] = np.clip(np.array([200, 200, 190]) + rng.normal(0, 6, (inside.sum(), 3)), 0, 255).astype(np.uint8)
+    ell = ((xx - 160) / 130.0) ** 2 + ((yy - 120) / 95.0) ** 2 <= 1
+    img[ell] = np.clip(np.array([200, 50, 60]) + rng.normal(0, 10, (ell.sum(), 3)), 0, 255).astype(np.uint8)
+    box = (17, 15, 303, 225)
+    assert _iou(ClassicalSegmenter(box_restart=0).segment(img, [], box), ell) < 0.8
+    assert _iou(ClassicalSegmenter().segment(img, [], box), ell) > 0.95
+
+
+def test_box_mode_tight_box(disc_scene) -> None:
+    """A box with no margin (a detector's): the object is not cut at the box's edges."""
+    img, disc = disc_scene
+    m = autoseg.segment(img, [], box=(130, 60, 251, 181))
+    assert _iou(m, disc) > 0.9
+
+
+def test_gmm_loglik_matches_grabcut_models(disc_scene) -> None:
+    """Our reading of OpenCV's GMM layout: the object model prefers the object's pixels."""
+    import cv2
+
+    from bot.autoseg.classical import GC_PR_BGD, GC_PR_FGD, gmm_loglik
+
+    img, disc = disc_scene
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
+    gc = np.where(disc, GC_PR_FGD, GC_PR_BGD).astype(np.uint8)
+    bgm, fgm = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, gc, None, bgm, fgm, 1, cv2.GC_INIT_WITH_MASK)
+    llr = gmm_loglik(bgr, fgm) - gmm_loglik(bgr, bgm)
+    assert (llr[disc] > 0).mean() > 0.95 and (llr[~disc] < 0).mean() > 0.95
