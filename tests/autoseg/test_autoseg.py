@@ -394,3 +394,37 @@ def test_gmm_loglik_matches_grabcut_models(disc_scene) -> None:
     cv2.grabCut(bgr, gc, None, bgm, fgm, 1, cv2.GC_INIT_WITH_MASK)
     llr = gmm_loglik(bgr, fgm) - gmm_loglik(bgr, bgm)
     assert (llr[disc] > 0).mean() > 0.95 and (llr[~disc] < 0).mean() > 0.95
+
+
+# ---------------------------------------------------------------- later clicks: reach of a click
+def test_click_reach_scales_with_the_error_region() -> None:
+    """A later click re-labels its geodesic cell only within ``refine_cell`` times its
+    distance to the previous mask's boundary (about the size of the region it corrects)."""
+    from bot.autoseg.classical import _click_reach
+
+    h, w = 200, 300
+    yy, xx = np.mgrid[0:h, 0:w]
+    prev = (xx - 100) ** 2 + (yy - 100) ** 2 <= 40**2
+    reach = _click_reach(prev, 150, 100, 4.0, 3.0)  # 10 px outside the mask
+    assert reach[100, 150] and reach[100, 150 + 38] and not reach[100, 150 + 45]
+    assert not reach[100, 150 - 45] and reach[100, 150 - 38]
+    # a click right at the boundary still reaches its minimum radius
+    tiny = _click_reach(prev, 140, 100, 4.0, 3.0)
+    assert tiny[100, 142] and not tiny[100, 150]
+    # inside the mask (a negative click): the distance to the mask's outside counts
+    inner = _click_reach(prev, 100, 100, 2.0, 3.0)  # 40 px deep -> radius ~80
+    assert inner[100, 175] and not inner[100, 190]
+
+
+def test_later_click_does_not_flood_far_regions(two_discs) -> None:
+    """The refinement chain with the click reach: a negative click removes the other disc
+    and a later positive click inside the kept disc leaves the removed one out."""
+    from bot.autoseg.classical import ClassicalSegmenter
+
+    img, a, b = two_discs
+    seg = ClassicalSegmenter()
+    seg.segment(img, [(110, 100, True)])
+    m2 = seg.segment(img, [(110, 100, True), (215, 100, False)])
+    m3 = seg.segment(img, [(110, 100, True), (215, 100, False), (90, 80, True)])
+    for m in (m2, m3):
+        assert _iou(m, a) > 0.85 and (m & b).sum() < 0.1 * b.sum()
