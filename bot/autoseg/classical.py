@@ -12,7 +12,11 @@ Pipeline (see docs/autoseg.md for what was measured):
    closer to a positive pin start as "probably object", the rest as "probably
    background".
 4. GrabCut (colour GMMs + contrast-sensitive graph cut) from that initial labelling, on
-   a bilateral-filtered copy (texture flattened, edges kept).
+   a bilateral-filtered copy (texture flattened, edges kept).  Box mode: a second start
+   (an inner band of the box background at first, then released) and the box's
+   tightness prior (every row/column through the central 80 % of the box crosses the
+   object, Lempitsky et al. 2009, enforced by "pinpointing" seeds) for both starts; the
+   start with the lower GrabCut energy wins.
 5. Clean-up: keep only the components that touch a positive pin (or, in box mode,
    the big ones), fill small holes.
 6. Back to full size with an edge-aware upsampling (guided filter of the soft mask,
@@ -20,7 +24,8 @@ Pipeline (see docs/autoseg.md for what was measured):
 
 Clicks after the first positive one do not start again: they refine the state the
 earlier clicks left (their mask, geodesic fields), RITM-style - the click's geodesic
-cell is re-labelled and one GrabCut iteration runs from there.  The result is a
+cell is re-labelled (within the click's reach: a few times its distance to the previous
+mask's boundary) and one GrabCut iteration runs from there.  The result is a
 function of the image and the ordered clicks; a small per-photo LRU keeps the earlier
 states so that an Add-a-point tap costs one refinement, not the whole chain.
 
@@ -87,7 +92,8 @@ class Params:
     restart_iters: int = 3  # GrabCut iterations of the second start (before the band is released)
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
-    #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1}
+    #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
+    #  "release_eval": 1}
     extra: dict = field(default_factory=dict)
 
 
@@ -589,7 +595,10 @@ def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.
         models2 = _grabcut(small, gc2, P.restart_iters, cv2.GC_INIT_WITH_MASK, bgr=bgr)
         if models2 is not None:
             gc2[band & (gc2 == GC_BGD)] = GC_PR_BGD
-            models2 = _grabcut(small, gc2, 1, cv2.GC_INIT_WITH_MASK, bgr=bgr) or models2
+            if P.extra.get("release_eval"):
+                models2 = _grabcut(small, gc2, 1, cv2.GC_EVAL, *models2, bgr=bgr) or models2
+            else:
+                models2 = _grabcut(small, gc2, 1, cv2.GC_INIT_WITH_MASK, bgr=bgr) or models2
             cands.append((gc2, _largest_components((gc2 == GC_FGD) | (gc2 == GC_PR_FGD)), models2))
     if not cands:
         return m, models
