@@ -3,6 +3,7 @@ the bot here, so what is tested is what runs."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -159,6 +160,19 @@ def dispatcher_for(app: App) -> Dispatcher:
     return make_dispatcher(app, **parts)
 
 
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up (modules, aiogram's routers and types, SQLAlchemy's
+    compiled statements) out of the garbage collector's reach.
+
+    A full collection walks every tracked object: with the bot's heap it stopped the event
+    loop for 80-250 ms every few thousand answers, and every worker tapping at that moment
+    waited for it (the paced round's p95). These objects live as long as the process, so
+    scanning them again can never free anything (CPython's ``gc.freeze`` advice for servers).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def run_polling(settings: Settings, *, token: str | None = None) -> None:
     db = make_database(settings)
     app = make_app(settings, db)
@@ -169,6 +183,7 @@ async def run_polling(settings: Settings, *, token: str | None = None) -> None:
         await set_commands(bot)
         me = await bot.get_me()
         log.info("bot.started", username=me.username, mode="polling", database=db.url.split("@")[-1])
+        freeze_startup_heap()
         await dp.start_polling(bot, handle_signals=True, close_bot_session=True)
     finally:
         db.dispose()

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot.app import dispatcher_for, make_app, make_bot, make_database, set_commands
+from bot.app import dispatcher_for, freeze_startup_heap, make_app, make_bot, make_database, set_commands
 from bot.config import Settings
 from bot.handlers.context import App
 
@@ -118,6 +118,7 @@ async def serve(settings: Settings, *, register_webhook: bool = True, reuse_port
             )
             await set_commands(bot)
         log.info("bot.started", mode="webhook", port=hook.webhook_port, path=hook.webhook_path)
+        freeze_startup_heap()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
