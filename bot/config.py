@@ -51,8 +51,9 @@ class DatabaseSettings(BaseSettings):
     database_url: str = Field(default="sqlite:///crowdpin.db", alias="DATABASE_URL")
     db_pool_size: int = Field(default=10, alias="DB_POOL_SIZE")
     # Threads running database work off the event loop (PostgreSQL; SQLite always uses one).
-    # Each extra thread costs CPU in GIL hand-offs; more help only when the database is far away.
-    db_threads: int = Field(default=2, ge=1, alias="DB_THREADS")
+    # Four keep a replica busy while transactions wait on PostgreSQL's round trips (two left it
+    # at about 0.8 of a core); many more cost CPU in GIL hand-offs (docs/scale_out.md).
+    db_threads: int = Field(default=4, ge=1, alias="DB_THREADS")
     db_echo: bool = Field(default=False, alias="DB_ECHO")
 
 
