@@ -86,14 +86,16 @@ class CpuCensus:
         self._t0 = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
-        wall = time.perf_counter() - self._t0
+        """Cores per group for the window; the raw figures stay in ``seconds`` and ``wall``."""
+        self.wall = time.perf_counter() - self._t0
         busy, total = machine_busy_seconds()
-        cores = {name: (self._group_cpu(pids) - self._start[name]) / wall for name, pids in self.groups.items()}
-        cores["driver"] = (time.process_time() - self._start["driver"]) / wall
+        self.seconds = {name: self._group_cpu(pids) - self._start[name] for name, pids in self.groups.items()}
+        self.seconds["driver"] = time.process_time() - self._start["driver"]
+        cores = {name: cpu / self.wall for name, cpu in self.seconds.items()}
         out = {name: round(v, 2) for name, v in cores.items()}
         # everything the benchmark runs, together (replicaN are shares of "bots")
         out["parts"] = round(sum(v for name, v in cores.items() if not name.startswith("replica")), 2)
-        out["machine"] = round((busy - self._busy0) / wall, 2)
+        out["machine"] = round((busy - self._busy0) / self.wall, 2)
         out["machine_busy"] = round((busy - self._busy0) / max(1e-9, total - self._total0), 3)
         return out
 
@@ -111,15 +113,16 @@ class CpuCap:
 
     def __init__(self, name: str, cores: float) -> None:
         self.cores = cores
-        if (self.V2 / "cgroup.controllers").exists():
-            self.path = self.V2 / name
-        else:
-            self.path = self.V1 / name
+        self.path = self._root() / name
+
+    @classmethod
+    def _root(cls) -> Path:
+        return cls.V2 if (cls.V2 / "cgroup.controllers").exists() else cls.V1
 
     @classmethod
     def available(cls) -> str | None:
         """None when caps can be set here, else the reason they cannot."""
-        root = cls.V2 if (cls.V2 / "cgroup.controllers").exists() else cls.V1
+        root = cls._root()
         if not (root / "cgroup.procs").exists():
             return f"no cgroup cpu controller at {root}"
         if not os.access(root, os.W_OK):

@@ -30,7 +30,6 @@ from _harness import (
     CpuCensus,
     unlimited_client,
     RemoteWorker,
-    cpu_seconds,
     emit,
     free_port,
     median,
@@ -72,7 +71,6 @@ async def _round(sims: list[RemoteWorker], per_round: int, pids: tuple[int, int]
         s.latencies_ms.clear()
     census = CpuCensus({"bot": [bot_pid], "emulator": [emulator_pid]})
     census.start()
-    cpu0, t0 = cpu_seconds(bot_pid), time.perf_counter()
 
     async def run(sim: RemoteWorker, offset: float) -> None:
         if pace:
@@ -86,8 +84,8 @@ async def _round(sims: list[RemoteWorker], per_round: int, pids: tuple[int, int]
                 await asyncio.sleep(max(0.0, pace - (time.perf_counter() - started)))
 
     await asyncio.gather(*(run(s, pace * i / len(sims)) for i, s in enumerate(sims)))
-    wall, cpu = time.perf_counter() - t0, cpu_seconds(bot_pid) - cpu0
     cores = census.stop()
+    wall, cpu = census.wall, census.seconds["bot"]
     lat = [x for s in sims for x in s.latencies_ms]
     return {
         "answers": len(lat),

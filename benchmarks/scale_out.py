@@ -26,7 +26,6 @@ import asyncio
 import math
 import os
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from _harness import (
     CpuCap,
     CpuCensus,
     RemoteWorker,
-    cpu_seconds,
     processes_named,
     emit,
     free_port,
@@ -133,8 +131,6 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
             }
         )
         census.start()
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        t0 = time.perf_counter()
 
         async def run(sim: RemoteWorker) -> None:
             for _ in range(per_worker):
@@ -143,9 +139,8 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
                 await sim.answer()
 
         await asyncio.gather(*(run(s) for s in sims))
-        wall = time.perf_counter() - t0
-        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         cores = census.stop()
+        wall, cpu = census.wall, census.seconds["bots"]
         lat = [x for s in sims for x in s.latencies_ms]
         no_task = [s.message.text for s in sims if s.answers == 0]
         if no_task:
