@@ -24,7 +24,7 @@ from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.db.engine import connection
+from bot.db.hot import execute, hot
 from bot.tasks import projects
 from bot.tasks.models import (
     Assignment,
@@ -60,19 +60,19 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     due = select(Assignment.id).where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
     if _dialect(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    rows = connection(session).execute(
-        update(Assignment)
+    rows = execute(
+        session, update(Assignment)
         .where(Assignment.id.in_(due.scalar_subquery()), Assignment.status == AssignmentStatus.LEASED)  # type: ignore[union-attr]
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
         .returning(Assignment.task_id)
     ).all()
     for task_id, n in Counter(row[0] for row in rows).items():
-        connection(session).execute(update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
+        execute(session, update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
     return len(rows)
 
 
 def release_slot(session: Session, task_id: int) -> None:
-    connection(session).execute(update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
+    execute(session, update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
 
 
 def active_lease(session: Session, worker_id: int, now: datetime, project_id: int | None = None) -> Assignment | None:
@@ -144,7 +144,7 @@ def _claim_statement(dialect: str, kind: TaskKind, dynamic: bool) -> Update:
         .values(taken=Task.taken + 1)
         .returning(Task.id)
     )
-    _CLAIMS[key] = statement
+    _CLAIMS[key] = hot(statement)
     return statement
 
 
@@ -152,7 +152,7 @@ def _golden_multiplier(worker_id: int) -> int:
     return (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
 
 
-_INSERT_LEASE = insert(Assignment).returning(Assignment.id)
+_INSERT_LEASE = hot(insert(Assignment).returning(Assignment.id))
 
 
 @dataclass(slots=True)
@@ -195,7 +195,7 @@ def claim_in_project(
         "b_min_overlap": project.min_overlap,
         "b_multiplier": _golden_multiplier(worker_id),
     }
-    task_id = connection(session).execute(statement, params).scalar()
+    task_id = execute(session, statement, params).scalar()
     if task_id is not None:
         values = {
             "task_id": task_id,
@@ -207,7 +207,7 @@ def claim_in_project(
             "chat_id": chat_id,
             "message_id": message_id,
         }
-        assignment_id = connection(session).execute(_INSERT_LEASE, values).scalar_one()
+        assignment_id = execute(session, _INSERT_LEASE, values).scalar_one()
         return NewLease(id=assignment_id, **values)
     return None
 

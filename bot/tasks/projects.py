@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlmodel import Session
 
-from bot.db.engine import connection
+from bot.db.hot import execute, hot
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Project, ProjectStatus, ProjectType
 
 
@@ -66,9 +66,9 @@ def get(session: Session, project_id: int) -> Project | None:
 # and shared between threads: treat them as read-only.
 _TABLE = Project.__table__  # type: ignore[attr-defined]
 PROJECT_COLUMNS = tuple(_TABLE.c)
-_ROW_BY_ID = select(*PROJECT_COLUMNS).where(_TABLE.c.id == bindparam("project_id"))
-_ACTIVE_ROWS = select(*PROJECT_COLUMNS).where(_TABLE.c.status == ProjectStatus.ACTIVE.value).order_by(_TABLE.c.id)
-_ACTIVE_ROW = _ACTIVE_ROWS.where(_TABLE.c.id == bindparam("project_id"))
+_ROW_BY_ID = hot(select(*PROJECT_COLUMNS).where(_TABLE.c.id == bindparam("project_id")))
+_ACTIVE_ROWS = hot(select(*PROJECT_COLUMNS).where(_TABLE.c.status == ProjectStatus.ACTIVE.value).order_by(_TABLE.c.id))
+_ACTIVE_ROW = hot(_ACTIVE_ROWS.where(_TABLE.c.id == bindparam("project_id")))
 _SNAPSHOTS: dict[tuple[Any, ...], Project] = {}
 _SNAPSHOTS_MAX = 1024
 
@@ -87,16 +87,16 @@ def snapshot(values: tuple[Any, ...] | Row[Any]) -> Project:
 
 def read(session: Session, project_id: int) -> Project | None:
     """A read-only snapshot of the project (see :func:`snapshot`), or None."""
-    row = connection(session).execute(_ROW_BY_ID, {"project_id": project_id}).first()
+    row = execute(session, _ROW_BY_ID, {"project_id": project_id}).first()
     return snapshot(row) if row is not None else None
 
 
 def active_snapshots(session: Session, project_id: int | None = None) -> list[Project]:
     """Read-only snapshots of the active projects (or of the one, if active), by id."""
     if project_id is None:
-        rows = connection(session).execute(_ACTIVE_ROWS).all()
+        rows = execute(session, _ACTIVE_ROWS).all()
     else:
-        rows = connection(session).execute(_ACTIVE_ROW, {"project_id": project_id}).all()
+        rows = execute(session, _ACTIVE_ROW, {"project_id": project_id}).all()
     return [snapshot(row) for row in rows]
 
 

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
-from bot.db.engine import connection
+from bot.db.hot import execute, hot
 from bot.tasks import leasing
 from bot.tasks.models import (
     PIN_MASK,
@@ -136,7 +136,7 @@ def first_stage(project: Project) -> Stage:
 # Within one transaction the copy is remembered (``_txn_cache``), so the answer and the next
 # claim read the row once; every write goes through ``_set`` / ``_bump``, which refresh it.
 _WP = WorkerProject.__table__  # type: ignore[attr-defined]
-_FIND_WP = select(_WP).where(_WP.c.worker_id == bindparam("worker_id"), _WP.c.project_id == bindparam("project_id"))
+_FIND_WP = hot(select(_WP).where(_WP.c.worker_id == bindparam("worker_id"), _WP.c.project_id == bindparam("project_id")))
 
 
 @dataclass(slots=True)
@@ -183,7 +183,7 @@ def find_standing(session: Session, worker_id: int, project_id: int) -> Standing
     cached = _txn_cache(session).get((worker_id, project_id))
     if cached is not None:
         return cached
-    row = connection(session).execute(_FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
+    row = execute(session, _FIND_WP, {"worker_id": worker_id, "project_id": project_id}).mappings().first()
     return _holder(session, row) if row is not None else None
 
 
@@ -200,7 +200,7 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
     }
     try:
         with session.begin_nested():  # a concurrent first claim may have inserted it already
-            row = connection(session).execute(insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
+            row = execute(session, insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
     except IntegrityError:
         found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
         assert found is not None
@@ -211,8 +211,8 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
 def _set(session: Session, wp: Standing, now: datetime, **values: Any) -> None:
     """Update the row; counters change as SQL expressions (atomic against a concurrent answer of
     the same worker) and ``wp`` gets the row as written."""
-    row = connection(session).execute(
-        update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)
+    row = execute(
+        session, update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)
     ).mappings().one()
     for key, value in row.items():
         setattr(wp, key, value)
@@ -252,8 +252,8 @@ def _minutes_left(until: datetime, now: datetime) -> int:
 
 
 def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
-    found = connection(session).execute(
-        select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
+    found = execute(
+        session, select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
     ).first()
     return found is not None
 
@@ -261,8 +261,8 @@ def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
 def answers_today(session: Session, worker_id: int, project_id: int, now: datetime, tz: str) -> int:
     """Answers in the project since local midnight; training answers do not count."""
     return int(
-        connection(session).execute(
-            select(func.count(Answer.id))
+        execute(
+            session, select(func.count(Answer.id))
             .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
             .where(
                 Answer.worker_id == worker_id,
@@ -367,7 +367,7 @@ def _bump_statement(golden: bool, exam: bool, fast: bool | None) -> Any:
             values["fast_strikes"] = c.fast_strikes + 1
         elif fast is False:
             values["fast_strikes"] = case((c.fast_strikes > 0, c.fast_strikes - 1), else_=0)
-        statement = _BUMPS[key] = (
+        statement = _BUMPS[key] = hot(
             update(_WP)
             .where(c.worker_id == bindparam("b_worker_id"), c.project_id == bindparam("b_project_id"))
             .values(**values)
@@ -401,10 +401,10 @@ def after_answer(
     fast = project.min_seconds > 0 and seconds < project.min_seconds
     statement = _bump_statement(golden, exam, fast if project.min_seconds > 0 else None)
     params = {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
-    row = connection(session).execute(statement, params).mappings().first()
+    row = execute(session, statement, params).mappings().first()
     if row is None:  # no standing yet (a lease made outside ``claim``): create it, then count
         standing(session, worker_id, project, now)
-        row = connection(session).execute(statement, params).mappings().one()
+        row = execute(session, statement, params).mappings().one()
     wp = _holder(session, row)
     out = AfterAnswer(paid=not exam)
     if exam and wp.exam_total >= project.exam_size:
@@ -476,7 +476,7 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
 # --- dynamic overlap ----------------------------------------------------------------------------
 
 
-_CONFIDENCE_ROWS = (
+_CONFIDENCE_ROWS = hot(
     select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
     .outerjoin(
         WorkerProject,
@@ -488,7 +488,7 @@ _CONFIDENCE_ROWS = (
 
 def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
     """(label, posterior, accepted answers) of a task from its answers so far."""
-    rows = connection(session).execute(_CONFIDENCE_ROWS, {"task_id": task_id}).all()
+    rows = execute(session, _CONFIDENCE_ROWS, {"task_id": task_id}).all()
     if not rows:
         return None, 0.0, 0
     labels = answer_values(project)
@@ -534,7 +534,7 @@ def _settle_statement(done: bool, reopen: bool, counted: bool) -> Any:
 
 
 _SETTLE = {
-    (done, reopen, counted): _settle_statement(done, reopen, counted)
+    (done, reopen, counted): hot(_settle_statement(done, reopen, counted))
     for done in (False, True) for reopen in (False, True) for counted in (False, True)
 }
 
@@ -554,8 +554,8 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         done = count >= project.overlap
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
-    connection(session).execute(
-        _SETTLE[(done, reopen, counted)],
+    execute(
+        session, _SETTLE[(done, reopen, counted)],
         {"task_id": task_id, "result": label, "confidence": confidence if count else None},
     )
     return done

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
-from bot.db.engine import connection
+from bot.db.hot import execute, hot
 from bot.tasks import leasing, projects, quality
 from bot.tasks.models import (
     CONFIRM_VALUES,
@@ -115,7 +115,7 @@ def _today(column: Any) -> Any:
 
 
 # The task, its image and the worker's progress today (the caption), in one statement.
-_CARD_ROW = (
+_CARD_ROW = hot(
     select(
         Task.id, Task.kind, Task.prelabel, Task.mask_rle, Task.project_id,
         Image.id, Image.sha256, Image.path, Image.phone_path, Image.tg_file_id, Image.width, Image.height,
@@ -129,8 +129,8 @@ _CARD_ROW = (
 def card_for(
     session: Session, assignment: Assignment | leasing.NewLease, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
 ) -> TaskCard:
-    row = connection(session).execute(
-        _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
+    row = execute(
+        session, _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
     ).one()
     if project is None or project.id != assignment.project_id:
         project = projects.read(session, assignment.project_id)
@@ -161,7 +161,7 @@ def card_for(
     )
 
 
-_WORKER_STATUS = select(Worker.status, Worker.status_reason).where(Worker.id == bindparam("worker_id"))
+_WORKER_STATUS = hot(select(Worker.status, Worker.status_reason).where(Worker.id == bindparam("worker_id")))
 
 
 def next_task(
@@ -183,7 +183,7 @@ def next_task(
     ``chat_id``/``message_id``: the message that will show a new lease (edited in place).
     """
     now = now or utcnow()
-    found = connection(session).execute(_WORKER_STATUS, {"worker_id": worker_id}).first()
+    found = execute(session, _WORKER_STATUS, {"worker_id": worker_id}).first()
     if found is None:
         return NoTask(NoTaskReason.NOT_REGISTERED)
     if found[0] == WorkerStatus.BANNED:
@@ -242,7 +242,7 @@ class _Lease:
     worker_reason: str | None
 
 
-_LEASE = (
+_LEASE = hot(
     select(
         Assignment.id, Assignment.worker_id, Assignment.status, Assignment.expires_at, Assignment.leased_at,
         Task.id, Task.kind, Task.golden, Task.explanation, Worker.status, Worker.status_reason,
@@ -256,7 +256,7 @@ _LEASE = (
 
 
 def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
-    row = connection(session).execute(_LEASE, {"assignment_id": assignment_id}).first()
+    row = execute(session, _LEASE, {"assignment_id": assignment_id}).first()
     if row is None:
         return None
     return _Lease(
@@ -300,18 +300,18 @@ def _open_lease(session: Session, worker_id: int, assignment_id: int, now: datet
 
 # Core statements on the session's connection: the ORM's execute path (and its synchronisation
 # of loaded objects on UPDATE) costs several times the statement itself on this hot path.
-_CLOSE = (
+_CLOSE = hot(
     update(Assignment)
     .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.LEASED.value)
     .values(status=bindparam("status"), closed_at=bindparam("now"))
 )
-_INSERT_ANSWER = insert(Answer).returning(Answer.id)
+_INSERT_ANSWER = hot(insert(Answer).returning(Answer.id))
 
 
 def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
     """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
-    result = connection(session).execute(
-        _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
+    result = execute(
+        session, _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
@@ -344,8 +344,8 @@ def _submit(session: Session, lease: _Lease, value: str, mask_rle: str | None, n
     reward = project.price if paid else 0
     correct = None if task.golden is None else (value == task.golden)
     seconds = max(0.0, (now - lease.leased_at).total_seconds())
-    answer_id = connection(session).execute(
-        _INSERT_ANSWER,
+    answer_id = execute(
+        session, _INSERT_ANSWER,
         {
             "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
             "project_id": project.id, "reward": reward, "value": value, "mask_rle": mask_rle,
@@ -405,7 +405,7 @@ def _report(session: Session, lease: _Lease, reason: str, now: datetime) -> bool
     return True
 
 
-_ATTACH = (
+_ATTACH = hot(
     update(Assignment)
     .where(Assignment.id == bindparam("assignment_id"))
     .values(chat_id=bindparam("chat_id"), message_id=bindparam("message_id"))
@@ -414,7 +414,7 @@ _ATTACH = (
 
 def attach_message(session: Session, assignment_id: int, chat_id: int, message_id: int) -> None:
     """Remember which chat message shows the lease, so the next task can edit it in place."""
-    connection(session).execute(_ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
+    execute(session, _ATTACH, {"assignment_id": assignment_id, "chat_id": chat_id, "message_id": message_id})
 
 
 def remember_file_id(session: Session, image_id: int, file_id: str) -> None:

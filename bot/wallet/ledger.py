@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
-from bot.db.engine import connection
+from bot.db.hot import execute, hot
 from bot.tasks.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
@@ -47,10 +47,10 @@ def find_txn(session: Session, key: str) -> LedgerTxn | None:
 # instead of failing on the unique index.
 _INSERT_TXN_ONCE = {
     "sqlite": sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
-    "postgresql": pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
+    "postgresql": hot(pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id)),
 }
 _INSERT_TXN = insert(LedgerTxn).returning(LedgerTxn.id)
-_INSERT_ENTRY = insert(LedgerEntry)
+_INSERT_ENTRY = hot(insert(LedgerEntry))
 
 
 def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
@@ -60,7 +60,7 @@ def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
         if find_txn(session, str(values["key"])) is not None:
             return None
         statement = _INSERT_TXN
-    return connection(session).execute(statement, values).scalar()
+    return execute(session, statement, values).scalar()
 
 
 def post(
@@ -117,8 +117,8 @@ def _write(
         assert existing is not None
         return existing.id, existing  # type: ignore[return-value]
     if legs:
-        connection(session).execute(
-            _INSERT_ENTRY,
+        execute(
+            session, _INSERT_ENTRY,
             [
                 {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
                  "available_at": leg.available_at or now, "created_at": now}

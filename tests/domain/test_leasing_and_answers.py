@@ -1,9 +1,12 @@
-"""The rules of the core loop, on the domain functions directly."""
+"""The rules of the core loop, on the domain functions directly, on SQLite and on PostgreSQL
+(where the hot statements run on the psycopg lane, ``bot.db.hot``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from bot import clock
@@ -14,6 +17,15 @@ from bot.tasks.service import NoTask, Refusal, Submitted, TaskCard
 from bot.wallet.ledger import balance, ledger_total
 
 from tests.domain.helpers import make_project, make_workers
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Database]:
+    """Every rule below holds on both engines."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("db")  # the suite's migrated SQLite database
+    else:
+        yield request.getfixturevalue("pg_db")
 
 
 def _next(db: Database, worker_id: int) -> TaskCard | NoTask:

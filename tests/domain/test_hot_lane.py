@@ -1,0 +1,143 @@
+"""The PostgreSQL lane for hot statements (``bot.db.hot``): same rows as SQLAlchemy, actually
+taken on the answer loop, and driver errors that still roll back and retry as before."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session
+
+from bot.db import Database
+from bot.db import hot
+from bot.db.engine import connection
+from bot.tasks import leasing, quality, service
+from bot.tasks.models import Assignment
+from bot.tasks.service import AnswerOutcome, Submitted, TaskCard
+
+from tests.domain.helpers import make_project, make_workers
+
+pytestmark = pytest.mark.postgres
+
+
+def _answer(db: Database, worker_id: int, card: TaskCard) -> AnswerOutcome:
+    return db.call(service.act_and_next, worker_id, card.assignment_id, "label", "0", chat_id=1, message_id=7)
+
+
+def _statements(db: Database) -> list[str]:
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql))
+    return seen
+
+
+def test_answer_loop_runs_on_the_lane_with_the_same_rows(pg_db: Database, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=12, overlap=1)
+    (w,) = make_workers(pg_db, 1)
+    card = pg_db.call(service.next_task, w)
+    for _ in range(3):  # first runs go through SQLAlchemy and plan the lane
+        assert isinstance(card, TaskCard)
+        outcome = _answer(pg_db, w, card)
+        assert isinstance(outcome.result, Submitted)
+        card = outcome.next  # type: ignore[assignment]
+    assert isinstance(card, TaskCard)
+    through_sqlalchemy = _statements(pg_db)
+    outcome = _answer(pg_db, w, card)
+    assert isinstance(outcome.result, Submitted) and isinstance(outcome.next, TaskCard)
+    assert through_sqlalchemy == [], f"hot statements left the lane: {through_sqlalchemy}"
+
+    # The lane's rows equal SQLAlchemy's, types included (SQLModel's UTC datetimes, mappings).
+    def both(session: Session, statement: Any, params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+        connection(session).execute(text("SET LOCAL TIME ZONE 'Asia/Seoul'"))  # psycopg answers in +09:00
+        lane = hot.execute(session, statement, params)
+        orm = connection(session).execute(statement, params)
+        lane_map = hot.execute(session, statement, params).mappings().all()
+        orm_map = [dict(m) for m in connection(session).execute(statement, params).mappings().all()]
+        return list(lane.all()), [tuple(r) for r in orm.all()], lane_map, orm_map
+
+    lane_rows, orm_rows, lane_map, orm_map = pg_db.call(both, service._LEASE, {"assignment_id": card.assignment_id})
+    assert lane_rows == orm_rows and len(lane_rows) == 1
+    assert lane_map == orm_map
+    leased_at = lane_map[0]["leased_at"]
+    assert leased_at.tzinfo is not None and leased_at.utcoffset() == UTC.utcoffset(None)
+    lane_rows, orm_rows, lane_map, orm_map = pg_db.call(both, quality._FIND_WP, {"worker_id": w, "project_id": card.project_id})
+    assert lane_rows == orm_rows and lane_map == orm_map and lane_map[0]["answers_total"] == 4
+
+
+def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=3, overlap=2)
+    (w,) = make_workers(pg_db, 1)
+    card = pg_db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    lease = {
+        "task_id": card.task_id, "worker_id": w, "project_id": card.project_id, "status": "leased",
+        "leased_at": card_time(pg_db, card.assignment_id), "expires_at": card_time(pg_db, card.assignment_id),
+        "chat_id": None, "message_id": None,
+    }
+    for _ in range(2):  # plan the INSERT (the first run is SQLAlchemy's), then hit the lane
+
+        def twice(session: Session) -> None:
+            hot.execute(session, service._INSERT_ANSWER, _answer_row(card, w))
+            hot.execute(session, leasing._INSERT_LEASE, lease)  # the same task to the same worker again
+
+        with pytest.raises(IntegrityError):
+            pg_db.call(twice)
+    with pg_db.session() as s:  # the answer inserted before the failure went with it
+        assert s.execute(text("SELECT count(*) FROM answer")).scalar_one() == 0
+        assert s.execute(text("SELECT count(*) FROM assignment")).scalar_one() == 1
+    assert isinstance(_answer(pg_db, w, card).result, Submitted)  # the connection works on
+
+
+def test_lost_connection_on_the_lane_is_run_again(pg_db: Database, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=2)
+    (w,) = make_workers(pg_db, 1)
+    for _ in range(2):  # plan the statement
+        pg_db.call(lambda s: hot.execute(s, service._WORKER_STATUS, {"worker_id": w}).first())
+    killer = create_engine(pg_db.url, isolation_level="AUTOCOMMIT")
+    attempts: list[type[BaseException] | None] = []
+
+    def status(session: Session) -> Any:
+        if not attempts:
+            pid = connection(session).execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with killer.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        try:
+            row = hot.execute(session, service._WORKER_STATUS, {"worker_id": w}).first()
+        except DBAPIError as exc:
+            attempts.append(type(exc))
+            assert exc.connection_invalidated
+            raise
+        attempts.append(None)
+        return row
+
+    assert pg_db.call(status) == ("active", None)
+    assert len(attempts) == 2 and attempts[0] is not None and issubclass(attempts[0], DBAPIError) and attempts[1] is None
+    killer.dispose()
+
+
+def card_time(db: Database, assignment_id: int) -> Any:
+    return db.call(lambda s: s.get(Assignment, assignment_id).leased_at)  # type: ignore[union-attr]
+
+
+def _answer_row(card: TaskCard, worker_id: int) -> dict[str, Any]:
+    from bot.clock import utcnow
+
+    return {
+        "assignment_id": card.assignment_id, "task_id": card.task_id, "worker_id": worker_id,
+        "project_id": card.project_id, "reward": 0, "value": "a", "mask_rle": None, "seconds": 1.0,
+        "is_golden": False, "correct": None, "status": "accepted", "created_at": utcnow(),
+    }
+
+
+def test_sqlite_never_takes_the_lane(db: Database, tmp_path: Path) -> None:
+    assert db.sqlite
+    make_project(db, tmp_path / "imgs", count=2)
+    (w,) = make_workers(db, 1)
+    card = db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    seen = _statements(db)
+    assert isinstance(_answer(db, w, card).result, Submitted)
+    assert any(sql.startswith("INSERT INTO answer") for sql in seen)
