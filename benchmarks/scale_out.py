@@ -16,7 +16,13 @@ replicas / answers), double_assignments (task slots handed out beyond overlap, o
 to the same worker twice) and lost_answers (taps the workers saw accepted that the database
 does not hold), and cpu_cores: the cores each part used during the run (bots, emulator, this
 driver, postgres, redis, the whole machine) and machine_busy (the busy fraction of all cores),
-which shows where the machine saturates. The last line is one JSON object keyed by run.
+which shows where the machine saturates.
+
+The whole set of runs is repeated ``--repeat`` times, interleaved, because this shared host's
+speed drifts by a third over minutes: every figure is the median over the repetitions, with
+the single values beside it (``*_runs``), and ``cpu_vs_sqlite`` is the median of each
+PostgreSQL run's CPU per answer over the SQLite run of the same repetition. The last line is
+one JSON object keyed by run (plus ``repeat``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import tempfile
 import uuid
 from pathlib import Path
@@ -220,11 +227,43 @@ def one_run(
     return figures
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures over its repetitions: medians of the rates, CPU and cores; the worst
+    audit (any double assignment or lost answer in any repetition shows)."""
+    out: dict[str, Any] = {
+        key: round(statistics.median(r[key] for r in runs), 3)
+        for key in ("answers_per_s", "p95_ms", "p50_ms", "bot_cpu_ms_per_answer")
+    }
+    out["answers"] = sum(r["answers"] for r in runs)
+    out["double_assignments"] = max(r["double_assignments"] for r in runs)
+    out["lost_answers"] = max(r["lost_answers"] for r in runs)
+    out["cpu_cores"] = {k: round(statistics.median(r["cpu_cores"][k] for r in runs), 3) for k in runs[0]["cpu_cores"]}
+    out["bot_cpu_ms_per_answer_runs"] = [r["bot_cpu_ms_per_answer"] for r in runs]
+    out["answers_per_s_runs"] = [r["answers_per_s"] for r in runs]
+    return out
+
+
+def ratios(result: dict[str, Any], reps: list[dict[str, dict[str, Any]]]) -> None:
+    """PostgreSQL CPU per answer over SQLite's, per repetition (runs minutes apart on a shared
+    host drift with it; within one repetition they are back to back), and their median."""
+    for name in result:
+        if name == "sqlite_1" or "not_run" in result[name] or "sqlite_1" not in result:
+            continue
+        per_rep = [rep[name]["bot_cpu_ms_per_answer"] / rep["sqlite_1"]["bot_cpu_ms_per_answer"] for rep in reps]
+        result[name]["cpu_vs_sqlite_runs"] = [round(x, 2) for x in per_rep]
+        result[name]["cpu_vs_sqlite"] = round(statistics.median(per_rep), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--per-worker", type=int, default=3, help="measured answers per worker")
     parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2,postgres_1_capped,postgres_2_capped")
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="repetitions of the whole set of runs, interleaved (sqlite_1, postgres_1, ..., sqlite_1, ...); "
+        "figures are medians, and each PostgreSQL run is compared with the SQLite run of its own repetition",
+    )
     parser.add_argument(
         "--replica-cpu",
         type=float,
@@ -240,16 +279,30 @@ def main() -> None:
         "postgres_1_capped": (1, "postgres", args.replica_cpu),
         "postgres_2_capped": (2, "postgres", args.replica_cpu),
     }
+    names = args.runs.split(",")
+    refused = {name: why for name in names if plan[name][2] is not None and (why := CpuCap.available()) is not None}
+    for name, why in refused.items():
+        print(f"[{name}] not run: {why}", flush=True)
+    reps: list[dict[str, dict[str, Any]]] = []
+    for rep in range(args.repeat):
+        figures: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if name in refused:
+                continue
+            replicas, database, cap = plan[name]
+            print(f"[{name}] repetition {rep + 1} of {args.repeat}", flush=True)
+            figures[name] = one_run(name, replicas, database, args.workers, args.per_worker, cap)
+        reps.append(figures)
     result: dict[str, Any] = {}
-    for name in args.runs.split(","):
-        replicas, database, cap = plan[name]
-        if cap is not None and (why := CpuCap.available()) is not None:
-            print(f"[{name}] not run: {why}", flush=True)
-            result[name] = {"not_run": why}
+    for name in names:
+        if name in refused:
+            result[name] = {"not_run": refused[name]}
             continue
-        result[name] = one_run(name, replicas, database, args.workers, args.per_worker, cap)
-        if cap is not None:
-            result[name]["replica_cpu_cap"] = cap
+        result[name] = combine([rep[name] for rep in reps])
+        if plan[name][2] is not None:
+            result[name]["replica_cpu_cap"] = plan[name][2]
+    ratios(result, reps)
+    result["repeat"] = args.repeat
     emit(result)
 
 

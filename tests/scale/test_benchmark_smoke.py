@@ -39,17 +39,25 @@ def test_answer_loop_benchmark_smoke() -> None:
 
 @pytest.mark.usefixtures("pg_url", "redis_url")
 def test_scale_out_benchmark_smoke() -> None:
-    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "sqlite_1,postgres_2_capped")
+    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "sqlite_1,postgres_2_capped", "--repeat", "2")
+    assert result.pop("repeat") == 2
     assert set(result) == {"sqlite_1", "postgres_2_capped"}
     for name, run in result.items():
         if "not_run" in run:  # only a capped run may be refused, only with its reason, never as root
             assert name.endswith("_capped") and "cgroup" in run["not_run"] and os.geteuid() != 0
             continue
-        assert run["answers"] == 24, (name, run)
+        assert run["answers"] == 2 * 24, (name, run)  # two repetitions of 12 workers x 2 answers
         assert run["double_assignments"] == 0 and run["lost_answers"] == 0
+        assert len(run["bot_cpu_ms_per_answer_runs"]) == 2
+        assert min(run["bot_cpu_ms_per_answer_runs"]) <= run["bot_cpu_ms_per_answer"] <= max(run["bot_cpu_ms_per_answer_runs"])
         assert run["bot_cpu_ms_per_answer"] > 0 and run["cpu_cores"]["bots"] > 0
     capped = result["postgres_2_capped"]
     if "not_run" not in capped:
         assert capped["replica_cpu_cap"] == 0.35
         shares = capped["cpu_cores"]
-        assert shares["replica0"] + shares["replica1"] == pytest.approx(shares["bots"], abs=0.02)
+        assert shares["replica0"] + shares["replica1"] == pytest.approx(shares["bots"], abs=0.03)
+        # PostgreSQL vs SQLite, repetition by repetition, and the median of the two
+        sqlite, pg = result["sqlite_1"]["bot_cpu_ms_per_answer_runs"], capped["bot_cpu_ms_per_answer_runs"]
+        expected = [round(p / s, 2) for p, s in zip(pg, sqlite)]
+        assert capped["cpu_vs_sqlite_runs"] == expected
+        assert capped["cpu_vs_sqlite"] == pytest.approx(sum(p / s for p, s in zip(pg, sqlite)) / 2, abs=0.01)
