@@ -11,7 +11,8 @@ SQLAlchemy, are compiled by it once per parameter shape with the connection's di
 from then on are sent straight to the connection's psycopg cursor: the same SQL text, the same
 parameters through the same type processors (SQLModel's UTC datetimes), in the same
 transaction. A statement that needs more of SQLAlchemy (Python-side defaults, expanding
-parameters) stays on ``Connection.execute``, as does every statement on SQLite. Driver
+parameters) stays on ``Connection.execute``, as does every statement on SQLite and every
+statement while ``DB_ECHO`` asks for each one in the log. Driver
 errors come out as SQLAlchemy's ``DBAPIError`` (with ``connection_invalidated`` set on a lost
 connection), so :meth:`bot.db.Database.call` retries deadlocks and reconnects as before.
 """
@@ -115,8 +116,8 @@ def execute(session: Session, statement: ClauseElement, params: Mapping[str, Any
     """``connection(session).execute(statement, params)``, on the psycopg cursor when it may."""
     conn = connection(session)
     entry = _HOT.get(id(statement))
-    if entry is None or entry.statement is not statement or conn.dialect.driver != "psycopg":
-        return conn.execute(statement, params)
+    if entry is None or entry.statement is not statement or conn.dialect.driver != "psycopg" or conn.engine.echo:
+        return conn.execute(statement, params)  # DB_ECHO logs every statement: only SQLAlchemy's path does
     many = isinstance(params, list)
     if not (many and params and isinstance(params[0], Mapping)) and not isinstance(params, Mapping):
         return conn.execute(statement, params)

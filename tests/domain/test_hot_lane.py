@@ -72,10 +72,10 @@ def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tm
     (w,) = make_workers(pg_db, 1)
     card = pg_db.call(service.next_task, w)
     assert isinstance(card, TaskCard)
+    leased_at = pg_db.call(lambda s: s.get(Assignment, card.assignment_id).leased_at)  # type: ignore[union-attr]
     lease = {
         "task_id": card.task_id, "worker_id": w, "project_id": card.project_id, "status": "leased",
-        "leased_at": card_time(pg_db, card.assignment_id), "expires_at": card_time(pg_db, card.assignment_id),
-        "chat_id": None, "message_id": None,
+        "leased_at": leased_at, "expires_at": leased_at, "chat_id": None, "message_id": None,
     }
     for _ in range(2):  # plan the INSERT (the first run is SQLAlchemy's), then hit the lane
 
@@ -118,10 +118,6 @@ def test_lost_connection_on_the_lane_is_run_again(pg_db: Database, tmp_path: Pat
     killer.dispose()
 
 
-def card_time(db: Database, assignment_id: int) -> Any:
-    return db.call(lambda s: s.get(Assignment, assignment_id).leased_at)  # type: ignore[union-attr]
-
-
 def _answer_row(card: TaskCard, worker_id: int) -> dict[str, Any]:
     from bot.clock import utcnow
 
@@ -130,6 +126,25 @@ def _answer_row(card: TaskCard, worker_id: int) -> dict[str, Any]:
         "project_id": card.project_id, "reward": 0, "value": "a", "mask_rle": None, "seconds": 1.0,
         "is_golden": False, "correct": None, "status": "accepted", "created_at": utcnow(),
     }
+
+
+def test_db_echo_keeps_every_statement_on_sqlalchemy(pg_url: str, tmp_path: Path) -> None:
+    """An operator who sets DB_ECHO sees every statement of a tap in the log."""
+    echo_db = Database(pg_url, echo=True)
+    try:
+        make_project(echo_db, tmp_path / "imgs", count=6, overlap=1)
+        (w,) = make_workers(echo_db, 1)
+        card = echo_db.call(service.next_task, w)
+        for _ in range(3):
+            assert isinstance(card, TaskCard)
+            card = _answer(echo_db, w, card).next  # type: ignore[assignment]
+        assert isinstance(card, TaskCard)
+        seen = _statements(echo_db)
+        assert isinstance(_answer(echo_db, w, card).result, Submitted)
+        assert any(sql.startswith("INSERT INTO answer") for sql in seen)
+        assert any(sql.startswith("UPDATE task SET taken") for sql in seen)
+    finally:
+        echo_db.dispose()
 
 
 def test_sqlite_never_takes_the_lane(db: Database, tmp_path: Path) -> None:
