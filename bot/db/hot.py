@@ -6,11 +6,10 @@ objects, a result object) costs about as much CPU as the round trip itself: 100-
 statement against 45-60 us for the cursor alone (on SQLite the same path costs ~14 us). With
 two replicas on one machine that overhead was most of what PostgreSQL added per answer.
 
-So statements marked :func:`hot` (module-level constants, built once) run once through
-SQLAlchemy, are compiled by it once per parameter shape with the connection's dialect, and
-from then on are sent straight to the connection's psycopg cursor: the same SQL text, the same
-parameters through the same type processors (SQLModel's UTC datetimes), in the same
-transaction. A statement that needs more of SQLAlchemy (Python-side defaults, expanding
+So statements marked :func:`hot` (module-level constants, built once) run once per
+parameter shape through SQLAlchemy; from then on the SQL that run compiled goes straight to
+the connection's psycopg cursor, with the parameters through the same type processors
+(SQLModel's UTC datetimes), in the same transaction. A statement that needs more of SQLAlchemy (Python-side defaults, expanding
 parameters) stays on ``Connection.execute``, as does every statement on SQLite and every
 statement while ``DB_ECHO`` asks for each one in the log. Driver
 errors come out as SQLAlchemy's ``DBAPIError`` (with ``connection_invalidated`` set on a lost
@@ -19,7 +18,7 @@ connection), so :meth:`bot.db.Database.call` retries deadlocks and reconnects as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,13 +56,13 @@ class _Plan:
 
 
 class _Hot:
-    """A marked statement and its plans, by (dialect, parameter names); None: not for the lane."""
+    """A marked statement and its plans, by parameter names; None: not for the lane."""
 
     __slots__ = ("statement", "plans")
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self.plans: dict[tuple[str, tuple[str, ...]], _Plan | None] = {}
+        self.plans: dict[tuple[str, ...], _Plan | None] = {}
 
 
 _HOT: dict[int, _Hot] = {}  # by id(statement); the entry holds the statement, so the id stays its own
@@ -121,11 +120,11 @@ def execute(session: Session, statement: ClauseElement, params: Mapping[str, Any
     many = isinstance(params, list)
     if not (many and params and isinstance(params[0], Mapping)) and not isinstance(params, Mapping):
         return conn.execute(statement, params)
-    key = (conn.dialect.name, tuple(sorted(params[0] if many else params)))  # type: ignore[index, arg-type]
+    key = tuple(sorted(params[0] if many else params))  # type: ignore[index, arg-type]
     plan = entry.plans.get(key, _MISSING)
     if plan is _MISSING:
         result = conn.execute(statement, params)  # the first run is SQLAlchemy's: it names the columns
-        entry.plans[key] = None if many and result.returns_rows else _plan(statement, conn.dialect, key[1], result)
+        entry.plans[key] = None if many and result.returns_rows else _plan(statement, conn.dialect, result)
         return result
     if plan is None:
         return conn.execute(statement, params)
@@ -137,13 +136,14 @@ def execute(session: Session, statement: ClauseElement, params: Mapping[str, Any
 _MISSING: Any = object()
 
 
-def _plan(statement: ClauseElement, dialect: Dialect, names: Sequence[str], result: Any) -> _Plan | None:
+def _plan(statement: ClauseElement, dialect: Dialect, result: Any) -> _Plan | None:
     """How the lane runs this statement with these parameter names; None: leave it to SQLAlchemy.
 
-    ``result`` is SQLAlchemy's result of the first run: its cursor tells the database types of
+    ``result`` is SQLAlchemy's result of the first run: it holds the compiled statement that run
+    executed (so the lane sends exactly that SQL), and its cursor tells the database types of
     the columns, which pick the same result processors SQLAlchemy applies.
     """
-    compiled: Any = statement.compile(dialect=dialect, column_keys=list(names))
+    compiled: Any = result.context.compiled
     if compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params or compiled.post_compile_params:
         return None
     binds: dict[str, Callable[[Any], Any]] = {}
