@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import math
 import os
-import statistics
 import tempfile
 import uuid
 from pathlib import Path
@@ -44,6 +43,7 @@ from _harness import (
     processes_named,
     emit,
     free_port,
+    median,
     percentile,
     start_bot,
     start_emulator,
@@ -231,13 +231,13 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One run's figures over its repetitions: medians of the rates, CPU and cores; the worst
     audit (any double assignment or lost answer in any repetition shows)."""
     out: dict[str, Any] = {
-        key: round(statistics.median(r[key] for r in runs), 3)
+        key: round(median([r[key] for r in runs]), 3)
         for key in ("answers_per_s", "p95_ms", "p50_ms", "bot_cpu_ms_per_answer")
     }
     out["answers"] = sum(r["answers"] for r in runs)
     out["double_assignments"] = max(r["double_assignments"] for r in runs)
     out["lost_answers"] = max(r["lost_answers"] for r in runs)
-    out["cpu_cores"] = {k: round(statistics.median(r["cpu_cores"][k] for r in runs), 3) for k in runs[0]["cpu_cores"]}
+    out["cpu_cores"] = {k: round(median([r["cpu_cores"][k] for r in runs]), 3) for k in runs[0]["cpu_cores"]}
     out["bot_cpu_ms_per_answer_runs"] = [r["bot_cpu_ms_per_answer"] for r in runs]
     out["answers_per_s_runs"] = [r["answers_per_s"] for r in runs]
     return out
@@ -251,7 +251,7 @@ def ratios(result: dict[str, Any], reps: list[dict[str, dict[str, Any]]]) -> Non
             continue
         per_rep = [rep[name]["bot_cpu_ms_per_answer"] / rep["sqlite_1"]["bot_cpu_ms_per_answer"] for rep in reps]
         result[name]["cpu_vs_sqlite_runs"] = [round(x, 2) for x in per_rep]
-        result[name]["cpu_vs_sqlite"] = round(statistics.median(per_rep), 2)
+        result[name]["cpu_vs_sqlite"] = round(median(per_rep), 2)
 
 
 def main() -> None:
