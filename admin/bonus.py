@@ -18,6 +18,7 @@ from admin.common import fail as die
 from admin.common import open_db, resolve_project
 from admin.progress import bar, err_console, out_console
 from bot.wallet import bonus
+from bot.work import bonuses
 from bot.wallet.bonus import BonusError
 
 BATCH = 200
@@ -59,7 +60,7 @@ def bonus_command(
         p = resolve_project(db, project)  # type: ignore[arg-type]
         try:
             with db.read_session() as s:
-                found = bonus.by_accuracy(s, p.id, min_accuracy=min_accuracy, min_golden=min_golden)  # type: ignore[arg-type]
+                found = bonuses.by_accuracy(s, p.id, min_accuracy=min_accuracy, min_golden=min_golden)  # type: ignore[arg-type]
         except BonusError as exc:
             die(str(exc))
         table = Table(title=f"{campaign}: accuracy ≥ {min_accuracy} in {p.name}")

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from admin.common import fail, open_db, resolve_project
 from admin.progress import bar, err_console, out_console
 from bot.db import Database
+from bot.work import rejection
 from bot.tasks import quality
-from bot.tasks.models import Worker
+from bot.workers.models import Worker
 
 
 def resolve_worker(db: Database, ref: str) -> Worker:
@@ -52,7 +53,7 @@ def reject_worker_command(
         found = resolve_worker(db, worker)
         project_id = resolve_project(db, project).id if project else None
         with db.read_session() as session:
-            count, amount = quality.pending_rejection(session, found.id, project_id)  # type: ignore[arg-type]
+            count, amount = rejection.pending_rejection(session, found.id, project_id)  # type: ignore[arg-type]
         scope = f"project {project}" if project else "all projects"
         err_console.print(f"worker {found.id} ({found.name}): {count:,} accepted answers in {scope}, paid ₩{amount:,}")
         if dry_run:
@@ -64,7 +65,7 @@ def reject_worker_command(
             raise typer.Exit(1)
         with bar("rejecting answers", total=count) as update:
             report = db.call(
-                quality.reject_worker,
+                rejection.reject_worker,
                 found.id,
                 project_id=project_id,
                 reason=reason,

@@ -50,8 +50,9 @@ from bot.config import DatabaseSettings, Settings  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.emulator.client import EmulatorClient  # noqa: E402
 from bot.emulator.runner import DEFAULT_TEST_TOKEN  # noqa: E402
-from bot.tasks import projects, workers  # noqa: E402
-from bot.tasks.models import Worker, WorkerStatus  # noqa: E402
+from bot.tasks import projects  # noqa: E402
+from bot import workers
+from bot.workers.models import Worker, WorkerStatus  # noqa: E402
 
 FIRST_USER = 700_000
 

@@ -147,8 +147,10 @@ def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, share
     from sqlalchemy import func, select
 
     from bot.db import Database
+    from bot.work import answers
     from bot.db.migrate import upgrade
-    from bot.tasks import intake, projects, quality, service, workers
+    from bot.tasks import intake, projects, quality, service
+    from bot import workers
     from bot.tasks.aggregate import aggregate_project
     from bot.tasks.models import Answer, Image, Task, TaskKind, TaskStatus, WorkerProject
     from bot.tasks.service import NoTask, Refusal, TaskCard
@@ -212,7 +214,7 @@ def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, share
                 nxt = db.call(service.next_task, person.worker_id, project_id=project_id, now=now)
             else:
                 action, value = person.choose(behaviour, truth[person.card.task_id])
-                outcome = db.call(service.act_and_next, person.worker_id, person.card.assignment_id, action, value, now=now)
+                outcome = db.call(answers.act_and_next, person.worker_id, person.card.assignment_id, action, value, now=now)
                 actions += 1
                 person.session_left -= 1
                 nxt = outcome.next if not isinstance(outcome.result, Refusal) else None

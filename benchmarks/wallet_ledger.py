@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bot.clock import utcnow  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
-from bot.tasks import workers  # noqa: E402
+from bot import workers  # noqa: E402
 from bot.wallet import activity, ledger, payout_accounts, payouts, withdrawals  # noqa: E402
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account  # noqa: E402
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn  # noqa: E402

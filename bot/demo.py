@@ -92,7 +92,7 @@ def _collected(session, project_id: int) -> list:  # type: ignore[no-untyped-def
 
 
 def _worker_id(session, tg_id: int) -> int:  # type: ignore[no-untyped-def]
-    from bot.tasks.workers import get_by_tg
+    from bot.workers import get_by_tg
 
     worker = get_by_tg(session, tg_id)
     assert worker is not None and worker.id is not None

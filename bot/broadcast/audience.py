@@ -12,7 +12,8 @@ from sqlalchemy import Select, and_, exists, func, not_, select
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.tasks.models import Project, Worker, WorkerProject, WorkerStatus
+from bot.tasks.models import Project, WorkerProject
+from bot.workers.models import Worker, WorkerStatus
 
 Kind = Literal["all", "qualified", "active-days"]
 SPEC_HELP = "all | qualified | active-days:N"

@@ -44,8 +44,8 @@ from bot.broadcast.transport import Button, Delivered, Fatal, Forbidden, Photo, 
 from bot.clock import utcnow
 from bot.db import Database
 from bot.i18n import t
-from bot.tasks import workers
-from bot.tasks.models import Worker, WorkerStatus
+from bot import workers
+from bot.workers.models import Worker, WorkerStatus
 
 log = structlog.get_logger("crowdpin.broadcast")
 

@@ -33,7 +33,8 @@ from bot.clock import utcnow
 from bot.handlers.broadcast_transport import AiogramTransport, start_keyboard
 from bot.handlers.context import App
 from bot.i18n import t
-from bot.tasks import projects, workers
+from bot.tasks import projects
+from bot import workers
 
 log = structlog.get_logger("crowdpin.broadcast")
 router = Router(name="broadcast")

@@ -9,7 +9,7 @@ from aiogram.types import ErrorEvent
 
 from bot.handlers.context import App
 from bot.i18n import t
-from bot.tasks import workers
+from bot import workers
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="errors")

@@ -17,7 +17,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
 
 from bot.handlers.context import App, WorkerCtx
-from bot.tasks import workers
+from bot import workers
 
 log = structlog.get_logger("crowdpin.bot")
 

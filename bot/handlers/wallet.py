@@ -34,7 +34,7 @@ from bot.clock import utcnow
 from bot.handlers.context import App, WorkerCtx
 from bot.handlers.keyboards import main_menu, menu_texts
 from bot.i18n import LOCALES, catalog, t, won
-from bot.tasks import workers
+from bot import workers
 from bot.wallet import activity, ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.activity import Activity
 from bot.wallet.models import EntryKind, Withdrawal

@@ -9,13 +9,15 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from bot.handlers import keyboards, presenter
+from bot.work import answers
 from bot.handlers import quality as quality_ui
 from bot.handlers.callbacks import Act, LangCb, NextCb, TaskCb
 from bot.handlers.context import App, WorkerCtx
 from bot.handlers.keyboards import menu_texts
 from bot.handlers.middlewares import WorkerDirectory
 from bot.i18n import t
-from bot.tasks import service, workers
+from bot.tasks import service
+from bot import workers
 from bot.tasks.service import NoTask, NoTaskReason, Refusal, Submitted, TaskCard
 
 log = structlog.get_logger("crowdpin.bot")
@@ -114,7 +116,7 @@ async def finish(
     chat_id = message.chat.id if message else query.from_user.id
     message_id = message.message_id if message else None
     outcome = await app.db.run(
-        service.act_and_next,
+        answers.act_and_next,
         worker.id,
         assignment_id,
         action,

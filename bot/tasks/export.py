@@ -36,7 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from bot.db import Database
-from bot.tasks.models import Answer, Assignment, Image, Project, ProjectType, Task, TaskKind, Worker
+from bot.tasks.models import Answer, Assignment, Image, Project, ProjectType, Task, TaskKind
+from bot.workers.models import Worker
 
 log = structlog.get_logger("crowdpin.export")
 

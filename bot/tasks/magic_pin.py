@@ -186,7 +186,7 @@ def pin_step(
     """Decide what a tap on a magic-pin button does; changes nothing in the database.
 
     ``action`` is ``cell`` (v = pack(rev, cell, 16)), ``retry`` (v = rev) or ``add``
-    (v = pack(rev, sign, 3)). Keep and "no such object" answer the task: :func:`keep_and_next`.
+    (v = pack(rev, sign, 3)). Keep and "no such object" answer the task: :func:`bot.work.answers.keep_and_next`.
     """
     now = now or utcnow()
     assignment = _pin_assignment(session, worker_id, assignment_id, now)
@@ -284,42 +284,6 @@ def kept_mask(session: Session, worker_id: int, assignment_id: int, v: int, *, n
     if not state.mask or state.area <= 0:
         return PinRefusal.EMPTY
     return json.dumps(state.mask, separators=(",", ":"))
-
-
-def keep_and_next(
-    session: Session,
-    worker_id: int,
-    assignment_id: int,
-    v: int,
-    *,
-    lang: str = "ko",
-    chat_id: int | None = None,
-    message_id: int | None = None,
-    now: datetime | None = None,
-    tz: str = "Asia/Seoul",
-) -> AnswerOutcome:
-    """Keep: answer "mask" with the shown mask, pay, and lease the next task, in one transaction.
-
-    A second Keep finds the assignment answered (``Refusal.ALREADY``) and pays nothing; a
-    refusal particular to magic pin comes back as ``AnswerOutcome(PinRefusal, None)``.
-    """
-    now = now or utcnow()
-    kept = kept_mask(session, worker_id, assignment_id, v, now=now)
-    if isinstance(kept, (Refusal, PinRefusal)):  # (both are str enums: test them first)
-        return AnswerOutcome(kept, None)  # type: ignore[arg-type]
-    return service.act_and_next(
-        session,
-        worker_id,
-        assignment_id,
-        "answer",
-        "mask",
-        lang=lang,
-        chat_id=chat_id,
-        message_id=message_id,
-        mask_rle=kept,
-        now=now,
-        tz=tz,
-    )
 
 
 # ------------------------------------------------------------------ pixels

@@ -1,4 +1,4 @@
-"""Tables of the labeling domain: workers, projects, images, tasks, assignments, answers.
+"""Tables of the labeling domain: projects, images, tasks, assignments, answers.
 
 Counters on ``Task`` (``taken``, ``answers_count``) exist so that a claim is one conditional
 UPDATE that is atomic on SQLite and PostgreSQL alike; they are always changed in the same
@@ -35,12 +35,6 @@ class ProjectStatus(StrEnum):
     CLOSED = "closed"
 
 
-class WorkerStatus(StrEnum):
-    ACTIVE = "active"
-    BANNED = "banned"  # blocked by an operator or a quality rule
-    UNREACHABLE = "unreachable"  # the worker blocked the bot (403)
-
-
 class TaskStatus(StrEnum):
     OPEN = "open"
     DONE = "done"
@@ -64,18 +58,6 @@ class AssignmentStatus(StrEnum):
 class AnswerStatus(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
-
-
-class Worker(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    tg_id: int = Field(sa_column=Column(BigInteger, unique=True, nullable=False))
-    name: str = Field(default="", max_length=256)
-    username: str | None = Field(default=None, max_length=64)
-    lang: str = Field(default="ko", max_length=8)
-    status: str = Field(default=WorkerStatus.ACTIVE, max_length=16, index=True)
-    status_reason: str | None = Field(default=None, max_length=256)
-    created_at: datetime = Field(default_factory=utcnow)
-    last_active_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class Project(SQLModel, table=True):

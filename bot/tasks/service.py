@@ -18,28 +18,9 @@ from sqlmodel import Session
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
 from bot.tasks import leasing, projects, quality
-from bot.tasks.models import (
-    CONFIRM_VALUES,
-    PIN_MASK,
-    PIN_NONE,
-    Answer,
-    AnswerStatus,
-    Assignment,
-    AssignmentStatus,
-    Image,
-    ProblemReport,
-    Project,
-    ProjectStatus,
-    ProjectType,
-    Task,
-    TaskFacts,
-    TaskKind,
-    TaskStatus,
-    Worker,
-    WorkerStatus,
-)
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, AnswerStatus, Assignment, AssignmentStatus, Image, ProblemReport, Project, ProjectStatus, ProjectType, Task, TaskFacts, TaskKind, TaskStatus
+from bot.workers.models import Worker, WorkerStatus
 from bot.tasks.projects import labels as project_labels
-from bot.wallet.ledger import credit_earning
 
 REPORTS_TO_BREAK = 2
 
@@ -192,10 +173,10 @@ def next_task(
     current = leasing.active_lease(session, worker_id, now, project_id) if check_current else None
     if current is not None:
         return card_for(session, current, lang, now, tz)
-    return _claim_next(session, worker_id, leasing.claimable_projects(session, project_id), lang, now, tz, chat_id, message_id)
+    return claim_next(session, worker_id, leasing.claimable_projects(session, project_id), lang, now, tz, chat_id, message_id)
 
 
-def _claim_next(
+def claim_next(
     session: Session,
     worker_id: int,
     candidates: list[Project],
@@ -217,7 +198,7 @@ def _claim_next(
     return NoTask(NoTaskReason.NONE_LEFT)
 
 
-def _valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
+def valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
     if project.type == ProjectType.CLASSIFY:
         return value in project_labels(project)
     if project.type == ProjectType.CONFIRM_MASK:
@@ -228,7 +209,7 @@ def _valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
 
 
 @dataclass(slots=True)
-class _Lease:
+class Lease:
     """One assignment with what acting on it needs, read in a single statement."""
 
     assignment_id: int
@@ -255,11 +236,11 @@ _LEASE = hot(
 )
 
 
-def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
+def read_lease(session: Session, assignment_id: int) -> Lease | None:
     row = execute(session, _LEASE, {"assignment_id": assignment_id}).first()
     if row is None:
         return None
-    return _Lease(
+    return Lease(
         assignment_id=row[0], worker_id=row[1], status=row[2], expires_at=row[3], leased_at=row[4],
         task=TaskFacts(row[5], row[6], row[7], row[8]), worker_status=row[9], worker_reason=row[10],
         project=projects.snapshot(row[11:]),
@@ -269,14 +250,14 @@ def _read_lease(session: Session, assignment_id: int) -> _Lease | None:
 def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
     """The ORM row of a lease the worker may act on (magic pin keeps its state in it)."""
     assignment = session.get(Assignment, assignment_id)
-    refusal = _check(assignment, worker_id, now)
+    refusal = check_lease(assignment, worker_id, now)
     if refusal is not None:
         return refusal
     assert assignment is not None
     return assignment
 
 
-def _check(lease: _Lease | Assignment | None, worker_id: int, now: datetime) -> Refusal | None:
+def check_lease(lease: Lease | Assignment | None, worker_id: int, now: datetime) -> Refusal | None:
     """Why the worker may not act on this lease now, or None."""
     if lease is None:
         return Refusal.UNKNOWN
@@ -289,9 +270,9 @@ def _check(lease: _Lease | Assignment | None, worker_id: int, now: datetime) -> 
     return None
 
 
-def _open_lease(session: Session, worker_id: int, assignment_id: int, now: datetime) -> _Lease | Refusal:
-    lease = _read_lease(session, assignment_id)
-    refusal = _check(lease, worker_id, now)
+def open_lease(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Lease | Refusal:
+    lease = read_lease(session, assignment_id)
+    refusal = check_lease(lease, worker_id, now)
     if refusal is not None:
         return refusal
     assert lease is not None
@@ -305,10 +286,9 @@ _CLOSE = hot(
     .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.LEASED.value)
     .values(status=bindparam("status"), closed_at=bindparam("now"))
 )
-_INSERT_ANSWER = hot(insert(Answer).returning(Answer.id))
 
 
-def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
+def close_lease(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
     """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
     result = execute(
         session, _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
@@ -316,65 +296,16 @@ def _close(session: Session, assignment_id: int, status: AssignmentStatus, now: 
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def submit_answer(
-    session: Session,
-    worker_id: int,
-    assignment_id: int,
-    value: str,
-    *,
-    mask_rle: str | None = None,
-    now: datetime | None = None,
-    tz: str = "Asia/Seoul",
-) -> Submitted | Refusal:
-    """Record the answer of one assignment and pay for it, exactly once."""
-    now = now or utcnow()
-    lease = _open_lease(session, worker_id, assignment_id, now)
-    if isinstance(lease, Refusal):
-        return lease
-    return _submit(session, lease, value, mask_rle, now, tz)
-
-
-def _submit(session: Session, lease: _Lease, value: str, mask_rle: str | None, now: datetime, tz: str) -> Submitted | Refusal:
-    project, task, worker_id = lease.project, lease.task, lease.worker_id
-    if not _valid_value(project, value, mask_rle):
-        return Refusal.INVALID
-    if not _close(session, lease.assignment_id, AssignmentStatus.ANSWERED, now):
-        return Refusal.ALREADY
-    paid = quality.pays(session, project, task, worker_id)  # not training, not the exam
-    reward = project.price if paid else 0
-    correct = None if task.golden is None else (value == task.golden)
-    seconds = max(0.0, (now - lease.leased_at).total_seconds())
-    answer_id = execute(
-        session, _INSERT_ANSWER,
-        {
-            "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
-            "project_id": project.id, "reward": reward, "value": value, "mask_rle": mask_rle,
-            "seconds": seconds, "is_golden": task.kind == TaskKind.GOLDEN, "correct": correct,
-            "status": AnswerStatus.ACCEPTED.value, "created_at": now,
-        },
-    ).scalar_one()
-    task_done = False
-    if task.kind == TaskKind.NORMAL:  # count it and settle: fixed or dynamic overlap
-        task_done = quality.settle_task(session, project, task.id, counted=True)
-    if reward:
-        credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now)
-    after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz)
-    return Submitted(
-        answer_id=answer_id, reward=reward, task_done=task_done, correct=correct,
-        notice=after.notice, training_feedback=after.training_feedback,
-    )
-
-
 def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> bool | Refusal:
     now = now or utcnow()
-    lease = _open_lease(session, worker_id, assignment_id, now)
+    lease = open_lease(session, worker_id, assignment_id, now)
     if isinstance(lease, Refusal):
         return lease
-    return _skip(session, lease, now)
+    return close_skipped(session, lease, now)
 
 
-def _skip(session: Session, lease: _Lease, now: datetime) -> bool | Refusal:
-    if not _close(session, lease.assignment_id, AssignmentStatus.SKIPPED, now):
+def close_skipped(session: Session, lease: Lease, now: datetime) -> bool | Refusal:
+    if not close_lease(session, lease.assignment_id, AssignmentStatus.SKIPPED, now):
         return Refusal.ALREADY
     leasing.release_slot(session, lease.task.id)
     quality.after_skip(session, lease.project.id, lease.worker_id, now=now)  # type: ignore[arg-type]  # a pause shows on the next claim
@@ -386,14 +317,14 @@ def report_problem(
 ) -> bool | Refusal:
     """The image is broken or offensive: the worker moves on, enough reports retire the task."""
     now = now or utcnow()
-    lease = _open_lease(session, worker_id, assignment_id, now)
+    lease = open_lease(session, worker_id, assignment_id, now)
     if isinstance(lease, Refusal):
         return lease
-    return _report(session, lease, reason, now)
+    return close_reported(session, lease, reason, now)
 
 
-def _report(session: Session, lease: _Lease, reason: str, now: datetime) -> bool | Refusal:
-    if not _close(session, lease.assignment_id, AssignmentStatus.REPORTED, now):
+def close_reported(session: Session, lease: Lease, reason: str, now: datetime) -> bool | Refusal:
+    if not close_lease(session, lease.assignment_id, AssignmentStatus.REPORTED, now):
         return Refusal.ALREADY
     task_id = lease.task.id
     leasing.release_slot(session, task_id)
@@ -437,60 +368,3 @@ class AnswerOutcome:
 
     result: Submitted | Refusal | bool
     next: TaskCard | NoTask | None
-
-
-def act_and_next(
-    session: Session,
-    worker_id: int,
-    assignment_id: int,
-    action: str,
-    value: str = "",
-    *,
-    lang: str = "ko",
-    chat_id: int | None = None,
-    message_id: int | None = None,
-    mask_rle: str | None = None,
-    now: datetime | None = None,
-    tz: str = "Asia/Seoul",
-) -> AnswerOutcome:
-    """Answer / skip / report an assignment and lease the next task, in one transaction.
-
-    The next lease is attached to the message being edited in place, so showing it needs no
-    second round trip to the database. A refused action leases nothing.
-
-    This is the bot's hottest path (every tap): the assignment, its task, project and worker
-    are read in one statement, and the next claim starts from the project already in hand.
-    """
-    now = now or utcnow()
-    lease = _read_lease(session, assignment_id)
-    if action == "label":  # value is the index of the tapped label button
-        options = project_labels(lease.project) if lease is not None else []
-        index = int(value) if value.lstrip("-").isdigit() else -1
-        value = options[index] if 0 <= index < len(options) else f"#{value}"
-        action = "answer"
-    if action not in ("answer", "skip", "report"):
-        raise ValueError(f"unknown action {action!r}")
-    refusal = _check(lease, worker_id, now)
-    if refusal is not None:
-        return AnswerOutcome(refusal, None)
-    assert lease is not None
-    result: Submitted | Refusal | bool
-    if action == "answer":
-        result = _submit(session, lease, value, mask_rle, now, tz)
-    elif action == "skip":
-        result = _skip(session, lease, now)
-    else:
-        result = _report(session, lease, value or "broken", now)
-    if isinstance(result, Refusal):
-        return AnswerOutcome(result, None)
-    if lease.worker_status == WorkerStatus.BANNED:
-        return AnswerOutcome(result, NoTask(NoTaskReason.BANNED, lease.worker_reason))
-    if message_id is None:
-        chat_id = None  # a lease is attached to a message only once it is shown in one
-    leasing.expire_leases(session, now)
-    here = [lease.project] if lease.project.status == ProjectStatus.ACTIVE else []
-    nxt = _claim_next(session, worker_id, here, lang, now, tz, chat_id, message_id)
-    if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT:
-        others = [p for p in leasing.claimable_projects(session) if p.id != lease.project.id]
-        nxt = _claim_next(session, worker_id, others, lang, now, tz, chat_id, message_id)
-    return AnswerOutcome(result, nxt)

@@ -17,7 +17,8 @@ from sqlalchemy import String, and_, case, func, select, type_coerce
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.tasks.models import Answer, AnswerStatus, Project, Task, TaskKind, TaskStatus, Worker
+from bot.tasks.models import Answer, AnswerStatus, Project, Task, TaskKind, TaskStatus
+from bot.workers.models import Worker
 
 SECONDS_BUCKETS: tuple[float, ...] = (2, 5, 10, 20, 40, 60, 120)
 """Upper bounds of the time-per-answer histogram; the last bucket is "over 120 s"."""

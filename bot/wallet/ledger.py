@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
-from bot.tasks.models import Worker
+from bot.workers.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
 

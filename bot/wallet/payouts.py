@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.tasks.models import Worker, WorkerStatus
+from bot.workers.models import Worker, WorkerStatus
 from bot.wallet import ledger
 from bot.wallet.accounts import PAID_OUT, PAYOUTS_OPEN, worker_account
 from bot.wallet.ledger import Leg

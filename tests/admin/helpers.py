@@ -15,10 +15,12 @@ import numpy as np
 from PIL import Image as PILImage
 
 from bot import clock
+from bot.work import answers
 from bot.autoseg import rle
 from bot.db import Database
 from bot.sample import SampleImage, generate, true_mask
-from bot.tasks import projects, service, workers
+from bot.tasks import projects, service
+from bot import workers
 from bot.tasks.models import Project
 
 
@@ -98,7 +100,7 @@ def answer_all(db: Database, n_workers: int, choose: Any, *, seconds: float = 3.
             if isinstance(card, service.NoTask):
                 break
             clock.advance(seconds)
-            result = db.call(service.submit_answer, wid, card.assignment_id, choose(card, wid), mask_rle=None)
+            result = db.call(answers.submit_answer, wid, card.assignment_id, choose(card, wid), mask_rle=None)
             assert isinstance(result, service.Submitted), result
     return ids
 

@@ -19,7 +19,8 @@ from bot.autoseg import rle
 from bot.db import Database
 from bot.tasks import datasets, export
 from bot.tasks.aggregate import aggregate_project
-from bot.tasks.models import Answer, Assignment, Task, Worker
+from bot.tasks.models import Answer, Assignment, Task
+from bot.workers.models import Worker
 
 from tests.admin.conftest import Cli
 from tests.admin.helpers import answer_all, classify_project, coco_file, jpeg, mask_project, samples

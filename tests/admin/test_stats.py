@@ -12,7 +12,8 @@ from admin import report_html
 from bot.db import Database
 from bot.tasks import stats
 from bot.tasks.export import Pseudonyms
-from bot.tasks.models import Answer, Assignment, Image, Task, Worker
+from bot.tasks.models import Answer, Assignment, Image, Task
+from bot.workers.models import Worker
 
 from tests.admin.conftest import Cli
 from tests.admin.helpers import classify_project

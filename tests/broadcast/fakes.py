@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.broadcast.transport import Button, Delivered, Photo, TransportError
 from bot.db import Database
-from bot.tasks import projects, workers
+from bot.tasks import projects
+from bot import workers
 from bot.tasks.models import Project
 
 

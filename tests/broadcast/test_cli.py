@@ -126,7 +126,7 @@ def test_send_through_the_emulator_with_flood_control(env: Database, tmp_path: P
         for uid in users:
             emu.run(lambda e, uid=uid: e.send_text(uid, "/start"))
         project = make_project(env, "Shapes")
-        from bot.tasks import workers
+        from bot import workers
 
         with env.session() as s:
             for uid in users:

@@ -17,7 +17,7 @@ from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus,
 from bot.broadcast.pacing import LocalPacer
 from bot.broadcast.transport import Fatal, Forbidden, RateLimited, SendFailed
 from bot.db import Database
-from bot.tasks.models import Worker, WorkerStatus
+from bot.workers.models import Worker, WorkerStatus
 from tests.broadcast.fakes import FakeTransport, make_project, make_workers
 
 FAST = dict(rate=2000.0, per_chat_interval=0.0)
@@ -265,7 +265,7 @@ async def test_graceful_stop_releases_without_in_flight_rows(db: Database) -> No
 
 
 async def test_workers_banned_or_unreachable_after_creation_are_skipped(db: Database) -> None:
-    from bot.tasks import workers
+    from bot import workers
 
     project = make_project(db)
     people = make_workers(db, 3)

@@ -14,7 +14,7 @@ from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus,
 from bot.i18n import t
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import SimWorker
-from bot.tasks.models import Worker, WorkerStatus
+from bot.workers.models import Worker, WorkerStatus
 
 OPERATOR = 4242
 

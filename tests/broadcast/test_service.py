@@ -12,7 +12,7 @@ from bot.broadcast import service
 from bot.broadcast.audience import Audience, AudienceError
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus
 from bot.db import Database
-from bot.tasks import workers
+from bot import workers
 from bot.tasks.models import WorkerProject
 from tests.broadcast.fakes import make_project, make_workers
 

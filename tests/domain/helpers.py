@@ -6,7 +6,8 @@ from pathlib import Path
 
 from bot.db import Database
 from bot.sample import generate
-from bot.tasks import intake, media, projects, workers
+from bot.tasks import intake, media, projects
+from bot import workers
 from bot.tasks.models import Project
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
 from bot.db import Database
+from bot.work import answers
 from bot.db import hot
 from bot.db.engine import connection
 from bot.tasks import leasing, quality, service
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.postgres
 
 
 def _answer(db: Database, worker_id: int, card: TaskCard) -> AnswerOutcome:
-    return db.call(service.act_and_next, worker_id, card.assignment_id, "label", "0", chat_id=1, message_id=7)
+    return db.call(answers.act_and_next, worker_id, card.assignment_id, "label", "0", chat_id=1, message_id=7)
 
 
 def _statements(db: Database) -> list[str]:
@@ -80,7 +81,7 @@ def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tm
     for _ in range(2):  # plan the INSERT (the first run is SQLAlchemy's), then hit the lane
 
         def twice(session: Session) -> None:
-            hot.execute(session, service._INSERT_ANSWER, _answer_row(card, w))
+            hot.execute(session, answers._INSERT_ANSWER, _answer_row(card, w))
             hot.execute(session, leasing._INSERT_LEASE, lease)  # the same task to the same worker again
 
         with pytest.raises(IntegrityError):

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import clock
+from bot.work import answers
 from bot.db import Database
 from bot.tasks import service
 from bot.tasks.models import Answer, Assignment, Task, TaskStatus
@@ -43,7 +44,7 @@ def test_overlap_limits_and_no_repeat(db: Database, tmp_path: Path) -> None:
                 break
             assert card.task_id not in seen[worker_id], "a worker got the same task twice"
             seen[worker_id].add(card.task_id)
-            result = db.call(service.submit_answer, worker_id, card.assignment_id, "a")
+            result = db.call(answers.submit_answer, worker_id, card.assignment_id, "a")
             assert isinstance(result, Submitted)
     with db.session() as s:
         counts = s.execute(select(Answer.task_id, func.count()).group_by(Answer.task_id)).all()
@@ -67,10 +68,10 @@ def test_exactly_one_answer_and_payment(db: Database, tmp_path: Path) -> None:
     w1, w2 = make_workers(db, 2)
     card = _next(db, w1)
     assert isinstance(card, TaskCard)
-    assert isinstance(db.call(service.submit_answer, w1, card.assignment_id, "b"), Submitted)
-    assert db.call(service.submit_answer, w1, card.assignment_id, "b") == Refusal.ALREADY
-    assert db.call(service.submit_answer, w2, card.assignment_id, "b") == Refusal.NOT_YOURS
-    assert db.call(service.submit_answer, w1, 999_999, "b") == Refusal.UNKNOWN
+    assert isinstance(db.call(answers.submit_answer, w1, card.assignment_id, "b"), Submitted)
+    assert db.call(answers.submit_answer, w1, card.assignment_id, "b") == Refusal.ALREADY
+    assert db.call(answers.submit_answer, w2, card.assignment_id, "b") == Refusal.NOT_YOURS
+    assert db.call(answers.submit_answer, w1, 999_999, "b") == Refusal.UNKNOWN
     with db.session() as s:
         assert s.execute(select(func.count(Answer.id))).scalar_one() == 1
         assert balance(s, w1).available == 15
@@ -82,11 +83,11 @@ def test_forged_label_is_refused(db: Database, tmp_path: Path) -> None:
     (w,) = make_workers(db, 1)
     card = _next(db, w)
     assert isinstance(card, TaskCard)
-    assert db.call(service.submit_answer, w, card.assignment_id, "not-a-label") == Refusal.INVALID
-    outcome = db.call(service.act_and_next, w, card.assignment_id, "label", "7")
+    assert db.call(answers.submit_answer, w, card.assignment_id, "not-a-label") == Refusal.INVALID
+    outcome = db.call(answers.act_and_next, w, card.assignment_id, "label", "7")
     assert outcome.result == Refusal.INVALID and outcome.next is None
     # the lease is still open and can be answered properly
-    assert isinstance(db.call(service.submit_answer, w, card.assignment_id, "c"), Submitted)
+    assert isinstance(db.call(answers.submit_answer, w, card.assignment_id, "c"), Submitted)
 
 
 def test_expired_lease_returns_to_pool(db: Database, tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_expired_lease_returns_to_pool(db: Database, tmp_path: Path) -> None:
     assert isinstance(card, TaskCard)
     assert isinstance(_next(db, w2), NoTask)  # the only slot is leased
     clock.advance(61)
-    assert db.call(service.submit_answer, w1, card.assignment_id, "a") == Refusal.EXPIRED
+    assert db.call(answers.submit_answer, w1, card.assignment_id, "a") == Refusal.EXPIRED
     other = _next(db, w2)
     assert isinstance(other, TaskCard) and other.task_id == card.task_id
     with db.session() as s:
@@ -110,7 +111,7 @@ def test_skip_and_report_free_the_slot(db: Database, tmp_path: Path) -> None:
     w1, w2 = make_workers(db, 2)
     card = _next(db, w1)
     assert isinstance(card, TaskCard)
-    outcome = db.call(service.act_and_next, w1, card.assignment_id, "skip")
+    outcome = db.call(answers.act_and_next, w1, card.assignment_id, "skip")
     assert outcome.result is True and isinstance(outcome.next, TaskCard)
     assert outcome.next.task_id != card.task_id
     skipped_for_w2 = _next(db, w2)

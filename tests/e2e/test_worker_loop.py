@@ -10,7 +10,8 @@ from bot import clock
 from bot.i18n import t
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import SimWorker
-from bot.tasks.models import Answer, Image, Task, Worker
+from bot.tasks.models import Answer, Image, Task
+from bot.workers.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
 

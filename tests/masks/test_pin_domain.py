@@ -11,6 +11,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bot import clock
+from bot.work import answers as work_answers
 from bot.autoseg import rle as coco_rle
 from bot.db import Database
 from bot.sample import SampleImage, true_mask
@@ -62,9 +63,9 @@ def test_pin_keep_records_a_good_mask_and_pays_once(any_db: Database, tmp_path: 
     assert state.phase == Phase.MASK and state.rev == 1 and state.area > 0
     assert state.mask is not None and state.mask["size"] == [240, 320]
 
-    outcome = db.call(magic_pin.keep_and_next, w, card.assignment_id, state.rev)
+    outcome = db.call(work_answers.keep_and_next, w, card.assignment_id, state.rev)
     assert isinstance(outcome.result, Submitted) and outcome.result.reward == 25
-    again = db.call(magic_pin.keep_and_next, w, card.assignment_id, state.rev)
+    again = db.call(work_answers.keep_and_next, w, card.assignment_id, state.rev)
     assert again.result == Refusal.ALREADY and again.next is None
     with db.session() as s:
         answers = list(s.execute(select(Answer)).scalars())
@@ -181,7 +182,7 @@ def test_point_rules(db: Database, tmp_path: Path) -> None:
     assert db.call(magic_pin.pin_step, w, aid, "add", pack(state.rev, SIGN_POS, 3)) == PinRefusal.LIMIT
     # an empty mask cannot be kept, but "no such object" can always be answered
     assert db.call(magic_pin.kept_mask, w, aid, state.rev) == PinRefusal.EMPTY
-    outcome = db.call(service.act_and_next, w, aid, "answer", service.PIN_NONE)
+    outcome = db.call(work_answers.act_and_next, w, aid, "answer", service.PIN_NONE)
     assert isinstance(outcome.result, Submitted)
     with db.session() as s:
         assert s.execute(select(Answer.value)).scalar_one() == "none"
@@ -206,8 +207,8 @@ def test_pin_actions_refused_on_other_project_types(db: Database, tmp_path: Path
     assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", 0) == Refusal.INVALID
     assert db.call(magic_pin.kept_mask, w, card.assignment_id, 0) == Refusal.INVALID
     # magic-pin values are not confirm-mask answers, and the other way round
-    assert db.call(service.submit_answer, w, card.assignment_id, "none") == Refusal.INVALID
-    assert isinstance(db.call(service.submit_answer, w, card.assignment_id, "yes"), Submitted)
+    assert db.call(work_answers.submit_answer, w, card.assignment_id, "none") == Refusal.INVALID
+    assert isinstance(db.call(work_answers.submit_answer, w, card.assignment_id, "yes"), Submitted)
 
 
 def test_state_json_garbage_reads_as_a_fresh_grid() -> None:

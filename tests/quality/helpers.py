@@ -8,9 +8,11 @@ from pathlib import Path
 from sqlmodel import Session
 
 from bot.clock import utcnow
+from bot.work import answers
 from bot.db import Database
 from bot.sample import generate
-from bot.tasks import intake, media, projects, workers
+from bot.tasks import intake, media, projects
+from bot import workers
 from bot.tasks.models import Answer, Assignment, AssignmentStatus, Project, Task, TaskKind
 
 
@@ -100,10 +102,8 @@ class Driver:
         return self.db.call(service.next_task, self.worker_id, project_id=project_id, now=self.now)
 
     def answer(self, card, value: str, seconds: float = 5.0):  # type: ignore[no-untyped-def]
-        from bot.tasks import service
-
         self.now += timedelta(seconds=seconds)
-        return self.db.call(service.submit_answer, self.worker_id, card.assignment_id, value, now=self.now)
+        return self.db.call(answers.submit_answer, self.worker_id, card.assignment_id, value, now=self.now)
 
     def skip(self, card):  # type: ignore[no-untyped-def]
         from bot.tasks import service

@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from bot.config import get_settings
+from bot.work import rejection
 from bot.db import Database
 from bot.tasks import quality
 from bot.tasks.aggregate import aggregate_project
-from bot.tasks.models import Answer, Task, Worker, WorkerProject
+from bot.tasks.models import Answer, Task, WorkerProject
+from bot.workers.models import Worker
 from bot.tasks.service import NoTask, Submitted, TaskCard
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, balance, ledger_total
@@ -43,7 +45,7 @@ def test_reject_reverses_pay_reopens_tasks_and_is_idempotent(db: Database, tmp_p
         assert set(s.execute(select(Task.status)).scalars()) == {"done"}
         assert balance(s, cheat).pending == 45
     with db.session() as s:
-        report = quality.reject_worker(s, cheat, reason="clicked at random")
+        report = rejection.reject_worker(s, cheat, reason="clicked at random")
     assert (report.answers, report.reversed, report.shortfall, report.tasks_reopened) == (3, 45, 0, 3)
     assert report.projects == [project.id]
     with db.session() as s:
@@ -62,7 +64,7 @@ def test_reject_reverses_pay_reopens_tasks_and_is_idempotent(db: Database, tmp_p
         rows = list(aggregate_project(s, project.id, "majority_vote"))
         assert [r.n_answers for r in rows] == [1, 1, 1] and {r.label for r in rows} == {"a"}
     with db.session() as s:
-        again = quality.reject_worker(s, cheat)
+        again = rejection.reject_worker(s, cheat)
     assert (again.answers, again.reversed) == (0, 0)
     with db.session() as s:
         assert s.execute(select(func.count(LedgerTxn.id)).where(LedgerTxn.kind == "reversal")).scalar_one() == 3

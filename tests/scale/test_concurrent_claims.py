@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.tasks import service, workers
+from bot.work import answers
+from bot.tasks import service
+from bot import workers
 from bot.tasks.models import Answer, Assignment, Task
 from bot.tasks.service import Submitted, TaskCard
 from bot.wallet.accounts import LABELING_EXPENSE
@@ -39,7 +41,7 @@ def _replica(url: str, replica: int, out: "mp.Queue[tuple[int, int]]") -> None:
                 if not isinstance(card, TaskCard):
                     active.remove(worker_id)
                     continue
-                result = db.call(service.submit_answer, worker_id, card.assignment_id, "a")
+                result = db.call(answers.submit_answer, worker_id, card.assignment_id, "a")
                 assert isinstance(result, Submitted), result
                 answered += 1
     finally:

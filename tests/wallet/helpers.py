@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.db import Database
-from bot.tasks import workers
+from bot import workers
 from bot.wallet import ledger
 
 

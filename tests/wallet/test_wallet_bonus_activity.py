@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 
 from bot.clock import utcnow
+from bot.work import bonuses
 from bot.db import Database
-from bot.tasks import projects, workers
+from bot.tasks import projects
+from bot import workers
 from bot.tasks.models import WorkerProject
 from bot.wallet import activity, bonus, ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.bonus import BonusError
@@ -18,9 +20,9 @@ from tests.wallet.helpers import earn, new_workers
 
 
 def test_smoothed_accuracy() -> None:
-    assert bonus.smoothed_accuracy(0, 0) == 0.5
-    assert bonus.smoothed_accuracy(1, 1) == 0.75  # one lucky answer is not 100 %
-    assert bonus.smoothed_accuracy(19, 19) == pytest.approx(0.975)
+    assert bonuses.smoothed_accuracy(0, 0) == 0.5
+    assert bonuses.smoothed_accuracy(1, 1) == 0.75  # one lucky answer is not 100 %
+    assert bonuses.smoothed_accuracy(19, 19) == pytest.approx(0.975)
 
 
 def test_grant_is_once_per_campaign_and_worker(db: Database) -> None:
@@ -59,14 +61,14 @@ def test_by_accuracy_uses_smoothed_golden_counts(db: Database) -> None:
         for wid, (c, t) in zip(ids, [(19, 20), (1, 1), (5, 10), (30, 30)], strict=True):
             s.add(WorkerProject(worker_id=wid, project_id=p.id, golden_correct=c, golden_total=t))
         workers.ban(s, ids[3], "cheating")
-    found = db.call(bonus.by_accuracy, p.id, min_accuracy=0.9)
+    found = db.call(bonuses.by_accuracy, p.id, min_accuracy=0.9)
     assert [c.worker_id for c in found] == [ids[0]]  # 1/1 -> 0.75, 5/10 -> 0.5, banned left out
     assert found[0].accuracy == pytest.approx(19.5 / 21)
-    assert [c.worker_id for c in db.call(bonus.by_accuracy, p.id, min_accuracy=0.7, min_golden=5)] == [ids[0]]
+    assert [c.worker_id for c in db.call(bonuses.by_accuracy, p.id, min_accuracy=0.7, min_golden=5)] == [ids[0]]
     with pytest.raises(BonusError, match="between 0 and 1"):
-        db.call(bonus.by_accuracy, p.id, min_accuracy=90)
+        db.call(bonuses.by_accuracy, p.id, min_accuracy=90)
     with pytest.raises(BonusError, match="project 999"):
-        db.call(bonus.by_accuracy, 999, min_accuracy=0.9)
+        db.call(bonuses.by_accuracy, 999, min_accuracy=0.9)
 
 
 def test_activity_groups_earnings_and_names_the_rest(db: Database) -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db import Database
+from bot.work import answers as work_answers
 from bot.tasks import service
 from bot.tasks.models import Answer
 from bot.tasks.service import NoTask, Submitted
@@ -69,7 +70,7 @@ def test_simultaneous_money_operations_keep_the_books(any_db: Database, tmp_path
                 card = db.call(service.next_task, worker_id)
                 if isinstance(card, NoTask):
                     return
-                result = db.call(service.submit_answer, worker_id, card.assignment_id, "a")
+                result = db.call(work_answers.submit_answer, worker_id, card.assignment_id, "a")
                 bump("answers" if isinstance(result, Submitted) else "double_taps")
 
         return job

@@ -15,8 +15,8 @@ from bot.config import WalletSettings
 from bot.i18n import t, won
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import SimWorker
-from bot.tasks import workers
-from bot.tasks.models import Worker, WorkerStatus
+from bot import workers
+from bot.workers.models import Worker, WorkerStatus
 from bot.wallet import ledger, payout_accounts, payouts
 from bot.wallet.models import Withdrawal, WithdrawalStatus
 

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.tasks import workers
+from bot import workers
 from bot.wallet import bonus, ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.accounts import worker_account
 from bot.wallet.ledger import LedgerError

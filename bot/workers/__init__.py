@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from bot.clock import utcnow
 from bot.i18n import normalize_locale
-from bot.tasks.models import Worker, WorkerStatus
+from bot.workers.models import Worker, WorkerStatus
 
 
 def get_by_tg(session: Session, tg_id: int) -> Worker | None:

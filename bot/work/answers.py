@@ -1,0 +1,184 @@
+"""Answering a task: record the answer, pay it, and lease the next task, in one transaction.
+
+This is where the labeling domain (``bot.tasks``: leases, quality, settling a task) and the
+money domain (``bot.wallet``: the ledger) meet; neither of those packages imports the other.
+A tap on a label runs :func:`act_and_next`: it is the bot's hottest path, so it reads the
+lease with its task, project and worker in one statement and claims the next task starting
+from the project already in hand (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from bot.clock import utcnow
+from bot.db.hot import execute, hot
+from bot.tasks import leasing, quality
+from bot.tasks.magic_pin import PinRefusal, kept_mask
+from bot.tasks.models import Answer, AnswerStatus, AssignmentStatus, ProjectStatus, TaskKind
+from bot.tasks.projects import labels as project_labels
+from bot.tasks.service import (
+    AnswerOutcome,
+    Lease,
+    NoTask,
+    NoTaskReason,
+    Refusal,
+    Submitted,
+    check_lease,
+    claim_next,
+    close_lease,
+    close_reported,
+    close_skipped,
+    open_lease,
+    read_lease,
+    valid_value,
+)
+from bot.wallet.ledger import credit_earning
+from bot.workers.models import WorkerStatus
+
+_INSERT_ANSWER = hot(insert(Answer).returning(Answer.id))
+
+
+def submit_answer(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    value: str,
+    *,
+    mask_rle: str | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> Submitted | Refusal:
+    """Record the answer of one assignment and pay for it, exactly once."""
+    now = now or utcnow()
+    lease = open_lease(session, worker_id, assignment_id, now)
+    if isinstance(lease, Refusal):
+        return lease
+    return _submit(session, lease, value, mask_rle, now, tz)
+
+
+def _submit(session: Session, lease: Lease, value: str, mask_rle: str | None, now: datetime, tz: str) -> Submitted | Refusal:
+    project, task, worker_id = lease.project, lease.task, lease.worker_id
+    if not valid_value(project, value, mask_rle):
+        return Refusal.INVALID
+    if not close_lease(session, lease.assignment_id, AssignmentStatus.ANSWERED, now):
+        return Refusal.ALREADY
+    paid = quality.pays(session, project, task, worker_id)  # not training, not the exam
+    reward = project.price if paid else 0
+    correct = None if task.golden is None else (value == task.golden)
+    seconds = max(0.0, (now - lease.leased_at).total_seconds())
+    answer_id = execute(
+        session, _INSERT_ANSWER,
+        {
+            "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
+            "project_id": project.id, "reward": reward, "value": value, "mask_rle": mask_rle,
+            "seconds": seconds, "is_golden": task.kind == TaskKind.GOLDEN, "correct": correct,
+            "status": AnswerStatus.ACCEPTED.value, "created_at": now,
+        },
+    ).scalar_one()
+    task_done = False
+    if task.kind == TaskKind.NORMAL:  # count it and settle: fixed or dynamic overlap
+        task_done = quality.settle_task(session, project, task.id, counted=True)
+    if reward:
+        credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now)
+    after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz)
+    return Submitted(
+        answer_id=answer_id, reward=reward, task_done=task_done, correct=correct,
+        notice=after.notice, training_feedback=after.training_feedback,
+    )
+
+
+def act_and_next(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    action: str,
+    value: str = "",
+    *,
+    lang: str = "ko",
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    mask_rle: str | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> AnswerOutcome:
+    """Answer / skip / report an assignment and lease the next task, in one transaction.
+
+    The next lease is attached to the message being edited in place, so showing it needs no
+    second round trip to the database. A refused action leases nothing.
+
+    This is the bot's hottest path (every tap): the assignment, its task, project and worker
+    are read in one statement, and the next claim starts from the project already in hand.
+    """
+    now = now or utcnow()
+    lease = read_lease(session, assignment_id)
+    if action == "label":  # value is the index of the tapped label button
+        options = project_labels(lease.project) if lease is not None else []
+        index = int(value) if value.lstrip("-").isdigit() else -1
+        value = options[index] if 0 <= index < len(options) else f"#{value}"
+        action = "answer"
+    if action not in ("answer", "skip", "report"):
+        raise ValueError(f"unknown action {action!r}")
+    refusal = check_lease(lease, worker_id, now)
+    if refusal is not None:
+        return AnswerOutcome(refusal, None)
+    assert lease is not None
+    result: Submitted | Refusal | bool
+    if action == "answer":
+        result = _submit(session, lease, value, mask_rle, now, tz)
+    elif action == "skip":
+        result = close_skipped(session, lease, now)
+    else:
+        result = close_reported(session, lease, value or "broken", now)
+    if isinstance(result, Refusal):
+        return AnswerOutcome(result, None)
+    if lease.worker_status == WorkerStatus.BANNED:
+        return AnswerOutcome(result, NoTask(NoTaskReason.BANNED, lease.worker_reason))
+    if message_id is None:
+        chat_id = None  # a lease is attached to a message only once it is shown in one
+    leasing.expire_leases(session, now)
+    here = [lease.project] if lease.project.status == ProjectStatus.ACTIVE else []
+    nxt = claim_next(session, worker_id, here, lang, now, tz, chat_id, message_id)
+    if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT:
+        others = [p for p in leasing.claimable_projects(session) if p.id != lease.project.id]
+        nxt = claim_next(session, worker_id, others, lang, now, tz, chat_id, message_id)
+    return AnswerOutcome(result, nxt)
+
+
+def keep_and_next(
+    session: Session,
+    worker_id: int,
+    assignment_id: int,
+    v: int,
+    *,
+    lang: str = "ko",
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    now: datetime | None = None,
+    tz: str = "Asia/Seoul",
+) -> AnswerOutcome:
+    """Keep: answer "mask" with the shown mask, pay, and lease the next task, in one transaction.
+
+    A second Keep finds the assignment answered (``Refusal.ALREADY``) and pays nothing; a
+    refusal particular to magic pin comes back as ``AnswerOutcome(PinRefusal, None)``.
+    """
+    now = now or utcnow()
+    kept = kept_mask(session, worker_id, assignment_id, v, now=now)
+    if isinstance(kept, (Refusal, PinRefusal)):  # (both are str enums: test them first)
+        return AnswerOutcome(kept, None)  # type: ignore[arg-type]
+    return act_and_next(
+        session,
+        worker_id,
+        assignment_id,
+        "answer",
+        "mask",
+        lang=lang,
+        chat_id=chat_id,
+        message_id=message_id,
+        mask_rle=kept,
+        now=now,
+        tz=tz,
+    )
