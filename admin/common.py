@@ -7,11 +7,11 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
-from sqlalchemy import select
 
 from admin.progress import err_console
 from bot.config import Settings, get_settings
 from bot.db import Database
+from bot.tasks import projects
 from bot.tasks.models import Project
 
 
@@ -36,14 +36,11 @@ def open_db(settings: Settings | None = None) -> Iterator[Database]:
 
 
 def resolve_project(db: Database, ref: str) -> Project:
-    """``ref`` is a project id or its exact name."""
+    """``ref`` is a project id or its exact name (:func:`bot.tasks.projects.find`)."""
     with db.read_session() as session:
-        project = None
-        if ref.strip().isdigit():
-            project = session.get(Project, int(ref))
-        if project is None:
-            project = session.execute(select(Project).where(Project.name == ref)).scalars().first()
-        if project is None:
+        try:
+            project = projects.find(session, ref)
+        except projects.ProjectNotFound:
             fail(f"no project with id or name {ref!r} (see: crowdpin admin project list)")
         session.expunge(project)
         return project

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy import select
 from rich.table import Table
 
 from admin.common import fail, open_db, resolve_project
 from admin.progress import out_console
 from bot.tasks import projects, stats
-from bot.tasks.models import Answer, Project, ProjectStatus, ProjectType
+from bot.tasks.models import ProjectStatus, ProjectType
 
 app = typer.Typer(help="Create and manage labeling projects.", no_args_is_help=True)
 
 _TYPES = ", ".join(t.value for t in ProjectType)
-# Columns an operator may set; the rest (id, created_at, status, labels) have their own commands.
-SETTABLE = frozenset(Project.model_fields) - {"id", "name", "type", "status", "labels_json", "created_at"}
-
-
-MEDIA_MODES = {"copy": "copy", "reference": "ref", "ref": "ref"}
+# Settings an operator may change (bot.tasks.projects checks them); the rest (id, created_at,
+# status, labels) have their own commands.
+SETTABLE = projects.SETTINGS
 
 
 def _opt(help_text: str) -> Any:
@@ -30,41 +25,15 @@ def _opt(help_text: str) -> Any:
 
 
 def _parse_set(pairs: list[str]) -> dict[str, Any]:
-    """``--set key=value`` for any project column without a dedicated option."""
+    """``--set key=value`` for any project setting without a dedicated option (checked by the domain)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             fail(f"--set needs KEY=VALUE, got {pair!r}")
-        if key not in SETTABLE:
-            fail(f"unknown project setting {key!r}; settable: {', '.join(sorted(SETTABLE))}")
         out[key] = None if value.strip().lower() in ("none", "null", "") else value.strip()
     return out
-
-
-def _validated(name: str, ptype: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Run the model's own constraints (ranges, types) and a few cross-field rules."""
-    if fields.get("media_mode") is not None:
-        # The column holds 8 characters, so "reference" is stored as "ref".
-        mode = str(fields["media_mode"]).strip().lower()
-        fields = {**fields, "media_mode": MEDIA_MODES.get(mode, mode)}
-    try:
-        checked = Project.model_validate({"name": name, "type": ptype, **fields})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid project settings: {problems}")
-    if not 0.0 <= checked.exam_pass <= 1.0:
-        fail("exam_pass is a share between 0 and 1")
-    if checked.confidence_target is not None and not 0.0 < checked.confidence_target < 1.0:
-        fail("confidence_target is a probability between 0 and 1 (exclusive)")
-    if checked.accuracy_threshold is not None and not 0.0 <= checked.accuracy_threshold <= 1.0:
-        fail("accuracy_threshold is a share between 0 and 1")
-    if checked.media_mode not in MEDIA_MODES.values():
-        fail("media_mode is copy or reference")
-    if checked.min_overlap > checked.overlap:
-        fail(f"min_overlap ({checked.min_overlap}) cannot exceed overlap ({checked.overlap})")
-    return {key: getattr(checked, key) for key in fields}
 
 
 def _split_labels(labels: str | None) -> list[str]:
@@ -115,19 +84,13 @@ def create(
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     fields.update(_parse_set(set_))
-    try:
-        ProjectType(type)
-    except ValueError:
-        fail(f"unknown project type {type!r}; use one of: {_TYPES}")
-    fields = _validated(name, type, fields)
     with open_db() as db:
         try:
             with db.session() as session:
-                project = projects.create(session, name=name, type=type, labels=_split_labels(labels), **fields)
-                project_id = project.id
+                project_id = projects.create(session, name=name, type=type, labels=_split_labels(labels), **fields).id
         except projects.ProjectError as exc:
             fail(str(exc))
-    typer.echo(f"created {type} project {name!r}")
+    typer.echo(f"created {type} project {name.strip()!r}")
     typer.echo(str(project_id))
 
 
@@ -162,22 +125,11 @@ def set_settings(
         fail("nothing to change (give at least one option)")
     with open_db() as db:
         target = resolve_project(db, project)
-        current = {key: getattr(target, key) for key in SETTABLE}
-        merged = _validated(target.name, target.type, {**current, **changes})
-        with db.session() as session:
-            row = session.get(Project, target.id)
-            assert row is not None
-            if labels is not None:
-                answered = session.execute(select(Answer.id).where(Answer.project_id == target.id).limit(1)).first()
-                if answered is not None:
-                    fail("labels cannot change after the first answer (it would change what answers mean)")
-                new_labels = _split_labels(labels)
-                if row.type == ProjectType.CLASSIFY and len(new_labels) < 2:
-                    fail("a classify project needs at least two labels")
-                row.labels_json = json.dumps(new_labels, ensure_ascii=False)
-            for key in changes:
-                setattr(row, key, merged[key])
-            session.add(row)
+        try:
+            with db.session() as session:
+                projects.update(session, target.id, labels=None if labels is None else _split_labels(labels), **changes)
+        except projects.ProjectError as exc:
+            fail(str(exc))
     typer.echo(f"project {target.id} updated: {', '.join(sorted(changes) + (['labels'] if labels is not None else []))}")
 
 

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from bot.broadcast import audience as aud
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus, RecipientStatus
 from bot.clock import utcnow
+from bot.tasks import projects
 from bot.tasks.models import Project, ProjectStatus
 
 TEXT_LIMIT = 4096  # Telegram: message text, in UTF-16 code units
@@ -70,20 +71,16 @@ def check_photo(path: Path) -> Path:
     return path.resolve()
 
 
-def find_project(session: Session, ref: str | int) -> Project:
-    """A project by id or by exact name."""
-    project: Project | None
-    if isinstance(ref, int) or str(ref).strip().isdigit():
-        project = session.get(Project, int(ref))
-    else:
-        project = session.execute(select(Project).where(Project.name == str(ref))).scalars().first()
-    if project is None:
-        raise BroadcastError(f"no project {ref!r} (give its id or exact name)", "no_project", ref=str(ref))
-    return project
+def _project(session: Session, ref: str | int) -> Project:
+    """The project by id or exact name (:func:`bot.tasks.projects.find`), as a BroadcastError."""
+    try:
+        return projects.find(session, ref)
+    except projects.ProjectNotFound:
+        raise BroadcastError(f"no project {ref!r} (give its id or exact name)", "no_project", ref=str(ref)) from None
 
 
 def count_recipients(session: Session, project_ref: str | int, spec: str, now: datetime | None = None) -> int:
-    project = find_project(session, project_ref)
+    project = _project(session, project_ref)
     try:
         return aud.count(session, project, aud.Audience.parse(spec), now)
     except aud.AudienceError as exc:
@@ -110,7 +107,7 @@ def create(
     itself), so the bot's background worker does not grab it in between.
     """
     now = now or utcnow()
-    project = find_project(session, project_ref)
+    project = _project(session, project_ref)
     if project.status == ProjectStatus.CLOSED:
         raise BroadcastError(f"project {project.name!r} is closed", "closed", name=project.name)
     try:

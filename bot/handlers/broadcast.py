@@ -107,9 +107,9 @@ async def on_broadcast(message: Message, command: CommandObject, app: App, lang:
     args = (command.args or "").split()
     if args:
         try:
-            project = await app.db.run(service.find_project, args[0])
-        except service.BroadcastError as exc:
-            await message.answer(error_text(exc, lang))
+            project = await app.db.run(projects.find, args[0])
+        except projects.ProjectNotFound:
+            await message.answer(t("broadcast.err_no_project", lang, ref=args[0]))
             return
         try:
             spec = str(Audience.parse(args[1])) if len(args) > 1 else None

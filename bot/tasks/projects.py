@@ -1,20 +1,144 @@
-"""Project creation and lookup, shared by the admin CLI and the bot."""
+"""Projects: the rules of a project's settings, and creating, changing and finding projects.
+
+Every caller (the admin CLI, the chat commands, the sandbox, the tests) goes through
+:func:`create`, :func:`update` and :func:`find`, so a setting is checked in one place: SQLModel
+table models do not validate on construction, and a project with ``exam_pass=5`` or an empty
+label list would otherwise be stored as given.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from bot.db.hot import execute, hot
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Project, ProjectStatus, ProjectType
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, Project, ProjectStatus, ProjectType
+
+MAX_LABELS = 20  # buttons that fit on a phone screen
+MAX_LABEL_BYTES = 40  # a label travels in the button's text; keep it short
+MEDIA_MODES = {"copy": "copy", "reference": "ref", "ref": "ref"}  # the column holds 8 characters
 
 
 class ProjectError(ValueError):
-    """A project setting that cannot work (no labels for a classify project, bad overlap...)."""
+    """A project setting that cannot work (no labels for a classify project, bad overlap...),
+    or a project that does not exist. The message names the setting."""
+
+
+class ProjectNotFound(ProjectError):
+    """No project with that id or name."""
+
+    def __init__(self, ref: str | int) -> None:
+        super().__init__(f"no project with id or name {ref!r}")
+        self.ref = ref
+
+
+class ProjectSettings(BaseModel):
+    """Every setting an operator may choose, with its limits (the table's columns minus id, name,
+    type, status, labels and created_at; a test keeps the two in step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question_ko: str = Field(default="", max_length=1024)  # shown in a photo caption (1024 max)
+    question_en: str = Field(default="", max_length=1024)
+    instructions_ko: str = Field(default="", max_length=4096)  # one message (4096 max)
+    instructions_en: str = Field(default="", max_length=4096)
+    price: int = Field(default=10, ge=0, le=1_000_000)  # KRW per accepted answer
+    overlap: int = Field(default=3, ge=1, le=1000)  # maximum answers per task
+    min_overlap: int = Field(default=1, ge=1, le=1000)  # with a confidence target: always collected
+    confidence_target: float | None = Field(default=None, gt=0.0, lt=1.0)  # None: fixed overlap
+    lease_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    golden_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    hold_days: int = Field(default=0, ge=0, le=365)
+    training_required: bool = False
+    exam_size: int = Field(default=0, ge=0, le=1000)
+    exam_pass: float = Field(default=0.8, ge=0.0, le=1.0)
+    exam_cooldown_minutes: int = Field(default=60, ge=0)
+    min_golden_for_block: int = Field(default=0, ge=0)
+    accuracy_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_seconds: float = Field(default=0.0, ge=0.0)
+    fast_strikes_warn: int = Field(default=3, ge=0)
+    fast_strikes_block: int = Field(default=6, ge=0)
+    daily_cap: int = Field(default=0, ge=0)
+    max_skips_in_row: int = Field(default=0, ge=0)
+    media_mode: Literal["copy", "ref"] = "copy"  # copy (into MEDIA_DIR) | ref (images stay put)
+
+    @field_validator("media_mode", mode="before")
+    @classmethod
+    def _media_mode(cls, value: object) -> object:
+        if isinstance(value, str):
+            mode = value.strip().lower()
+            if mode not in MEDIA_MODES:
+                raise ValueError("media_mode is copy or reference")
+            return MEDIA_MODES[mode]
+        return value
+
+    @model_validator(mode="after")
+    def _overlaps(self) -> ProjectSettings:
+        if self.min_overlap > self.overlap:
+            raise ValueError(f"min_overlap ({self.min_overlap}) cannot exceed overlap ({self.overlap})")
+        return self
+
+
+SETTINGS = frozenset(ProjectSettings.model_fields)
+
+
+def check_settings(values: dict[str, Any]) -> ProjectSettings:
+    """``values`` checked against :class:`ProjectSettings`; a :class:`ProjectError` naming every
+    bad setting otherwise."""
+    unknown = sorted(set(values) - SETTINGS)
+    if unknown:
+        raise ProjectError(f"unknown project setting {unknown[0]!r}; settable: {', '.join(sorted(SETTINGS))}")
+    try:
+        return ProjectSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise ProjectError(f"invalid project settings: {problems}") from None
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def settings_of(project: Project) -> ProjectSettings:
+    """The project's current settings (as stored; not re-validated)."""
+    return ProjectSettings.model_construct(**{key: getattr(project, key) for key in SETTINGS})
+
+
+def check_name(name: str) -> str:
+    clean = (name or "").strip()
+    if not clean:
+        raise ProjectError("name: a project needs a name")
+    if len(clean) > 200:
+        raise ProjectError("name: at most 200 characters")
+    return clean
+
+
+def check_type(type: str) -> ProjectType:
+    try:
+        return ProjectType(type)
+    except ValueError:
+        raise ProjectError(f"unknown project type {type!r}; use one of: {', '.join(t.value for t in ProjectType)}") from None
+
+
+def check_labels(ptype: ProjectType, labels: list[str] | None) -> list[str]:
+    """The labels, stripped; classify projects need at least two, each fitting a button."""
+    clean = [label.strip() for label in (labels or []) if label.strip()]
+    if ptype == ProjectType.CLASSIFY and len(clean) < 2:
+        raise ProjectError("labels: a classify project needs at least two labels (e.g. cat,dog)")
+    if len(set(clean)) != len(clean):
+        raise ProjectError("labels: labels must be unique")
+    if any(len(label.encode()) > MAX_LABEL_BYTES for label in clean):
+        raise ProjectError(f"labels: a label must fit a button: at most {MAX_LABEL_BYTES} bytes")
+    if len(clean) > MAX_LABELS:
+        raise ProjectError(f"labels: at most {MAX_LABELS} labels fit on a phone screen")
+    return clean
 
 
 def labels(project: Project) -> list[str]:
@@ -30,27 +154,56 @@ def answer_values(project: Project) -> list[str]:
     return [PIN_MASK, PIN_NONE]
 
 
-def create(session: Session, *, name: str, type: str = ProjectType.CLASSIFY, labels: list[str] | None = None, **fields: Any) -> Project:
-    try:
-        ptype = ProjectType(type)
-    except ValueError:
-        raise ProjectError(f"unknown project type {type!r}; use one of: {', '.join(t.value for t in ProjectType)}") from None
-    clean = [label.strip() for label in (labels or []) if label.strip()]
-    if ptype == ProjectType.CLASSIFY and len(clean) < 2:
-        raise ProjectError("a classify project needs at least two labels (--labels a,b)")
-    if len(set(clean)) != len(clean):
-        raise ProjectError("labels must be unique")
-    if any(len(label.encode()) > 40 for label in clean):
-        raise ProjectError("a label must fit a button: at most 40 bytes")
-    if len(clean) > 20:
-        raise ProjectError("at most 20 labels fit on a phone screen")
+def create(
+    session: Session, *, name: str, type: str = ProjectType.CLASSIFY, labels: list[str] | None = None, **settings: Any
+) -> Project:
+    """A new project; every setting checked first (:class:`ProjectError` and nothing written)."""
+    ptype = check_type(type)
+    checked = check_settings(settings)
+    clean = check_labels(ptype, labels)
+    name = check_name(name)
     if session.execute(select(Project.id).where(Project.name == name)).first():
         raise ProjectError(f"a project named {name!r} already exists")
-    project = Project(name=name, type=ptype.value, labels_json=json.dumps(clean, ensure_ascii=False), **fields)
-    if project.min_overlap > project.overlap:
-        raise ProjectError("min overlap cannot exceed overlap")
+    given = {key: getattr(checked, key) for key in settings}
+    project = Project(name=name, type=ptype.value, labels_json=json.dumps(clean, ensure_ascii=False), **given)
     session.add(project)
     session.flush()
+    return project
+
+
+def update(session: Session, ref: int | str, *, labels: list[str] | None = None, **changes: Any) -> Project:
+    """Change some settings (and the labels, before the first answer) of an existing project.
+
+    The new values are checked together with the ones that stay (``min_overlap`` against
+    ``overlap``...); on any problem nothing changes.
+    """
+    if not changes and labels is None:
+        raise ProjectError("nothing to change")
+    project = find(session, ref)
+    merged = check_settings({**settings_of(project).model_dump(), **changes})
+    if labels is not None:
+        answered = session.execute(select(Answer.id).where(Answer.project_id == project.id).limit(1)).first()
+        if answered is not None:
+            raise ProjectError("labels: cannot change after the first answer (it would change what answers mean)")
+        project.labels_json = json.dumps(check_labels(ProjectType(project.type), labels), ensure_ascii=False)
+    for key in changes:
+        setattr(project, key, getattr(merged, key))
+    session.add(project)
+    session.flush()
+    return project
+
+
+def find(session: Session, ref: int | str) -> Project:
+    """The project with id ``ref``, else the one named exactly ``ref`` (a name may be all digits);
+    :class:`ProjectNotFound` when there is none."""
+    project: Project | None = None
+    key = ref if isinstance(ref, int) else str(ref).strip()
+    if isinstance(key, int) or key.isdigit():
+        project = session.get(Project, int(key))
+    if project is None and isinstance(key, str):
+        project = session.execute(select(Project).where(Project.name == key)).scalars().first()
+    if project is None:
+        raise ProjectNotFound(ref)
     return project
 
 
