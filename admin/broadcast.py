@@ -18,47 +18,26 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.console import Console
 from typer.core import TyperGroup
 
 from bot.broadcast import lease, service
 from bot.broadcast.audience import SPEC_HELP
 from bot.broadcast.delivery import Delivery, RunResult
 from bot.broadcast.pacing import new_pacer
+from admin.common import fail, open_db
+from admin.progress import err_console, out_console
 from bot.config import Settings, get_settings
 from bot.db import Database
 
-
-err_console = Console(stderr=True)  # progress and messages for people
-out_console = Console()  # results
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def open_db(settings: Settings | None = None) -> Iterator[Database]:
-    """The bot's database, migrated first. Not via ``bot.app``: importing aiogram costs seconds,
-    and status / cancel / dry runs do not talk to Telegram."""
-    from bot.db.migrate import upgrade
-
-    settings = settings or get_settings()
-    upgrade(settings.database.database_url)
-    db = Database(settings.database.database_url, pool_size=settings.database.db_pool_size)
-    try:
-        yield db
-    finally:
-        db.dispose()
+if TYPE_CHECKING:
+    from aiogram import Bot
 
 
 class _ProjectFirstGroup(TyperGroup):
@@ -224,19 +203,18 @@ def list_broadcasts(limit: int = typer.Option(10, "--limit", help="How many, new
 # --------------------------------------------------------------------------- sending here
 
 
-def make_bot(settings: Settings) -> Any:
+def make_bot(settings: Settings) -> Bot:
+    """A bot for sending from this process (imported here: aiogram costs seconds to import,
+    and status / cancel / dry runs do not talk to Telegram)."""
     from aiogram import Bot
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
 
-    session = None
-    if settings.telegram.telegram_api_base:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.telegram_api_base))
-    return Bot(token=settings.telegram.bot_token or "", session=session)
+    from bot.telegram.session import make_session
+
+    return Bot(token=settings.telegram.bot_token or "", session=make_session(settings.telegram.telegram_api_base))
 
 
 async def _deliver(settings: Settings, db: Database, broadcast_id: int, runner: str, lanes: int) -> RunResult:
-    from bot.handlers.broadcast_transport import AiogramTransport
+    from bot.telegram.broadcast_transport import AiogramTransport
 
     bot = make_bot(settings)
     token = settings.telegram.bot_token or ""

@@ -1,5 +1,5 @@
-"""Factories: settings -> database, bot, dispatcher. The CLI, tests and benchmarks all build
-the bot here, so what is tested is what runs."""
+"""Factories: settings -> database, bot, dispatcher (with its jobs). The CLI, tests and
+benchmarks all build the bot here, so what is tested is what runs."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from aiogram.types import BotCommand, TelegramObject, Update
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.handlers import errors, fast_types, worker
-from bot.handlers.context import App
-from bot.handlers.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
-from bot.handlers.metrics import Metrics
-from bot.handlers.session import make_session
+from bot.handlers import admin, broadcast, errors, masks, quality, wallet, worker
 from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
+from bot.jobs import start_jobs
+from bot.telegram import fast_types
+from bot.telegram.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
+from bot.telegram.metrics import Metrics
+from bot.telegram.runtime import App
+from bot.telegram.session import make_session
 
 log = structlog.get_logger("crowdpin.bot")
 
@@ -94,7 +96,7 @@ def make_dispatcher(
     fast_types.install()
     dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else Dispatcher(**kwargs)
     use_tap_aware_fsm(dp)
-    dp["app"] = app  # startup hooks of feature routers receive the App as ``app``
+    dp["app"] = app  # startup hooks and handlers receive the App as ``app``
     if app.metrics is not None:
         dp.update.outer_middleware(TimingMiddleware(app.metrics))
     if gate is None:
@@ -103,6 +105,18 @@ def make_dispatcher(
     dp.update.outer_middleware(WorkerMiddleware(app, directory))
     for router in (worker.taps, errors.router, *extra_routers(), worker.router):
         _include(dp, router)
+
+    async def on_startup(bot: Bot) -> None:
+        app.jobs = start_jobs(app, bot)
+
+    async def on_shutdown() -> None:
+        jobs, app.jobs = app.jobs, None
+        if jobs is not None:
+            await jobs.stop()
+        app.pictures.close()
+
+    dp.startup.register(on_startup)
+    dp.shutdown.register(on_shutdown)
     return dp
 
 
@@ -120,20 +134,9 @@ def _include(dp: Dispatcher, router: Router) -> None:
     dp.include_router(router)
 
 
-def extra_routers() -> list[Any]:
-    """Feature routers that plug in ahead of the worker loop (admin, wallet, magic pin...)."""
-    import importlib
-
-    routers = []
-    for module in ("bot.handlers.admin", "bot.handlers.wallet", "bot.handlers.masks", "bot.handlers.quality", "bot.handlers.broadcast"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        routers.append(mod.router)
-    return routers
+def extra_routers() -> list[Router]:
+    """Feature routers checked after the task taps and before the worker loop's catch-alls."""
+    return [admin.router, wallet.router, masks.router, quality.router, broadcast.router]
 
 
 async def set_commands(bot: Bot) -> None:
@@ -153,11 +156,11 @@ def dispatcher_for(app: App) -> Dispatcher:
     url = app.settings.redis.redis_url
     if not url:
         return make_dispatcher(app)
-    from bot.handlers.redis_support import redis_components
+    from bot.telegram.redis_support import redis_components
 
     parts = redis_components(url)
-    app.extras["redis"] = parts.pop("redis")
-    return make_dispatcher(app, **parts)
+    app.redis = parts.redis
+    return make_dispatcher(app, storage=parts.storage, gate=parts.gate)
 
 
 def freeze_startup_heap() -> None:

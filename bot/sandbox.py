@@ -17,8 +17,8 @@ from bot.app import make_app, make_database, make_dispatcher
 from bot.config import DatabaseSettings, MediaSettings, Settings, TelegramSettings
 from bot.db import Database
 from bot.emulator import Emulator, EmulatorServer
-from bot.handlers.context import App
-from bot.handlers.session import make_session
+from bot.telegram.runtime import App
+from bot.telegram.session import make_session
 from bot.sample import SHAPE_NAMES, SampleImage, generate
 from bot.tasks import intake, media, projects
 from bot.tasks.models import Project, TaskKind

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from bot.app import dispatcher_for, freeze_startup_heap, make_app, make_bot, make_database, set_commands
 from bot.config import Settings
-from bot.handlers.context import App
+from bot.telegram.runtime import App
 
 log = structlog.get_logger("crowdpin.webhook")
 
@@ -47,7 +47,7 @@ def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, pat
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"error: {exc.__class__.__name__}"
-        redis = app.extras.get("redis")
+        redis = app.redis
         if redis is not None:
             try:
                 await asyncio.wait_for(redis.ping(), 3)
@@ -76,7 +76,7 @@ def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, pat
     async def on_shutdown(_: web.Application) -> None:
         await dp.emit_shutdown(bot=bot, dispatcher=dp, **dp.workflow_data)
         await bot.session.close()
-        redis = app.extras.get("redis")
+        redis = app.redis
         if redis is not None:
             await redis.aclose()
 

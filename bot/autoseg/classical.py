@@ -40,6 +40,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from bot.cache import SharedLRU
+
 from .base import Box, Point
 
 GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3
@@ -102,7 +104,7 @@ class ClassicalSegmenter:
 
     def __init__(self, cache_size: int = 32, **kwargs: object) -> None:
         self.params = replace(Params(), **kwargs)  # type: ignore[arg-type]
-        self._cache = _Lru(cache_size) if cache_size > 0 else None
+        self._cache: SharedLRU[object, _ClickState] | None = SharedLRU(cache_size) if cache_size > 0 else None
 
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
         return segment_classical(image, list(points), box, self.params, self._cache)
@@ -288,7 +290,7 @@ def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px:
 
 
 def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
-                      cache: _Lru | None = None) -> np.ndarray:
+                      cache: SharedLRU[object, _ClickState] | None = None) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
         import hashlib
@@ -707,7 +709,7 @@ class _ClickState:
 
 
 def _click_state(small: np.ndarray, key: bytes, pts: tuple[Point, ...], P: Params,
-                 cache: _Lru | None) -> _ClickState:
+                 cache: SharedLRU[object, _ClickState] | None) -> _ClickState:
     """State after the clicks ``pts`` (in ``small``'s pixels).
 
     The first click (or every click up to the first positive one) runs the full pipeline.
@@ -810,32 +812,6 @@ def _click_reach(prev_mask: np.ndarray, x: float, y: float, c: float, r_min: flo
     R = max(c * dt, r_min)
     yy, xx = np.ogrid[:h, :w]
     return (xx - x) ** 2 + (yy - y) ** 2 <= R * R
-
-
-class _Lru:
-    """A small thread-safe LRU (the bot segments on a thread pool)."""
-
-    def __init__(self, size: int) -> None:
-        import threading
-        from collections import OrderedDict
-
-        self.size = size
-        self._d: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: object) -> object | None:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key: object, value: object) -> None:
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
 
 
 def _outside(box: Box | None, shape: tuple[int, int]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """What delivery needs from Telegram, and the only errors it has to tell apart.
 
-The domain never imports aiogram: ``bot.handlers.broadcast_transport`` implements
+The domain never imports aiogram: ``bot.telegram.broadcast_transport`` implements
 :class:`Transport` and maps aiogram's exceptions onto the ones below, and tests use fakes.
 """
 

@@ -13,7 +13,7 @@ from aiogram import Router
 from aiogram.filters import Command, Filter
 from aiogram.types import Message, User
 
-from bot.handlers.context import App
+from bot.telegram.runtime import App
 from bot.i18n import t, won
 from bot.tasks import stats
 

@@ -8,6 +8,10 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
+from bot.telegram.buttons import TASK_PREFIX, NextCb
+
+__all__ = ["Act", "LangCb", "NextCb", "TaskCb"]  # NextCb: shared with broadcasts (bot.telegram.buttons)
+
 
 class Act(StrEnum):
     LABEL = "l"  # v = label index
@@ -23,7 +27,7 @@ class Act(StrEnum):
     NONE = "n"  # magic pin: no such object
 
 
-class TaskCb(CallbackData, prefix="t"):
+class TaskCb(CallbackData, prefix=TASK_PREFIX):
     a: Act
     id: int
     v: int = 0
@@ -47,9 +51,3 @@ _UNPACKED_MAX = 4096
 
 class LangCb(CallbackData, prefix="lang"):
     code: str
-
-
-class NextCb(CallbackData, prefix="go"):
-    """"Start tasks" button of announcements: open the project's next task."""
-
-    project: int = 0

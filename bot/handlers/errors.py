@@ -7,7 +7,7 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.types import ErrorEvent
 
-from bot.handlers.context import App
+from bot.telegram.runtime import App
 from bot.i18n import t
 from bot import workers
 

@@ -47,7 +47,7 @@ def language_picker() -> InlineKeyboardMarkup:
 _SEP = TaskCb.__separator__
 
 # An inline keyboard either as aiogram's model or as its Bot API JSON. The task keyboard is
-# rebuilt for every answer and goes out as JSON (see ``handlers.session.call_json``), so it is
+# rebuilt for every answer and goes out as JSON (see ``bot.telegram.session.call_json``), so it is
 # made as JSON; :func:`markup` turns it into the model where an aiogram method needs one.
 Keyboard = InlineKeyboardMarkup | dict[str, Any]
 

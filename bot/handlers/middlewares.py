@@ -8,34 +8,44 @@ Status changes that matter (bans) are enforced again inside the domain operation
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
 
-from bot.handlers.context import App, WorkerCtx
+from bot.telegram.runtime import App
 from bot import workers
+from bot.cache import LRUCache, TTLCache
 
 log = structlog.get_logger("crowdpin.bot")
+
+
+@dataclass(slots=True)
+class WorkerCtx:
+    """The worker who sent the update, as handlers see it (``worker``)."""
+
+    id: int
+    tg_id: int
+    name: str
+    lang: str
+    status: str
+    is_new: bool = False
 
 
 class SeenUpdates:
     """Recently handled update ids, to make Telegram's re-deliveries no-ops in one process."""
 
     def __init__(self, capacity: int = 50_000) -> None:
-        self._seen: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self._capacity = capacity
+        self._seen: LRUCache[tuple[int, int], None] = LRUCache(capacity)
 
     async def first_time(self, bot_id: int, update_id: int) -> bool:
         key = (bot_id, update_id)
-        if key in self._seen:
+        if key in self._seen:  # membership does not refresh an entry: the oldest ids go first
             return False
         self._seen[key] = None
-        if len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
         return True
 
 
@@ -65,19 +75,16 @@ class WorkerDirectory:
     def __init__(self, ttl: float = 30.0, capacity: int = 100_000) -> None:
         self.ttl = ttl
         self.capacity = capacity
-        self._cache: OrderedDict[int, tuple[float, WorkerCtx]] = OrderedDict()
+        self._cache: TTLCache[int, WorkerCtx] = TTLCache(capacity, ttl, timer=time.monotonic)
 
     def get(self, tg_id: int) -> WorkerCtx | None:
-        hit = self._cache.get(tg_id)
-        if hit is None or hit[0] < time.monotonic():
+        try:
+            return self._cache[tg_id]  # (TTLCache.get costs several times this on every update)
+        except KeyError:
             return None
-        return hit[1]
 
     def put(self, ctx: WorkerCtx) -> None:
-        self._cache[ctx.tg_id] = (time.monotonic() + self.ttl, ctx)
-        self._cache.move_to_end(ctx.tg_id)
-        if len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache[ctx.tg_id] = ctx
 
     def forget(self, tg_id: int) -> None:
         self._cache.pop(tg_id, None)

@@ -19,8 +19,8 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageMedia
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
-from bot.handlers.context import App
-from bot.handlers.session import call_json
+from bot.telegram.runtime import App
+from bot.telegram.session import call_json
 from bot.i18n import t, won
 from bot.tasks import media, service
 from bot.tasks.models import TaskKind
@@ -68,7 +68,7 @@ def caption(card: TaskCard, lang: str, *extra: str) -> str:
 
 async def phone_photo(app: App, card: TaskCard) -> tuple[str | None, bytes | None]:
     """The stored file_id, or the phone-sized JPEG bytes to upload (made once, off the loop)."""
-    file_id = card.file_id or uploaded_file_ids(app).get(card.image_id)
+    file_id = card.file_id or app.image_file_ids.get(card.image_id)
     if file_id:
         return file_id, None
 
@@ -106,16 +106,10 @@ async def render(app: App, card: TaskCard, lang: str) -> Rendered:
     return await fn(app, card, lang)
 
 
-def uploaded_file_ids(app: App) -> dict[int, str]:
-    """image id -> file_id uploaded by this process (the database has it too, a moment later)."""
-    return app.extras.setdefault("file_ids", {})
-
-
 def _upload_lock(app: App, image_id: int) -> asyncio.Lock:
-    locks: dict[int, asyncio.Lock] = app.extras.setdefault("upload_locks", {})
-    lock = locks.get(image_id)
+    lock = app.upload_locks.get(image_id)
     if lock is None:
-        lock = locks[image_id] = asyncio.Lock()
+        lock = app.upload_locks[image_id] = asyncio.Lock()
     return lock
 
 
@@ -138,7 +132,7 @@ async def show(
     if rendered.cache_image_id is None:
         return await _show(bot, app, chat_id, card, rendered, edit_message_id)
     async with _upload_lock(app, rendered.cache_image_id):
-        if card.image_id in uploaded_file_ids(app):  # uploaded while we waited: send by file_id
+        if card.image_id in app.image_file_ids:  # uploaded while we waited: send by file_id
             rendered = await render(app, card, lang)
         return await _show(bot, app, chat_id, card, rendered, edit_message_id)
 
@@ -158,7 +152,7 @@ async def _show(
         try:
             if isinstance(photo, str):
                 # Nothing to learn from the edited message (its id is known, no new file_id), and
-                # this is the most common call of all: send it as plain JSON (see handlers.session).
+                # this is the most common call of all: send it as plain JSON (see bot.telegram.session).
                 payload = {
                     "chat_id": chat_id,
                     "message_id": edit_message_id,
@@ -183,7 +177,7 @@ async def _show(
     assert message_id is not None
     new_file_id = _largest_file_id(message) if rendered.cache_image_id is not None else None
     if new_file_id and rendered.cache_image_id is not None:
-        uploaded_file_ids(app)[rendered.cache_image_id] = new_file_id
+        app.image_file_ids[rendered.cache_image_id] = new_file_id
     if rendered.on_file_id is not None and rendered.upload is not None and (uploaded := _largest_file_id(message)):
         rendered.on_file_id(uploaded)
     if new_file_id or card.message_id != message_id:

@@ -12,7 +12,8 @@ from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.handlers.context import App, WorkerCtx
+from bot.handlers.middlewares import WorkerCtx
+from bot.telegram.runtime import App
 from bot.i18n import t
 from bot.tasks import quality
 from bot.tasks.models import ProjectType

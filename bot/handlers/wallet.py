@@ -1,12 +1,12 @@
-"""The worker's money in the chat: ``/balance``, ``/withdraw`` and paid / failed notices.
+"""The worker's money in the chat: ``/balance`` and ``/withdraw``.
 
 ``/withdraw`` is a short FSM: bank (buttons or typed) -> account number (first time only) ->
 amount (buttons or typed) -> one confirmation screen. Nothing is written until the confirm
 tap, and the domain re-checks everything then (minimum, available money, one open request),
 so a stale or doubled tap can never withdraw twice.
 
-The admin CLI cannot talk to Telegram, so paid / failed requests wait in the database until
-the notifier started with the dispatcher (``router.startup``) delivers them.
+Paid / failed notices are sent by a background job (``bot.jobs.payout_notices``): the admin CLI
+that closes a request cannot talk to Telegram.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.clock import utcnow
-from bot.handlers.context import App, WorkerCtx
+from bot.handlers.middlewares import WorkerCtx
+from bot.telegram.runtime import App
 from bot.handlers.keyboards import main_menu, menu_texts
 from bot.i18n import LOCALES, catalog, t, won
 from bot import workers
@@ -47,7 +48,6 @@ router = Router(name="wallet")
 # Proper names, the same in both locales; anything else can be typed.
 BANKS = ("KB국민", "신한", "우리", "하나", "NH농협", "IBK기업", "카카오뱅크", "토스뱅크", "케이뱅크", "SC제일")
 RECENT_LINES = 5
-NOTICE_BATCH = 20
 
 
 class WalletCb(CallbackData, prefix="w"):
@@ -371,80 +371,3 @@ async def on_confirm(query: CallbackQuery, callback_data: WalletCb, app: App, wo
         query,
         t("wallet.withdraw.requested", lang, amount=won(got.amount), bank=got.bank, masked=payout_accounts.mask(got.account_number)),
     )
-
-
-# --- paid / failed notices -----------------------------------------------------------------
-
-
-def notice_text(notice: payouts.Notice) -> str:
-    return t(
-        f"wallet.notice.{notice.status}",
-        notice.lang,
-        amount=won(notice.amount),
-        bank=notice.bank,
-        masked=notice.masked,
-        reason=notice.reason or "-",
-    )
-
-
-async def deliver_notices(bot: Bot, app: App, *, limit: int = NOTICE_BATCH) -> int:
-    """Tell workers about closed requests; returns how many were delivered.
-
-    Delivery is at least once: the database is marked after Telegram accepted the message. A
-    worker who blocked the bot is marked unreachable and told when they come back; a passing
-    error (network, flood control) releases the claim for the next round.
-    """
-    delivered = 0
-    for notice in await app.db.run(payouts.claim_notices, limit=limit):
-        try:
-            await bot.send_message(notice.chat_id, notice_text(notice))
-        except TelegramForbiddenError:
-            log.info("wallet.notice_blocked", withdrawal_id=notice.withdrawal_id)
-            await app.db.run(workers.mark_unreachable, notice.worker_id)
-            await app.db.run(payouts.release_notice, notice.withdrawal_id)
-            continue
-        except TelegramBadRequest as exc:  # chat gone for good: retrying cannot help
-            log.warning("wallet.notice_undeliverable", withdrawal_id=notice.withdrawal_id, error=str(exc))
-            await app.db.run(payouts.mark_notified, notice.withdrawal_id)
-            continue
-        except Exception as exc:  # noqa: BLE001 - network, 429, 5xx: try again next round
-            log.warning("wallet.notice_retry", withdrawal_id=notice.withdrawal_id, error=str(exc))
-            await app.db.run(payouts.release_notice, notice.withdrawal_id)
-            break
-        await app.db.run(payouts.mark_notified, notice.withdrawal_id)
-        delivered += 1
-        log.info("wallet.notice_sent", withdrawal_id=notice.withdrawal_id, status=notice.status)
-    return delivered
-
-
-async def notifier_loop(bot: Bot, app: App, interval: float) -> None:
-    while True:
-        try:
-            await deliver_notices(bot, app)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
-            log.warning("wallet.notifier_error", error=str(exc))
-        await asyncio.sleep(interval)
-
-
-_TASK_KEY = "wallet_notifier"
-
-
-@router.startup()
-async def _start_notifier(bot: Bot, dispatcher: Dispatcher, app: App | None = None) -> None:
-    if app is None:  # a dispatcher built without bot.app.make_dispatcher: nothing to deliver with
-        log.warning("wallet.notifier_not_started", reason="no app in dispatcher workflow data")
-        return
-    interval = app.settings.wallet.payout_notify_seconds
-    dispatcher.workflow_data[_TASK_KEY] = asyncio.create_task(notifier_loop(bot, app, interval), name="wallet-notifier")
-
-
-@router.shutdown()
-async def _stop_notifier(dispatcher: Dispatcher) -> None:
-    task = dispatcher.workflow_data.pop(_TASK_KEY, None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-

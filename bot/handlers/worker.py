@@ -12,7 +12,8 @@ from bot.handlers import keyboards, presenter
 from bot.work import answers
 from bot.handlers import quality as quality_ui
 from bot.handlers.callbacks import Act, LangCb, NextCb, TaskCb
-from bot.handlers.context import App, WorkerCtx
+from bot.handlers.middlewares import WorkerCtx
+from bot.telegram.runtime import App
 from bot.handlers.keyboards import menu_texts
 from bot.handlers.middlewares import WorkerDirectory
 from bot.i18n import t

@@ -1,4 +1,4 @@
-"""The JSON fast path for hot Bot API calls (``bot.handlers.session.call_json``): the emulator
+"""The JSON fast path for hot Bot API calls (``bot.telegram.session.call_json``): the emulator
 checks the body against the spec like any call, a success returns the raw result, and a failure
 is still aiogram's exception (a 400 for the presenter's fallback, a 429 counted in metrics)."""
 
@@ -10,8 +10,8 @@ from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.methods import AnswerCallbackQuery, SendMessage
 
 from bot.emulator import EmulatedUser, Emulator, EmulatorServer
-from bot.handlers.metrics import Metrics
-from bot.handlers.session import call_json, make_session
+from bot.telegram.metrics import Metrics
+from bot.telegram.session import call_json, make_session
 
 
 def _value(counter: object) -> float:

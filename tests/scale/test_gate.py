@@ -17,7 +17,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import CallbackQuery, Message, Update
 from redis.asyncio import Redis
 
-from bot.handlers.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
+from bot.telegram.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
 
 TOKEN = "42:gate-test-token"
 HOLD_S = 0.15
@@ -170,8 +170,8 @@ async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis_url: str)
 
 
 async def test_wire_connection_survives_script_flush_and_a_killed_connection(redis: Redis, redis_url: str) -> None:
-    from bot.handlers.gate import _ACQUIRE
-    from bot.handlers.redis_wire import WireScripts
+    from bot.telegram.gate import _ACQUIRE
+    from bot.telegram.redis_wire import WireScripts
 
     prefix = f"test-gate-{secrets.token_hex(4)}"
     wire = WireScripts(redis_url)

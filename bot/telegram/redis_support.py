@@ -1,15 +1,15 @@
 """Redis-backed pieces for several bot processes: FSM storage, and the gate that gives per-user
-event isolation and update de-duplication (``bot.handlers.gate``). Turned on by ``REDIS_URL``;
+event isolation and update de-duplication (``bot.telegram.gate``). Turned on by ``REDIS_URL``;
 one process needs none of it."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from bot.handlers.gate import RedisGate
+from bot.telegram.gate import RedisGate
 
 
 def redis_client(url: str, max_connections: int = 64) -> Redis:
@@ -19,12 +19,16 @@ def redis_client(url: str, max_connections: int = 64) -> Redis:
     return Redis(connection_pool=pool)
 
 
-def redis_components(url: str) -> dict[str, Any]:
-    """Keyword arguments for :func:`bot.app.make_dispatcher` when Redis is configured."""
+@dataclass(slots=True)
+class RedisParts:
+    """What :func:`bot.app.make_dispatcher` needs when Redis is configured, and the client."""
+
+    storage: RedisStorage
+    gate: RedisGate
+    redis: Redis
+
+
+def redis_components(url: str) -> RedisParts:
     redis = redis_client(url)
     key_builder = DefaultKeyBuilder(prefix="crowdpin", with_bot_id=True)
-    return {
-        "storage": RedisStorage(redis, key_builder=key_builder),
-        "gate": RedisGate.from_url(url),
-        "redis": redis,
-    }
+    return RedisParts(storage=RedisStorage(redis, key_builder=key_builder), gate=RedisGate.from_url(url), redis=redis)

@@ -17,6 +17,8 @@ from typing import Any
 from aiogram.client.context_controller import BotContextController
 
 _installed = False
+# aiogram's own post-init, kept for tests/telegram/test_aiogram_internals.py to compare against
+ORIGINAL_POST_INIT = BotContextController.model_post_init
 
 
 def _post_init(self: BotContextController, context: Any) -> None:

@@ -6,7 +6,7 @@ from aiogram import Bot
 from aiogram.methods import SendMessage
 from aiogram.types import InlineKeyboardButton, Update
 
-from bot.handlers import fast_types
+from bot.telegram import fast_types
 
 
 def _update() -> dict:

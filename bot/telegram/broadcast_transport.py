@@ -22,7 +22,7 @@ from aiogram.exceptions import (
 from aiogram.types import FSInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.broadcast.transport import Button, Delivered, Fatal, Forbidden, Photo, RateLimited, SendFailed
-from bot.handlers.callbacks import NextCb
+from bot.telegram.buttons import NextCb
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response
 from aiohttp import ClientError
 
-from bot.handlers.metrics import Metrics
+from bot.telegram.metrics import Metrics
 
 _RESPONSE_TYPES: dict[Any, Any] = {}
 _JSON_HEADERS = {"Content-Type": "application/json"}

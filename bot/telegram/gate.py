@@ -23,8 +23,8 @@ import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
-from bot.handlers.callbacks import TaskCb
-from bot.handlers.redis_wire import Script, WireScripts
+from bot.telegram.buttons import TASK_TAP_PREFIX
+from bot.telegram.redis_wire import Script, WireScripts
 
 log = structlog.get_logger("crowdpin.bot")
 
@@ -50,9 +50,6 @@ _FIRST_TIME = Script("""
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
 return 0
 """)
-
-_TAP_PREFIX = TaskCb.__prefix__ + TaskCb.__separator__
-
 
 def user_of(update: Update) -> int | None:
     event = update.event
@@ -129,7 +126,7 @@ class GatedDispatcher(Dispatcher):
 
 def is_task_tap(event: TelegramObject) -> bool:
     query = event.callback_query if isinstance(event, Update) else None
-    return query is not None and bool(query.data) and query.data.startswith(_TAP_PREFIX)  # type: ignore[union-attr]
+    return query is not None and bool(query.data) and query.data.startswith(TASK_TAP_PREFIX)  # type: ignore[union-attr]
 
 
 class TapAwareFSM(FSMContextMiddleware):

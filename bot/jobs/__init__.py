@@ -1,0 +1,46 @@
+"""Long-running loops of a bot process, started and stopped with its dispatcher.
+
+``bot.app.make_dispatcher`` registers :func:`start_jobs` on the dispatcher's start-up and
+:meth:`Jobs.stop` on its shutdown, so long polling, webhook replicas and the sandbox all run the
+same jobs; the running handle is ``app.jobs``. Each job survives database hiccups on its own.
+
+* ``broadcasts``: sends queued broadcasts and resumes those whose runner died;
+* ``payout_notices``: tells workers their withdrawal was paid or failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from aiogram import Bot
+
+from bot.jobs.broadcasts import BroadcastWorker
+from bot.jobs.payout_notices import PayoutNotifier
+from bot.telegram.runtime import App
+
+log = structlog.get_logger("crowdpin.jobs")
+
+
+@dataclass(slots=True)
+class Jobs:
+    """The running jobs of one bot."""
+
+    broadcasts: BroadcastWorker
+    payout_notices: PayoutNotifier
+
+    async def stop(self) -> None:
+        """Let deliveries finish their in-flight message, then end every loop."""
+        await self.broadcasts.stop()
+        await self.payout_notices.stop()
+
+
+def start_jobs(app: App, bot: Bot) -> Jobs:
+    jobs = Jobs(
+        broadcasts=BroadcastWorker(app, bot),
+        payout_notices=PayoutNotifier(app, bot, interval=app.settings.wallet.payout_notify_seconds),
+    )
+    jobs.broadcasts.start()
+    jobs.payout_notices.start()
+    log.info("jobs.started", jobs=["broadcasts", "payout_notices"])
+    return jobs
