@@ -5,8 +5,6 @@ Each area registers itself below with one line; keep this file to wiring only.
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from admin import bonus, broadcast, export, load, payouts, projects, stats
@@ -21,7 +19,7 @@ app = typer.Typer(help="Operate crowdpin: projects, datasets, exports, payouts, 
 def _setup() -> None:
     """Logs go to stderr at WARNING unless LOG_LEVEL says otherwise, so stdout stays for results."""
     settings = get_settings()
-    setup_logging(settings.log_level if "LOG_LEVEL" in os.environ else "WARNING", settings.log_json)
+    setup_logging(settings.log_level if settings.log_level_given else "WARNING", settings.log_json)
 
 
 # --- registrations: one line per area -------------------------------------------------------

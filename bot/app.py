@@ -13,6 +13,7 @@ from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.types import BotCommand, TelegramObject, Update
 
+from bot import autoseg
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
@@ -148,6 +149,7 @@ async def set_commands(bot: Bot) -> None:
 def make_app(settings: Settings, db: Database) -> App:
     media_dir = settings.media.media_dir
     media_dir.mkdir(parents=True, exist_ok=True)
+    autoseg.configure(settings.autoseg.backend)
     return App(settings=settings, db=db, media_dir=media_dir, metrics=Metrics())
 
 

@@ -107,6 +107,15 @@ class BroadcastSettings(BaseSettings):
     per_chat_interval: float = Field(default=1.0, alias="BROADCAST_PER_CHAT_INTERVAL")
 
 
+class AutosegSettings(BaseSettings):
+    """The segmenter behind Magic Pin (``bot.autoseg``)."""
+
+    model_config = _COMMON
+
+    # classical, or package.module:Attr for a plugged-in model (docs/autoseg.md)
+    backend: str = Field(default="classical", alias="AUTOSEG_BACKEND")
+
+
 class Settings(BaseSettings):
     """All sections together; build it once with :func:`get_settings`."""
 
@@ -119,9 +128,17 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     wallet: WalletSettings = Field(default_factory=WalletSettings)
     broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)
+    autoseg: AutosegSettings = Field(default_factory=AutosegSettings)
     timezone: str = Field(default="Asia/Seoul", alias="TIMEZONE")  # what "today" means
-    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")  # set or not: see log_level_given
     log_json: bool = Field(default=False, alias="LOG_JSON")
+
+
+    @property
+    def log_level_given(self) -> bool:
+        """True when LOG_LEVEL came from the environment or ``.env`` (the admin CLI logs only
+        warnings unless told otherwise, so its stdout stays for results)."""
+        return "log_level" in self.model_fields_set
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,8 @@ The bot only ever calls :func:`bot.autoseg.segment`, which forwards to the curre
 back end, so a learned model can replace the classical one without touching the bot:
 
 * programmatically: ``set_segmenter(MySegmenter())``;
-* by configuration: ``AUTOSEG_BACKEND`` =
+* by configuration: ``AUTOSEG_BACKEND`` (read through ``bot.config``, so ``.env`` works; the bot
+  passes its own settings with :func:`configure`) =
     - ``classical`` (default) - :class:`bot.autoseg.classical.ClassicalSegmenter`;
     - ``package.module:attr`` - ``attr`` is a Segmenter class or zero-argument
       factory (called once), or a ready instance;
@@ -16,7 +17,6 @@ back end, so a learned model can replace the classical one without touching the 
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
@@ -91,6 +91,7 @@ def validate_inputs(
 
 _lock = threading.Lock()
 _current: Segmenter | None = None
+_spec: str | None = None  # set by configure(); None: AUTOSEG_BACKEND from bot.config's settings
 
 
 def load_backend(spec: str | None) -> Segmenter:
@@ -116,12 +117,29 @@ def load_backend(spec: str | None) -> Segmenter:
     raise ValueError(f"unknown AUTOSEG_BACKEND {spec!r}")
 
 
+def configure(spec: str | None) -> None:
+    """Use the back end ``spec`` (see the module docstring) from the next segmentation on;
+    ``None``: the ``AUTOSEG_BACKEND`` setting. ``bot.app`` calls this with the bot's settings."""
+    global _current, _spec
+    with _lock:
+        if spec != _spec:
+            _spec, _current = spec, None
+
+
+def _configured_spec() -> str:
+    if _spec is not None:
+        return _spec
+    from bot.config import get_settings  # plain pydantic-settings: environment and .env
+
+    return get_settings().autoseg.backend
+
+
 def get_segmenter() -> Segmenter:
-    """The current back end; created on first use from ``AUTOSEG_BACKEND``."""
+    """The current back end; created on first use from the configured spec."""
     global _current
     with _lock:
         if _current is None:
-            _current = load_backend(os.environ.get(ENV_VAR))
+            _current = load_backend(_configured_spec())
         return _current
 
 
