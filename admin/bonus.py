@@ -18,8 +18,8 @@ from admin.common import fail as die
 from admin.common import open_db, resolve_project
 from admin.progress import bar, err_console, out_console
 from bot.wallet import bonus
-from bot.work import bonuses
 from bot.wallet.bonus import BonusError
+from bot.work import bonuses
 
 BATCH = 200
 
@@ -57,10 +57,12 @@ def bonus_command(
             return
         if min_accuracy is None:
             die("--project needs --min-accuracy (e.g. 0.9)")
-        p = resolve_project(db, project)  # type: ignore[arg-type]
+        assert project is not None  # --worker or --project, checked above
+        p = resolve_project(db, project)
+        assert p.id is not None
         try:
             with db.read_session() as s:
-                found = bonuses.by_accuracy(s, p.id, min_accuracy=min_accuracy, min_golden=min_golden)  # type: ignore[arg-type]
+                found = bonuses.by_accuracy(s, p.id, min_accuracy=min_accuracy, min_golden=min_golden)
         except BonusError as exc:
             die(str(exc))
         table = Table(title=f"{campaign}: accuracy ≥ {min_accuracy} in {p.name}")
@@ -77,7 +79,7 @@ def bonus_command(
             for start in range(0, len(found), BATCH):
                 chunk = found[start : start + BATCH]
 
-                def pay(session, chunk=chunk):  # type: ignore[no-untyped-def]
+                def pay(session, chunk=chunk):
                     return sum(bonus.grant(session, c.worker_id, amount, campaign=campaign, memo=note) for c in chunk)
 
                 paid += db.call(pay)

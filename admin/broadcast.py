@@ -21,18 +21,17 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
+from admin.common import fail, open_db
+from admin.progress import err_console, out_console
 from bot.broadcast import lease, service
 from bot.broadcast.audience import SPEC_HELP
 from bot.broadcast.delivery import Delivery, RunResult
 from bot.broadcast.pacing import new_pacer
-from admin.common import fail, open_db
-from admin.progress import err_console, out_console
 from bot.config import Settings, get_settings
 from bot.db import Database
 
@@ -44,7 +43,7 @@ class _ProjectFirstGroup(TyperGroup):
     """``broadcast PROJECT --text ...`` is ``broadcast send PROJECT --text ...``: a first word
     that is not a sub-command (status, cancel...) or an option is the project."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: the Context of typer's own click
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["send", *args]
         return super().parse_args(ctx, args)
@@ -103,7 +102,8 @@ def send(
             )
             return
         err_console.print(f"broadcast #{broadcast.id}: {total} recipients", highlight=False)
-        result = asyncio.run(_deliver(settings, db, broadcast.id, runner, lanes))  # type: ignore[arg-type]
+        assert runner is not None and broadcast.id is not None
+        result = asyncio.run(_deliver(settings, db, broadcast.id, runner, lanes))
     _finish(result)
 
 

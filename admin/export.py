@@ -24,11 +24,12 @@ def export_command(
     settings = get_settings()
     with open_db(settings) as db:
         target = resolve_project(db, project)
+        assert target.id is not None
         try:
             with bar(f"exporting {what.value}") as update:
                 summary = exporting.export(
                     db,
-                    target.id,  # type: ignore[arg-type]
+                    target.id,
                     what=what,
                     fmt=fmt,
                     out=out,

@@ -50,11 +50,12 @@ def load_command(
     limits = datasets.Limits(max_pixels=settings.media.max_image_pixels, max_bytes=settings.media.max_image_bytes)
     with open_db(settings) as db:
         target = resolve_project(db, project)
+        assert target.id is not None
         try:
             with stages({"check": "checking images", "write": "writing tasks"}) as update:
                 summary = datasets.load(
                     db,
-                    target.id,  # type: ignore[arg-type]
+                    target.id,
                     source,
                     copy=copy,
                     media_dir=settings.media.media_dir,
@@ -74,7 +75,7 @@ def load_command(
             fail(f"nothing was loaded: {len(exc.problems)} bad row(s). Fix them, or use --skip-bad to load the rest.")
     if summary.bad:
         _print_problems(summary.bad)
-        path = datasets.write_report(summary.bad, report or _default_report(source, target.id))  # type: ignore[arg-type]
+        path = datasets.write_report(summary.bad, report or _default_report(source, target.id))
         err_console.print(f"[yellow]skipped {len(summary.bad)} bad row(s); report: {path}[/]")
     elif report is not None:
         datasets.write_report([], report)

@@ -127,6 +127,7 @@ def set_settings(
         target = resolve_project(db, project)
         try:
             with db.session() as session:
+                assert target.id is not None
                 projects.update(session, target.id, labels=None if labels is None else _split_labels(labels), **changes)
         except projects.ProjectError as exc:
             fail(str(exc))

@@ -12,12 +12,13 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlmodel import col
 
 from admin.common import fail, open_db, resolve_project
 from admin.progress import bar, err_console, out_console
 from bot.db import Database
-from bot.work import rejection
 from bot.tasks import quality
+from bot.work import rejection
 from bot.workers.models import Worker
 
 
@@ -27,9 +28,9 @@ def resolve_worker(db: Database, ref: str) -> Worker:
         worker = None
         text = ref.strip()
         if text.lower().startswith("tg:") and text[3:].strip().isdigit():
-            worker = session.execute(select(Worker).where(Worker.tg_id == int(text[3:]))).scalars().first()
+            worker = session.execute(select(Worker).where(col(Worker.tg_id) == int(text[3:]))).scalars().first()
         elif text.startswith("@") and len(text) > 1:
-            worker = session.execute(select(Worker).where(Worker.username == text[1:])).scalars().first()
+            worker = session.execute(select(Worker).where(col(Worker.username) == text[1:])).scalars().first()
         elif text.isdigit():
             worker = session.get(Worker, int(text))
         else:
@@ -51,9 +52,10 @@ def reject_worker_command(
     """Reject all accepted answers of a worker and reverse their pay (before payout)."""
     with open_db() as db:
         found = resolve_worker(db, worker)
+        assert found.id is not None
         project_id = resolve_project(db, project).id if project else None
         with db.read_session() as session:
-            count, amount = rejection.pending_rejection(session, found.id, project_id)  # type: ignore[arg-type]
+            count, amount = rejection.pending_rejection(session, found.id, project_id)
         scope = f"project {project}" if project else "all projects"
         err_console.print(f"worker {found.id} ({found.name}): {count:,} accepted answers in {scope}, paid ₩{amount:,}")
         if dry_run:

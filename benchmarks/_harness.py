@@ -280,7 +280,7 @@ class RemoteWorker:
         started = time.perf_counter()
         await self.client.tap(self.user_id, self.message.message_id, text=labels[self.answers % len(labels)])
         while True:
-            result = await self.client._call(  # noqa: SLF001 - need the version with the message
+            result = await self.client._call(
                 "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": WAIT_S}, timeout=WAIT_S + 10
             )
             if result["timed_out"]:
@@ -308,7 +308,7 @@ def unlimited_client(base: str) -> EmulatorClient:
     import aiohttp
 
     client = EmulatorClient(base, session=aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
-    client._owns_session = True  # noqa: SLF001 - close it with the client
+    client._owns_session = True
     return client
 
 

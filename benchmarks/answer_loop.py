@@ -28,7 +28,6 @@ from pathlib import Path
 from _harness import (
     ROOT,
     CpuCensus,
-    unlimited_client,
     RemoteWorker,
     emit,
     free_port,
@@ -37,9 +36,9 @@ from _harness import (
     start_bot,
     start_emulator,
     stop,
+    unlimited_client,
     wait_http,
 )
-
 from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.sample import generate

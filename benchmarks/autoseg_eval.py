@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         arr = np.asarray(ious)
 
         def noc(thr: float) -> int:
-            hit = np.flatnonzero(arr >= thr)
+            hit = np.flatnonzero(arr >= thr)  # noqa: B023 - called in this iteration only
             return int(hit[0]) + 1 if hit.size else args.max_clicks
 
         if not args.no_noc:

@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import func, select, update  # noqa: E402
 
+from bot import workers  # noqa: E402
 from bot.app import make_database  # noqa: E402
 from bot.broadcast.models import Broadcast, BroadcastRecipient, RecipientStatus  # noqa: E402
 from bot.config import DatabaseSettings, Settings  # noqa: E402
@@ -51,7 +52,6 @@ from bot.db import Database  # noqa: E402
 from bot.emulator.client import EmulatorClient  # noqa: E402
 from bot.emulator.runner import DEFAULT_TEST_TOKEN  # noqa: E402
 from bot.tasks import projects  # noqa: E402
-from bot import workers
 from bot.workers.models import Worker, WorkerStatus  # noqa: E402
 
 FIRST_USER = 700_000

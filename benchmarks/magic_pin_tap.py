@@ -30,10 +30,10 @@ from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.autoseg import rle as coco_rle  # noqa: E402
-from bot.autoseg.overlay import cell_center, cell_of, draw_grid, render_overlay, to_jpeg  # noqa: E402
-from bot.sample import generate, true_mask  # noqa: E402
-from bot.tasks import magic_pin  # noqa: E402
+from bot.autoseg import rle as coco_rle
+from bot.autoseg.overlay import cell_center, cell_of, draw_grid, render_overlay, to_jpeg
+from bot.sample import generate, true_mask
+from bot.tasks import magic_pin
 
 
 def _best_cell(truth: np.ndarray) -> str:

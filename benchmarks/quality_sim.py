@@ -146,14 +146,14 @@ class RunResult:
 def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, shares: tuple[float, float, float]) -> RunResult:
     from sqlalchemy import func, select
 
+    from bot import workers
     from bot.db import Database
-    from bot.work import answers
     from bot.db.migrate import upgrade
     from bot.tasks import intake, projects, quality, service
-    from bot import workers
     from bot.tasks.aggregate import aggregate_project
     from bot.tasks.models import Answer, Image, Task, TaskKind, TaskStatus, WorkerProject
     from bot.tasks.service import NoTask, Refusal, TaskCard
+    from bot.work import answers
 
     rng = random.Random(seed)
     crowd = make_crowd(rng, n_workers, shares)

@@ -36,15 +36,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, text
+
 from _harness import (
     CpuCap,
     CpuCensus,
     RemoteWorker,
-    processes_named,
     emit,
     free_port,
     median,
     percentile,
+    processes_named,
     start_bot,
     start_emulator,
     stop,
@@ -52,8 +54,6 @@ from _harness import (
     wait_http,
     wait_listening,
 )
-from sqlalchemy import create_engine, text
-
 from bot.db import Database
 from bot.db.migrate import upgrade
 from bot.sample import generate

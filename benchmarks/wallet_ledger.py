@@ -41,10 +41,10 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bot import workers  # noqa: E402
 from bot.clock import utcnow  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
-from bot import workers  # noqa: E402
 from bot.wallet import activity, ledger, payout_accounts, payouts, withdrawals  # noqa: E402
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account  # noqa: E402
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn  # noqa: E402

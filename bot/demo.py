@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from bot.sandbox import Sandbox, create_sample_project, truth_label
 from bot.simulate import Screen, SimWorker
@@ -22,7 +23,7 @@ from bot.wallet.ledger import balance
 NAMES = [("민지", "ko"), ("재호", "ko"), ("Alex", "en"), ("서연", "ko"), ("Sam", "en"), ("도윤", "ko")]
 
 
-def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.Random):  # type: ignore[no-untyped-def]
+def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.Random):
     """A worker who is right with probability ``accuracy`` (the truth comes from the task the
     button belongs to, as a careful person would see it in the photo)."""
 
@@ -36,11 +37,11 @@ def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.R
     return choose
 
 
-def _external_id(session, assignment_id: int) -> str | None:  # type: ignore[no-untyped-def]
+def _external_id(session, assignment_id: int) -> str | None:
     from bot.tasks.models import Assignment
 
     return session.execute(
-        select(Task.external_id).join(Assignment, Assignment.task_id == Task.id).where(Assignment.id == assignment_id)
+        select(col(Task.external_id)).join(Assignment, col(Assignment.task_id) == col(Task.id)).where(col(Assignment.id) == assignment_id)
     ).scalar()
 
 
@@ -85,13 +86,13 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         await box.close()
 
 
-def _collected(session, project_id: int) -> list:  # type: ignore[no-untyped-def]
+def _collected(session, project_id: int) -> list:
     from bot.tasks.aggregate import aggregate_project
 
     return list(aggregate_project(session, project_id, "auto"))
 
 
-def _worker_id(session, tg_id: int) -> int:  # type: ignore[no-untyped-def]
+def _worker_id(session, tg_id: int) -> int:
     from bot.workers import get_by_tg
 
     worker = get_by_tg(session, tg_id)

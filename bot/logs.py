@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 
 class _Stderr:
@@ -20,7 +21,7 @@ class _Stderr:
 
 
 def setup_logging(level: str = "INFO", json: bool = False) -> None:
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

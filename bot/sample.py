@@ -36,15 +36,15 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, 
 def make_image(rng: random.Random, shape: str, size: tuple[int, int] = (320, 240)) -> tuple[PILImage.Image, tuple[int, int, int, int]]:
     w, h = size
     bg = tuple(rng.randint(150, 235) for _ in range(3))
-    img = PILImage.new("RGB", size, bg)  # type: ignore[arg-type]
+    img = PILImage.new("RGB", size, bg)
     noise = PILImage.effect_noise(size, 24).convert("RGB")
     img = PILImage.blend(img, noise, 0.25)
     side = rng.randint(min(w, h) // 3, int(min(w, h) * 0.6))
     x0 = rng.randint(8, w - side - 8)
     y0 = rng.randint(8, h - side - 8)
     box = (x0, y0, x0 + side, y0 + side)
-    fill = tuple(rng.randint(10, 120) for _ in range(3))
-    draw_shape(ImageDraw.Draw(img), shape, box, fill)  # type: ignore[arg-type]
+    fill = (rng.randint(10, 120), rng.randint(10, 120), rng.randint(10, 120))
+    draw_shape(ImageDraw.Draw(img), shape, box, fill)
     return img.filter(ImageFilter.SMOOTH), box
 
 

@@ -17,11 +17,11 @@ from bot.app import make_app, make_database, make_dispatcher
 from bot.config import DatabaseSettings, MediaSettings, Settings, TelegramSettings
 from bot.db import Database
 from bot.emulator import Emulator, EmulatorServer
-from bot.telegram.runtime import App
-from bot.telegram.session import make_session
 from bot.sample import SHAPE_NAMES, SampleImage, generate
 from bot.tasks import intake, media, projects
 from bot.tasks.models import Project, TaskKind
+from bot.telegram.runtime import App
+from bot.telegram.session import make_session
 
 
 def sandbox_settings(workdir: Path, base_url: str, token: str, **overrides: Any) -> Settings:
@@ -66,7 +66,7 @@ class Sandbox:
     bots: list[BotProcess] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, workdir: Path | None = None, *, flood_control: bool = False, run_bot: bool = True, **overrides: Any) -> "Sandbox":
+    async def start(cls, workdir: Path | None = None, *, flood_control: bool = False, run_bot: bool = True, **overrides: Any) -> Sandbox:
         workdir = workdir or Path(tempfile.mkdtemp(prefix="crowdpin-sandbox-"))
         emulator = Emulator(flood_control=flood_control)
         token = emulator.add_bot(username="crowdpin_bot")
@@ -101,7 +101,7 @@ class Sandbox:
         await self.server.stop()
         self.db.dispose()
 
-    async def __aenter__(self) -> "Sandbox":
+    async def __aenter__(self) -> Sandbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -58,7 +58,7 @@ class SimWorker:
     answered: int = 0
 
     @classmethod
-    def create(cls, emu: Emulator, name: str, lang: str = "ko", chooser: Chooser | None = None, token: str | None = None) -> "SimWorker":
+    def create(cls, emu: Emulator, name: str, lang: str = "ko", chooser: Chooser | None = None, token: str | None = None) -> SimWorker:
         user = emu.create_user(first_name=name, language_code=lang)
         return cls(emu=emu, user_id=user.id, name=name, lang=lang, chooser=chooser, token=token)
 

@@ -59,7 +59,7 @@ def pg_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - environment problem, reported loudly
+    except Exception as exc:  # noqa: BLE001 # pragma: no cover - environment problem, reported loudly
         pytest.fail(f"PostgreSQL at {PG_URL} is not reachable ({exc}); .ci/run starts it", pytrace=False)
     url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
@@ -83,13 +83,13 @@ def redis_url() -> str:
 
     try:
         redis.Redis.from_url(REDIS_URL).ping()
-    except Exception as exc:  # pragma: no cover
+    except Exception as exc:  # noqa: BLE001 # pragma: no cover - environment problem, reported loudly
         pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it", pytrace=False)
     return REDIS_URL
 
 
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator["object"]:
+async def sandbox(tmp_path: Path) -> AsyncIterator[object]:
     from bot.sandbox import Sandbox
 
     box = await Sandbox.start(tmp_path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class Segmenter(Protocol):
 
 def validate_inputs(
     image: np.ndarray,
-    points: Iterable[Sequence[object]] | None,
+    points: Iterable[Sequence[Any]] | None,
     box: Sequence[float] | None,
 ) -> tuple[np.ndarray, list[Point], Box | None]:
     """Check and normalise the arguments of ``segment``; raise ``ValueError`` if bad."""
@@ -154,7 +154,7 @@ def set_segmenter(segmenter: Segmenter | None) -> None:
 
 def segment(
     image: np.ndarray,
-    points: Sequence[Sequence[object]],
+    points: Sequence[Sequence[Any]],
     box: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Mask (bool, (H, W)) of the object indicated by ``points`` and/or ``box``."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -102,8 +103,8 @@ class Params:
 class ClassicalSegmenter:
     """Geodesic-seeded GrabCut with edge-aware upsampling.  See the module docstring."""
 
-    def __init__(self, cache_size: int = 32, **kwargs: object) -> None:
-        self.params = replace(Params(), **kwargs)  # type: ignore[arg-type]
+    def __init__(self, cache_size: int = 32, **kwargs: Any) -> None:
+        self.params = replace(Params(), **kwargs)
         self._cache: SharedLRU[object, _ClickState] | None = SharedLRU(cache_size) if cache_size > 0 else None
 
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
@@ -299,8 +300,8 @@ def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P
         h, w = small.shape[:2]
         key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr(small.shape).encode()
         sx, sy = w / W0, h / H0
-        pts = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
-        return _to_full(image, _click_state(small, key, pts, P, cache).mask, P)
+        clicks = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
+        return _to_full(image, _click_state(small, key, clicks, P, cache).mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
         roi = _expand_roi(*box, P.box_crop, 0.02 * max(H0, W0), W0, H0)
@@ -400,6 +401,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     gc = np.full((h, w), GC_PR_BGD, np.uint8)
     d_fg = d_bg = None
     if pos:
+        assert lab is not None
         d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         bg_src = bg_seed.copy()
         init = None
@@ -462,6 +464,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
         # pin sits on it (two touching objects of the same colour).  A negative pin
         # therefore also removes what is geodesically closer to it than to any
         # positive pin (the geodesic Voronoi cell of the negative pins).
+        assert lab is not None and d_fg is not None
         d_neg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
         m &= ~(d_neg < d_fg)
         m = _keep_components(m, pos, w, h)
@@ -578,8 +581,8 @@ def _tight_lines(m: np.ndarray, box: Box, inner: float) -> tuple[np.ndarray, np.
 
 
 def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.ndarray, m: np.ndarray,
-                models: tuple[np.ndarray, np.ndarray], box: Box, P: Params,
-                at_border: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                models: tuple[np.ndarray, np.ndarray] | None, box: Box, P: Params,
+                at_border: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Box mode after the first GrabCut: a second start (``box_restart``) and the tightness
     prior (``box_tight``); of the starts, the labelling with the lower GrabCut energy wins."""
     import cv2

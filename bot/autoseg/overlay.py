@@ -16,19 +16,20 @@ import io
 import string
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
-    "cell_labels",
-    "cell_center",
-    "cell_of",
     "cell_bounds",
+    "cell_center",
+    "cell_labels",
+    "cell_of",
     "draw_grid",
-    "render_overlay",
-    "overlay_jpeg",
     "fit_long_side",
+    "overlay_jpeg",
+    "render_overlay",
     "to_jpeg",
 ]
 
@@ -186,7 +187,7 @@ def draw_grid(
 def render_overlay(
     image: np.ndarray | Image.Image,
     mask: np.ndarray | None,
-    points: Sequence[Sequence[object]] = (),
+    points: Sequence[Sequence[Any]] = (),
     *,
     max_side: int = 1280,
     alpha: float = 0.42,
@@ -264,11 +265,11 @@ def _boundary(m: np.ndarray, thickness: int) -> np.ndarray:
 def overlay_jpeg(
     image: np.ndarray | Image.Image,
     mask: np.ndarray | None,
-    points: Sequence[Sequence[object]] = (),
+    points: Sequence[Sequence[Any]] = (),
     *,
     max_side: int = 1280,
     quality: int = 85,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> bytes:
     """:func:`render_overlay` encoded as JPEG bytes (long side <= ``max_side``)."""
     return to_jpeg(render_overlay(image, mask, points, max_side=max_side, **kwargs), quality)

@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "encode",
-    "decode",
     "counts_to_string",
-    "string_to_counts",
+    "decode",
+    "encode",
     "mask_area",
     "mask_bbox",
     "mask_iou",
     "polygons_to_mask",
     "rle_area",
+    "string_to_counts",
 ]
 
 

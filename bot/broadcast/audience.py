@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Select, and_, exists, func, not_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.tasks.models import Project, WorkerProject
@@ -33,8 +33,10 @@ class Audience:
     @classmethod
     def parse(cls, spec: str) -> Audience:
         text = (spec or "").strip().lower()
-        if text in ("all", "qualified"):
-            return cls(text)  # type: ignore[arg-type]
+        if text == "all":
+            return cls("all")
+        if text == "qualified":
+            return cls("qualified")
         if text.startswith("active-days:"):
             raw = text.split(":", 1)[1]
             try:
@@ -57,18 +59,18 @@ def recipients_query(project: Project | None, audience: Audience, now: datetime 
     training, every active worker except those the project blocked or failed.
     """
     now = now or utcnow()
-    query = select(Worker.id, Worker.tg_id).where(Worker.status == WorkerStatus.ACTIVE)
+    query = select(col(Worker.id), col(Worker.tg_id)).where(col(Worker.status) == WorkerStatus.ACTIVE)
     if audience.kind == "active-days":
-        query = query.where(Worker.last_active_at >= now - timedelta(days=audience.days))
+        query = query.where(col(Worker.last_active_at) >= now - timedelta(days=audience.days))
     elif audience.kind == "qualified":
         if project is None:
             raise AudienceError("'qualified' needs a project")
-        standing = and_(WorkerProject.worker_id == Worker.id, WorkerProject.project_id == project.id)
+        standing = and_(col(WorkerProject.worker_id) == col(Worker.id), col(WorkerProject.project_id) == project.id)
         if project.training_required:
-            query = query.where(exists().where(standing, WorkerProject.stage == "work"))
+            query = query.where(exists().where(standing, col(WorkerProject.stage) == "work"))
         else:
-            query = query.where(not_(exists().where(standing, WorkerProject.stage.in_(_EXCLUDED_STAGES))))  # type: ignore[attr-defined]
-    return query.order_by(Worker.id)
+            query = query.where(not_(exists().where(standing, col(WorkerProject.stage).in_(_EXCLUDED_STAGES))))
+    return query.order_by(col(Worker.id))
 
 
 def count(session: Session, project: Project | None, audience: Audience, now: datetime | None = None) -> int:

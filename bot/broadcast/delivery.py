@@ -35,16 +35,17 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Integer, String, bindparam, exists, func, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from bot import workers
 from bot.broadcast import lease
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus, RecipientStatus
 from bot.broadcast.pacing import Pacer
 from bot.broadcast.transport import Button, Delivered, Fatal, Forbidden, Photo, RateLimited, SendFailed, Transport
 from bot.clock import utcnow
-from bot.db import Database
+from bot.db import Database, rowcount
+from bot.db.tables import table
 from bot.i18n import t
-from bot import workers
 from bot.workers.models import Worker, WorkerStatus
 
 log = structlog.get_logger("crowdpin.broadcast")
@@ -91,33 +92,33 @@ class StepResult:
 
 
 def _due(now: datetime) -> Any:
-    return or_(BroadcastRecipient.next_attempt_at.is_(None), BroadcastRecipient.next_attempt_at <= now)  # type: ignore[union-attr]
+    return or_(col(BroadcastRecipient.next_attempt_at).is_(None), col(BroadcastRecipient.next_attempt_at) <= now)
 
 
 def load_batch(session: Session, broadcast_id: int, now: datetime, limit: int = 100) -> Batch:
     rows = session.execute(
         select(
-            BroadcastRecipient.id,
-            BroadcastRecipient.worker_id,
-            BroadcastRecipient.chat_id,
-            Worker.lang,
-            Worker.status,
-            BroadcastRecipient.attempts,
+            col(BroadcastRecipient.id),
+            col(BroadcastRecipient.worker_id),
+            col(BroadcastRecipient.chat_id),
+            col(Worker.lang),
+            col(Worker.status),
+            col(BroadcastRecipient.attempts),
         )
-        .join(Worker, Worker.id == BroadcastRecipient.worker_id)
+        .join(Worker, col(Worker.id) == col(BroadcastRecipient.worker_id))
         .where(
-            BroadcastRecipient.broadcast_id == broadcast_id,
-            BroadcastRecipient.status == RecipientStatus.PENDING,
+            col(BroadcastRecipient.broadcast_id) == broadcast_id,
+            col(BroadcastRecipient.status) == RecipientStatus.PENDING,
             _due(now),
         )
-        .order_by(BroadcastRecipient.id)
+        .order_by(col(BroadcastRecipient.id))
         .limit(limit)
     ).all()
     later_count, later_min = session.execute(
-        select(func.count(), func.min(BroadcastRecipient.next_attempt_at)).where(
-            BroadcastRecipient.broadcast_id == broadcast_id,
-            BroadcastRecipient.status == RecipientStatus.PENDING,
-            BroadcastRecipient.next_attempt_at > now,  # type: ignore[operator]
+        select(func.count(), func.min(col(BroadcastRecipient.next_attempt_at))).where(
+            col(BroadcastRecipient.broadcast_id) == broadcast_id,
+            col(BroadcastRecipient.status) == RecipientStatus.PENDING,
+            col(BroadcastRecipient.next_attempt_at) > now,
         )
     ).one()
     if later_min is not None and later_min.tzinfo is None:  # SQLite aggregate loses the type
@@ -132,8 +133,8 @@ def load_batch(session: Session, broadcast_id: int, now: datetime, limit: int = 
 # The two statements of every message, built once: Core statements on the tables with bound
 # parameters skip the ORM's per-call statement building and session synchronisation, which
 # were most of the cost of a step (a step is on the critical path of every message).
-_R = BroadcastRecipient.__table__  # type: ignore[attr-defined]
-_B = Broadcast.__table__  # type: ignore[attr-defined]
+_R = table(BroadcastRecipient)
+_B = table(Broadcast)
 _TIME = _R.c.updated_at.type
 
 _FINISH = (
@@ -174,7 +175,7 @@ def _apply(session: Session, outcome: Outcome, now: datetime) -> None:
             "err": outcome.error[:512] if outcome.error is not None else None,
         },
     )
-    if not result.rowcount:
+    if not rowcount(result):
         # another runner took the broadcast over and put the row back: it will be sent again
         log.warning("broadcast.row_taken_over", row_id=outcome.row_id, outcome=str(outcome.status))
         return
@@ -199,31 +200,33 @@ def step(
         _apply(session, finish, now)
     if start_id is None:
         return StepResult(_owned(session, broadcast_id, runner), False)
-    started = session.execute(_START, {"rid": start_id, "now": now, "bid": broadcast_id, "runner": runner}).rowcount
+    started = rowcount(session.execute(_START, {"rid": start_id, "now": now, "bid": broadcast_id, "runner": runner}))
     if started:
         return StepResult(True, True)
     return StepResult(_owned(session, broadcast_id, runner), False)
 
 
 def store_file_id(session: Session, broadcast_id: int, file_id: str) -> None:
-    session.execute(update(Broadcast).where(Broadcast.id == broadcast_id).values(photo_file_id=file_id))
+    session.execute(update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(photo_file_id=file_id))
 
 
 def try_finish(session: Session, broadcast_id: int, runner: str, now: datetime) -> bool:
     """Mark the broadcast done when no row is pending or in flight."""
     unfinished = session.execute(
         select(func.count()).where(
-            BroadcastRecipient.broadcast_id == broadcast_id,
-            BroadcastRecipient.status.in_((RecipientStatus.PENDING, RecipientStatus.SENDING)),  # type: ignore[attr-defined]
+            col(BroadcastRecipient.broadcast_id) == broadcast_id,
+            col(BroadcastRecipient.status).in_((RecipientStatus.PENDING, RecipientStatus.SENDING)),
         )
     ).scalar_one()
     if unfinished:
         return False
-    done = session.execute(
-        update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.runner == runner, Broadcast.status == BroadcastStatus.RUNNING)
-        .values(status=BroadcastStatus.DONE, finished_at=now, runner=None, lease_until=None)
-    ).rowcount
+    done = rowcount(
+        session.execute(
+            update(Broadcast)
+            .where(col(Broadcast.id) == broadcast_id, col(Broadcast.runner) == runner, col(Broadcast.status) == BroadcastStatus.RUNNING)
+            .values(status=BroadcastStatus.DONE, finished_at=now, runner=None, lease_until=None)
+        )
+    )
     return bool(done)
 
 
@@ -464,6 +467,6 @@ class Delivery:
 def _requeue(session: Session, row_id: int, now: datetime) -> None:
     session.execute(
         update(BroadcastRecipient)
-        .where(BroadcastRecipient.id == row_id, BroadcastRecipient.status == RecipientStatus.SENDING)
-        .values(status=RecipientStatus.PENDING, attempts=BroadcastRecipient.attempts - 1, updated_at=now)
+        .where(col(BroadcastRecipient.id) == row_id, col(BroadcastRecipient.status) == RecipientStatus.SENDING)
+        .values(status=RecipientStatus.PENDING, attempts=col(BroadcastRecipient.attempts) - 1, updated_at=now)
     )

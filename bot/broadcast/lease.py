@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus, RecipientStatus
+from bot.db import rowcount
 
 LIVE = (BroadcastStatus.PENDING, BroadcastStatus.RUNNING)
 
@@ -57,7 +58,7 @@ class TakeOver:
 
 
 def take_over(session: Session, broadcast_id: int, runner: str, now: datetime, lease_seconds: float) -> TakeOver:
-    broadcast = session.execute(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()).scalars().first()
+    broadcast = session.execute(select(Broadcast).where(col(Broadcast.id) == broadcast_id).with_for_update()).scalars().first()
     if broadcast is None:
         return TakeOver(False, status="missing")
     if broadcast.status not in LIVE:
@@ -70,11 +71,13 @@ def take_over(session: Session, broadcast_id: int, runner: str, now: datetime, l
     recovered = 0
     if holder != runner:
         # the previous holder is gone: its in-flight rows are resent (see module doc)
-        recovered = session.execute(
-            update(BroadcastRecipient)
-            .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.status == RecipientStatus.SENDING)
-            .values(status=RecipientStatus.PENDING, updated_at=now)
-        ).rowcount
+        recovered = rowcount(
+            session.execute(
+                update(BroadcastRecipient)
+                .where(col(BroadcastRecipient.broadcast_id) == broadcast_id, col(BroadcastRecipient.status) == RecipientStatus.SENDING)
+                .values(status=RecipientStatus.PENDING, updated_at=now)
+            )
+        )
     broadcast.runner = runner
     broadcast.lease_until = now + timedelta(seconds=lease_seconds)
     broadcast.status = BroadcastStatus.RUNNING
@@ -88,16 +91,16 @@ def renew(session: Session, broadcast_id: int, runner: str, now: datetime, lease
     """Extend the lease; False when the broadcast was cancelled or another runner has it."""
     result = session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.runner == runner, Broadcast.status == BroadcastStatus.RUNNING)
+        .where(col(Broadcast.id) == broadcast_id, col(Broadcast.runner) == runner, col(Broadcast.status) == BroadcastStatus.RUNNING)
         .values(lease_until=now + timedelta(seconds=lease_seconds))
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def release(session: Session, broadcast_id: int, runner: str) -> None:
     """Give the broadcast up (graceful stop) so another runner may continue at once."""
     session.execute(
-        update(Broadcast).where(Broadcast.id == broadcast_id, Broadcast.runner == runner).values(runner=None, lease_until=None)
+        update(Broadcast).where(col(Broadcast.id) == broadcast_id, col(Broadcast.runner) == runner).values(runner=None, lease_until=None)
     )
 
 
@@ -108,9 +111,9 @@ def runnable(session: Session, now: datetime, limit: int = 20) -> list[int]:
     the OS anyway); :func:`take_over` re-checks them under a row lock.
     """
     rows = session.execute(
-        select(Broadcast.id, Broadcast.runner, Broadcast.lease_until)
-        .where(Broadcast.status.in_(LIVE))  # type: ignore[attr-defined]
-        .order_by(Broadcast.id)
+        select(col(Broadcast.id), col(Broadcast.runner), col(Broadcast.lease_until))
+        .where(col(Broadcast.status).in_(LIVE))
+        .order_by(col(Broadcast.id))
         .limit(limit)
     ).all()
     out = []

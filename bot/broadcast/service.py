@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, insert, literal, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.broadcast import audience as aud
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus, RecipientStatus
 from bot.clock import utcnow
+from bot.db.tables import table
 from bot.tasks import projects
 from bot.tasks.models import Project, ProjectStatus
 
@@ -145,7 +146,7 @@ def create(
                 who.c.tg_id,
                 literal(RecipientStatus.PENDING.value),
                 literal(0),
-                literal(now, type_=BroadcastRecipient.__table__.c.updated_at.type),  # type: ignore[attr-defined]
+                literal(now, type_=table(BroadcastRecipient).c.updated_at.type),
             ).order_by(who.c.id),
         )
     )
@@ -166,7 +167,7 @@ def cancel(session: Session, broadcast_id: int, now: datetime | None = None) -> 
         raise BroadcastError(f"broadcast {broadcast_id} is already {broadcast.status}", "finished", id=broadcast_id)
     session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status.in_((BroadcastStatus.PENDING, BroadcastStatus.RUNNING)))  # type: ignore[attr-defined]
+        .where(col(Broadcast.id) == broadcast_id, col(Broadcast.status).in_((BroadcastStatus.PENDING, BroadcastStatus.RUNNING)))
         .values(status=BroadcastStatus.CANCELLED, finished_at=now or utcnow())
     )
     session.refresh(broadcast)
@@ -175,7 +176,7 @@ def cancel(session: Session, broadcast_id: int, now: datetime | None = None) -> 
 
 def set_status_message(session: Session, broadcast_id: int, chat_id: int, message_id: int) -> None:
     session.execute(
-        update(Broadcast).where(Broadcast.id == broadcast_id).values(status_chat_id=chat_id, status_message_id=message_id)
+        update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(status_chat_id=chat_id, status_message_id=message_id)
     )
 
 
@@ -214,9 +215,9 @@ def progress(session: Session, broadcast_id: int, now: datetime | None = None) -
     broadcast = get(session, broadcast_id)
     counts = dict.fromkeys([s.value for s in RecipientStatus], 0)
     rows = session.execute(
-        select(BroadcastRecipient.status, func.count())
-        .where(BroadcastRecipient.broadcast_id == broadcast_id)
-        .group_by(BroadcastRecipient.status)
+        select(col(BroadcastRecipient.status), func.count())
+        .where(col(BroadcastRecipient.broadcast_id) == broadcast_id)
+        .group_by(col(BroadcastRecipient.status))
     ).all()
     for status, n in rows:
         counts[status] = int(n)
@@ -225,9 +226,9 @@ def progress(session: Session, broadcast_id: int, now: datetime | None = None) -
         since = now - timedelta(seconds=RATE_WINDOW)
         recent = session.execute(
             select(func.count()).where(
-                BroadcastRecipient.broadcast_id == broadcast_id,
-                BroadcastRecipient.status.in_([s.value for s in FINISHED]),  # type: ignore[attr-defined]
-                BroadcastRecipient.updated_at >= since,
+                col(BroadcastRecipient.broadcast_id) == broadcast_id,
+                col(BroadcastRecipient.status).in_([s.value for s in FINISHED]),
+                col(BroadcastRecipient.updated_at) >= since,
             )
         ).scalar_one()
         window = min(RATE_WINDOW, max((now - broadcast.started_at).total_seconds(), 1.0))
@@ -252,13 +253,13 @@ def progress(session: Session, broadcast_id: int, now: datetime | None = None) -
 def failures(session: Session, broadcast_id: int, limit: int = 10) -> list[tuple[int, str]]:
     """(chat id, reason) of failed rows, for the status command."""
     rows = session.execute(
-        select(BroadcastRecipient.chat_id, BroadcastRecipient.error)
-        .where(BroadcastRecipient.broadcast_id == broadcast_id, BroadcastRecipient.status == RecipientStatus.FAILED)
-        .order_by(BroadcastRecipient.id)
+        select(col(BroadcastRecipient.chat_id), col(BroadcastRecipient.error))
+        .where(col(BroadcastRecipient.broadcast_id) == broadcast_id, col(BroadcastRecipient.status) == RecipientStatus.FAILED)
+        .order_by(col(BroadcastRecipient.id))
         .limit(limit)
     ).all()
     return [(int(c), e or "") for c, e in rows]
 
 
 def recent(session: Session, limit: int = 10) -> list[Broadcast]:
-    return list(session.execute(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)).scalars())  # type: ignore[union-attr]
+    return list(session.execute(select(Broadcast).order_by(col(Broadcast.id).desc()).limit(limit)).scalars())

@@ -1,5 +1,5 @@
 """Database access shared by the bot, the admin CLI and the benchmarks."""
 
-from bot.db.engine import Database, make_engine, normalize_url
+from bot.db.engine import Database, make_engine, normalize_url, rowcount
 
-__all__ = ["Database", "make_engine", "normalize_url"]
+__all__ = ["Database", "make_engine", "normalize_url", "rowcount"]

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
@@ -100,10 +100,16 @@ def connection(session: Session) -> Connection:
     txn = session.get_transaction()
     held = session.info.get("crowdpin.connection")
     if held is not None and held[0] is txn:
-        return held[1]  # type: ignore[no-any-return]
+        return held[1]
     conn = session.connection()
     session.info["crowdpin.connection"] = (txn, conn)
     return conn
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched: ``Session.execute`` is typed as returning a plain
+    ``Result``, but for those statements it is a ``CursorResult`` that knows."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class Database:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound, StatementError
+from sqlalchemy.sql import Executable
 from sqlmodel import Session
 
 from bot.db.engine import connection
 
-S = TypeVar("S", bound=ClauseElement)
+S = TypeVar("S", bound=Executable)
 
 
 @dataclass(slots=True)
@@ -46,7 +46,7 @@ class _Plan:
         for name, process in self.binds.items():
             if name in values:
                 values[name] = process(values[name])
-        return values  # type: ignore[no-any-return]
+        return values
 
     def rows(self, fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if self.results is None:
@@ -58,9 +58,9 @@ class _Plan:
 class _Hot:
     """A marked statement and its plans, by parameter names; None: not for the lane."""
 
-    __slots__ = ("statement", "plans")
+    __slots__ = ("plans", "statement")
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self.plans: dict[tuple[str, ...], _Plan | None] = {}
 
@@ -77,7 +77,7 @@ def hot(statement: S) -> S:
 class Rows:
     """The part of SQLAlchemy's ``Result`` the domain code uses, over rows already fetched."""
 
-    __slots__ = ("_rows", "_keys", "rowcount")
+    __slots__ = ("_keys", "_rows", "rowcount")
 
     def __init__(self, rows: list[tuple[Any, ...]], keys: tuple[str, ...], rowcount: int) -> None:
         self._rows = rows
@@ -111,32 +111,33 @@ def _no_or_many(count: int) -> Exception:
     )
 
 
-def execute(session: Session, statement: ClauseElement, params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None) -> Any:
+def execute(session: Session, statement: Executable, params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None) -> Any:
     """``connection(session).execute(statement, params)``, on the psycopg cursor when it may."""
     conn = connection(session)
     entry = _HOT.get(id(statement))
     if entry is None or entry.statement is not statement or conn.dialect.driver != "psycopg" or conn.engine.echo:
         return conn.execute(statement, params)  # DB_ECHO logs every statement: only SQLAlchemy's path does
     many = isinstance(params, list)
-    if not (many and params and isinstance(params[0], Mapping)) and not isinstance(params, Mapping):
-        return conn.execute(statement, params)
-    key = tuple(sorted(params[0] if many else params))  # type: ignore[index, arg-type]
+    args: Any = params  # one mapping, or a list of them (many): checked just below
+    if not (many and args and isinstance(args[0], Mapping)) and not isinstance(args, Mapping):
+        return conn.execute(statement, args)
+    key = tuple(sorted(args[0] if many else args))
     plan = entry.plans.get(key, _MISSING)
     if plan is _MISSING:
-        result = conn.execute(statement, params)  # the first run is SQLAlchemy's: it names the columns
+        result = conn.execute(statement, args)  # the first run is SQLAlchemy's: it names the columns
         entry.plans[key] = None if many and result.returns_rows else _plan(statement, conn.dialect, result)
         return result
     if plan is None:
-        return conn.execute(statement, params)
+        return conn.execute(statement, args)
     if many:
-        return _run_many(conn, plan, params)  # type: ignore[arg-type]
-    return _run(conn, plan, params)  # type: ignore[arg-type]
+        return _run_many(conn, plan, args)
+    return _run(conn, plan, args)
 
 
 _MISSING: Any = object()
 
 
-def _plan(statement: ClauseElement, dialect: Dialect, result: Any) -> _Plan | None:
+def _plan(statement: Executable, dialect: Dialect, result: Any) -> _Plan | None:
     """How the lane runs this statement with these parameter names; None: leave it to SQLAlchemy.
 
     ``result`` is SQLAlchemy's result of the first run: it holds the compiled statement that run
@@ -201,7 +202,7 @@ def _run_many(conn: Connection, plan: _Plan, params: list[Mapping[str, Any]]) ->
     return Rows([], (), cursor.rowcount)
 
 
-def _translated(conn: Connection, cursor: Any, plan: _Plan, values: Any, exc: Exception) -> DBAPIError:
+def _translated(conn: Connection, cursor: Any, plan: _Plan, values: Any, exc: Any) -> StatementError:
     """The driver's error as SQLAlchemy raises it, the connection invalidated when it is lost."""
     invalidated = bool(conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor))
     if invalidated:

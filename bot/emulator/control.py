@@ -11,6 +11,7 @@ client can measure "tap to next task shown" without busy polling.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ class _Args:
         except (TypeError, ValueError):
             raise EmulatorError(f"argument {name!r} must be an integer") from None
 
-    def opt_int(self, name: str) -> int | None:
+    def opt_int(self, name: str) -> builtins.int | None:
         return None if self.get(name) is None else self.int(name)
 
     def float(self, name: str, default: float) -> float:

@@ -296,7 +296,7 @@ class Emulator:
         self.notifier.track(ANY_CHANGE)
         return self._stats
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float = 5.0) -> T:
         """Wait until ``predicate()`` is truthy and return its value; TimeoutError says what happened.
 
         The predicate is re-evaluated when the chats it reads change (see

@@ -60,8 +60,8 @@ class StoredFile:
         if not self.render:
             return self.original
         if self.rendered is None:
-            with Image.open(io.BytesIO(self.original)) as image:
-                image = image.convert("RGB").resize((self.width or 1, self.height or 1))
+            with Image.open(io.BytesIO(self.original)) as opened:
+                image = opened.convert("RGB").resize((self.width or 1, self.height or 1))
                 buffer = io.BytesIO()
                 image.save(buffer, format="JPEG", quality=85)
             self.rendered = buffer.getvalue()
@@ -131,7 +131,7 @@ class FileStore:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-        except Exception:
+        except Exception:  # noqa: BLE001 - anything Pillow cannot read is "cannot process", as Telegram says
             raise ApiError(400, IMAGE_PROCESS_FAILED) from None
         if width + height > MAX_PHOTO_DIMENSIONS_SUM or max(width, height) > MAX_PHOTO_RATIO * min(width, height):
             raise ApiError(400, PHOTO_DIMENSIONS)

@@ -113,7 +113,7 @@ def start_background(
             server = EmulatorServer(emulator, host=host, port=port)
             loop.run_until_complete(server.start())
             ready.set_result(BackgroundEmulator(emulator, server, bot_token, loop, thread))
-        except BaseException as err:  # report start-up failures to the caller
+        except BaseException as err:  # noqa: BLE001 - report any start-up failure to the caller
             ready.set_exception(err)
             return
         try:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+
 def clone(value: Any) -> Any:
     """Copy plain JSON data (much faster than ``copy.deepcopy``), so tests cannot alter the emulator's state."""
     if isinstance(value, dict):

@@ -61,7 +61,7 @@ class ChangeNotifier:
             self._tracking = previous
 
     async def wait_until(
-        self, predicate: Callable[[], T], timeout: float, on_timeout: Callable[[], str] | None = None
+        self, predicate: Callable[[], T | None], timeout: float, on_timeout: Callable[[], str] | None = None
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -91,9 +91,9 @@ class WebhookDeliverer:
                 self.bot.on_update.remove(self._wake.set)
 
     def _claim(self, webhook: WebhookConfig) -> None:
-        for key, lane in self._lanes.items():
+        for key, waiting in self._lanes.items():
             if key not in self._workers:  # left behind while the webhook was briefly unset
-                self._start(key, lane)
+                self._start(key, waiting)
         updates = self.bot.updates
         while updates:
             key = ordering_key(updates[0])
@@ -162,7 +162,7 @@ class WebhookDeliverer:
                     return f"Wrong response from the webhook: {response.status} {response.reason}"
                 await self._run_reply(response)
                 return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "Read timeout expired"
         except aiohttp.ClientConnectorError:
             return "Connection refused"

@@ -13,9 +13,9 @@ from aiogram import Router
 from aiogram.filters import Command, Filter
 from aiogram.types import Message, User
 
-from bot.telegram.runtime import App
 from bot.i18n import t, won
 from bot.tasks import stats
+from bot.telegram.runtime import App
 
 router = Router(name="admin")
 MESSAGE_LIMIT = 4096

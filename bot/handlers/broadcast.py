@@ -174,6 +174,7 @@ async def on_confirm(query: CallbackQuery, app: App, lang: str, state: FSMContex
     except service.BroadcastError as exc:
         await message.edit_text(views.error_text(exc, lang))
         return
+    assert broadcast.id is not None
     await app.db.run(service.set_status_message, broadcast.id, message.chat.id, message.message_id)
     progress = await app.db.run(service.progress, broadcast.id)
     await message.edit_text(

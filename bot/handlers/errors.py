@@ -7,9 +7,10 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.types import ErrorEvent
 
-from bot.telegram.runtime import App
-from bot.i18n import t
 from bot import workers
+from bot.handlers.middlewares import WorkerCtx
+from bot.i18n import t
+from bot.telegram.runtime import App
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="errors")
@@ -17,7 +18,7 @@ router = Router(name="errors")
 
 @router.error()
 async def on_error(
-    event: ErrorEvent, bot: Bot, app: App | None = None, lang: str = "ko", worker: object | None = None
+    event: ErrorEvent, bot: Bot, app: App | None = None, lang: str = "ko", worker: WorkerCtx | None = None
 ) -> bool:
     update = event.update
     exc = event.exception
@@ -31,7 +32,7 @@ async def on_error(
     if isinstance(exc, TelegramForbiddenError):
         log.info("worker.unreachable", update_id=update.update_id, tg_id=getattr(user, "id", None))
         if app is not None and worker is not None:
-            await app.db.run(workers.mark_unreachable, worker.id)  # type: ignore[attr-defined]
+            await app.db.run(workers.mark_unreachable, worker.id)
         return True
     log.error(
         "update.failed",

@@ -15,7 +15,7 @@ from typing import TypeVar
 import structlog
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup
 
 from bot.cache import LRUCache
 from bot.handlers import keyboards, presenter
@@ -96,7 +96,7 @@ def pin_caption(card: TaskCard, state: PinState, lang: str) -> str:
     return presenter.caption(card, lang, *lines)
 
 
-def pin_keyboard(card: TaskCard, state: PinState, lang: str) -> keyboards.Keyboard:
+def pin_keyboard(card: TaskCard, state: PinState, lang: str) -> InlineKeyboardMarkup:
     aid = card.assignment_id
     if state.phase == Phase.GRID:
         return keyboards.pin_grid(aid, state.rev, lang)

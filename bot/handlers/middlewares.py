@@ -16,9 +16,9 @@ import structlog
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
 
-from bot.telegram.runtime import App
 from bot import workers
 from bot.cache import LRUCache, TTLCache
+from bot.telegram.runtime import App
 
 log = structlog.get_logger("crowdpin.bot")
 
@@ -99,8 +99,9 @@ def _register(session: Any, user: User, default_locale: str) -> WorkerCtx:
         language_code=user.language_code,
         default_locale=default_locale,
     )
+    assert worker.id is not None
     return WorkerCtx(
-        id=worker.id,  # type: ignore[arg-type]
+        id=worker.id,
         tg_id=worker.tg_id,
         name=worker.name,
         lang=worker.lang,

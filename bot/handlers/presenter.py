@@ -19,12 +19,12 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageMedia
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
-from bot.telegram.runtime import App
-from bot.telegram.session import call_json
 from bot.i18n import t, won
 from bot.tasks import media, service
 from bot.tasks.models import TaskKind
 from bot.tasks.service import TaskCard
+from bot.telegram.runtime import App
+from bot.telegram.session import call_json
 
 log = structlog.get_logger("crowdpin.bot")
 
@@ -168,7 +168,7 @@ async def _show(
             if rendered.upload is None and rendered.file_id is None:
                 raise
             if isinstance(photo, BufferedInputFile):
-                photo = BufferedInputFile(rendered.upload or b"", filename=photo.filename)
+                photo = BufferedInputFile(rendered.upload or b"", filename=photo.filename or f"task{card.task_id}.jpg")
     if message is None or message is True:
         message = await bot.send_photo(
             chat_id=chat_id, photo=photo, caption=rendered.caption, reply_markup=keyboards.markup(rendered.keyboard)
@@ -191,7 +191,7 @@ async def _after_edit(app: App, card: TaskCard, chat_id: int, message_id: int) -
     return message_id
 
 
-def _after_show(session, assignment_id: int, chat_id: int, message_id: int, image_id: int | None, file_id: str | None) -> None:  # type: ignore[no-untyped-def]
+def _after_show(session, assignment_id: int, chat_id: int, message_id: int, image_id: int | None, file_id: str | None) -> None:
     service.attach_message(session, assignment_id, chat_id, message_id)
     if image_id is not None and file_id:
         service.remember_file_id(session, image_id, file_id)

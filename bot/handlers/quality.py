@@ -13,12 +13,12 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.handlers.middlewares import WorkerCtx
-from bot.telegram.runtime import App
 from bot.i18n import t
 from bot.tasks import quality
 from bot.tasks.models import ProjectType
 from bot.tasks.quality import Notice, TrainingFeedback
 from bot.tasks.service import AnswerOutcome, NoTask, NoTaskReason, Submitted
+from bot.telegram.runtime import App
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="quality")

@@ -11,18 +11,16 @@ that closes a request cannot talk to Telegram.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiogram import Bot, Dispatcher, F, Router
+from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import (
     TelegramBadRequest,
-    TelegramForbiddenError,
 )
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
@@ -31,12 +29,11 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.clock import utcnow
-from bot.handlers.middlewares import WorkerCtx
-from bot.telegram.runtime import App
 from bot.handlers.keyboards import main_menu, menu_texts
+from bot.handlers.middlewares import WorkerCtx
 from bot.i18n import LOCALES, catalog, t, won
-from bot import workers
-from bot.wallet import activity, ledger, payout_accounts, payouts, withdrawals
+from bot.telegram.runtime import App
+from bot.wallet import activity, ledger, payout_accounts, withdrawals
 from bot.wallet.activity import Activity
 from bot.wallet.models import EntryKind, Withdrawal
 from bot.wallet.payout_accounts import PayoutAccountError

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-
 import structlog
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
+from bot import workers
 from bot.handlers import keyboards, presenter
-from bot.work import answers
 from bot.handlers import quality as quality_ui
 from bot.handlers.callbacks import Act, LangCb, NextCb, TaskCb
-from bot.handlers.middlewares import WorkerCtx
-from bot.telegram.runtime import App
 from bot.handlers.keyboards import menu_texts
-from bot.handlers.middlewares import WorkerDirectory
+from bot.handlers.middlewares import WorkerCtx, WorkerDirectory
 from bot.i18n import t
 from bot.tasks import service
-from bot import workers
 from bot.tasks.service import NoTask, NoTaskReason, Refusal, Submitted, TaskCard
+from bot.telegram.runtime import App
+from bot.work import answers
 
 log = structlog.get_logger("crowdpin.bot")
 router = Router(name="worker")
@@ -184,6 +182,6 @@ async def on_report_reason(query: CallbackQuery, callback_data: TaskCb, bot: Bot
     await finish(query, bot, app, worker, lang, callback_data.id, "report", reason)
 
 
-def _lease_status(session, worker_id: int, assignment_id: int) -> Refusal | None:  # type: ignore[no-untyped-def]
+def _lease_status(session, worker_id: int, assignment_id: int) -> Refusal | None:
     found = service._open_assignment(session, worker_id, assignment_id, service.utcnow())
     return found if isinstance(found, Refusal) else None

@@ -9,7 +9,7 @@ that both locales have the same keys with the same placeholders.
 from __future__ import annotations
 
 import tomllib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ def _flatten(prefix: str, node: dict[str, Any], out: dict[str, str]) -> None:
             out[path] = str(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog(locale: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for file in sorted((_ROOT / locale).glob("*.toml")):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
+from typing import Any
 
 import structlog
 from aiogram import Bot
@@ -107,9 +109,9 @@ class BroadcastWorker:
         self._wake.set()
         for delivery, _ in self._running.values():
             delivery.stop()
-        tasks = [task for _, task in self._running.values()]
+        tasks: list[asyncio.Task[Any]] = [task for _, task in self._running.values()]
         if self._task is not None:
-            tasks.append(self._task)  # type: ignore[arg-type]
+            tasks.append(self._task)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
@@ -132,7 +134,10 @@ class BroadcastWorker:
         delivery = Delivery(self.app.db, self.transport, self.pacer, runner=lease.new_runner_id("bot"))
         task = asyncio.create_task(self._run(delivery, broadcast_id), name=f"broadcast-{broadcast_id}")
         self._running[broadcast_id] = (delivery, task)
-        task.add_done_callback(lambda _t, bid=broadcast_id: self._running.pop(bid, None))
+        task.add_done_callback(functools.partial(self._forget, broadcast_id))
+
+    def _forget(self, broadcast_id: int, _task: asyncio.Task[RunResult]) -> None:
+        self._running.pop(broadcast_id, None)
 
     async def _run(self, delivery: Delivery, broadcast_id: int) -> RunResult:
         broadcast = await self.app.db.run(service.get, broadcast_id)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.autoseg import rle
 from bot.tasks.models import PIN_MASK, Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
@@ -87,31 +87,31 @@ def _load(session: Session, project_id: int) -> _Data:
     tasks = [
         (int(row[0]), str(row[1]), row[2])
         for row in session.execute(
-            select(Task.id, Task.external_id, Task.mask_rle)
-            .where(Task.project_id == project_id, Task.kind == TaskKind.NORMAL.value)
-            .order_by(Task.id)
+            select(col(Task.id), col(Task.external_id), col(Task.mask_rle))
+            .where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.NORMAL.value)
+            .order_by(col(Task.id))
         )
     ]
     votes = [
         _Vote(int(row[0]), int(row[1]), str(row[2]), row[3])
         for row in session.execute(
-            select(Answer.task_id, Answer.worker_id, Answer.value, Answer.mask_rle)
-            .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
+            select(col(Answer.task_id), col(Answer.worker_id), col(Answer.value), col(Answer.mask_rle))
+            .join(Task, col(Task.id) == col(Answer.task_id))
             .where(
-                Answer.project_id == project_id,
-                Answer.status == AnswerStatus.ACCEPTED.value,
-                Task.kind == TaskKind.NORMAL.value,
+                col(Answer.project_id) == project_id,
+                col(Answer.status) == AnswerStatus.ACCEPTED.value,
+                col(Task.kind) == TaskKind.NORMAL.value,
             )
-            .order_by(Answer.id)
+            .order_by(col(Answer.id))
         )
     ]
     golden = [
         (int(row[0]), int(row[1]), str(row[2]), str(row[3]))
         for row in session.execute(
-            select(Answer.task_id, Answer.worker_id, Answer.value, Task.golden)
-            .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
-            .where(Answer.project_id == project_id, Task.kind == TaskKind.GOLDEN.value, Task.golden.is_not(None))  # type: ignore[union-attr]
-            .order_by(Answer.id)
+            select(col(Answer.task_id), col(Answer.worker_id), col(Answer.value), col(Task.golden))
+            .join(Task, col(Task.id) == col(Answer.task_id))
+            .where(col(Answer.project_id) == project_id, col(Task.kind) == TaskKind.GOLDEN.value, col(Task.golden).is_not(None))
+            .order_by(col(Answer.id))
         )
     ]
     return _Data(project, tasks, votes, golden)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,16 @@ import structlog
 from PIL import Image as PILImage
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 from bot.autoseg import rle
 from bot.clock import utcnow
 from bot.db import Database
+from bot.db.tables import table
 from bot.tasks import intake, media
 from bot.tasks.media import CheckedImage, ImageRejected
-from bot.tasks.models import Image, Project, ProjectType, Task, TaskKind
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind
 from bot.tasks.projects import labels as project_labels
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE
 
 log = structlog.get_logger("crowdpin.datasets")
 
@@ -556,11 +556,11 @@ def _existing_by_external_id(session: Session, project_id: int, external_ids: Se
     found: dict[str, str] = {}
     for chunk in _chunks(external_ids, _LOOKUP_CHUNK):
         rows = session.execute(
-            select(Task.external_id, Image.sha256)
-            .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
-            .where(Task.project_id == project_id, Task.external_id.in_(chunk))  # type: ignore[attr-defined]
+            select(col(Task.external_id), col(Image.sha256))
+            .join(Image, col(Image.id) == col(Task.image_id))
+            .where(col(Task.project_id) == project_id, col(Task.external_id).in_(chunk))
         )
-        found.update({ext: sha for ext, sha in rows})
+        found.update((ext, sha) for ext, sha in rows)  # (a Result has keys(): dict(rows) would misread it)
     return found
 
 
@@ -569,9 +569,9 @@ def _existing_content(session: Session, project_id: int, hashes: Sequence[str]) 
     keys: set[tuple[str, str, str, str]] = set()
     for chunk in _chunks(hashes, _LOOKUP_CHUNK):
         rows = session.execute(
-            select(Image.sha256, Task.prelabel, Task.mask_rle, Task.golden)
-            .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
-            .where(Task.project_id == project_id, Image.sha256.in_(chunk))  # type: ignore[attr-defined]
+            select(col(Image.sha256), col(Task.prelabel), col(Task.mask_rle), col(Task.golden))
+            .join(Image, col(Image.id) == col(Task.image_id))
+            .where(col(Task.project_id) == project_id, col(Image.sha256).in_(chunk))
         )
         for sha, prelabel, mask_rle, golden in rows:
             mask = hashlib.sha1(mask_rle.encode()).hexdigest() if mask_rle else ""
@@ -619,7 +619,8 @@ def plan(
         first_seen[item.external_id] = item
         unique.append(item)
     # Against what the project already holds.
-    existing = _existing_by_external_id(session, project.id, [r.external_id for r in unique])  # type: ignore[arg-type]
+    assert project.id is not None
+    existing = _existing_by_external_id(session, project.id, [r.external_id for r in unique])
     fresh: list[ReadyRow] = []
     for item in unique:
         sha = existing.get(item.external_id)
@@ -631,7 +632,7 @@ def plan(
             problems.append(
                 Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image")
             )
-    content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))  # type: ignore[arg-type]
+    content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
     to_write: list[ReadyRow] = []
     for item in fresh:
         key = item.content_key()
@@ -644,11 +645,11 @@ def plan(
     return to_write, problems, summary
 
 
-@lru_cache(maxsize=None)
+@cache
 def _defaults(model: type[SQLModel]) -> dict[str, Any]:
     """Column defaults as the ORM would fill them, for Core bulk inserts of ``model``."""
     blank = model()
-    values = {c.name: getattr(blank, c.name) for c in model.__table__.columns if c.name != "id"}  # type: ignore[attr-defined]
+    values = {c.name: getattr(blank, c.name) for c in table(model).columns if c.name != "id"}
     return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
 
 
@@ -663,7 +664,7 @@ def _stored_paths(
         pending.setdefault(item.checked.sha256, item.checked)
     with db.read_session() as session:
         for chunk in _chunks(list(pending), _LOOKUP_CHUNK):
-            for (sha,) in session.execute(select(Image.sha256).where(Image.sha256.in_(chunk))):  # type: ignore[attr-defined]
+            for (sha,) in session.execute(select(col(Image.sha256)).where(col(Image.sha256).in_(chunk))):
                 pending.pop(sha, None)
     if not copy:
         return {sha: str(checked.path.resolve()) for sha, checked in pending.items()}
@@ -686,7 +687,7 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
 
     def lookup(chunked: Sequence[str]) -> None:
         for chunk in _chunks(chunked, _LOOKUP_CHUNK):
-            ids.update({sha: iid for iid, sha in session.execute(select(Image.id, Image.sha256).where(Image.sha256.in_(chunk)))})  # type: ignore[attr-defined]
+            ids.update({sha: iid for iid, sha in session.execute(select(col(Image.id), col(Image.sha256)).where(col(Image.sha256).in_(chunk)))})
 
     lookup(hashes)
     reused = len(ids)

@@ -26,14 +26,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.db import Database
 from bot.tasks.models import Answer, Assignment, Image, Project, ProjectType, Task, TaskKind
@@ -116,8 +116,7 @@ def _atomic_text(path: Path) -> Iterator[IO[str]]:
 
 def _stream(session: Session, stmt: Any, chunk: int = CHUNK) -> Iterator[Sequence[Any]]:
     result = session.execute(stmt, execution_options={"yield_per": chunk, "stream_results": True})
-    for part in result.partitions(chunk):
-        yield part
+    yield from result.partitions(chunk)
 
 
 # --------------------------------------------------------------------------- answers
@@ -142,32 +141,32 @@ REVEAL_COLUMNS = ["worker_id", "worker_tg_id", "worker_name"]
 
 def answers_query(session: Session, project_id: int, *, reveal: bool) -> Any:
     columns: list[Any] = [
-        Answer.id,
-        Answer.task_id,
-        Task.external_id,
-        Answer.worker_id,
-        Answer.value,
-        Answer.mask_rle,
-        Answer.seconds,
-        iso_utc(session, Assignment.leased_at),
-        iso_utc(session, Answer.created_at),
-        Answer.status,
-        Answer.is_golden,
-        Answer.correct,
-        Answer.reward,
+        col(Answer.id),
+        col(Answer.task_id),
+        col(Task.external_id),
+        col(Answer.worker_id),
+        col(Answer.value),
+        col(Answer.mask_rle),
+        col(Answer.seconds),
+        iso_utc(session, col(Assignment.leased_at)),
+        iso_utc(session, col(Answer.created_at)),
+        col(Answer.status),
+        col(Answer.is_golden),
+        col(Answer.correct),
+        col(Answer.reward),
     ]
     stmt = (
         select(*columns)
-        .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
-        .join(Assignment, Assignment.id == Answer.assignment_id)  # type: ignore[arg-type]
+        .join(Task, col(Task.id) == col(Answer.task_id))
+        .join(Assignment, col(Assignment.id) == col(Answer.assignment_id))
     )
     if reveal:
-        stmt = stmt.add_columns(Worker.tg_id, Worker.name).join(Worker, Worker.id == Answer.worker_id)  # type: ignore[arg-type]
-    return stmt.where(Answer.project_id == project_id).order_by(Answer.id)
+        stmt = stmt.add_columns(col(Worker.tg_id), col(Worker.name)).join(Worker, col(Worker.id) == col(Answer.worker_id))
+    return stmt.where(col(Answer.project_id) == project_id).order_by(col(Answer.id))
 
 
 def _count_answers(session: Session, project_id: int) -> int:
-    return int(session.execute(select(func.count(Answer.id)).where(Answer.project_id == project_id)).scalar_one())
+    return int(session.execute(select(func.count(col(Answer.id))).where(col(Answer.project_id) == project_id)).scalar_one())
 
 
 def raw_stream(session: Session, stmt: Any, chunk: int = CHUNK) -> Iterator[list[tuple[Any, ...]]]:
@@ -181,13 +180,13 @@ def raw_stream(session: Session, stmt: Any, chunk: int = CHUNK) -> Iterator[list
     """
     connection = session.connection()
     compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-    driver = connection.connection.driver_connection
+    driver: Any = connection.connection.driver_connection  # psycopg's or sqlite3's own connection
     if connection.dialect.name == "postgresql":
-        cursor = driver.cursor(name=f"crowdpin_export_{os.getpid()}_{time.monotonic_ns()}")  # type: ignore[union-attr]
+        cursor = driver.cursor(name=f"crowdpin_export_{os.getpid()}_{time.monotonic_ns()}")
         cursor.itersize = chunk
         cursor.execute(str(compiled), compiled.params)
     else:
-        cursor = driver.cursor()  # type: ignore[union-attr]
+        cursor = driver.cursor()
         cursor.execute(str(compiled), tuple(compiled.params[name] for name in compiled.positiontup or ()))
     try:
         while rows := cursor.fetchmany(chunk):
@@ -338,7 +337,7 @@ def _coco_file_name(external_id: str) -> str:
 def _categories(session: Session, project: Project) -> dict[str, int]:
     names = json.loads(project.labels_json or "[]")
     prelabels = session.execute(
-        select(Task.prelabel).where(Task.project_id == project.id, Task.prelabel.is_not(None)).distinct()  # type: ignore[union-attr]
+        select(col(Task.prelabel)).where(col(Task.project_id) == project.id, col(Task.prelabel).is_not(None)).distinct()
     ).scalars()
     for name in sorted(set(prelabels) - set(names)):
         names.append(name)
@@ -385,9 +384,9 @@ def _coco_header(session: Session, project: Project, writer: _CocoWriter, what: 
         writer.item({"id": cid, "name": name, "supercategory": ""})
     writer.close_section()
     writer.open_section(",", "images")
-    images = select(Image.id, func.min(Task.external_id), Image.width, Image.height, Image.path).join(
-        Task, Task.image_id == Image.id  # type: ignore[arg-type]
-    ).where(Task.project_id == project.id).group_by(Image.id, Image.width, Image.height, Image.path).order_by(Image.id)
+    images = select(col(Image.id), func.min(col(Task.external_id)), col(Image.width), col(Image.height), col(Image.path)).join(
+        Task, col(Task.image_id) == col(Image.id)
+    ).where(col(Task.project_id) == project.id).group_by(col(Image.id), col(Image.width), col(Image.height), col(Image.path)).order_by(col(Image.id))
     for part in _stream(session, images):
         for iid, ext, w, h, path in part:
             writer.item({"id": iid, "file_name": _coco_file_name(ext), "width": w, "height": h, "path": path})
@@ -409,12 +408,13 @@ def _coco_results(session: Session, project: Project, method: str, fh: IO[str], 
     categories = _coco_header(session, project, writer, "results")
     writer.open_section(",", "annotations")
     n = 0
-    for batch in _chunked(_aggregate(session, project.id, method)):  # type: ignore[arg-type]
+    assert project.id is not None
+    for batch in _chunked(_aggregate(session, project.id, method)):
         ids = [r.task_id for r in batch]
         info = {
             tid: (iid, pre, mask)
             for tid, iid, pre, mask in session.execute(
-                select(Task.id, Task.image_id, Task.prelabel, Task.mask_rle).where(Task.id.in_(ids))  # type: ignore[union-attr]
+                select(col(Task.id), col(Task.image_id), col(Task.prelabel), col(Task.mask_rle)).where(col(Task.id).in_(ids))
             )
         }
         for r in batch:
@@ -451,10 +451,10 @@ def _coco_answers(session: Session, project: Project, pseudo: Pseudonyms, reveal
     categories = _coco_header(session, project, writer, "answers")
     writer.open_section(",", "annotations")
     stmt = (
-        select(Answer.id, Answer.task_id, Task.image_id, Task.prelabel, Task.external_id, Answer.worker_id, Answer.value, Answer.mask_rle, Task.mask_rle)
-        .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
-        .where(Answer.project_id == project.id)
-        .order_by(Answer.id)
+        select(col(Answer.id), col(Answer.task_id), col(Task.image_id), col(Task.prelabel), col(Task.external_id), col(Answer.worker_id), col(Answer.value), col(Answer.mask_rle), col(Task.mask_rle))
+        .join(Task, col(Task.id) == col(Answer.task_id))
+        .where(col(Answer.project_id) == project.id)
+        .order_by(col(Answer.id))
     )
     n = 0
     default_category = next(iter(categories.values()))
@@ -513,7 +513,7 @@ def export(
             raise ExportError(f"COCO export is for mask projects; project {project_id} is {project.type}")
         total = _count_answers(session, project_id) if what == What.ANSWERS else int(
             session.execute(
-                select(func.count(Task.id)).where(Task.project_id == project_id, Task.kind == TaskKind.NORMAL.value)
+                select(func.count(col(Task.id))).where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.NORMAL.value)
             ).scalar_one()
         )
         last = [0]

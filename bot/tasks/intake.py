@@ -4,7 +4,7 @@ the same pair again returns the existing task instead of a duplicate."""
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.tasks.models import Image, Project, Task, TaskKind
 
@@ -22,13 +22,14 @@ def add_task(
     explanation: str | None = None,
 ) -> tuple[Task, bool]:
     existing = session.execute(
-        select(Task).where(Task.project_id == project.id, Task.external_id == external_id)
+        select(Task).where(col(Task.project_id) == project.id, col(Task.external_id) == external_id)
     ).scalars().first()
     if existing is not None:
         return existing, False
+    assert project.id is not None and image.id is not None
     task = Task(
-        project_id=project.id,  # type: ignore[arg-type]
-        image_id=image.id,  # type: ignore[arg-type]
+        project_id=project.id,
+        image_id=image.id,
         external_id=external_id,
         kind=kind.value,
         prelabel=prelabel,

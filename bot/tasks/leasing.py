@@ -17,11 +17,11 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import execute, hot
@@ -57,33 +57,33 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     if not force and last is not None and last <= now < last + SWEEP_EVERY:
         return 0
     _last_sweep[key] = now
-    due = select(Assignment.id).where(Assignment.status == AssignmentStatus.LEASED, Assignment.expires_at <= now)
+    due = select(col(Assignment.id)).where(col(Assignment.status) == AssignmentStatus.LEASED, col(Assignment.expires_at) <= now)
     if _dialect(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
     rows = execute(
         session, update(Assignment)
-        .where(Assignment.id.in_(due.scalar_subquery()), Assignment.status == AssignmentStatus.LEASED)  # type: ignore[union-attr]
+        .where(col(Assignment.id).in_(due.scalar_subquery()), col(Assignment.status) == AssignmentStatus.LEASED)
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
-        .returning(Assignment.task_id)
+        .returning(col(Assignment.task_id))
     ).all()
     for task_id, n in Counter(row[0] for row in rows).items():
-        execute(session, update(Task).where(Task.id == task_id).values(taken=Task.taken - n))
+        execute(session, update(Task).where(col(Task.id) == task_id).values(taken=col(Task.taken) - n))
     return len(rows)
 
 
 def release_slot(session: Session, task_id: int) -> None:
-    execute(session, update(Task).where(Task.id == task_id, Task.taken > 0).values(taken=Task.taken - 1))
+    execute(session, update(Task).where(col(Task.id) == task_id, col(Task.taken) > 0).values(taken=col(Task.taken) - 1))
 
 
 def active_lease(session: Session, worker_id: int, now: datetime, project_id: int | None = None) -> Assignment | None:
     query = select(Assignment).where(
-        Assignment.worker_id == worker_id,
-        Assignment.status == AssignmentStatus.LEASED,
-        Assignment.expires_at > now,
+        col(Assignment.worker_id) == worker_id,
+        col(Assignment.status) == AssignmentStatus.LEASED,
+        col(Assignment.expires_at) > now,
     )
     if project_id is not None:
-        query = query.where(Assignment.project_id == project_id)
-    return session.execute(query.order_by(Assignment.id.desc()).limit(1)).scalars().first()  # type: ignore[union-attr]
+        query = query.where(col(Assignment.project_id) == project_id)
+    return session.execute(query.order_by(col(Assignment.id).desc()).limit(1)).scalars().first()
 
 
 _SHUFFLE_MOD = 1_000_003  # a prime: multiplying ids by a non-zero residue permutes them
@@ -101,9 +101,9 @@ def _capacity(kind: TaskKind, dynamic: bool) -> list[Any]:
     """
     if kind != TaskKind.NORMAL:
         return []
-    guard = [Task.taken < bindparam("b_overlap")]
+    guard = [col(Task.taken) < bindparam("b_overlap")]
     if dynamic:
-        guard.append(or_(Task.taken < bindparam("b_min_overlap"), Task.taken <= Task.answers_count))
+        guard.append(or_(col(Task.taken) < bindparam("b_min_overlap"), col(Task.taken) <= col(Task.answers_count)))
     return guard
 
 
@@ -120,11 +120,11 @@ def _claim_statement(dialect: str, kind: TaskKind, dynamic: bool) -> Update:
     statement = _CLAIMS.get(key)
     if statement is not None:
         return statement
-    seen = exists().where(and_(Assignment.task_id == Task.id, Assignment.worker_id == bindparam("b_worker_id")))
-    pick = select(Task.id).where(
-        Task.project_id == bindparam("b_project_id"),
-        Task.status == TaskStatus.OPEN.value,
-        Task.kind == kind.value,
+    seen = exists().where(and_(col(Assignment.task_id) == col(Task.id), col(Assignment.worker_id) == bindparam("b_worker_id")))
+    pick = select(col(Task.id)).where(
+        col(Task.project_id) == bindparam("b_project_id"),
+        col(Task.status) == TaskStatus.OPEN.value,
+        col(Task.kind) == kind.value,
         ~seen,
         *_capacity(kind, dynamic),
     )
@@ -132,17 +132,17 @@ def _claim_statement(dialect: str, kind: TaskKind, dynamic: bool) -> Update:
         # A per-worker shuffled order of golden tasks in plain integer SQL (same on both
         # engines): every worker meets control and exam tasks in their own sequence, so there
         # is no "first five golden tasks" to learn and pass around; BIGINT avoids overflow.
-        order = (cast(Task.id, BigInteger) * bindparam("b_multiplier", type_=BigInteger)) % _SHUFFLE_MOD
+        order: Any = (cast(col(Task.id), BigInteger) * bindparam("b_multiplier", type_=BigInteger)) % _SHUFFLE_MOD
     else:
-        order = Task.id
+        order = col(Task.id)
     pick = pick.order_by(order).limit(1)
     if dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True, of=Task)  # type: ignore[arg-type]
+        pick = pick.with_for_update(skip_locked=True, of=Task)
     statement = (
         update(Task)
-        .where(Task.id == pick.scalar_subquery(), Task.status == TaskStatus.OPEN.value, *_capacity(kind, dynamic))
-        .values(taken=Task.taken + 1)
-        .returning(Task.id)
+        .where(col(Task.id) == pick.scalar_subquery(), col(Task.status) == TaskStatus.OPEN.value, *_capacity(kind, dynamic))
+        .values(taken=col(Task.taken) + 1)
+        .returning(col(Task.id))
     )
     _CLAIMS[key] = hot(statement)
     return statement
@@ -152,7 +152,7 @@ def _golden_multiplier(worker_id: int) -> int:
     return (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
 
 
-_INSERT_LEASE = hot(insert(Assignment).returning(Assignment.id))
+_INSERT_LEASE = hot(insert(Assignment).returning(col(Assignment.id)))
 
 
 @dataclass(slots=True)

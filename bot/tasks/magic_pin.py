@@ -33,15 +33,16 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.autoseg import rle as coco_rle
 from bot.autoseg import segment
 from bot.autoseg.overlay import cell_center, cell_labels
 from bot.clock import utcnow
+from bot.db import rowcount
 from bot.tasks import media, service
 from bot.tasks.models import Assignment, AssignmentStatus, Image, Project, ProjectType, Task
-from bot.tasks.service import AnswerOutcome, Refusal, TaskCard
+from bot.tasks.service import Refusal, TaskCard
 
 GRID_ROWS = 4
 GRID_COLS = 4
@@ -97,7 +98,7 @@ class PinState:
     rev: int = 0
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "PinState":
+    def from_dict(cls, data: dict[str, Any] | None) -> PinState:
         """Read a stored state; anything unreadable is a fresh grid (never an exception)."""
         if not data or not isinstance(data, dict):
             return cls()
@@ -116,7 +117,7 @@ class PinState:
             return cls()
 
     @classmethod
-    def from_json(cls, text: str | None) -> "PinState":
+    def from_json(cls, text: str | None) -> PinState:
         try:
             return cls.from_dict(json.loads(text) if text else None)
         except (TypeError, ValueError):
@@ -166,8 +167,8 @@ def image_ref(session: Session, task_id: int) -> ImageRef:
     task = session.get(Task, task_id)
     assert task is not None
     image = session.get(Image, task.image_id)
-    assert image is not None
-    return ImageRef(image.id, image.path, image.sha256, image.phone_path, image.width, image.height)  # type: ignore[arg-type]
+    assert image is not None and image.id is not None
+    return ImageRef(image.id, image.path, image.sha256, image.phone_path, image.width, image.height)
 
 
 def _pin_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
@@ -248,23 +249,23 @@ def commit_step(
 ) -> TaskCard | Refusal | PinRefusal:
     """Store ``step.state`` if the state is still the one the step was decided on."""
     now = now or utcnow()
-    state_guard = Assignment.state_json.is_(None) if step.old_json is None else Assignment.state_json == step.old_json  # type: ignore[union-attr]
+    state_guard = col(Assignment.state_json).is_(None) if step.old_json is None else col(Assignment.state_json) == step.old_json
     result = session.execute(
         update(Assignment)
         .where(
-            Assignment.id == step.assignment_id,
-            Assignment.worker_id == worker_id,
-            Assignment.status == AssignmentStatus.LEASED,
-            Assignment.expires_at > now,
+            col(Assignment.id) == step.assignment_id,
+            col(Assignment.worker_id) == worker_id,
+            col(Assignment.status) == AssignmentStatus.LEASED,
+            col(Assignment.expires_at) > now,
             state_guard,
         )
         .values(state_json=step.state.to_json())
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         found = service._open_assignment(session, worker_id, step.assignment_id, now)
         return found if isinstance(found, Refusal) else PinRefusal.STALE
     assignment = session.execute(
-        select(Assignment).where(Assignment.id == step.assignment_id).execution_options(populate_existing=True)
+        select(Assignment).where(col(Assignment.id) == step.assignment_id).execution_options(populate_existing=True)
     ).scalar_one()
     return service.card_for(session, assignment, lang, now, tz)
 
@@ -404,6 +405,6 @@ def parse_prelabel(prelabel: str | None) -> tuple[str, tuple[float, float, float
 def store_auto_mask(session: Session, task_id: int, mask_json: str) -> str:
     """Keep the first auto-generated mask of a task (all its workers must judge the same one);
     returns the task's mask, which may be another process's."""
-    session.execute(update(Task).where(Task.id == task_id, Task.mask_rle.is_(None)).values(mask_rle=mask_json))  # type: ignore[union-attr]
-    stored = session.execute(select(Task.mask_rle).where(Task.id == task_id)).scalar_one()
+    session.execute(update(Task).where(col(Task.id) == task_id, col(Task.mask_rle).is_(None)).values(mask_rle=mask_json))
+    stored = session.execute(select(col(Task.mask_rle)).where(col(Task.id) == task_id)).scalar_one()
     return stored or mask_json

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.tasks.models import Image
 
@@ -86,7 +86,7 @@ def check_image(path: Path, *, max_pixels: int = 40_000_000, max_bytes: int = 30
 
 
 def find_by_hash(session: Session, sha256: str) -> Image | None:
-    return session.execute(select(Image).where(Image.sha256 == sha256)).scalars().first()
+    return session.execute(select(Image).where(col(Image.sha256) == sha256)).scalars().first()
 
 
 def store_image(session: Session, checked: CheckedImage, *, media_dir: Path | None, copy: bool = True) -> tuple[Image, bool]:
@@ -134,9 +134,9 @@ def copy_to_media(source: Path, sha256: str, media_dir: Path) -> Path:
 
 def phone_jpeg(source: Path, *, long_side: int = 1280, quality: int = 85) -> bytes:
     """A phone-sized JPEG of ``source`` (EXIF rotation applied, alpha flattened on white)."""
-    with PILImage.open(source) as img:
-        img.draft("RGB", (long_side, long_side))
-        img = ImageOps.exif_transpose(img)
+    with PILImage.open(source) as opened:
+        opened.draft("RGB", (long_side, long_side))
+        img: PILImage.Image = ImageOps.exif_transpose(opened)
         if img.mode in ("RGBA", "LA", "P"):
             rgba = img.convert("RGBA")
             background = PILImage.new("RGB", rgba.size, (255, 255, 255))

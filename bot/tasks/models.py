@@ -16,7 +16,6 @@ from sqlmodel import Field, SQLModel
 
 from bot.clock import utcnow
 
-
 # Answer values of the mask task types (classify answers are the project's labels).
 CONFIRM_VALUES = ("yes", "no")
 PIN_MASK = "mask"  # a kept mask (its RLE travels with the answer)

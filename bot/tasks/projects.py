@@ -14,9 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.db.hot import execute, hot
+from bot.db.tables import table
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, Project, ProjectStatus, ProjectType
 
 MAX_LABELS = 20  # buttons that fit on a phone screen
@@ -162,7 +163,7 @@ def create(
     checked = check_settings(settings)
     clean = check_labels(ptype, labels)
     name = check_name(name)
-    if session.execute(select(Project.id).where(Project.name == name)).first():
+    if session.execute(select(col(Project.id)).where(col(Project.name) == name)).first():
         raise ProjectError(f"a project named {name!r} already exists")
     given = {key: getattr(checked, key) for key in settings}
     project = Project(name=name, type=ptype.value, labels_json=json.dumps(clean, ensure_ascii=False), **given)
@@ -182,7 +183,7 @@ def update(session: Session, ref: int | str, *, labels: list[str] | None = None,
     project = find(session, ref)
     merged = check_settings({**settings_of(project).model_dump(), **changes})
     if labels is not None:
-        answered = session.execute(select(Answer.id).where(Answer.project_id == project.id).limit(1)).first()
+        answered = session.execute(select(col(Answer.id)).where(col(Answer.project_id) == project.id).limit(1)).first()
         if answered is not None:
             raise ProjectError("labels: cannot change after the first answer (it would change what answers mean)")
         project.labels_json = json.dumps(check_labels(ProjectType(project.type), labels), ensure_ascii=False)
@@ -201,7 +202,7 @@ def find(session: Session, ref: int | str) -> Project:
     if isinstance(key, int) or key.isdigit():
         project = session.get(Project, int(key))
     if project is None and isinstance(key, str):
-        project = session.execute(select(Project).where(Project.name == key)).scalars().first()
+        project = session.execute(select(Project).where(col(Project.name) == key)).scalars().first()
     if project is None:
         raise ProjectNotFound(ref)
     return project
@@ -217,7 +218,7 @@ def get(session: Session, project_id: int) -> Project | None:
 # kept per distinct row content: a changed setting is a different row, hence a new snapshot at
 # once (never a stale price), and unchanged rows cost one dict lookup. Snapshots are detached
 # and shared between threads: treat them as read-only.
-_TABLE = Project.__table__  # type: ignore[attr-defined]
+_TABLE = table(Project)
 PROJECT_COLUMNS = tuple(_TABLE.c)
 _ROW_BY_ID = hot(select(*PROJECT_COLUMNS).where(_TABLE.c.id == bindparam("project_id")))
 _ACTIVE_ROWS = hot(select(*PROJECT_COLUMNS).where(_TABLE.c.status == ProjectStatus.ACTIVE.value).order_by(_TABLE.c.id))
@@ -255,7 +256,7 @@ def active_snapshots(session: Session, project_id: int | None = None) -> list[Pr
 
 def active(session: Session) -> list[Project]:
     return list(
-        session.execute(select(Project).where(Project.status == ProjectStatus.ACTIVE).order_by(Project.id)).scalars()
+        session.execute(select(Project).where(col(Project.status) == ProjectStatus.ACTIVE).order_by(col(Project.id))).scalars()
     )
 
 

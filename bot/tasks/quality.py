@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,10 +42,11 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
+from bot.db.tables import table
 from bot.tasks import leasing
 from bot.tasks.models import (
     PIN_MASK,
@@ -55,8 +55,8 @@ from bot.tasks.models import (
     Project,
     ProjectType,
     Task,
-    TaskKind,
     TaskFacts,
+    TaskKind,
     TaskStatus,
     WorkerProject,
 )
@@ -135,7 +135,7 @@ def first_stage(project: Project) -> Stage:
 # standing handed out is a :class:`Standing`, a detached copy of one row; change it with ``_set``.
 # Within one transaction the copy is remembered (``_txn_cache``), so the answer and the next
 # claim read the row once; every write goes through ``_set`` / ``_bump``, which refresh it.
-_WP = WorkerProject.__table__  # type: ignore[attr-defined]
+_WP = table(WorkerProject)
 _FIND_WP = hot(select(_WP).where(_WP.c.worker_id == bindparam("worker_id"), _WP.c.project_id == bindparam("project_id")))
 
 
@@ -189,7 +189,8 @@ def find_standing(session: Session, worker_id: int, project_id: int) -> Standing
 
 def standing(session: Session, worker_id: int, project: Project, now: datetime | None = None) -> Standing:
     """The worker's row for the project, created at the project's first stage on first contact."""
-    wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+    assert project.id is not None
+    wp = find_standing(session, worker_id, project.id)
     if wp is not None:
         return wp
     now = now or utcnow()
@@ -202,7 +203,7 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
         with session.begin_nested():  # a concurrent first claim may have inserted it already
             row = execute(session, insert(_WP).values(**values).returning(*_WP.c)).mappings().one()
     except IntegrityError:
-        found = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+        found = find_standing(session, worker_id, project.id)
         assert found is not None
         return found
     return _holder(session, row)
@@ -253,7 +254,7 @@ def _minutes_left(until: datetime, now: datetime) -> int:
 
 def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
     found = execute(
-        session, select(Task.id).where(Task.project_id == project.id, Task.kind == kind.value, Task.status == TaskStatus.OPEN.value).limit(1)
+        session, select(col(Task.id)).where(col(Task.project_id) == project.id, col(Task.kind) == kind.value, col(Task.status) == TaskStatus.OPEN.value).limit(1)
     ).first()
     return found is not None
 
@@ -262,13 +263,13 @@ def answers_today(session: Session, worker_id: int, project_id: int, now: dateti
     """Answers in the project since local midnight; training answers do not count."""
     return int(
         execute(
-            session, select(func.count(Answer.id))
-            .join(Task, Task.id == Answer.task_id)  # type: ignore[arg-type]
+            session, select(func.count(col(Answer.id)))
+            .join(Task, col(Task.id) == col(Answer.task_id))
             .where(
-                Answer.worker_id == worker_id,
-                Answer.project_id == project_id,
-                Answer.created_at >= day_start(now, tz),
-                Task.kind != TaskKind.TRAINING.value,
+                col(Answer.worker_id) == worker_id,
+                col(Answer.project_id) == project_id,
+                col(Answer.created_at) >= day_start(now, tz),
+                col(Task.kind) != TaskKind.TRAINING.value,
             )
         ).scalar_one()
     )
@@ -322,7 +323,7 @@ def claim(
             if assignment is not None:
                 return assignment
             return Notice("quality.exam.unavailable", stops=True)
-    if project.daily_cap > 0 and answers_today(session, worker_id, project.id, now, tz) >= project.daily_cap:  # type: ignore[arg-type]
+    if project.daily_cap > 0 and answers_today(session, worker_id, wp.project_id, now, tz) >= project.daily_cap:
         return Notice("quality.daily_cap", {"cap": project.daily_cap}, stops=True)
     kinds = [TaskKind.NORMAL]
     if rng.random() < golden_probability(project, wp):
@@ -340,7 +341,8 @@ def claim(
 def is_exam_answer(session: Session, project: Project, task: TaskFacts, worker_id: int) -> bool:
     if task.kind != TaskKind.GOLDEN:
         return False
-    wp = find_standing(session, worker_id, project.id)  # type: ignore[arg-type]
+    assert project.id is not None
+    wp = find_standing(session, worker_id, project.id)
     return wp is not None and wp.stage == Stage.EXAM
 
 
@@ -452,7 +454,7 @@ def _apply_rules(
             {"seconds": f"{project.min_seconds:g}", "left": max(0, project.fast_strikes_block - wp.fast_strikes)},
         )
     if wp.stage == Stage.WORK and project.daily_cap > 0:
-        if answers_today(session, wp.worker_id, project.id, now, tz) >= project.daily_cap:  # type: ignore[arg-type]
+        if answers_today(session, wp.worker_id, wp.project_id, now, tz) >= project.daily_cap:
             return Notice("quality.daily_cap", {"cap": project.daily_cap}, stops=True)
     return None
 
@@ -464,7 +466,7 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
     if project is None:
         return None
     wp = standing(session, worker_id, project, now)
-    _set(session, wp, now, skips_in_row=WorkerProject.skips_in_row + 1)
+    _set(session, wp, now, skips_in_row=col(WorkerProject.skips_in_row) + 1)
     if project.max_skips_in_row <= 0 or wp.skips_in_row < project.max_skips_in_row:
         return None
     minutes = max(1, project.exam_cooldown_minutes)
@@ -477,12 +479,12 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
 
 
 _CONFIDENCE_ROWS = hot(
-    select(Answer.value, Answer.mask_rle, WorkerProject.golden_correct, WorkerProject.golden_total)
+    select(col(Answer.value), col(Answer.mask_rle), col(WorkerProject.golden_correct), col(WorkerProject.golden_total))
     .outerjoin(
         WorkerProject,
-        (WorkerProject.worker_id == Answer.worker_id) & (WorkerProject.project_id == Answer.project_id),  # type: ignore[arg-type]
+        (col(WorkerProject.worker_id) == col(Answer.worker_id)) & (col(WorkerProject.project_id) == col(Answer.project_id)),
     )
-    .where(Answer.task_id == bindparam("task_id"), Answer.status == AnswerStatus.ACCEPTED.value)
+    .where(col(Answer.task_id) == bindparam("task_id"), col(Answer.status) == AnswerStatus.ACCEPTED.value)
 )
 
 
@@ -525,12 +527,12 @@ def _mask_agreement(masks: list[str]) -> float:
 def _settle_statement(done: bool, reopen: bool, counted: bool) -> Any:
     values: dict[str, Any] = {"result": bindparam("result"), "confidence": bindparam("confidence")}
     if counted:
-        values["answers_count"] = Task.answers_count + 1
+        values["answers_count"] = col(Task.answers_count) + 1
     if done:  # a broken task stays broken
-        values["status"] = case((Task.status == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=Task.status)
+        values["status"] = case((col(Task.status) == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=col(Task.status))
     elif reopen:
-        values["status"] = case((Task.status == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=Task.status)
-    return update(Task).where(Task.id == bindparam("task_id")).values(**values)
+        values["status"] = case((col(Task.status) == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=col(Task.status))
+    return update(Task).where(col(Task.id) == bindparam("task_id")).values(**values)
 
 
 _SETTLE = {
@@ -583,17 +585,17 @@ def worker_stats(session: Session, worker_id: int) -> list[ProjectStats]:
     accuracies share a rank on both database engines.
     """
     rows = session.execute(
-        select(WorkerProject, Project.name)
-        .join(Project, Project.id == WorkerProject.project_id)  # type: ignore[arg-type]
-        .where(WorkerProject.worker_id == worker_id)
-        .order_by(WorkerProject.project_id)
+        select(WorkerProject, col(Project.name))
+        .join(Project, col(Project.id) == col(WorkerProject.project_id))
+        .where(col(WorkerProject.worker_id) == worker_id)
+        .order_by(col(WorkerProject.project_id))
     ).all()
     out = []
     for wp, name in rows:
         accuracy = rank = None
         ranked = 0
         if wp.golden_total > 0:
-            other = WorkerProject.__table__.alias("other")  # type: ignore[attr-defined]
+            other = _WP.alias("other")
             mine_num, mine_den = 2 * wp.golden_correct + 1, 2 * wp.golden_total + 2
             better, ranked = session.execute(
                 select(

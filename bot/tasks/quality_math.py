@@ -48,7 +48,7 @@ def posterior(votes: Iterable[tuple[str, float]], labels: Sequence[str]) -> dict
 
     ``votes`` are (value, weight) pairs; values outside ``labels`` are added to the label set.
     """
-    scores: dict[str, float] = {label: 0.0 for label in labels}
+    scores: dict[str, float] = dict.fromkeys(labels, 0.0)
     for value, weight in votes:
         scores[value] = scores.get(value, 0.0) + weight
     if not scores:

@@ -8,19 +8,37 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlmodel import Session
+from sqlalchemy import bindparam, func, select, update
+from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
 from bot.tasks import leasing, projects, quality
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, AnswerStatus, Assignment, AssignmentStatus, Image, ProblemReport, Project, ProjectStatus, ProjectType, Task, TaskFacts, TaskKind, TaskStatus
-from bot.workers.models import Worker, WorkerStatus
+from bot.tasks.models import (
+    CONFIRM_VALUES,
+    PIN_MASK,
+    PIN_NONE,
+    Answer,
+    AnswerStatus,
+    Assignment,
+    AssignmentStatus,
+    Image,
+    ProblemReport,
+    Project,
+    ProjectType,
+    Task,
+    TaskFacts,
+    TaskStatus,
+)
 from bot.tasks.projects import labels as project_labels
+from bot.workers.models import Worker, WorkerStatus
+
+if TYPE_CHECKING:
+    from bot.tasks.magic_pin import PinRefusal
 
 REPORTS_TO_BREAK = 2
 
@@ -87,9 +105,9 @@ def _today(column: Any) -> Any:
     return (
         select(column)
         .where(
-            Answer.worker_id == bindparam("worker_id"),
-            Answer.created_at >= bindparam("since"),
-            Answer.status == AnswerStatus.ACCEPTED.value,
+            col(Answer.worker_id) == bindparam("worker_id"),
+            col(Answer.created_at) >= bindparam("since"),
+            col(Answer.status) == AnswerStatus.ACCEPTED.value,
         )
         .scalar_subquery()
     )
@@ -98,12 +116,12 @@ def _today(column: Any) -> Any:
 # The task, its image and the worker's progress today (the caption), in one statement.
 _CARD_ROW = hot(
     select(
-        Task.id, Task.kind, Task.prelabel, Task.mask_rle, Task.project_id,
-        Image.id, Image.sha256, Image.path, Image.phone_path, Image.tg_file_id, Image.width, Image.height,
-        _today(func.count(Answer.id)), _today(func.coalesce(func.sum(Answer.reward), 0)),
+        col(Task.id), col(Task.kind), col(Task.prelabel), col(Task.mask_rle), col(Task.project_id),
+        col(Image.id), col(Image.sha256), col(Image.path), col(Image.phone_path), col(Image.tg_file_id), col(Image.width), col(Image.height),
+        _today(func.count(col(Answer.id))), _today(func.coalesce(func.sum(col(Answer.reward)), 0)),
     )
-    .join(Image, Image.id == Task.image_id)  # type: ignore[arg-type]
-    .where(Task.id == bindparam("task_id"))
+    .join(Image, col(Image.id) == col(Task.image_id))
+    .where(col(Task.id) == bindparam("task_id"))
 )
 
 
@@ -115,13 +133,13 @@ def card_for(
     ).one()
     if project is None or project.id != assignment.project_id:
         project = projects.read(session, assignment.project_id)
-    assert project is not None
+    assert project is not None and assignment.id is not None
     done, earned = int(row[12]), int(row[13])
     question = (project.question_en if lang == "en" else project.question_ko) or project.question_ko or project.question_en
     return TaskCard(
-        assignment_id=assignment.id,  # type: ignore[arg-type]
+        assignment_id=assignment.id,
         task_id=row[0],
-        project_id=project.id,  # type: ignore[arg-type]
+        project_id=assignment.project_id,  # the project's id (read above if it was not in hand)
         project_type=project.type,
         kind=row[1],
         question=question,
@@ -142,7 +160,7 @@ def card_for(
     )
 
 
-_WORKER_STATUS = hot(select(Worker.status, Worker.status_reason).where(Worker.id == bindparam("worker_id")))
+_WORKER_STATUS = hot(select(col(Worker.status), col(Worker.status_reason)).where(col(Worker.id) == bindparam("worker_id")))
 
 
 def next_task(
@@ -225,14 +243,14 @@ class Lease:
 
 _LEASE = hot(
     select(
-        Assignment.id, Assignment.worker_id, Assignment.status, Assignment.expires_at, Assignment.leased_at,
-        Task.id, Task.kind, Task.golden, Task.explanation, Worker.status, Worker.status_reason,
+        col(Assignment.id), col(Assignment.worker_id), col(Assignment.status), col(Assignment.expires_at), col(Assignment.leased_at),
+        col(Task.id), col(Task.kind), col(Task.golden), col(Task.explanation), col(Worker.status), col(Worker.status_reason),
         *projects.PROJECT_COLUMNS,
     )
-    .join(Task, Task.id == Assignment.task_id)  # type: ignore[arg-type]
-    .join(Project, Project.id == Assignment.project_id)  # type: ignore[arg-type]
-    .join(Worker, Worker.id == Assignment.worker_id)  # type: ignore[arg-type]
-    .where(Assignment.id == bindparam("assignment_id"))
+    .join(Task, col(Task.id) == col(Assignment.task_id))
+    .join(Project, col(Project.id) == col(Assignment.project_id))
+    .join(Worker, col(Worker.id) == col(Assignment.worker_id))
+    .where(col(Assignment.id) == bindparam("assignment_id"))
 )
 
 
@@ -283,7 +301,7 @@ def open_lease(session: Session, worker_id: int, assignment_id: int, now: dateti
 # of loaded objects on UPDATE) costs several times the statement itself on this hot path.
 _CLOSE = hot(
     update(Assignment)
-    .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.LEASED.value)
+    .where(col(Assignment.id) == bindparam("assignment_id"), col(Assignment.status) == AssignmentStatus.LEASED.value)
     .values(status=bindparam("status"), closed_at=bindparam("now"))
 )
 
@@ -293,7 +311,7 @@ def close_lease(session: Session, assignment_id: int, status: AssignmentStatus, 
     result = execute(
         session, _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 def skip(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> bool | Refusal:
@@ -308,7 +326,8 @@ def close_skipped(session: Session, lease: Lease, now: datetime) -> bool | Refus
     if not close_lease(session, lease.assignment_id, AssignmentStatus.SKIPPED, now):
         return Refusal.ALREADY
     leasing.release_slot(session, lease.task.id)
-    quality.after_skip(session, lease.project.id, lease.worker_id, now=now)  # type: ignore[arg-type]  # a pause shows on the next claim
+    assert lease.project.id is not None
+    quality.after_skip(session, lease.project.id, lease.worker_id, now=now)  # a pause shows on the next claim
     return True
 
 
@@ -330,15 +349,15 @@ def close_reported(session: Session, lease: Lease, reason: str, now: datetime) -
     leasing.release_slot(session, task_id)
     session.add(ProblemReport(task_id=task_id, worker_id=lease.worker_id, reason=reason[:32], created_at=now))
     session.flush()
-    reports = session.execute(select(func.count(ProblemReport.id)).where(ProblemReport.task_id == task_id)).scalar_one()
+    reports = session.execute(select(func.count(col(ProblemReport.id))).where(col(ProblemReport.task_id) == task_id)).scalar_one()
     if reports >= min(REPORTS_TO_BREAK, lease.project.overlap):
-        session.execute(update(Task).where(Task.id == task_id, Task.status == TaskStatus.OPEN).values(status=TaskStatus.BROKEN))
+        session.execute(update(Task).where(col(Task.id) == task_id, col(Task.status) == TaskStatus.OPEN).values(status=TaskStatus.BROKEN))
     return True
 
 
 _ATTACH = hot(
     update(Assignment)
-    .where(Assignment.id == bindparam("assignment_id"))
+    .where(col(Assignment.id) == bindparam("assignment_id"))
     .values(chat_id=bindparam("chat_id"), message_id=bindparam("message_id"))
 )
 
@@ -349,16 +368,16 @@ def attach_message(session: Session, assignment_id: int, chat_id: int, message_i
 
 
 def remember_file_id(session: Session, image_id: int, file_id: str) -> None:
-    session.execute(update(Image).where(Image.id == image_id, Image.tg_file_id.is_(None)).values(tg_file_id=file_id))  # type: ignore[union-attr]
+    session.execute(update(Image).where(col(Image.id) == image_id, col(Image.tg_file_id).is_(None)).values(tg_file_id=file_id))
 
 
 def remember_phone_path(session: Session, image_id: int, phone_path: str) -> None:
-    session.execute(update(Image).where(Image.id == image_id).values(phone_path=phone_path))
+    session.execute(update(Image).where(col(Image.id) == image_id).values(phone_path=phone_path))
 
 
 def save_state(session: Session, assignment_id: int, state: dict) -> None:
     session.execute(
-        update(Assignment).where(Assignment.id == assignment_id).values(state_json=json.dumps(state, separators=(",", ":")))
+        update(Assignment).where(col(Assignment.id) == assignment_id).values(state_json=json.dumps(state, separators=(",", ":")))
     )
 
 
@@ -366,5 +385,5 @@ def save_state(session: Session, assignment_id: int, state: dict) -> None:
 class AnswerOutcome:
     """Result of "answer, then show the next task" done in one transaction."""
 
-    result: Submitted | Refusal | bool
+    result: Submitted | Refusal | PinRefusal | bool  # PinRefusal: a magic-pin Keep refused
     next: TaskCard | NoTask | None

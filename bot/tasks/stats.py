@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, case, func, select, type_coerce
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.tasks.models import Answer, AnswerStatus, Project, Task, TaskKind, TaskStatus
@@ -83,19 +83,19 @@ class Report:
 
 
 def _accepted(project_id: int | None) -> list[Any]:
-    where: list[Any] = [Answer.status == AnswerStatus.ACCEPTED.value]
+    where: list[Any] = [col(Answer.status) == AnswerStatus.ACCEPTED.value]
     if project_id is not None:
-        where.append(Answer.project_id == project_id)
+        where.append(col(Answer.project_id) == project_id)
     return where
 
 
 def median_seconds(session: Session, project_id: int | None = None) -> float | None:
     """Median time per answer, read with two ORDER BY/OFFSET probes (same on both engines)."""
     where = _accepted(project_id)
-    n = int(session.execute(select(func.count(Answer.id)).where(*where)).scalar_one())
+    n = int(session.execute(select(func.count(col(Answer.id))).where(*where)).scalar_one())
     if n == 0:
         return None
-    ordered = select(Answer.seconds).where(*where).order_by(Answer.seconds)
+    ordered = select(col(Answer.seconds)).where(*where).order_by(col(Answer.seconds))
     lo = session.execute(ordered.offset((n - 1) // 2).limit(1)).scalar_one()
     if n % 2:
         return float(lo)
@@ -105,20 +105,20 @@ def median_seconds(session: Session, project_id: int | None = None) -> float | N
 
 def project_progress(session: Session, project_id: int | None = None, *, now: datetime | None = None) -> list[ProjectProgress]:
     now = now or utcnow()
-    query = select(Project).order_by(Project.id)
+    query = select(Project).order_by(col(Project.id))
     if project_id is not None:
-        query = query.where(Project.id == project_id)
+        query = query.where(col(Project.id) == project_id)
     out = {
-        p.id: ProjectProgress(id=p.id, name=p.name, type=p.type, status=p.status, price=p.price, overlap=p.overlap)  # type: ignore[arg-type]
+        p.id: ProjectProgress(id=p.id, name=p.name, type=p.type, status=p.status, price=p.price, overlap=p.overlap)
         for p in session.execute(query).scalars()
     }
     if not out:
         return []
     ids = list(out)
     task_rows = session.execute(
-        select(Task.project_id, Task.kind, Task.status, func.count(Task.id))
-        .where(Task.project_id.in_(ids))  # type: ignore[attr-defined]
-        .group_by(Task.project_id, Task.kind, Task.status)
+        select(col(Task.project_id), col(Task.kind), col(Task.status), func.count(col(Task.id)))
+        .where(col(Task.project_id).in_(ids))
+        .group_by(col(Task.project_id), col(Task.kind), col(Task.status))
     )
     for pid, kind, status, n in task_rows:
         item = out[pid]
@@ -133,15 +133,15 @@ def project_progress(session: Session, project_id: int | None = None, *, now: da
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(hours=24)
     answer_rows = session.execute(
         select(
-            Answer.project_id,
-            func.count(Answer.id),
-            func.coalesce(func.sum(Answer.reward), 0),
-            func.sum(case((Answer.created_at >= hour_ago, 1), else_=0)),
-            func.sum(case((Answer.created_at >= day_ago, 1), else_=0)),
-            func.count(func.distinct(Answer.worker_id)),
+            col(Answer.project_id),
+            func.count(col(Answer.id)),
+            func.coalesce(func.sum(col(Answer.reward)), 0),
+            func.sum(case((col(Answer.created_at) >= hour_ago, 1), else_=0)),
+            func.sum(case((col(Answer.created_at) >= day_ago, 1), else_=0)),
+            func.count(func.distinct(col(Answer.worker_id))),
         )
-        .where(Answer.project_id.in_(ids), Answer.status == AnswerStatus.ACCEPTED.value)  # type: ignore[attr-defined]
-        .group_by(Answer.project_id)
+        .where(col(Answer.project_id).in_(ids), col(Answer.status) == AnswerStatus.ACCEPTED.value)
+        .group_by(col(Answer.project_id))
     )
     for pid, n, earned, last_hour, last_day, n_workers in answer_rows:
         item = out[pid]
@@ -153,22 +153,22 @@ def project_progress(session: Session, project_id: int | None = None, *, now: da
 
 
 def leaderboard(session: Session, project_id: int | None = None, *, limit: int = 20) -> list[LeaderRow]:
-    golden = and_(Answer.is_golden.is_(True), Answer.correct.is_not(None))  # type: ignore[attr-defined,union-attr]
+    golden = and_(col(Answer.is_golden).is_(True), col(Answer.correct).is_not(None))
     rows = session.execute(
         select(
-            Answer.worker_id,
-            Worker.name,
-            Worker.username,
-            func.count(Answer.id).label("n"),
-            func.coalesce(func.sum(Answer.reward), 0),
+            col(Answer.worker_id),
+            col(Worker.name),
+            col(Worker.username),
+            func.count(col(Answer.id)).label("n"),
+            func.coalesce(func.sum(col(Answer.reward)), 0),
             func.sum(case((golden, 1), else_=0)),
-            func.sum(case((and_(golden, Answer.correct.is_(True)), 1), else_=0)),  # type: ignore[union-attr]
-            func.avg(Answer.seconds),
+            func.sum(case((and_(golden, col(Answer.correct).is_(True)), 1), else_=0)),
+            func.avg(col(Answer.seconds)),
         )
-        .join(Worker, Worker.id == Answer.worker_id)  # type: ignore[arg-type]
+        .join(Worker, col(Worker.id) == col(Answer.worker_id))
         .where(*_accepted(project_id))
-        .group_by(Answer.worker_id, Worker.name, Worker.username)
-        .order_by(func.count(Answer.id).desc(), Answer.worker_id)
+        .group_by(col(Answer.worker_id), col(Worker.name), col(Worker.username))
+        .order_by(func.count(col(Answer.id)).desc(), col(Answer.worker_id))
         .limit(limit)
     )
     return [
@@ -188,8 +188,8 @@ def leaderboard(session: Session, project_id: int | None = None, *, limit: int =
 
 def _hour_bucket(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", Answer.created_at), "YYYY-MM-DD HH24")
-    return func.substr(type_coerce(Answer.created_at, String), 1, 13)  # stored as UTC "YYYY-MM-DD HH:..."
+        return func.to_char(func.timezone("UTC", col(Answer.created_at)), "YYYY-MM-DD HH24")
+    return func.substr(type_coerce(col(Answer.created_at), String), 1, 13)  # stored as UTC "YYYY-MM-DD HH:..."
 
 
 def answers_per_hour(session: Session, project_id: int | None = None, *, since: datetime | None = None) -> list[tuple[datetime, int]]:
@@ -197,8 +197,8 @@ def answers_per_hour(session: Session, project_id: int | None = None, *, since: 
     bucket = _hour_bucket(session).label("bucket")
     where = _accepted(project_id)
     if since is not None:
-        where.append(Answer.created_at >= since)
-    rows = session.execute(select(bucket, func.count(Answer.id)).where(*where).group_by(bucket).order_by(bucket))
+        where.append(col(Answer.created_at) >= since)
+    rows = session.execute(select(bucket, func.count(col(Answer.id))).where(*where).group_by(bucket).order_by(bucket))
     return [(datetime.strptime(b, "%Y-%m-%d %H").replace(tzinfo=UTC), int(n)) for b, n in rows]
 
 
@@ -213,9 +213,9 @@ def bucket_labels(bounds: Sequence[float] = SECONDS_BUCKETS) -> list[str]:
 
 def seconds_histogram(session: Session, project_id: int | None = None, bounds: Sequence[float] = SECONDS_BUCKETS) -> list[tuple[str, int]]:
     """How many answers took each range of seconds (one CASE, counted by the database)."""
-    index = case(*[(Answer.seconds < high, i) for i, high in enumerate(bounds)], else_=len(bounds)).label("b")
+    index = case(*[(col(Answer.seconds) < high, i) for i, high in enumerate(bounds)], else_=len(bounds)).label("b")
     rows = dict(
-        session.execute(select(index, func.count(Answer.id)).where(*_accepted(project_id)).group_by(index)).all()
+        session.execute(select(index, func.count(col(Answer.id))).where(*_accepted(project_id)).group_by(index)).all()
     )
     return [(label, int(rows.get(i, 0))) for i, label in enumerate(bucket_labels(bounds))]
 

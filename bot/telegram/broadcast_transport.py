@@ -3,7 +3,6 @@ aiogram's exceptions into the few cases delivery distinguishes."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -52,7 +51,7 @@ async def translate_errors(call: Callable[[], Awaitable[T]]) -> T:
     except TelegramNetworkError as exc:
         # the request may or may not have reached Telegram; retried (see docs/broadcast.md)
         raise SendFailed(f"network: {exc.message}", retryable=True) from exc
-    except (asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise SendFailed(f"network: {exc.__class__.__name__}: {exc}", retryable=True) from exc
     except TelegramAPIError as exc:  # e.g. TelegramEntityTooLarge, migrate-to-chat
         raise SendFailed(exc.message, retryable=False) from exc

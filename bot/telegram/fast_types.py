@@ -25,7 +25,7 @@ def _post_init(self: BotContextController, context: Any) -> None:
     object.__setattr__(self, "__pydantic_private__", {"_bot": context.get("bot") if context else None})
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type[BotContextController]) -> Iterator[type[BotContextController]]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
@@ -39,7 +39,7 @@ def install() -> int:
     patched = 0
     for cls in {BotContextController, *_subclasses(BotContextController)}:
         if set(getattr(cls, "__private_attributes__", {})) == {"_bot"}:
-            cls.model_post_init = _post_init  # type: ignore[method-assign]
+            setattr(cls, "model_post_init", _post_init)  # noqa: B010 - a patch of aiogram's class, not an attribute write
             patched += 1
     _installed = True
     return patched

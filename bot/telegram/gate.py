@@ -23,6 +23,7 @@ import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
+
 from bot.telegram.buttons import TASK_TAP_PREFIX
 from bot.telegram.redis_wire import Script, WireScripts
 
@@ -126,7 +127,8 @@ class GatedDispatcher(Dispatcher):
 
 def is_task_tap(event: TelegramObject) -> bool:
     query = event.callback_query if isinstance(event, Update) else None
-    return query is not None and bool(query.data) and query.data.startswith(TASK_TAP_PREFIX)  # type: ignore[union-attr]
+    data = query.data if query is not None else None
+    return data is not None and data.startswith(TASK_TAP_PREFIX)
 
 
 class TapAwareFSM(FSMContextMiddleware):

@@ -144,7 +144,7 @@ class WireScripts:
                 if self._writer is None or self._writer.is_closing():
                     await self._connect()
                 return await self._send(args)
-            except (ConnectionError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError, OSError):
                 if attempt == 2:
                     raise
                 log.warning("redis.reconnect", host=self.host, port=self.port)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -26,7 +25,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response
-from aiohttp import ClientError
+from aiohttp import ClientError, ClientTimeout
 
 from bot.telegram.metrics import Metrics
 
@@ -46,6 +45,7 @@ def count_sent(metrics: Metrics, api_method: str) -> None:
 
 class BotApiSession(AiohttpSession):
     metrics: Metrics | None = None
+    _client_timeout: ClientTimeout | None = None
 
     def check_response(self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str) -> Response[Any]:
         returning = method.__returning__
@@ -60,10 +60,13 @@ class BotApiSession(AiohttpSession):
         otherwise (``method`` builds the aiogram method object the exception names)."""
         session = await self.create_session()
         url = self.api.api_url(token=bot.token, method=api_method)
+        timeout = self._client_timeout  # built once (aiohttp would build one per call from the float)
+        if timeout is None or timeout.total != self.timeout:
+            timeout = self._client_timeout = ClientTimeout(total=self.timeout)
         try:
-            async with session.post(url, data=self.json_dumps(payload), headers=_JSON_HEADERS, timeout=self.timeout) as resp:
+            async with session.post(url, data=self.json_dumps(payload), headers=_JSON_HEADERS, timeout=timeout) as resp:
                 status, content = resp.status, await resp.text()
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise TelegramNetworkError(method=method(), message="Request timeout error") from exc
         except ClientError as exc:
             raise TelegramNetworkError(method=method(), message=f"{type(exc).__name__}: {exc}") from exc

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.wallet.accounts import worker_account
@@ -31,24 +31,24 @@ class Activity:
 def recent(session: Session, worker_id: int, *, limit: int = 5, tz: str = "Asia/Seoul", now: datetime | None = None) -> list[Activity]:
     now = now or utcnow()
     account = worker_account(worker_id)
-    mine = LedgerEntry.account == account
+    mine = col(LedgerEntry.account) == account
     # Only the newest SCAN transactions are grouped: picked first through the worker_id index,
     # so the cost does not grow with the length of the worker's history.
-    newest = select(LedgerTxn.id).where(LedgerTxn.worker_id == worker_id).order_by(LedgerTxn.id.desc()).limit(SCAN)  # type: ignore[union-attr]
+    newest = select(col(LedgerTxn.id)).where(col(LedgerTxn.worker_id) == worker_id).order_by(col(LedgerTxn.id).desc()).limit(SCAN)
     rows = session.execute(
         select(
-            LedgerTxn.kind,
-            LedgerTxn.created_at,
-            LedgerTxn.memo,
-            func.coalesce(func.sum(case((mine, LedgerEntry.amount), else_=0)), 0),
-            func.coalesce(func.sum(case((LedgerEntry.amount > 0, LedgerEntry.amount), else_=0)), 0),
-            func.max(case((mine, LedgerEntry.available_at), else_=None)),
+            col(LedgerTxn.kind),
+            col(LedgerTxn.created_at),
+            col(LedgerTxn.memo),
+            func.coalesce(func.sum(case((mine, col(LedgerEntry.amount)), else_=0)), 0),
+            func.coalesce(func.sum(case((col(LedgerEntry.amount) > 0, col(LedgerEntry.amount)), else_=0)), 0),
+            func.max(case((mine, col(LedgerEntry.available_at)), else_=None)),
         )
         .select_from(LedgerTxn)
-        .outerjoin(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)  # type: ignore[arg-type]
-        .where(LedgerTxn.id.in_(newest.scalar_subquery()))  # type: ignore[union-attr]
-        .group_by(LedgerTxn.id, LedgerTxn.kind, LedgerTxn.created_at, LedgerTxn.memo)
-        .order_by(LedgerTxn.id.desc())  # type: ignore[union-attr]
+        .outerjoin(LedgerEntry, col(LedgerEntry.txn_id) == col(LedgerTxn.id))
+        .where(col(LedgerTxn.id).in_(newest.scalar_subquery()))
+        .group_by(col(LedgerTxn.id), col(LedgerTxn.kind), col(LedgerTxn.created_at), col(LedgerTxn.memo))
+        .order_by(col(LedgerTxn.id).desc())
         .limit(SCAN)
     ).all()
     zone = ZoneInfo(tz)

@@ -9,18 +9,16 @@ after a crash halfway through a long list, pays each worker at most once for tha
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from bot.clock import utcnow
-from bot.workers.models import Worker
 from bot.wallet import ledger
 from bot.wallet.accounts import BONUS_EXPENSE, worker_account
 from bot.wallet.ledger import Leg
 from bot.wallet.models import EntryKind
+from bot.workers.models import Worker
 
 MAX_BONUS = 10_000_000  # a typo guard: ₩10M to one worker in one go is never intended
 _CAMPAIGN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -14,13 +14,13 @@ import structlog
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
-from bot.workers.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
+from bot.workers.models import Worker
 
 log = structlog.get_logger("crowdpin.wallet")
 
@@ -37,7 +37,7 @@ class Leg:
 
 
 def find_txn(session: Session, key: str) -> LedgerTxn | None:
-    return session.execute(select(LedgerTxn).where(LedgerTxn.key == key)).scalars().first()
+    return session.execute(select(LedgerTxn).where(col(LedgerTxn.key) == key)).scalars().first()
 
 
 # Prebuilt statements: every paid answer posts one transaction, and building SQL expressions
@@ -46,10 +46,10 @@ def find_txn(session: Session, key: str) -> LedgerTxn | None:
 # takes it, and a concurrent poster of the same key waits for the first and then sees a replay
 # instead of failing on the unique index.
 _INSERT_TXN_ONCE = {
-    "sqlite": sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id),
-    "postgresql": hot(pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(LedgerTxn.id)),
+    "sqlite": sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(col(LedgerTxn.id)),
+    "postgresql": hot(pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(col(LedgerTxn.id))),
 }
-_INSERT_TXN = insert(LedgerTxn).returning(LedgerTxn.id)
+_INSERT_TXN = insert(LedgerTxn).returning(col(LedgerTxn.id))
 _INSERT_ENTRY = hot(insert(LedgerEntry))
 
 
@@ -107,15 +107,15 @@ def _write(
         problem = f"transaction {key!r} has a zero leg"
     if problem is not None:
         existing = find_txn(session, key)
-        if existing is not None:  # a replay answers with the first posting, as always
-            return existing.id, existing  # type: ignore[return-value]
+        if existing is not None and existing.id is not None:  # a replay answers with the first posting, as always
+            return existing.id, existing
         raise LedgerError(problem)
-    values = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
+    values: dict[str, object] = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
     txn_id = _insert_txn(session, values)
     if txn_id is None:
         existing = find_txn(session, key)
-        assert existing is not None
-        return existing.id, existing  # type: ignore[return-value]
+        assert existing is not None and existing.id is not None
+        return existing.id, existing
     if legs:
         execute(
             session, _INSERT_ENTRY,
@@ -163,15 +163,15 @@ def lock_worker(session: Session, worker_id: int) -> None:
     SQLite: the clause renders to nothing, but write transactions start with ``BEGIN
     IMMEDIATE`` (see ``bot.db.engine``), which already serialises all writers.
     """
-    found = session.execute(select(Worker.id).where(Worker.id == worker_id).with_for_update(key_share=True)).scalar()
+    found = session.execute(select(col(Worker.id)).where(col(Worker.id) == worker_id).with_for_update(key_share=True)).scalar()
     if found is None:
         raise LedgerError(f"worker {worker_id} does not exist")
 
 
 def available_balance(session: Session, worker_id: int, now: datetime) -> int:
     total = session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account == worker_account(worker_id), LedgerEntry.available_at <= now
+        select(func.coalesce(func.sum(col(LedgerEntry.amount)), 0)).where(
+            col(LedgerEntry.account) == worker_account(worker_id), col(LedgerEntry.available_at) <= now
         )
     ).scalar_one()
     return int(total)
@@ -186,10 +186,10 @@ def spendable(session: Session, worker_id: int, at: datetime) -> int:
     """
     low = running = available_balance(session, worker_id, at)
     later = session.execute(
-        select(LedgerEntry.available_at, func.sum(LedgerEntry.amount))
-        .where(LedgerEntry.account == worker_account(worker_id), LedgerEntry.available_at > at)
-        .group_by(LedgerEntry.available_at)
-        .order_by(LedgerEntry.available_at)
+        select(col(LedgerEntry.available_at), func.sum(col(LedgerEntry.amount)))
+        .where(col(LedgerEntry.account) == worker_account(worker_id), col(LedgerEntry.available_at) > at)
+        .group_by(col(LedgerEntry.available_at))
+        .order_by(col(LedgerEntry.available_at))
     ).all()
     for _, amount in later:
         running += int(amount)
@@ -240,8 +240,8 @@ def reverse_answer(
             raise LedgerError(f"answer {answer_id} was reversed for worker {existing.worker_id}, not {worker_id}")
         taken = -int(
             session.execute(
-                select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                    LedgerEntry.txn_id == existing.id, LedgerEntry.account == worker_account(worker_id)
+                select(func.coalesce(func.sum(col(LedgerEntry.amount)), 0)).where(
+                    col(LedgerEntry.txn_id) == existing.id, col(LedgerEntry.account) == worker_account(worker_id)
                 )
             ).scalar_one()
         )
@@ -252,7 +252,7 @@ def reverse_answer(
     if earning.worker_id != worker_id:
         raise LedgerError(f"answer {answer_id} was paid to worker {earning.worker_id}, not {worker_id}")
     leg = session.execute(
-        select(LedgerEntry).where(LedgerEntry.txn_id == earning.id, LedgerEntry.account == worker_account(worker_id))
+        select(LedgerEntry).where(col(LedgerEntry.txn_id) == earning.id, col(LedgerEntry.account) == worker_account(worker_id))
     ).scalars().one()
     if amount > leg.amount:
         raise LedgerError(f"answer {answer_id} earned {leg.amount}, cannot reverse {amount}")
@@ -292,7 +292,7 @@ class Balance:
 
 def account_balance(session: Session, account: str) -> int:
     total = session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.account == account)
+        select(func.coalesce(func.sum(col(LedgerEntry.amount)), 0)).where(col(LedgerEntry.account) == account)
     ).scalar_one()
     return int(total)
 
@@ -304,29 +304,29 @@ def balance(session: Session, worker_id: int, *, now: datetime | None = None, tz
     today_start = day_start(now, tz)
     row = session.execute(
         select(
-            func.coalesce(func.sum(case((LedgerEntry.available_at <= now, LedgerEntry.amount), else_=0)), 0),
-            func.coalesce(func.sum(case((LedgerEntry.available_at > now, LedgerEntry.amount), else_=0)), 0),
+            func.coalesce(func.sum(case((col(LedgerEntry.available_at) <= now, col(LedgerEntry.amount)), else_=0)), 0),
+            func.coalesce(func.sum(case((col(LedgerEntry.available_at) > now, col(LedgerEntry.amount)), else_=0)), 0),
             func.coalesce(
                 func.sum(
                     case(
                         (
-                            (LedgerTxn.kind.in_(earned_kinds)) & (LedgerEntry.created_at >= today_start),  # type: ignore[attr-defined]
-                            LedgerEntry.amount,
+                            (col(LedgerTxn.kind).in_(earned_kinds)) & (col(LedgerEntry.created_at) >= today_start),
+                            col(LedgerEntry.amount),
                         ),
                         else_=0,
                     )
                 ),
                 0,
             ),
-            func.coalesce(func.sum(case((LedgerTxn.kind.in_(earned_kinds), LedgerEntry.amount), else_=0)), 0),  # type: ignore[attr-defined]
+            func.coalesce(func.sum(case((col(LedgerTxn.kind).in_(earned_kinds), col(LedgerEntry.amount)), else_=0)), 0),
         )
         .select_from(LedgerEntry)
-        .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)  # type: ignore[arg-type]
-        .where(LedgerEntry.account == account)
+        .join(LedgerTxn, col(LedgerTxn.id) == col(LedgerEntry.txn_id))
+        .where(col(LedgerEntry.account) == account)
     ).one()
     return Balance(available=int(row[0]), pending=int(row[1]), today=int(row[2]), lifetime=int(row[3]))
 
 
 def ledger_total(session: Session) -> int:
     """Sum over all accounts: zero whenever the books are consistent."""
-    return int(session.execute(select(func.coalesce(func.sum(LedgerEntry.amount), 0))).scalar_one())
+    return int(session.execute(select(func.coalesce(func.sum(col(LedgerEntry.amount)), 0))).scalar_one())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.wallet.models import PayoutAccount
@@ -65,7 +65,7 @@ def mask(number: str) -> str:
 
 
 def get(session: Session, worker_id: int) -> PayoutAccount | None:
-    return session.execute(select(PayoutAccount).where(PayoutAccount.worker_id == worker_id)).scalars().first()
+    return session.execute(select(PayoutAccount).where(col(PayoutAccount.worker_id) == worker_id)).scalars().first()
 
 
 def view(session: Session, worker_id: int) -> AccountView | None:

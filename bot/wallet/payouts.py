@@ -15,21 +15,23 @@ wrong state aborts the whole batch with a clear message and changes nothing.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
-from bot.workers.models import Worker, WorkerStatus
+from bot.db import rowcount
 from bot.wallet import ledger
 from bot.wallet.accounts import PAID_OUT, PAYOUTS_OPEN, worker_account
 from bot.wallet.ledger import Leg
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn, Withdrawal, WithdrawalStatus
 from bot.wallet.payout_accounts import mask
+from bot.workers.models import Worker, WorkerStatus
 
 MAX_REASON = 512
 NOTIFY_CLAIM = timedelta(seconds=60)
@@ -57,16 +59,16 @@ class BatchResult:
 
 def list_requests(session: Session, status: str | None = WithdrawalStatus.OPEN) -> list[tuple[Withdrawal, str]]:
     """Requests with the worker's display name, oldest first."""
-    query = select(Withdrawal, Worker.name).join(Worker, Worker.id == Withdrawal.worker_id).order_by(Withdrawal.id)  # type: ignore[arg-type]
+    query = select(Withdrawal, col(Worker.name)).join(Worker, col(Worker.id) == col(Withdrawal.worker_id)).order_by(col(Withdrawal.id))
     if status:
-        query = query.where(Withdrawal.status == status)
+        query = query.where(col(Withdrawal.status) == status)
     return [(w, name) for w, name in session.execute(query).all()]
 
 
 def count_open(session: Session) -> tuple[int, int]:
     row = session.execute(
-        select(func.count(Withdrawal.id), func.coalesce(func.sum(Withdrawal.amount), 0)).where(
-            Withdrawal.status == WithdrawalStatus.OPEN
+        select(func.count(col(Withdrawal.id)), func.coalesce(func.sum(col(Withdrawal.amount)), 0)).where(
+            col(Withdrawal.status) == WithdrawalStatus.OPEN
         )
     ).one()
     return int(row[0]), int(row[1])
@@ -77,16 +79,16 @@ def export_rows(session: Session, batch: int = 500) -> Iterator[dict[str, object
     last = 0
     while True:
         rows = session.execute(
-            select(Withdrawal, Worker.name)
-            .join(Worker, Worker.id == Withdrawal.worker_id)  # type: ignore[arg-type]
-            .where(Withdrawal.status == WithdrawalStatus.OPEN, Withdrawal.id > last)
-            .order_by(Withdrawal.id)
+            select(Withdrawal, col(Worker.name))
+            .join(Worker, col(Worker.id) == col(Withdrawal.worker_id))
+            .where(col(Withdrawal.status) == WithdrawalStatus.OPEN, col(Withdrawal.id) > last)
+            .order_by(col(Withdrawal.id))
             .limit(batch)
         ).all()
         if not rows:
             return
         for w, name in rows:
-            last = w.id  # type: ignore[assignment]
+            last = w.id
             yield {
                 "id": w.id,
                 "worker_id": w.worker_id,
@@ -99,7 +101,7 @@ def export_rows(session: Session, batch: int = 500) -> Iterator[dict[str, object
             }
 
 
-def write_csv(rows: Iterable[dict[str, object]], out: Path, on_row: Callable[[], None] | None = None) -> tuple[int, int]:
+def write_csv(rows: Iterable[Mapping[str, Any]], out: Path, on_row: Callable[[], None] | None = None) -> tuple[int, int]:
     """Write to a temporary file and rename, so a crash never leaves half a transfer file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,7 @@ def write_csv(rows: Iterable[dict[str, object]], out: Path, on_row: Callable[[],
         for row in rows:
             writer.writerow(row)
             count += 1
-            total += int(row["amount"])  # type: ignore[call-overload]
+            total += int(row["amount"])
             if on_row is not None:
                 on_row()
     tmp.replace(out)
@@ -123,8 +125,8 @@ def _load(session: Session, ids: Sequence[int]) -> dict[int, Withdrawal]:
     if not unique:
         raise PayoutError("no withdrawal ids given")
     found = {
-        w.id: w  # type: ignore[misc]
-        for w in session.execute(select(Withdrawal).where(Withdrawal.id.in_(unique)).with_for_update()).scalars()  # type: ignore[union-attr]
+        w.id: w
+        for w in session.execute(select(Withdrawal).where(col(Withdrawal.id).in_(unique)).with_for_update()).scalars()
     }
     missing = [i for i in unique if i not in found]
     if missing:
@@ -135,10 +137,10 @@ def _load(session: Session, ids: Sequence[int]) -> dict[int, Withdrawal]:
 def _close(session: Session, withdrawal_id: int, status: WithdrawalStatus, now: datetime, reason: str | None) -> bool:
     result = session.execute(
         update(Withdrawal)
-        .where(Withdrawal.id == withdrawal_id, Withdrawal.status == WithdrawalStatus.OPEN)
+        .where(col(Withdrawal.id) == withdrawal_id, col(Withdrawal.status) == WithdrawalStatus.OPEN)
         .values(status=status, closed_at=now, reason=reason, notified=False, notify_claimed_until=None)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def _settle(
@@ -231,28 +233,30 @@ def claim_notices(session: Session, *, limit: int = 20, now: datetime | None = N
     """
     now = now or utcnow()
     rows = session.execute(
-        select(Withdrawal, Worker.tg_id, Worker.lang)
-        .join(Worker, Worker.id == Withdrawal.worker_id)  # type: ignore[arg-type]
+        select(Withdrawal, col(Worker.tg_id), col(Worker.lang))
+        .join(Worker, col(Worker.id) == col(Withdrawal.worker_id))
         .where(
-            Withdrawal.status.in_((WithdrawalStatus.PAID, WithdrawalStatus.FAILED)),  # type: ignore[attr-defined]
-            Withdrawal.notified.is_(False),  # type: ignore[attr-defined]
-            or_(Withdrawal.notify_claimed_until.is_(None), Withdrawal.notify_claimed_until < now),  # type: ignore[union-attr]
-            Worker.status != WorkerStatus.UNREACHABLE,  # told when they write to the bot again
+            col(Withdrawal.status).in_((WithdrawalStatus.PAID, WithdrawalStatus.FAILED)),
+            col(Withdrawal.notified).is_(False),
+            or_(col(Withdrawal.notify_claimed_until).is_(None), col(Withdrawal.notify_claimed_until) < now),
+            col(Worker.status) != WorkerStatus.UNREACHABLE,  # told when they write to the bot again
         )
-        .order_by(Withdrawal.id)
+        .order_by(col(Withdrawal.id))
         .limit(limit)
     ).all()
     notices = []
     for w, tg_id, lang in rows:
-        claimed = session.execute(
-            update(Withdrawal)
-            .where(
-                Withdrawal.id == w.id,
-                Withdrawal.notified.is_(False),  # type: ignore[attr-defined]
-                or_(Withdrawal.notify_claimed_until.is_(None), Withdrawal.notify_claimed_until < now),  # type: ignore[union-attr]
+        claimed = rowcount(
+            session.execute(
+                update(Withdrawal)
+                .where(
+                    col(Withdrawal.id) == w.id,
+                    col(Withdrawal.notified).is_(False),
+                    or_(col(Withdrawal.notify_claimed_until).is_(None), col(Withdrawal.notify_claimed_until) < now),
+                )
+                .values(notify_claimed_until=now + NOTIFY_CLAIM)
             )
-            .values(notify_claimed_until=now + NOTIFY_CLAIM)
-        ).rowcount  # type: ignore[attr-defined]
+        )
         if claimed != 1:
             continue
         notices.append(
@@ -272,13 +276,13 @@ def claim_notices(session: Session, *, limit: int = 20, now: datetime | None = N
 
 
 def mark_notified(session: Session, withdrawal_id: int) -> None:
-    session.execute(update(Withdrawal).where(Withdrawal.id == withdrawal_id).values(notified=True, notify_claimed_until=None))
+    session.execute(update(Withdrawal).where(col(Withdrawal.id) == withdrawal_id).values(notified=True, notify_claimed_until=None))
 
 
 def release_notice(session: Session, withdrawal_id: int) -> None:
     """Sending failed for a passing reason: let the next round try again at once."""
     session.execute(
-        update(Withdrawal).where(Withdrawal.id == withdrawal_id, Withdrawal.notified.is_(False)).values(notify_claimed_until=None)  # type: ignore[attr-defined]
+        update(Withdrawal).where(col(Withdrawal.id) == withdrawal_id, col(Withdrawal.notified).is_(False)).values(notify_claimed_until=None)
     )
 
 
@@ -291,17 +295,14 @@ def consistency_problems(session: Session) -> list[str]:
     Used by the tests after random and concurrent runs, and by ``payouts check``.
     """
     problems: list[str] = []
-    keys = {
-        k: wid
-        for k, wid in session.execute(select(LedgerTxn.key, LedgerTxn.worker_id).where(
-            or_(LedgerTxn.key.like("withdrawal:%"), LedgerTxn.key.like("payout:%"))  # type: ignore[attr-defined]
-        )).all()
-    }
+    keys = dict(session.execute(select(col(LedgerTxn.key), col(LedgerTxn.worker_id)).where(
+            or_(col(LedgerTxn.key).like("withdrawal:%"), col(LedgerTxn.key).like("payout:%"))
+        )).all())
     open_total = paid_total = 0
     for w in session.execute(select(Withdrawal)).scalars():
         has_req = f"withdrawal:{w.id}" in keys
-        has_paid = paid_key(w.id) in keys  # type: ignore[arg-type]
-        has_failed = failed_key(w.id) in keys  # type: ignore[arg-type]
+        has_paid = paid_key(w.id) in keys
+        has_failed = failed_key(w.id) in keys
         expected = {
             WithdrawalStatus.OPEN: (True, False, False),
             WithdrawalStatus.PAID: (True, True, False),
@@ -320,10 +321,10 @@ def consistency_problems(session: Session) -> list[str]:
     if ledger.ledger_total(session) != 0:
         problems.append(f"ledger sums to {ledger.ledger_total(session)}, not 0")
     negative = session.execute(
-        select(LedgerEntry.account, func.sum(LedgerEntry.amount))
-        .where(LedgerEntry.account.like("worker:%"))  # type: ignore[attr-defined]
-        .group_by(LedgerEntry.account)
-        .having(func.sum(LedgerEntry.amount) < 0)
+        select(col(LedgerEntry.account), func.sum(col(LedgerEntry.amount)))
+        .where(col(LedgerEntry.account).like("worker:%"))
+        .group_by(col(LedgerEntry.account))
+        .having(func.sum(col(LedgerEntry.amount)) < 0)
     ).all()
     problems.extend(f"{account} is negative ({total})" for account, total in negative)
     return problems

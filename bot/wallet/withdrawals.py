@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.wallet import ledger, payout_accounts
@@ -51,7 +51,7 @@ def withdrawal_key(withdrawal_id: int) -> str:
 
 def open_request(session: Session, worker_id: int) -> Withdrawal | None:
     return session.execute(
-        select(Withdrawal).where(Withdrawal.worker_id == worker_id, Withdrawal.status == WithdrawalStatus.OPEN)
+        select(Withdrawal).where(col(Withdrawal.worker_id) == worker_id, col(Withdrawal.status) == WithdrawalStatus.OPEN)
     ).scalars().first()
 
 
@@ -112,9 +112,10 @@ def request(
             session.flush()
     except IntegrityError:
         return WithdrawRefusal.ALREADY_OPEN
+    assert withdrawal.id is not None
     ledger.post(
         session,
-        key=withdrawal_key(withdrawal.id),  # type: ignore[arg-type]
+        key=withdrawal_key(withdrawal.id),
         kind=EntryKind.WITHDRAWAL,
         worker_id=worker_id,
         legs=[Leg(worker_account(worker_id), -amount, now), Leg(PAYOUTS_OPEN, amount, now)],
@@ -127,6 +128,6 @@ def request(
 def last_requests(session: Session, worker_id: int, limit: int = 3) -> list[Withdrawal]:
     return list(
         session.execute(
-            select(Withdrawal).where(Withdrawal.worker_id == worker_id).order_by(Withdrawal.id.desc()).limit(limit)  # type: ignore[union-attr]
+            select(Withdrawal).where(col(Withdrawal.worker_id) == worker_id).order_by(col(Withdrawal.id).desc()).limit(limit)
         ).scalars()
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import execute, hot
@@ -39,7 +39,7 @@ from bot.tasks.service import (
 from bot.wallet.ledger import credit_earning
 from bot.workers.models import WorkerStatus
 
-_INSERT_ANSWER = hot(insert(Answer).returning(Answer.id))
+_INSERT_ANSWER = hot(insert(Answer).returning(col(Answer.id)))
 
 
 def submit_answer(
@@ -168,7 +168,7 @@ def keep_and_next(
     now = now or utcnow()
     kept = kept_mask(session, worker_id, assignment_id, v, now=now)
     if isinstance(kept, (Refusal, PinRefusal)):  # (both are str enums: test them first)
-        return AnswerOutcome(kept, None)  # type: ignore[arg-type]
+        return AnswerOutcome(kept, None)
     return act_and_next(
         session,
         worker_id,

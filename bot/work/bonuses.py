@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.tasks.models import Project, WorkerProject
 from bot.tasks.quality_math import smoothed_accuracy
@@ -43,10 +43,10 @@ def by_accuracy(session: Session, project_id: int, *, min_accuracy: float, min_g
     if session.get(Project, project_id) is None:
         raise BonusError(f"project {project_id} does not exist")
     rows = session.execute(
-        select(WorkerProject.worker_id, Worker.name, WorkerProject.golden_correct, WorkerProject.golden_total)
-        .join(Worker, Worker.id == WorkerProject.worker_id)  # type: ignore[arg-type]
-        .where(WorkerProject.project_id == project_id, WorkerProject.golden_total >= min_golden, Worker.status != WorkerStatus.BANNED.value)
-        .order_by(WorkerProject.worker_id)
+        select(col(WorkerProject.worker_id), col(Worker.name), col(WorkerProject.golden_correct), col(WorkerProject.golden_total))
+        .join(Worker, col(Worker.id) == col(WorkerProject.worker_id))
+        .where(col(WorkerProject.project_id) == project_id, col(WorkerProject.golden_total) >= min_golden, col(Worker.status) != WorkerStatus.BANNED.value)
+        .order_by(col(WorkerProject.worker_id))
     ).all()
     found = [Candidate(int(w), name, int(c), int(t)) for w, name, c, t in rows]
     return [c for c in found if c.accuracy >= min_accuracy]

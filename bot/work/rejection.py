@@ -12,9 +12,10 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import case, func, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
+from bot.db import rowcount
 from bot.tasks.models import Answer, AnswerStatus, Project, Task, TaskKind, TaskStatus
 from bot.tasks.quality import BlockReason, Stage, block, settle_task, standing
 from bot.wallet.ledger import reverse_answer
@@ -49,33 +50,35 @@ def reject_worker(
     results; a done task that no longer meets its overlap or confidence goes back to the pool.
     """
     now = now or utcnow()
-    query = select(Answer).where(Answer.worker_id == worker_id, Answer.status == AnswerStatus.ACCEPTED.value)
+    query = select(Answer).where(col(Answer.worker_id) == worker_id, col(Answer.status) == AnswerStatus.ACCEPTED.value)
     if project_id is not None:
-        query = query.where(Answer.project_id == project_id)
-    answers = list(session.execute(query.order_by(Answer.id)).scalars())
+        query = query.where(col(Answer.project_id) == project_id)
+    answers = list(session.execute(query.order_by(col(Answer.id))).scalars())
     report = RejectReport(worker_id)
     touched: dict[int, int] = {}
     for done, answer in enumerate(answers, start=1):
         if progress is not None:
             progress(done, len(answers))
-        changed = session.execute(
-            update(Answer)
-            .where(Answer.id == answer.id, Answer.status == AnswerStatus.ACCEPTED.value)
-            .values(status=AnswerStatus.REJECTED.value)
-        ).rowcount  # type: ignore[attr-defined]
+        changed = rowcount(
+            session.execute(
+                update(Answer)
+                .where(col(Answer.id) == answer.id, col(Answer.status) == AnswerStatus.ACCEPTED.value)
+                .values(status=AnswerStatus.REJECTED.value)
+            )
+        )
         if changed != 1:
             continue
         report.answers += 1
         if answer.reward > 0:
             result = reverse_answer(
-                session, answer_id=answer.id, worker_id=worker_id, amount=answer.reward, reason=reason, now=now  # type: ignore[arg-type]
+                session, answer_id=answer.id, worker_id=worker_id, amount=answer.reward, reason=reason, now=now
             )
             report.reversed += result.reversed
             report.shortfall += result.shortfall
         touched[answer.task_id] = touched.get(answer.task_id, 0) + 1
         if answer.project_id not in report.projects:
             report.projects.append(answer.project_id)
-    projects_by_id = {p.id: p for p in session.execute(select(Project).where(Project.id.in_(report.projects))).scalars()}  # type: ignore[union-attr]
+    projects_by_id = {p.id: p for p in session.execute(select(Project).where(col(Project.id).in_(report.projects))).scalars()}
     for task_id, n in touched.items():
         task = session.get(Task, task_id)
         if task is None or task.kind != TaskKind.NORMAL:
@@ -83,10 +86,10 @@ def reject_worker(
         was_done = task.status == TaskStatus.DONE
         session.execute(
             update(Task)
-            .where(Task.id == task_id)
+            .where(col(Task.id) == task_id)
             .values(
-                answers_count=case((Task.answers_count >= n, Task.answers_count - n), else_=0),
-                taken=case((Task.taken >= n, Task.taken - n), else_=0),
+                answers_count=case((col(Task.answers_count) >= n, col(Task.answers_count) - n), else_=0),
+                taken=case((col(Task.taken) >= n, col(Task.taken) - n), else_=0),
             )
         )
         done = settle_task(session, projects_by_id[task.project_id], task_id, reopen=True)
@@ -106,10 +109,10 @@ def reject_worker(
 
 def pending_rejection(session: Session, worker_id: int, project_id: int | None = None) -> tuple[int, int]:
     """(accepted answers, KRW paid for them) that :func:`reject_worker` would reject."""
-    query = select(func.count(Answer.id), func.coalesce(func.sum(Answer.reward), 0)).where(
-        Answer.worker_id == worker_id, Answer.status == AnswerStatus.ACCEPTED.value
+    query = select(func.count(col(Answer.id)), func.coalesce(func.sum(col(Answer.reward)), 0)).where(
+        col(Answer.worker_id) == worker_id, col(Answer.status) == AnswerStatus.ACCEPTED.value
     )
     if project_id is not None:
-        query = query.where(Answer.project_id == project_id)
+        query = query.where(col(Answer.project_id) == project_id)
     count, amount = session.execute(query).one()
     return int(count), int(amount)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.i18n import normalize_locale
@@ -13,7 +13,7 @@ from bot.workers.models import Worker, WorkerStatus
 
 
 def get_by_tg(session: Session, tg_id: int) -> Worker | None:
-    return session.execute(select(Worker).where(Worker.tg_id == tg_id)).scalars().first()
+    return session.execute(select(Worker).where(col(Worker.tg_id) == tg_id)).scalars().first()
 
 
 def register(
@@ -57,17 +57,17 @@ def register(
 
 
 def set_language(session: Session, worker_id: int, lang: str) -> None:
-    session.execute(update(Worker).where(Worker.id == worker_id).values(lang=normalize_locale(lang)))
+    session.execute(update(Worker).where(col(Worker.id) == worker_id).values(lang=normalize_locale(lang)))
 
 
 def mark_unreachable(session: Session, worker_id: int, reason: str = "blocked the bot") -> None:
     """The worker blocked the bot (403): stop messaging them until they write again."""
     session.execute(
         update(Worker)
-        .where(Worker.id == worker_id, Worker.status == WorkerStatus.ACTIVE)
+        .where(col(Worker.id) == worker_id, col(Worker.status) == WorkerStatus.ACTIVE)
         .values(status=WorkerStatus.UNREACHABLE, status_reason=reason)
     )
 
 
 def ban(session: Session, worker_id: int, reason: str) -> None:
-    session.execute(update(Worker).where(Worker.id == worker_id).values(status=WorkerStatus.BANNED, status_reason=reason))
+    session.execute(update(Worker).where(col(Worker.id) == worker_id).values(status=WorkerStatus.BANNED, status_reason=reason))

@@ -14,14 +14,13 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-from bot import clock
-from bot.work import answers
+from bot import clock, workers
 from bot.autoseg import rle
 from bot.db import Database
 from bot.sample import SampleImage, generate, true_mask
 from bot.tasks import projects, service
-from bot import workers
 from bot.tasks.models import Project
+from bot.work import answers
 
 
 def jpeg(path: Path, size: tuple[int, int] = (64, 48), seed: int = 0) -> Path:

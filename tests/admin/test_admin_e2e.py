@@ -12,15 +12,14 @@ import pytest
 from pycocotools.coco import COCO
 from sqlalchemy import select
 
-from bot.config import get_settings
 import bot.app
+from bot.config import get_settings
 from bot.handlers.admin import projects_text, stats_text
 from bot.handlers.admin import router as admin_router
 from bot.i18n import t
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import Screen, SimWorker
 from bot.tasks.models import Answer, Assignment, Task
-
 from tests.admin.conftest import Cli
 from tests.admin.helpers import coco_file, samples
 

@@ -21,10 +21,8 @@ from bot.tasks import datasets, export
 from bot.tasks.aggregate import aggregate_project
 from bot.tasks.models import Answer, Assignment, Task
 from bot.workers.models import Worker
-
 from tests.admin.conftest import Cli
 from tests.admin.helpers import answer_all, classify_project, coco_file, jpeg, mask_project, samples
-
 
 # pycocotools 2.0 calls numpy with an old keyword; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -96,7 +94,7 @@ def test_answers_jsonl_and_csv_are_exact(cli: Cli, db: Database, tmp_path: Path)
     cli("export", str(pid), "--what", "answers", "--format", "csv", "--out", str(tmp_path / "a.csv"), "--reveal-workers")
     with (tmp_path / "a.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == export.ANSWER_COLUMNS + ["worker_id", "worker_tg_id", "worker_name"]
+    assert list(rows[0]) == [*export.ANSWER_COLUMNS, "worker_id", "worker_tg_id", "worker_name"]
 
     def as_csv(value: object) -> str:
         if value is None:
@@ -170,7 +168,7 @@ def test_coco_results_and_answers_read_back_by_pycocotools(db: Database, tmp_pat
     project = mask_project(db, overlap=2)
     folder = tmp_path / "coco"
     shapes = samples(folder / "images", count=5)
-    path, data = coco_file(folder, shapes, rle_every=2)
+    path, _data = coco_file(folder, shapes, rle_every=2)
     datasets.load(db, project.id, path, media_dir=None, copy=False)  # type: ignore[arg-type]
     with db.read_session() as s:
         tasks = {t.id: t for t in s.execute(select(Task).where(Task.project_id == project.id)).scalars()}

@@ -18,10 +18,8 @@ from bot.db import Database
 from bot.tasks import datasets
 from bot.tasks.datasets import DatasetError, Limits, LoadRejected
 from bot.tasks.models import Image, Task
-
 from tests.admin.conftest import Cli
 from tests.admin.helpers import classify_project, coco_file, jpeg, mask_project, png_bomb, samples
-
 
 # pycocotools 2.0 calls numpy with an old keyword; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -252,7 +250,7 @@ def test_limits_on_bytes_and_pixels(db: Database, tmp_path: Path) -> None:
     project = classify_project(db)
     folder = tmp_path / "f"
     jpeg(folder / "big.jpg", size=(300, 300), seed=1)
-    with pytest.raises(LoadRejected, match="over the .* limit"):
+    with pytest.raises(LoadRejected, match=r"over the .* limit"):
         datasets.load(db, project.id, folder, media_dir=None, copy=False, limits=Limits(max_bytes=1000))  # type: ignore[arg-type]
     with pytest.raises(LoadRejected, match="possible decompression bomb"):
         datasets.load(db, project.id, folder, media_dir=None, copy=False, limits=Limits(max_pixels=50_000))  # type: ignore[arg-type]

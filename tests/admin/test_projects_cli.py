@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.tasks.models import Project
-
 from tests.admin.conftest import Cli
 
 

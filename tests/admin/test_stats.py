@@ -14,7 +14,6 @@ from bot.tasks import stats
 from bot.tasks.export import Pseudonyms
 from bot.tasks.models import Answer, Assignment, Image, Task
 from bot.workers.models import Worker
-
 from tests.admin.conftest import Cli
 from tests.admin.helpers import classify_project
 

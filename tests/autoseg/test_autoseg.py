@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -250,7 +251,7 @@ def test_grid_cells() -> None:
     assert cell_center("A1", w, h) == (50.0, 37.5)
     assert cell_center("D4", w, h) == (350.0, 262.5)
     assert cell_center("b3", w, h) == (250.0, 112.5)
-    for lab in sum(cell_labels(4, 4), []):
+    for lab in itertools.chain.from_iterable(cell_labels(4, 4)):
         x, y = cell_center(lab, w, h)
         assert cell_of(x, y, w, h) == lab
     assert cell_of(-5, 10_000, w, h) == "D1"
@@ -298,7 +299,7 @@ def test_refinement_cache_does_not_change_results(two_discs) -> None:
     depend on the cache: a cold segmenter, a warm one and one without a cache agree."""
     from bot.autoseg.classical import ClassicalSegmenter
 
-    img, a, b = two_discs
+    img, _a, _b = two_discs
     clicks = [(110, 100, True), (215, 100, False), (140, 60, True)]
     warm = ClassicalSegmenter()
     for k in range(1, len(clicks) + 1):  # the bot's order: one more tap each time

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import workers
 from bot.broadcast.transport import Button, Delivered, Photo, TransportError
 from bot.db import Database
 from bot.tasks import projects
-from bot import workers
 from bot.tasks.models import Project
 
 

@@ -20,7 +20,7 @@ from bot.db import Database
 from bot.workers.models import Worker, WorkerStatus
 from tests.broadcast.fakes import FakeTransport, make_project, make_workers
 
-FAST = dict(rate=2000.0, per_chat_interval=0.0)
+FAST = {"rate": 2000.0, "per_chat_interval": 0.0}
 
 
 def _pacer(**kw: float) -> LocalPacer:

@@ -4,6 +4,7 @@ in fake time for the local pacer, and against the real Redis for the shared one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -28,7 +29,7 @@ async def test_sustained_rate_with_a_peak_well_under_telegrams_limit() -> None:
     log: list[tuple[int, float]] = []
     await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(1000)))
     times = sorted(t for _, t in log)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) == pytest.approx(1 / 28)  # never faster than the peak
     assert _max_in_window(times) <= 28
     # the long run is the configured rate: 1000 messages in 999/25 s minus the 1 s credit
@@ -49,7 +50,7 @@ async def test_strict_pace_without_credit() -> None:
     log: list[tuple[int, float]] = []
     await clock.drive(*(_timed(clock, pacer, chat, log) for chat in range(50)))
     times = sorted(t for _, t in log)
-    assert [round(b - a, 6) for a, b in zip(times, times[1:])] == [0.04] * 49
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [0.04] * 49
 
 
 async def test_a_sender_that_stalls_catches_up_to_the_configured_rate() -> None:
@@ -73,7 +74,7 @@ async def test_a_sender_that_stalls_catches_up_to_the_configured_rate() -> None:
         return stamps[-1] - stamps[0]
 
     assert await span(0.5) - await span(0.0) < 0.1
-    strict = dict(credit=0.0, peak_factor=1.0)
+    strict = {"credit": 0.0, "peak_factor": 1.0}
     assert await span(0.5, **strict) - await span(0.0, **strict) == pytest.approx(3 * (0.5 - 0.04), abs=0.02)
 
 
@@ -112,7 +113,7 @@ async def test_pause_stops_every_sender_including_those_already_waiting() -> Non
     # the others had reserved slots; the pause voided them: nothing before +5 s, and then
     # exactly the configured rate (no catch-up burst right after a 429)
     assert others[0] >= first + 5.0 - 1e-9
-    assert min(b - a for a, b in zip(others, others[1:])) >= 0.1 - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(others)) >= 0.1 - 1e-9
 
 
 def test_bad_settings_are_refused() -> None:
@@ -146,7 +147,7 @@ async def test_redis_pacer_gives_two_replicas_one_global_pace(redis_url: str) ->
 
     try:
         started = time.monotonic()
-        await asyncio.gather(replica("a", a, range(0, 20)), replica("b", b, range(100, 120)))
+        await asyncio.gather(replica("a", a, range(20)), replica("b", b, range(100, 120)))
         elapsed = time.monotonic() - started
         times = sorted(t for *_, t in stamps)
         # 40 messages with 40/s (peak 44.8/s, 1 s credit) in total: ~0.87 s; two separate paces

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot import clock
+from bot import clock, workers
 from bot.broadcast import service
 from bot.broadcast.audience import Audience, AudienceError
 from bot.broadcast.models import Broadcast, BroadcastRecipient, BroadcastStatus
 from bot.db import Database
-from bot import workers
 from bot.tasks.models import WorkerProject
 from tests.broadcast.fakes import make_project, make_workers
 
@@ -68,15 +67,15 @@ def test_bad_input_is_refused_and_writes_nothing(db: Database, tmp_path: Path) -
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("hello")
     cases = [
-        (dict(project_ref=999, text="hi"), "no project 999"),
-        (dict(project_ref="nope", text="hi"), "no project 'nope'"),
-        (dict(project_ref=project.id, text="   "), "empty"),
-        (dict(project_ref=project.id, text="x" * 4097), "at most 4096"),
-        (dict(project_ref=project.id, text="x" * 1025, photo_path=tmp_path / "a.png"), "at most 1024"),
-        (dict(project_ref=project.id, text="hi", photo_path=not_image), "not a readable image"),
-        (dict(project_ref=project.id, text="hi", photo_path=tmp_path / "missing.png"), "cannot read"),
-        (dict(project_ref=project.id, text="hi", audience="friends"), "unknown audience"),
-        (dict(project_ref=project.id, text="hi"), "nobody to send to"),
+        ({"project_ref": 999, "text": "hi"}, "no project 999"),
+        ({"project_ref": "nope", "text": "hi"}, "no project 'nope'"),
+        ({"project_ref": project.id, "text": "   "}, "empty"),
+        ({"project_ref": project.id, "text": "x" * 4097}, "at most 4096"),
+        ({"project_ref": project.id, "text": "x" * 1025, "photo_path": tmp_path / "a.png"}, "at most 1024"),
+        ({"project_ref": project.id, "text": "hi", "photo_path": not_image}, "not a readable image"),
+        ({"project_ref": project.id, "text": "hi", "photo_path": tmp_path / "missing.png"}, "cannot read"),
+        ({"project_ref": project.id, "text": "hi", "audience": "friends"}, "unknown audience"),
+        ({"project_ref": project.id, "text": "hi"}, "nobody to send to"),
     ]
     for kwargs, message in cases:
         with pytest.raises(service.BroadcastError, match=message):

@@ -11,9 +11,9 @@ from bot.config import DatabaseSettings, MediaSettings, Settings
 from bot.db import Database
 from bot.handlers.broadcast_views import duration as _duration
 from bot.handlers.broadcast_views import render_status
+from bot.i18n import t
 from bot.jobs.broadcasts import StatusReporter
 from bot.telegram.runtime import App
-from bot.i18n import t
 from tests.broadcast.fakes import make_project, make_workers
 
 

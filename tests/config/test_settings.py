@@ -57,7 +57,7 @@ def test_the_bot_configures_autoseg_from_its_own_settings(clean_env: Path, db: D
     settings = Settings(autoseg=AutosegSettings(AUTOSEG_BACKEND="onnx:/m.onnx"))
     settings.media.media_dir = clean_env / "media"
     make_app(settings, db)
-    with pytest.raises(RuntimeError, match="onnx:/m.onnx"):
+    with pytest.raises(RuntimeError, match=r"onnx:/m\.onnx"):
         autoseg.get_segmenter()
     autoseg.configure("classical")
     assert isinstance(autoseg.get_segmenter(), ClassicalSegmenter)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot import workers
 from bot.db import Database
 from bot.sample import generate
 from bot.tasks import intake, media, projects
-from bot import workers
 from bot.tasks.models import Project
 
 

@@ -12,14 +12,12 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session
 
-from bot.db import Database
-from bot.work import answers
-from bot.db import hot
+from bot.db import Database, hot
 from bot.db.engine import connection
 from bot.tasks import leasing, quality, service
 from bot.tasks.models import Assignment
 from bot.tasks.service import AnswerOutcome, Submitted, TaskCard
-
+from bot.work import answers
 from tests.domain.helpers import make_project, make_workers
 
 pytestmark = pytest.mark.postgres

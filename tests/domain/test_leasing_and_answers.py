@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import clock
-from bot.work import answers
 from bot.db import Database
 from bot.tasks import service
 from bot.tasks.models import Answer, Assignment, Task, TaskStatus
 from bot.tasks.service import NoTask, Refusal, Submitted, TaskCard
 from bot.wallet.ledger import balance, ledger_total
-
+from bot.work import answers
 from tests.domain.helpers import make_project, make_workers
 
 

@@ -16,7 +16,6 @@ from bot.tasks.models import Project, ProjectType
 from bot.tasks.projects import ProjectError, ProjectNotFound, ProjectSettings
 from bot.tasks.service import TaskCard
 from bot.work import answers
-
 from tests.domain.helpers import make_project, make_workers
 
 # One bad value per setting: (setting, value). Each must be refused with the setting's name.

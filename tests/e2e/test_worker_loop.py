@@ -11,9 +11,9 @@ from bot.i18n import t
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import SimWorker
 from bot.tasks.models import Answer, Image, Task
-from bot.workers.models import Worker
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
+from bot.workers.models import Worker
 
 
 def _answers(box: Sandbox) -> int:
@@ -46,7 +46,7 @@ async def test_start_registers_and_shows_menu(sandbox: Sandbox) -> None:
 
 async def test_three_workers_complete_twenty_tasks(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     box = sandbox
-    project, _ = create_sample_project(box.db, tmp_path / "images", count=20, overlap=3, price=10)
+    _project, _ = create_sample_project(box.db, tmp_path / "images", count=20, overlap=3, price=10)
     sims = [SimWorker.create(box.emulator, f"w{i}", "ko") for i in range(3)]
     for sim in sims:
         await sim.start()
@@ -171,7 +171,7 @@ async def test_other_users_and_forged_taps_change_nothing(sandbox: Sandbox, tmp_
     a_screen = await alice.request_task()
     b_screen = await bob.request_task()
     assert a_screen is not None and b_screen is not None
-    a_data = dict((text, data) for text, data in a_screen.buttons)[a_screen.labels()[0]]
+    a_data = dict(a_screen.buttons)[a_screen.labels()[0]]
     cases = {
         a_data: "refuse.not_yours",  # Bob replays Alice's button on his own message
         "t:l:999999:0": "refuse.unknown",  # no such assignment
@@ -206,7 +206,7 @@ async def test_redelivered_update_changes_nothing(sandbox: Sandbox, tmp_path) ->
             "id": "424242",
             "from": {"id": sim.user_id, "is_bot": False, "first_name": "w", "language_code": "ko"},
             "chat_instance": "1",
-            "data": dict((x, d) for x, d in screen.buttons)[screen.labels()[0]],
+            "data": dict(screen.buttons)[screen.labels()[0]],
             "message": {
                 "message_id": screen.message_id,
                 "date": 0,

@@ -79,5 +79,5 @@ async def test_waiters_wake_for_their_own_chat_only() -> None:
     await emu.send_text(alice.id, "one")
     await emu.send_text(alice.id, "two")
     assert await waiter is True
-    with pytest.raises(TimeoutError, match="recent Bot API calls|no Bot API call yet"):
+    with pytest.raises(TimeoutError, match=r"recent Bot API calls|no Bot API call yet"):
         await emu.wait_for(lambda: emu.last_message(bob.id), timeout=0.05)

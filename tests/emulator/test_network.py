@@ -158,7 +158,7 @@ async def test_webhook_delivery_carries_the_secret_and_is_retried(api, emu: Emul
         person = emu.create_user(first_name="Hook")
         for text in ("first", "second", "reply in the answer"):
             await emu.send_text(person.id, text)
-        await emu.wait_for(lambda: len([m for m in emu.sent_messages(person.id)]) == 1, timeout=5)
+        await emu.wait_for(lambda: len(list(emu.sent_messages(person.id))) == 1, timeout=5)
         assert {secret for secret, _ in received} == {"s3cr3t-Token_1"}
         texts = [body["message"]["text"] for _, body in received]
         assert texts == ["first", "first", "first", "second", "reply in the answer"]  # retried, then in order

@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bot import workers
 from bot.autoseg import rle as coco_rle
 from bot.autoseg.overlay import cell_center
 from bot.db import Database
 from bot.sample import SampleImage, generate, true_mask
 from bot.tasks import intake, media, projects
-from bot import workers
 from bot.tasks.magic_pin import CELLS
 from bot.tasks.models import Project
 

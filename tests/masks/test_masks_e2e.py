@@ -23,7 +23,6 @@ from bot.tasks.magic_pin import CELLS, Phase, PinState
 from bot.tasks.models import Answer, Assignment, Image, Task, TaskStatus
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
-
 from tests.masks.helpers import best_cell, outside_cell
 
 WAIT = 30.0  # generous: the machine is shared and segmentation is CPU work
@@ -110,7 +109,7 @@ def _photo(box: Sandbox, file_id: str) -> np.ndarray:
 # ------------------------------------------------------------------ confirm-mask
 async def test_confirm_mask_loop_with_overlap_and_payment(sandbox: Sandbox, tmp_path: Path) -> None:
     box = sandbox
-    project, samples = create_mask_project(box.db, tmp_path / "images", count=4, overlap=2, price=12, wrong_every=2)
+    _project, samples = create_mask_project(box.db, tmp_path / "images", count=4, overlap=2, price=12, wrong_every=2)
     wrong = {s.external_id for i, s in enumerate(samples) if i % 2 == 1}
     photos: dict[str, set[str]] = {}
 

@@ -11,7 +11,6 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bot import clock
-from bot.work import answers as work_answers
 from bot.autoseg import rle as coco_rle
 from bot.db import Database
 from bot.sample import SampleImage, true_mask
@@ -20,7 +19,7 @@ from bot.tasks.magic_pin import CELLS, SIGN_BACK, SIGN_NEG, SIGN_POS, Phase, Pin
 from bot.tasks.models import Answer, Assignment, Task
 from bot.tasks.service import Refusal, Submitted, TaskCard
 from bot.wallet.ledger import balance, ledger_total
-
+from bot.work import answers as work_answers
 from tests.masks.helpers import best_cell, iou_with_truth, make_project, make_workers, outside_cell
 
 CELL_BASE = len(CELLS)

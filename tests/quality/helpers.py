@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from bot import workers
 from bot.clock import utcnow
-from bot.work import answers
 from bot.db import Database
 from bot.sample import generate
 from bot.tasks import intake, media, projects
-from bot import workers
 from bot.tasks.models import Answer, Assignment, AssignmentStatus, Project, Task, TaskKind
+from bot.work import answers
 
 
 def make_project(

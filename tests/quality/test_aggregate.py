@@ -11,7 +11,6 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.tasks.aggregate import AggregationError, aggregate_project, majority
 from bot.tasks.models import Task
-
 from tests.quality.helpers import make_project, make_workers, put_answer
 
 
@@ -84,7 +83,7 @@ def test_weighted_vote_and_dawid_skene_overrule_a_majority_of_spammers(db: Datab
     labels = ("a", "b", "c")
     project = make_project(db, tmp_path / "imgs", count=24, golden=12)
     w = make_workers(db, 5)
-    good, spam = w[:2], w[2:]
+    _good, spam = w[:2], w[2:]
     tasks = _tasks(db, project.id)
     normal = [t for t in tasks if t.kind == "normal"]
     rng = random.Random(3)

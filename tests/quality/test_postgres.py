@@ -11,14 +11,13 @@ from bot.db import Database
 from bot.tasks import quality
 from bot.tasks.models import Task, TaskKind
 from bot.tasks.service import Submitted, TaskCard
-
 from tests.quality.helpers import Driver, make_project, make_workers
 
 pytestmark = pytest.mark.postgres
 
 
 def test_golden_claims_rank_and_overlap_on_postgres(pg_db: Database, tmp_path: Path) -> None:
-    project = make_project(
+    make_project(
         pg_db, tmp_path / "imgs", count=2, golden=3, golden_share=1.0, overlap=3, min_overlap=2, confidence_target=0.9,
         exam_size=1, exam_pass=0.0,
     )

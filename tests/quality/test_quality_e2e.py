@@ -13,7 +13,6 @@ from bot.sandbox import Sandbox
 from bot.simulate import Screen, SimWorker
 from bot.tasks import quality
 from bot.tasks.models import Assignment, Task, WorkerProject
-
 from tests.quality.helpers import make_project
 
 WAIT = 30.0  # the machine is shared

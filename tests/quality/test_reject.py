@@ -10,17 +10,16 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from bot.config import get_settings
-from bot.work import rejection
 from bot.db import Database
 from bot.tasks import quality
 from bot.tasks.aggregate import aggregate_project
 from bot.tasks.models import Answer, Task, WorkerProject
-from bot.workers.models import Worker
 from bot.tasks.service import NoTask, Submitted, TaskCard
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, balance, ledger_total
 from bot.wallet.models import LedgerTxn
-
+from bot.work import rejection
+from bot.workers.models import Worker
 from tests.quality.helpers import Driver, make_project, make_workers
 
 

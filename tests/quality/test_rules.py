@@ -11,7 +11,6 @@ from bot.db import Database
 from bot.tasks import quality
 from bot.tasks.models import Answer, Task, TaskKind, WorkerProject
 from bot.tasks.service import NoTask, NoTaskReason, Submitted, TaskCard
-
 from tests.quality.helpers import Driver, make_project, make_workers, truth_of
 
 WRONG = {"a": "b", "b": "c", "c": "a"}

@@ -9,22 +9,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.db import Database
-from bot.work import answers
-from bot.tasks import service
 from bot import workers
+from bot.db import Database
+from bot.tasks import service
 from bot.tasks.models import Answer, Assignment, Task
 from bot.tasks.service import Submitted, TaskCard
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
-
+from bot.work import answers
 from tests.domain.helpers import make_project
 
 REPLICAS = 4
 WORKERS_PER_REPLICA = 6
 
 
-def _replica(url: str, replica: int, out: "mp.Queue[tuple[int, int]]") -> None:
+def _replica(url: str, replica: int, out: mp.Queue[tuple[int, int]]) -> None:
     db = Database(url, pool_size=WORKERS_PER_REPLICA)
     answered = 0
     try:

@@ -5,6 +5,7 @@ share nothing but Redis."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -121,7 +122,7 @@ async def test_one_users_updates_never_overlap_across_replicas(redis_url: str) -
         await bot.session.close()
     spans = sorted((start, end) for _, start, end in recorder.handled)
     assert len(spans) == 4
-    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         assert next_start >= end, spans  # one at a time for this user
 
 

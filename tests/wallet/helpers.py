@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.db import Database
 from bot import workers
+from bot.db import Database
 from bot.wallet import ledger
 
 

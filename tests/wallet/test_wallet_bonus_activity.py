@@ -6,16 +6,15 @@ from datetime import timedelta
 
 import pytest
 
+from bot import workers
 from bot.clock import utcnow
-from bot.work import bonuses
 from bot.db import Database
 from bot.tasks import projects
-from bot import workers
 from bot.tasks.models import WorkerProject
 from bot.wallet import activity, bonus, ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.bonus import BonusError
 from bot.wallet.models import EntryKind
-
+from bot.work import bonuses
 from tests.wallet.helpers import earn, new_workers
 
 

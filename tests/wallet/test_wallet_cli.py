@@ -14,7 +14,6 @@ from bot.tasks import projects
 from bot.tasks.models import WorkerProject
 from bot.wallet import ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.models import Withdrawal, WithdrawalStatus
-
 from tests.wallet.helpers import earn, new_workers
 
 

@@ -12,14 +12,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.work import answers as work_answers
 from bot.tasks import service
 from bot.tasks.models import Answer
 from bot.tasks.service import NoTask, Submitted
 from bot.wallet import ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.models import LedgerTxn, Withdrawal, WithdrawalStatus
 from bot.wallet.payouts import PayoutError
-
+from bot.work import answers as work_answers
 from tests.domain.helpers import make_project, make_workers
 
 MIN = 1_000

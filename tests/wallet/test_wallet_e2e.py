@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bot import workers
 from bot.config import WalletSettings
 from bot.i18n import t, won
 from bot.sandbox import Sandbox, create_sample_project
 from bot.simulate import SimWorker
-from bot import workers
-from bot.workers.models import Worker, WorkerStatus
 from bot.wallet import ledger, payout_accounts, payouts
 from bot.wallet.models import Withdrawal, WithdrawalStatus
+from bot.workers.models import Worker, WorkerStatus
 
 MIN = 100
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from bot import workers
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot import workers
 from bot.wallet import bonus, ledger, payout_accounts, payouts, withdrawals
 from bot.wallet.accounts import worker_account
 from bot.wallet.ledger import LedgerError

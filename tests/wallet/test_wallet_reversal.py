@@ -11,9 +11,8 @@ from bot.clock import utcnow
 from bot.db import Database
 from bot.wallet import ledger
 from bot.wallet.accounts import PAYOUTS_OPEN, worker_account
-from bot.wallet.ledger import Leg, LedgerError
+from bot.wallet.ledger import LedgerError, Leg
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
-
 from tests.wallet.helpers import earn, new_workers
 
 

@@ -17,7 +17,6 @@ from bot.wallet.models import LedgerTxn, Withdrawal, WithdrawalStatus
 from bot.wallet.payout_accounts import PayoutAccountError
 from bot.wallet.payouts import PayoutError
 from bot.wallet.withdrawals import WithdrawRefusal
-
 from tests.wallet.helpers import earn, new_workers
 
 MIN = 10_000
@@ -144,7 +143,7 @@ def test_fail_returns_the_money_once(db: Database) -> None:
 def test_batch_with_unknown_id_changes_nothing(db: Database) -> None:
     w = _funded(db)
     wd = _request(db, w, 20_000)
-    with pytest.raises(PayoutError, match="unknown withdrawal id.*999"):
+    with pytest.raises(PayoutError, match=r"unknown withdrawal id.*999"):
         db.call(payouts.mark_paid, [wd.id, 999])
     with pytest.raises(PayoutError, match="no withdrawal ids"):
         db.call(payouts.mark_paid, [])

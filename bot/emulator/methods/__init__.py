@@ -10,7 +10,7 @@ Handlers may be coroutines (getUpdates long-polls).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -24,10 +24,13 @@ Handler = Callable[
 METHODS: dict[str, Handler] = {}
 
 
-def method(*names: str) -> Callable[[Handler], Handler]:
-    """Register a handler for one or more Bot API methods."""
+H = TypeVar("H", bound=Handler)
 
-    def register(handler: Handler) -> Handler:
+
+def method(*names: str) -> Callable[[H], H]:
+    """Register a handler for one or more Bot API methods (the function keeps its own type)."""
+
+    def register(handler: H) -> H:
         for name in names:
             METHODS[name] = handler
         return handler

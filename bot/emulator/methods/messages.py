@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    CANT_EDIT,
     CAPTION_TOO_LONG,
     COPY_NOT_FOUND,
     DELETE_NOT_FOUND,
     EDIT_NOT_FOUND,
-    CANT_EDIT,
     NO_CAPTION_TO_EDIT,
     NO_MEDIA_TO_EDIT,
     NO_TEXT_TO_EDIT,

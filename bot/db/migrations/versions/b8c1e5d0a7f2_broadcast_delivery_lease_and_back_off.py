@@ -12,7 +12,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = 'b8c1e5d0a7f2'
 down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = None

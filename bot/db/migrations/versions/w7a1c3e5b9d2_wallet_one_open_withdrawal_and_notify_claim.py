@@ -12,7 +12,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = 'w7a1c3e5b9d2'
 down_revision: str | None = 'b8c1e5d0a7f2'
 branch_labels: str | Sequence[str] | None = None
