@@ -164,7 +164,21 @@ def status(
         out_console.print_json(json.dumps(data))
         return
     table = Table(title=f"broadcast #{broadcast_id}", show_header=False)
-    for key in ("status", "project_id", "audience", "total", "sent", "failed", "blocked", "remaining", "rate_per_s", "eta_s", "runner", "started_at", "finished_at"):
+    for key in (
+        "status",
+        "project_id",
+        "audience",
+        "total",
+        "sent",
+        "failed",
+        "blocked",
+        "remaining",
+        "rate_per_s",
+        "eta_s",
+        "runner",
+        "started_at",
+        "finished_at",
+    ):
         table.add_row(key, "-" if data[key] is None else str(data[key]))
     out_console.print(table)
     for item in data["failures"]:
@@ -180,9 +194,7 @@ def cancel(broadcast_id: int = typer.Argument(..., help="Broadcast id.")) -> Non
             p = db.call(service.progress, broadcast_id)
         except service.BroadcastError as exc:
             fail(str(exc), 2)
-    out_console.print(
-        f"broadcast #{broadcast_id} cancelled: {p.sent} sent, {p.remaining} will not be sent", highlight=False
-    )
+    out_console.print(f"broadcast #{broadcast_id} cancelled: {p.sent} sent, {p.remaining} will not be sent", highlight=False)
 
 
 @app.command("list")
@@ -195,7 +207,13 @@ def list_broadcasts(limit: int = typer.Option(10, "--limit", help="How many, new
         table.add_column(column, no_wrap=column in ("id", "status", "sent/failed/blocked"))
     for b, p in rows:
         table.add_row(
-            str(b.id), b.status, str(b.project_id), b.audience, f"{p.sent}/{p.failed}/{p.blocked}", str(p.remaining), b.created_at.strftime("%m-%d %H:%M")
+            str(b.id),
+            b.status,
+            str(b.project_id),
+            b.audience,
+            f"{p.sent}/{p.failed}/{p.blocked}",
+            str(p.remaining),
+            b.created_at.strftime("%m-%d %H:%M"),
         )
     out_console.print(table)
 
@@ -280,8 +298,8 @@ def _finish(result: RunResult) -> None:
     if result.status == "error":
         fail(f"{result.error}; nothing was marked failed — fix it and run: crowdpin admin broadcast resume {result.broadcast_id}")
     if result.status == "busy":
-        fail(f"broadcast #{result.broadcast_id} is being sent by another runner (see: crowdpin admin broadcast status {result.broadcast_id})")
-    if result.status == "stopped":
-        err_console.print(
-            f"stopped: resume with `crowdpin admin broadcast resume {result.broadcast_id}` (a running bot also picks it up)"
+        fail(
+            f"broadcast #{result.broadcast_id} is being sent by another runner (see: crowdpin admin broadcast status {result.broadcast_id})"
         )
+    if result.status == "stopped":
+        err_console.print(f"stopped: resume with `crowdpin admin broadcast resume {result.broadcast_id}` (a running bot also picks it up)")

@@ -39,7 +39,9 @@ def load_command(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Load the good rows and write a report of the bad ones."),
     report: Path = typer.Option(None, "--report", help="Where to write the bad-rows report (CSV).", show_default=False),
     copy: bool = typer.Option(
-        None, "--copy/--reference", help="Copy images into MEDIA_DIR, or reference them where they are (default: the project's media_mode).",
+        None,
+        "--copy/--reference",
+        help="Copy images into MEDIA_DIR, or reference them where they are (default: the project's media_mode).",
         show_default=False,
     ),
     images_root: Path = typer.Option(None, "--images-root", help="COCO: folder that file_name paths start from.", show_default=False),

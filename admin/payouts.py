@@ -50,8 +50,15 @@ def list_command(
     for w, name in rows:
         total += w.amount
         table.add_row(
-            str(w.id), str(w.worker_id), name, _won(w.amount), w.bank, mask(w.account_number), w.status,
-            w.created_at.strftime("%Y-%m-%d %H:%M"), w.reason or "",
+            str(w.id),
+            str(w.worker_id),
+            name,
+            _won(w.amount),
+            w.bank,
+            mask(w.account_number),
+            w.status,
+            w.created_at.strftime("%Y-%m-%d %H:%M"),
+            w.reason or "",
         )
     out_console.print(table)
     out_console.print(f"{len(rows)} request(s), {_won(total)}")
@@ -128,5 +135,3 @@ def check_command() -> None:
     if problems:
         raise typer.Exit(1)
     out_console.print(f"ok: {open_count} open request(s), {_won(open_total)}; ledger balances")
-
-

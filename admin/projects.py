@@ -55,7 +55,9 @@ def create(
     golden_share: float = typer.Option(0.0, "--golden-share", help="Share of control (golden) tasks shown, 0..1."),
     min_overlap: int = _opt("With a confidence target: answers always collected."),
     confidence_target: float = _opt("Stop collecting answers once this confidence is reached (0..1)."),
-    training_required: bool = typer.Option(None, "--training-required/--no-training-required", help="Workers practise first.", show_default=False),
+    training_required: bool = typer.Option(
+        None, "--training-required/--no-training-required", help="Workers practise first.", show_default=False
+    ),
     exam_size: int = _opt("Golden tasks in the entry exam (0: no exam)."),
     exam_pass: float = _opt("Share of the exam to get right, 0..1."),
     hold_days: int = _opt("Days earnings stay pending before they can be withdrawn."),
@@ -145,7 +147,9 @@ def _status_command(status: ProjectStatus, verb: str) -> Any:
     return command
 
 
-app.command("pause", help="Stop handing out the project's tasks (answers in progress still count).")(_status_command(ProjectStatus.PAUSED, "paused"))
+app.command("pause", help="Stop handing out the project's tasks (answers in progress still count).")(
+    _status_command(ProjectStatus.PAUSED, "paused")
+)
 app.command("resume", help="Hand out the project's tasks again.")(_status_command(ProjectStatus.ACTIVE, "resumed"))
 app.command("close", help="Close the project for good: no more tasks are handed out.")(_status_command(ProjectStatus.CLOSED, "closed"))
 
@@ -160,7 +164,9 @@ def list_projects() -> None:
     for column in ("id", "name", "type", "status", "done / total", "answers", "price", "overlap"):
         table.add_column(column, justify="right" if column in ("id", "answers", "price", "overlap") else "left")
     for p in rows:
-        table.add_row(str(p.id), p.name, p.type, p.status, f"{p.tasks_done} / {p.tasks_total}", str(p.answers), f"₩{p.price}", str(p.overlap))
+        table.add_row(
+            str(p.id), p.name, p.type, p.status, f"{p.tasks_done} / {p.tasks_total}", str(p.answers), f"₩{p.price}", str(p.overlap)
+        )
     out_console.print(table)
 
 
@@ -180,6 +186,8 @@ def show(project: str = typer.Argument(..., help="Project id or name.")) -> None
     for key in sorted(SETTABLE):
         table.add_row(key, "" if getattr(target, key) is None else str(getattr(target, key)))
     table.add_row("created_at", target.created_at.isoformat())
-    table.add_row("tasks", f"{progress.tasks_done} done / {progress.tasks_total} ({progress.tasks_broken} broken, {progress.control_tasks} control)")
+    table.add_row(
+        "tasks", f"{progress.tasks_done} done / {progress.tasks_total} ({progress.tasks_broken} broken, {progress.control_tasks} control)"
+    )
     table.add_row("answers", f"{progress.answers} from {progress.workers} workers, ₩{progress.earned:,} earned")
     out_console.print(table)

@@ -171,7 +171,9 @@ def start_emulator(port: int, token: str, *, flood_control: bool = False, log: P
 def start_bot(env_extra: dict[str, str], *, args: list[str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LOG_LEVEL": "WARNING", **env_extra}
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *(args or [])], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", *(args or [])], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 15) -> None:

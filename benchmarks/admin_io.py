@@ -99,7 +99,8 @@ def insert_answers(db_path: Path, project_id: int, n_answers: int) -> int:
         f"'2025-01-02 00:00:00.000000', '{stamp}' FROM n"
     )
     conn.execute(
-        series + "INSERT INTO answer (id, assignment_id, task_id, worker_id, project_id, reward, value, seconds, is_golden, status, created_at) "
+        series
+        + "INSERT INTO answer (id, assignment_id, task_id, worker_id, project_id, reward, value, seconds, is_golden, status, created_at) "
         f"SELECT x, x, {task}, {worker}, {project_id}, 10, CASE x % 3 WHEN 0 THEN 'cat' WHEN 1 THEN 'dog' ELSE 'bird' END, "
         f"1.0 + (x % 97) / 10.0, 0, 'accepted', printf('2025-01-01 %02d:%02d:07.%06d', x % 24, x % 60, x % 1000000) FROM n"
     )
@@ -186,8 +187,10 @@ def main() -> None:
         for run in range(args.runs):
             result = run_load(workdir, images, run)
             loads.append(result)
-            log(f"load run {run + 1}/{args.runs}: {result['images'] / result['seconds']:.0f} images/s "
-                f"({result['seconds']:.1f}s wall, {1000 * result['cpu_seconds'] / result['images']:.2f} ms CPU per image)")
+            log(
+                f"load run {run + 1}/{args.runs}: {result['images'] / result['seconds']:.0f} images/s "
+                f"({result['seconds']:.1f}s wall, {1000 * result['cpu_seconds'] / result['images']:.2f} ms CPU per image)"
+            )
         db_path = Path(loads[-1]["db"])  # type: ignore[arg-type]
         for run in range(args.runs - 1):
             Path(loads[run]["db"]).unlink(missing_ok=True)  # type: ignore[arg-type]
@@ -203,8 +206,10 @@ def main() -> None:
                 result = run_export(url, 1, fmt, out)
                 assert result["rows"] == total, result
                 exports[fmt].append(result)
-                log(f"export {fmt} run {run + 1}/{args.runs}: {result['rows'] / result['seconds']:,.0f} rows/s, "
-                    f"peak RSS {result['peak_rss_mb']:.0f} MB, {out.stat().st_size / 1e6:.0f} MB written")
+                log(
+                    f"export {fmt} run {run + 1}/{args.runs}: {result['rows'] / result['seconds']:,.0f} rows/s, "
+                    f"peak RSS {result['peak_rss_mb']:.0f} MB, {out.stat().st_size / 1e6:.0f} MB written"
+                )
                 out.unlink()
 
         load_rates = [r["images"] / r["seconds"] for r in loads]

@@ -121,8 +121,10 @@ async def drive(
         paced = None
         if paced_check:
             paced = await _round(sims, per_round, pids, paced_check)
-            print(f"paced round ({paced_check:g} s between one worker's taps): "
-                  + ", ".join(f"{k}={v:.2f}" for k, v in paced.items()), flush=True)
+            print(
+                f"paced round ({paced_check:g} s between one worker's taps): " + ", ".join(f"{k}={v:.2f}" for k, v in paced.items()),
+                flush=True,
+            )
     return {key: median([row[key] for row in results]) for key in results[0]}, paced
 
 

@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, type=Path, help="dir with images/ and masks/")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (sorted)")
     ap.add_argument("--stems", default=None, help="comma-separated image stems (subset runs while exploring)")
-    ap.add_argument("--box-margin", type=float, default=0.05,
-                    help="box mode: margin around the true box, fraction of its size (0 = tight box)")
+    ap.add_argument(
+        "--box-margin", type=float, default=0.05, help="box mode: margin around the true box, fraction of its size (0 = tight box)"
+    )
     ap.add_argument("--box-only", action="store_true", help="box mode only (no pins, no click loop)")
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--phone-size", type=int, default=1280)
@@ -209,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(path.stem)
         if not args.quiet:
             print(
-                f"{path.stem:>12s} iou1={ious[0]:.3f} grid1={grid1[-1]:.3f} box={boxi[-1]:.3f} "
-                f"clicks={len(ious)} last={ious[-1]:.3f}",
+                f"{path.stem:>12s} iou1={ious[0]:.3f} grid1={grid1[-1]:.3f} box={boxi[-1]:.3f} clicks={len(ious)} last={ious[-1]:.3f}",
                 flush=True,
             )
 

@@ -181,9 +181,7 @@ async def figures(emu: EmulatorClient, db: Database, bid: int, ids: list[int], k
     per_chat = {int(k): v for k, v in stats["sent_messages"].items()}
     state = {chat: status for chat, status, _ in rows(db, bid)}
     duplicates = sum(max(0, n - 1) for n in per_chat.values())
-    lost = sum(
-        1 for uid in ids if per_chat.get(uid, 0) == 0 and state.get(uid) not in (RecipientStatus.BLOCKED, RecipientStatus.FAILED)
-    )
+    lost = sum(1 for uid in ids if per_chat.get(uid, 0) == 0 and state.get(uid) not in (RecipientStatus.BLOCKED, RecipientStatus.FAILED))
     stamps = [at for _, status, at in rows(db, bid) if status in (RecipientStatus.SENT, RecipientStatus.BLOCKED, RecipientStatus.FAILED)]
     return {
         "rate_per_s": round(sustained_rate(stamps, kill_at), 2),
@@ -265,7 +263,9 @@ async def main() -> int:
             done_at_kill = finished_count(db, bid2)  # type: ignore[arg-type]
             with db.read_session() as s:
                 in_flight = s.execute(
-                    select(func.count()).where(BroadcastRecipient.broadcast_id == bid2, BroadcastRecipient.status == RecipientStatus.SENDING)
+                    select(func.count()).where(
+                        BroadcastRecipient.broadcast_id == bid2, BroadcastRecipient.status == RecipientStatus.SENDING
+                    )
                 ).scalar_one()
             log(f"run 2: SIGKILL after {time.monotonic() - t0:.1f} s with {done_at_kill} done, {in_flight} row(s) left `sending`")
             proc = sender(["resume", str(bid2)], env)

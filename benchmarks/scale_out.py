@@ -163,9 +163,7 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
         }
 
 
-def one_run(
-    name: str, replicas: int, database: str, workers: int, per_worker: int, cap: float | None = None
-) -> dict[str, Any]:
+def one_run(name: str, replicas: int, database: str, workers: int, per_worker: int, cap: float | None = None) -> dict[str, Any]:
     tasks = math.ceil(workers * (per_worker + 1) / OVERLAP) + workers
     with tempfile.TemporaryDirectory(prefix=f"crowdpin-scale-{name}-") as tmp:
         workdir = Path(tmp)
@@ -231,8 +229,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One run's figures over its repetitions: medians of the rates, CPU and cores; the worst
     audit (any double assignment or lost answer in any repetition shows)."""
     out: dict[str, Any] = {
-        key: round(median([r[key] for r in runs]), 3)
-        for key in ("answers_per_s", "p95_ms", "p50_ms", "bot_cpu_ms_per_answer")
+        key: round(median([r[key] for r in runs]), 3) for key in ("answers_per_s", "p95_ms", "p50_ms", "bot_cpu_ms_per_answer")
     }
     out["answers"] = sum(r["answers"] for r in runs)
     out["double_assignments"] = max(r["double_assignments"] for r in runs)
@@ -260,7 +257,9 @@ def main() -> None:
     parser.add_argument("--per-worker", type=int, default=3, help="measured answers per worker")
     parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2,postgres_1_capped,postgres_2_capped")
     parser.add_argument(
-        "--repeat", type=int, default=3,
+        "--repeat",
+        type=int,
+        default=3,
         help="repetitions of the whole set of runs, interleaved (sqlite_1, postgres_1, ..., sqlite_1, ...); "
         "figures are medians, and each PostgreSQL run is compared with the SQLite run of its own repetition",
     )

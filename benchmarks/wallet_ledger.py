@@ -95,13 +95,22 @@ def preload(db: Database, worker_id: int, entries: int, first_answer: int) -> No
         for start in range(0, entries, batch):
             count = min(batch, entries - start)
             when = [now - timedelta(days=30) + timedelta(seconds=(start + i) * 30 * 86_400 / max(entries, 1)) for i in range(count)]
-            txn_ids = s.execute(
-                insert(LedgerTxn).returning(LedgerTxn.id),
-                [
-                    {"key": f"answer:{first_answer + start + i}", "kind": EntryKind.EARNING.value, "worker_id": worker_id, "created_at": when[i]}
-                    for i in range(count)
-                ],
-            ).scalars().all()
+            txn_ids = (
+                s.execute(
+                    insert(LedgerTxn).returning(LedgerTxn.id),
+                    [
+                        {
+                            "key": f"answer:{first_answer + start + i}",
+                            "kind": EntryKind.EARNING.value,
+                            "worker_id": worker_id,
+                            "created_at": when[i],
+                        }
+                        for i in range(count)
+                    ],
+                )
+                .scalars()
+                .all()
+            )
             rows = []
             for txn_id, at in zip(txn_ids, when, strict=True):
                 rows.append({"txn_id": txn_id, "account": LABELING_EXPENSE, "amount": -10, "available_at": at, "created_at": at})
@@ -152,9 +161,11 @@ def one_run(pg: str | None, entries: int, ops: int, run: int) -> dict[str, tuple
         progress(f"run {run}: withdraw + mark paid {results['withdraw_cycle'][0]:.2f} ms/op")
 
         cycles = max(1, ops // 4)
-        results["reverse"] = timed(
-            ops - cycles, lambda i: db.call(ledger.reverse_answer, answer_id=cycles + i + 1, worker_id=light_id, amount=1_000)
-        ) if ops > cycles else (0.0, 0.0)
+        results["reverse"] = (
+            timed(ops - cycles, lambda i: db.call(ledger.reverse_answer, answer_id=cycles + i + 1, worker_id=light_id, amount=1_000))
+            if ops > cycles
+            else (0.0, 0.0)
+        )
         progress(f"run {run}: reverse {results['reverse'][0]:.2f} ms/op")
 
         with db.read_session() as s:

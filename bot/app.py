@@ -30,12 +30,20 @@ log = structlog.get_logger("crowdpin.bot")
 
 COMMANDS = {
     "ko": [
-        ("task", "작업 받기"), ("balance", "내 잔액"), ("withdraw", "출금하기"), ("stats", "내 정확도"),
-        ("help", "도움말"), ("language", "언어 바꾸기"),
+        ("task", "작업 받기"),
+        ("balance", "내 잔액"),
+        ("withdraw", "출금하기"),
+        ("stats", "내 정확도"),
+        ("help", "도움말"),
+        ("language", "언어 바꾸기"),
     ],
     "en": [
-        ("task", "Get a task"), ("balance", "My balance"), ("withdraw", "Withdraw"), ("stats", "My accuracy"),
-        ("help", "Help"), ("language", "Language"),
+        ("task", "Get a task"),
+        ("balance", "My balance"),
+        ("withdraw", "Withdraw"),
+        ("stats", "My accuracy"),
+        ("help", "Help"),
+        ("language", "Language"),
     ],
 }
 

@@ -133,7 +133,6 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")  # set or not: see log_level_given
     log_json: bool = Field(default=False, alias="LOG_JSON")
 
-
     @property
     def log_level_given(self) -> bool:
         """True when LOG_LEVEL came from the environment or ``.env`` (the admin CLI logs only

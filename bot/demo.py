@@ -75,7 +75,9 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
             ok = result.label == truth.get(result.external_id)
             correct += ok
             mark = "" if ok else f"  ✗ truth: {truth[result.external_id]}"
-            print(f"  {result.external_id}: {result.label}  ({result.method}, confidence {result.confidence:.2f}, {result.n_answers} answers){mark}")
+            print(
+                f"  {result.external_id}: {result.label}  ({result.method}, confidence {result.confidence:.2f}, {result.n_answers} answers){mark}"
+            )
         print(f"\n{correct}/{len(rows)} images labelled correctly.")
         for sim in sims:
             worker_id = box.db.call(_worker_id, sim.user_id)

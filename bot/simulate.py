@@ -38,11 +38,7 @@ class Screen:
 def _buttons(markup: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not markup:
         return []
-    return [
-        (button.get("text", ""), button.get("callback_data", ""))
-        for row in markup.get("inline_keyboard", [])
-        for button in row
-    ]
+    return [(button.get("text", ""), button.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for button in row]
 
 
 @dataclass

@@ -122,8 +122,9 @@ def _lab(img_rgb: np.ndarray, sigma: float) -> np.ndarray:
     return lab
 
 
-def geodesic_distance(lab: np.ndarray, seeds: np.ndarray, eps: float = 1.0, passes: int = 2,
-                      init: np.ndarray | None = None, tex: float = 0.0) -> np.ndarray:
+def geodesic_distance(
+    lab: np.ndarray, seeds: np.ndarray, eps: float = 1.0, passes: int = 2, init: np.ndarray | None = None, tex: float = 0.0
+) -> np.ndarray:
     """Approximate geodesic distance from ``seeds`` (bool) on an 8-connected grid.
 
     Step cost between neighbours p, q: ``|Lab(p) - Lab(q)| + eps * |p - q|``.
@@ -282,16 +283,15 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
 
 
 # ------------------------------------------------------------------ main
-def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px: float,
-                W: int, H: int) -> tuple[int, int, int, int]:
+def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px: float, W: int, H: int) -> tuple[int, int, int, int]:
     mx = max(frac * (x1 - x0), min_px)
     my = max(frac * (y1 - y0), min_px)
-    return (max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my))),
-            min(W, int(np.ceil(x1 + mx))), min(H, int(np.ceil(y1 + my))))
+    return (max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my))), min(W, int(np.ceil(x1 + mx))), min(H, int(np.ceil(y1 + my))))
 
 
-def segment_classical(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
-                      cache: SharedLRU[object, _ClickState] | None = None) -> np.ndarray:
+def segment_classical(
+    image: np.ndarray, points: list[Point], box: Box | None, P: Params, cache: SharedLRU[object, _ClickState] | None = None
+) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
         import hashlib
@@ -345,10 +345,17 @@ def _gc_input(img_rgb: np.ndarray, pre: float) -> np.ndarray:
     return bgr
 
 
-def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
-             bgm: np.ndarray | None = None, fgm: np.ndarray | None = None,
-             tol: float = 0.0, pre: float = 0.0, bgr: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray] | None:
+def _grabcut(
+    img_rgb: np.ndarray,
+    gc: np.ndarray,
+    iters: int,
+    mode: int,
+    bgm: np.ndarray | None = None,
+    fgm: np.ndarray | None = None,
+    tol: float = 0.0,
+    pre: float = 0.0,
+    bgr: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """In-place GrabCut on the label map ``gc``; returns the colour models or None.
     ``bgr``: GrabCut's input if already computed (``_gc_input``)."""
     import cv2
@@ -376,9 +383,14 @@ def _grabcut(img_rgb: np.ndarray, gc: np.ndarray, iters: int, mode: int,
     return bgm, fgm
 
 
-def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Params,
-                 at_border: tuple[bool, bool, bool, bool] = (False, False, False, False),
-                 want_state: bool = False):
+def _segment_roi(
+    image: np.ndarray,
+    points: list[Point],
+    box: Box | None,
+    P: Params,
+    at_border: tuple[bool, bool, bool, bool] = (False, False, False, False),
+    want_state: bool = False,
+):
     import cv2
 
     H0, W0 = image.shape[:2]
@@ -514,8 +526,7 @@ def _segment_roi(image: np.ndarray, points: list[Point], box: Box | None, P: Par
     return m
 
 
-def grabcut_energy(bgr: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray],
-                   hard: np.ndarray) -> float:
+def grabcut_energy(bgr: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray], hard: np.ndarray) -> float:
     """GrabCut's energy of the labelling ``m`` under the colour models ``models``
     (Rother et al. 2004, as OpenCV builds its graph): -log of the GMM likelihood of each
     pixel's label (pixels in ``hard`` left out: fixed, the same for every labelling) plus,
@@ -527,16 +538,16 @@ def grabcut_energy(bgr: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.
     pairs = [((0, 1), 1.0), ((1, 0), 1.0), ((1, 1), np.sqrt(2.0)), ((1, -1), np.sqrt(2.0))]
     diffs = []
     for (dy, dx), _ in pairs:
-        a = z[dy:, max(0, dx):z.shape[1] + min(0, dx)]
-        b = z[:z.shape[0] - dy, max(0, -dx):z.shape[1] - max(0, dx)]
+        a = z[dy:, max(0, dx) : z.shape[1] + min(0, dx)]
+        b = z[: z.shape[0] - dy, max(0, -dx) : z.shape[1] - max(0, dx)]
         diffs.append(((a - b) ** 2).sum(axis=-1))
     total = sum(d.sum() for d in diffs)
     count = sum(d.size for d in diffs)
     beta = 0.0 if total <= 0 else 1.0 / (2.0 * total / count)
     smooth = 0.0
     for ((dy, dx), dist), d in zip(pairs, diffs):
-        ma = m[dy:, max(0, dx):m.shape[1] + min(0, dx)]
-        mb = m[:m.shape[0] - dy, max(0, -dx):m.shape[1] - max(0, dx)]
+        ma = m[dy:, max(0, dx) : m.shape[1] + min(0, dx)]
+        mb = m[: m.shape[0] - dy, max(0, -dx) : m.shape[1] - max(0, dx)]
         smooth += (50.0 / dist * np.exp(-beta * d[ma != mb])).sum()
     return float(data + smooth)
 
@@ -548,7 +559,7 @@ def gmm_loglik(bgr: np.ndarray, model: np.ndarray) -> np.ndarray:
     covariances (3x3, row-major), in the colour space of its input (BGR)."""
     K = 5
     v = model.ravel()
-    coefs, means, covs = v[:K], v[K:4 * K].reshape(K, 3), v[4 * K:].reshape(K, 3, 3)
+    coefs, means, covs = v[:K], v[K : 4 * K].reshape(K, 3), v[4 * K :].reshape(K, 3, 3)
     x = bgr.reshape(-1, 3).astype(np.float64)
     acc = np.zeros(x.shape[0])
     for k in range(K):
@@ -580,9 +591,17 @@ def _tight_lines(m: np.ndarray, box: Box, inner: float) -> tuple[np.ndarray, np.
     return rows, cols, (x0, y0, x1, y1)
 
 
-def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.ndarray, m: np.ndarray,
-                models: tuple[np.ndarray, np.ndarray] | None, box: Box, P: Params,
-                at_border: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def _box_refine(
+    small: np.ndarray,
+    bgr: np.ndarray,
+    gc: np.ndarray,
+    gc_init: np.ndarray,
+    m: np.ndarray,
+    models: tuple[np.ndarray, np.ndarray] | None,
+    box: Box,
+    P: Params,
+    at_border: tuple[bool, bool, bool, bool],
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Box mode after the first GrabCut: a second start (``box_restart``) and the tightness
     prior (``box_tight``); of the starts, the labelling with the lower GrabCut energy wins."""
     import cv2
@@ -619,8 +638,9 @@ def _box_refine(small: np.ndarray, bgr: np.ndarray, gc: np.ndarray, gc_init: np.
     return out[int(np.argmin(energies))]
 
 
-def _pinpoint(bgr: np.ndarray, gc: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray],
-              box: Box, P: Params) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _pinpoint(
+    bgr: np.ndarray, gc: np.ndarray, m: np.ndarray, models: tuple[np.ndarray, np.ndarray], box: Box, P: Params
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Tightness prior of a box (Lempitsky, Kohli, Rother and Sharp, ICCV 2009).
 
     A box drawn around an object is tight: every row and every column through it crosses
@@ -711,8 +731,9 @@ class _ClickState:
     lab: np.ndarray | None
 
 
-def _click_state(small: np.ndarray, key: bytes, pts: tuple[Point, ...], P: Params,
-                 cache: SharedLRU[object, _ClickState] | None) -> _ClickState:
+def _click_state(
+    small: np.ndarray, key: bytes, pts: tuple[Point, ...], P: Params, cache: SharedLRU[object, _ClickState] | None
+) -> _ClickState:
     """State after the clicks ``pts`` (in ``small``'s pixels).
 
     The first click (or every click up to the first positive one) runs the full pipeline.
@@ -824,12 +845,11 @@ def _outside(box: Box | None, shape: tuple[int, int]) -> np.ndarray:
         x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
         x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
         out[:] = True
-        out[max(0, y0):y1, max(0, x0):x1] = False
+        out[max(0, y0) : y1, max(0, x0) : x1] = False
     return out
 
 
-def _box_band(box: Box, shape: tuple[int, int], frac: float, at_border: tuple[bool, bool, bool, bool],
-              mode: str = "skip") -> np.ndarray:
+def _box_band(box: Box, shape: tuple[int, int], frac: float, at_border: tuple[bool, bool, bool, bool], mode: str = "skip") -> np.ndarray:
     """The inner band of ``box`` (``frac`` of its width/height) on the sides that are not
     the image border (``mode="all"``: on every side)."""
     x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
@@ -839,13 +859,13 @@ def _box_band(box: Box, shape: tuple[int, int], frac: float, at_border: tuple[bo
     m = np.zeros(shape, bool)
     left, top, right, bottom = at_border if mode != "all" else (False,) * 4
     if not left:
-        m[y0:y1, x0:x0 + bw] = True
+        m[y0:y1, x0 : x0 + bw] = True
     if not right:
-        m[y0:y1, max(x0, x1 - bw):x1] = True
+        m[y0:y1, max(x0, x1 - bw) : x1] = True
     if not top:
-        m[y0:y0 + bh, x0:x1] = True
+        m[y0 : y0 + bh, x0:x1] = True
     if not bottom:
-        m[max(y0, y1 - bh):y1, x0:x1] = True
+        m[max(y0, y1 - bh) : y1, x0:x1] = True
     return m
 
 

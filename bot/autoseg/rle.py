@@ -155,8 +155,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray, ignore: np.ndarray | None = None) -> 
     return float(np.count_nonzero(a & b)) / float(union)
 
 
-def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int,
-                     supersample: int = 8) -> np.ndarray:
+def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int, supersample: int = 8) -> np.ndarray:
     """Rasterise COCO polygons (``[[x0, y0, x1, y1, ...], ...]``) to a bool mask.
 
     COCO pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``.  Each polygon is drawn with

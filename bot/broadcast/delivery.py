@@ -188,9 +188,7 @@ def _owned(session: Session, broadcast_id: int, runner: str) -> bool:
     return owner is not None and owner[0] == BroadcastStatus.RUNNING and owner[1] == runner
 
 
-def step(
-    session: Session, broadcast_id: int, runner: str, now: datetime, finish: Outcome | None, start_id: int | None
-) -> StepResult:
+def step(session: Session, broadcast_id: int, runner: str, now: datetime, finish: Outcome | None, start_id: int | None) -> StepResult:
     """Record one result and claim the next row, in one transaction (one commit per message).
 
     The claim only succeeds while this runner holds the running broadcast, so a cancel or a

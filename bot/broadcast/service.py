@@ -175,9 +175,7 @@ def cancel(session: Session, broadcast_id: int, now: datetime | None = None) -> 
 
 
 def set_status_message(session: Session, broadcast_id: int, chat_id: int, message_id: int) -> None:
-    session.execute(
-        update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(status_chat_id=chat_id, status_message_id=message_id)
-    )
+    session.execute(update(Broadcast).where(col(Broadcast.id) == broadcast_id).values(status_chat_id=chat_id, status_message_id=message_id))
 
 
 @dataclass(frozen=True, slots=True)

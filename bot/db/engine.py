@@ -35,6 +35,8 @@ _RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serializa
 
 def _retryable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+
+
 T = TypeVar("T")
 
 
@@ -119,9 +121,7 @@ class Database:
         self.url = normalize_url(url)
         self.sqlite = is_sqlite(self.url)
         self.engine = make_engine(self.url, pool_size=pool_size, echo=echo)
-        self.read_engine = (
-            make_engine(self.url, echo=echo, begin="DEFERRED") if self.sqlite else self.engine
-        )
+        self.read_engine = make_engine(self.url, echo=echo, begin="DEFERRED") if self.sqlite else self.engine
         workers = 1 if self.sqlite else min(pool_size, threads or pool_size)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crowdpin-db")
 

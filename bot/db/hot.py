@@ -106,8 +106,10 @@ class Rows:
 
 
 def _no_or_many(count: int) -> Exception:
-    return NoResultFound("No row was found when one was required") if count == 0 else MultipleResultsFound(
-        "Multiple rows were found when exactly one was required"
+    return (
+        NoResultFound("No row was found when one was required")
+        if count == 0
+        else MultipleResultsFound("Multiple rows were found when exactly one was required")
     )
 
 
@@ -166,7 +168,11 @@ def _plan(statement: Executable, dialect: Dialect, result: Any) -> _Plan | None:
             return None
         results = [column.type.dialect_impl(dialect).result_processor(dialect, d.type_code) for column, d in zip(columns, description)]
     return _Plan(
-        sql=compiled.string, compiled=compiled, returns_rows=bool(keys), keys=keys, binds=binds,
+        sql=compiled.string,
+        compiled=compiled,
+        returns_rows=bool(keys),
+        keys=keys,
+        binds=binds,
         results=results if any(results) else None,
     )
 

@@ -45,7 +45,13 @@ class EmulatorClient:
         return self._session
 
     async def _call(
-        self, http_method: str, path: str, *, json: dict[str, Any] | None = None, params: dict[str, Any] | None = None, timeout: float = 30.0
+        self,
+        http_method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30.0,
     ) -> Any:
         query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items() if v is not None}
         body = {k: v for k, v in (json or {}).items() if v is not None} if json is not None else None
@@ -89,7 +95,13 @@ class EmulatorClient:
         data = await self._call(
             "POST",
             "/users",
-            json={"user_id": user_id, "first_name": first_name, "last_name": last_name, "username": username, "language_code": language_code},
+            json={
+                "user_id": user_id,
+                "first_name": first_name,
+                "last_name": last_name,
+                "username": username,
+                "language_code": language_code,
+            },
         )
         return EmulatedUser(
             id=data["id"],
@@ -112,9 +124,7 @@ class EmulatorClient:
         payload = {"user_id": user_id, "data_base64": base64.b64encode(data).decode(), "caption": caption, "token": token}
         return await self._call("POST", "/send_photo", json=payload)
 
-    async def tap(
-        self, user_id: int, message_id: int, text: str | None = None, data: str | None = None, token: str | None = None
-    ) -> str:
+    async def tap(self, user_id: int, message_id: int, text: str | None = None, data: str | None = None, token: str | None = None) -> str:
         result = await self._call(
             "POST", "/tap", json={"user_id": user_id, "message_id": message_id, "text": text, "data": data, "token": token}
         )
@@ -196,9 +206,7 @@ class EmulatorClient:
             json={"enabled": enabled, "per_chat_per_s": per_chat_per_s, "global_per_s": global_per_s, "per_chat_burst": per_chat_burst},
         )
 
-    async def inject_fault(
-        self, method: str | None, kind: str, count: int = 1, retry_after: int = 1, delay: float = 1.0
-    ) -> None:
+    async def inject_fault(self, method: str | None, kind: str, count: int = 1, retry_after: int = 1, delay: float = 1.0) -> None:
         await self._call(
             "POST", "/fault", json={"method": method, "kind": kind, "count": count, "retry_after": retry_after, "delay": delay}
         )

@@ -197,9 +197,7 @@ async def _reset_stats(emu: Emulator, args: _Args) -> Any:
 
 async def _flood_control(emu: Emulator, args: _Args) -> Any:
     burst = args.opt_int("per_chat_burst")
-    emu.set_flood_control(
-        bool(args.bool("enabled", True)), args.float("per_chat_per_s", 1.0), args.float("global_per_s", 30.0), burst
-    )
+    emu.set_flood_control(bool(args.bool("enabled", True)), args.float("per_chat_per_s", 1.0), args.float("global_per_s", 30.0), burst)
     return True
 
 

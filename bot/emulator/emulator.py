@@ -58,8 +58,7 @@ def make_token(bot_id: int) -> str:
 def command_entities(text: str) -> list[dict[str, Any]]:
     """``bot_command`` entities, as Telegram's clients attach them to ``/start`` and the like."""
     return [
-        {"type": "bot_command", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m.group())}
-        for m in _COMMAND_RE.finditer(text)
+        {"type": "bot_command", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m.group())} for m in _COMMAND_RE.finditer(text)
     ]
 
 
@@ -121,7 +120,12 @@ class Emulator:
             bot_id = self._next_bot_id
             token = make_token(bot_id)
         self._next_bot_id = max(self._next_bot_id, bot_id) + 1
-        account = EmulatedUser(id=bot_id, first_name=first_name or username.removesuffix("_bot").replace("_", " ").title() or "Bot", username=username, is_bot=True)
+        account = EmulatedUser(
+            id=bot_id,
+            first_name=first_name or username.removesuffix("_bot").replace("_", " ").title() or "Bot",
+            username=username,
+            is_bot=True,
+        )
         self.bots[token] = BotState(token, account)
         return token
 
@@ -342,9 +346,7 @@ class Emulator:
         """Switch Telegram's send limits on or off (token buckets; ``per_chat_burst`` defaults to 3)."""
         self.flood.configure(enabled, per_chat_per_s, global_per_s, per_chat_burst)
 
-    def inject_fault(
-        self, method: str | None, kind: str, count: int = 1, retry_after: int = 1, delay: float = 1.0
-    ) -> Fault:
+    def inject_fault(self, method: str | None, kind: str, count: int = 1, retry_after: int = 1, delay: float = 1.0) -> Fault:
         """Make the next ``count`` HTTP calls of ``method`` (None: any) fail.
 
         ``kind``: ``"429"`` (with ``retry_after``), ``"500"`` (JSON), ``"502"``

@@ -22,9 +22,7 @@ CAPTION_TOO_LONG = "Bad Request: message caption is too long"
 BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
 BUTTON_URL_INVALID = "Bad Request: BUTTON_URL_INVALID"
 MARKUP_TOO_LONG = "Bad Request: reply markup is too long"
-TEXT_BUTTONS_UNALLOWED = (
-    "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
-)
+TEXT_BUTTONS_UNALLOWED = "Bad Request: can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -45,9 +43,7 @@ PHOTO_TOO_BIG = "Bad Request: PHOTO_SAVE_FILE_INVALID"
 IMAGE_PROCESS_FAILED = "Bad Request: IMAGE_PROCESS_FAILED"
 FILE_TOO_BIG = "Bad Request: file is too big"
 FILE_EMPTY = "Bad Request: file must be non-empty"
-WEBHOOK_ACTIVE = (
-    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
-)
+WEBHOOK_ACTIVE = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 ENTITY_TOO_LARGE = "Request Entity Too Large"
 

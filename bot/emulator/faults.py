@@ -42,9 +42,7 @@ class FaultPlan:
     def __init__(self) -> None:
         self._faults: deque[Fault] = deque()
 
-    def inject(
-        self, method: str | None, kind: str | int, count: int = 1, retry_after: int = 1, delay: float = 1.0
-    ) -> Fault:
+    def inject(self, method: str | None, kind: str | int, count: int = 1, retry_after: int = 1, delay: float = 1.0) -> Fault:
         kind = str(kind)
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")

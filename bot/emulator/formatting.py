@@ -157,7 +157,11 @@ class _HtmlParser:
         close = text.find(">", j)
         if close < 0:
             raise _entities_error(f"Unclosed start tag at byte offset {self.out.byte_offset(i)}")
-        attrs = {m.group(1).lower(): next((g for g in m.groups()[1:] if g is not None), "") for m in _ATTR_RE.finditer(text[j:close]) if m.group(1)}
+        attrs = {
+            m.group(1).lower(): next((g for g in m.groups()[1:] if g is not None), "")
+            for m in _ATTR_RE.finditer(text[j:close])
+            if m.group(1)
+        }
         if name == "span" and attrs.get("class") != "tg-spoiler":
             raise _entities_error('Tag "span" must have class "tg-spoiler"')
         self.stack.append((name, self.out.pos, attrs, self.out.byte_offset(i)))
@@ -172,9 +176,7 @@ class _HtmlParser:
             raise _entities_error(f"Unexpected end tag at byte offset {self.out.byte_offset(i)}")
         tag, start, attrs, _ = self.stack[-1]
         if name and name != tag:
-            raise _entities_error(
-                f'Unmatched end tag at byte offset {self.out.byte_offset(i)}, expected "</{tag}>", found "</{name}>"'
-            )
+            raise _entities_error(f'Unmatched end tag at byte offset {self.out.byte_offset(i)}, expected "</{tag}>", found "</{name}>"')
         self.stack.pop()
         entity_type = _HTML_TAGS[tag]
         extra: dict[str, Any] = {}

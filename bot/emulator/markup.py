@@ -41,7 +41,7 @@ def check_reply_markup(markup: dict[str, Any] | None) -> None:
         for row in rows:
             for button in row:
                 if not button.get("text"):
-                    raise bad_request("can't parse keyboard button: Field \"text\" must be non-empty")
+                    raise bad_request('can\'t parse keyboard button: Field "text" must be non-empty')
 
 
 def _check_inline_keyboard(rows: list[list[dict[str, Any]]]) -> None:
@@ -64,8 +64,7 @@ def _check_inline_button(button: dict[str, Any]) -> None:
         raise ApiError(400, TEXT_BUTTONS_UNALLOWED)
     if len(actions) > 1:
         raise bad_request(
-            "can't parse inline keyboard button: exactly one of the optional fields must be used, got "
-            + ", ".join(sorted(actions))
+            "can't parse inline keyboard button: exactly one of the optional fields must be used, got " + ", ".join(sorted(actions))
         )
     if "callback_data" in button:
         size = len(button["callback_data"].encode("utf-8"))
@@ -75,9 +74,7 @@ def _check_inline_button(button: dict[str, Any]) -> None:
         raise ApiError(400, BUTTON_URL_INVALID)
 
 
-def find_callback_button(
-    markup: dict[str, Any] | None, *, text: str | None = None, data: str | None = None
-) -> dict[str, Any]:
+def find_callback_button(markup: dict[str, Any] | None, *, text: str | None = None, data: str | None = None) -> dict[str, Any]:
     """The callback button on a message matching ``text`` or ``data``, else :class:`ButtonNotFound`."""
     if (text is None) == (data is None):
         raise ValueError("pass exactly one of text= or data=")

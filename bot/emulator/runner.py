@@ -62,7 +62,9 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8081, token: str | None =
 class BackgroundEmulator:
     """An emulator served from its own thread; :meth:`run` executes code on its loop."""
 
-    def __init__(self, emulator: Emulator, server: EmulatorServer, token: str, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    def __init__(
+        self, emulator: Emulator, server: EmulatorServer, token: str, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+    ) -> None:
         self.emulator = emulator
         self.server = server
         self.token = token
@@ -98,9 +100,7 @@ class BackgroundEmulator:
         self.stop()
 
 
-def start_background(
-    host: str = "127.0.0.1", port: int = 0, token: str | None = None, flood_control: bool = False
-) -> BackgroundEmulator:
+def start_background(host: str = "127.0.0.1", port: int = 0, token: str | None = None, flood_control: bool = False) -> BackgroundEmulator:
     """Start an emulator with one bot on a daemon thread; returns once it is listening."""
     ready: concurrent.futures.Future[BackgroundEmulator] = concurrent.futures.Future()
     loop = asyncio.new_event_loop()

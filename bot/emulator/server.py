@@ -107,9 +107,7 @@ class EmulatorServer:
             raise
         except Exception as err:  # an emulator bug must not look like a Telegram answer
             log.exception("emulator failed on %s", method)
-            response = json_response(
-                {"ok": False, "error_code": 500, "description": f"Internal Server Error: emulator bug: {err!r}"}, 500
-            )
+            response = json_response({"ok": False, "error_code": 500, "description": f"Internal Server Error: emulator bug: {err!r}"}, 500)
         if fault is not None and fault.kind == "drop_after":
             return self._drop(request)
         return response

@@ -251,9 +251,7 @@ class Validator:
             return [self._check(ref.item, item, f"{where}[{i}]", files, context) for i, item in enumerate(value)]
         return self._check_object(ref.name, value, where, files, context)
 
-    def _check_scalar(
-        self, scalar: str, value: Any, where: str, files: Mapping[str, UploadedFile], context: str | None
-    ) -> Any:
+    def _check_scalar(self, scalar: str, value: Any, where: str, files: Mapping[str, UploadedFile], context: str | None) -> Any:
         if scalar == "InputFile":
             if isinstance(value, str) and value.startswith(ATTACH_PREFIX):
                 upload = files.get(value[len(ATTACH_PREFIX) :])
@@ -265,9 +263,7 @@ class Validator:
             raise _Mismatch(f"{_subject(where)} must be of type {_JSON_TYPE_NAMES.get(scalar, scalar)}", where, context)
         return float(value) if scalar == "Float" else value
 
-    def _check_object(
-        self, type_name: str, value: Any, where: str, files: Mapping[str, UploadedFile], context: str | None
-    ) -> Any:
+    def _check_object(self, type_name: str, value: Any, where: str, files: Mapping[str, UploadedFile], context: str | None) -> Any:
         spec = self.spec.types.get(type_name)
         if spec is None:
             raise _Mismatch(f"unknown type {type_name}", where, context)

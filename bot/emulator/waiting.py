@@ -60,9 +60,7 @@ class ChangeNotifier:
         finally:
             self._tracking = previous
 
-    async def wait_until(
-        self, predicate: Callable[[], T | None], timeout: float, on_timeout: Callable[[], str] | None = None
-    ) -> T:
+    async def wait_until(self, predicate: Callable[[], T | None], timeout: float, on_timeout: Callable[[], str] | None = None) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

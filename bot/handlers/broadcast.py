@@ -134,7 +134,9 @@ async def on_content(message: Message, app: App, lang: str, state: FSMContext) -
     await state.set_state(Form.confirm)
     await message.answer(
         t("broadcast.preview", lang, count=count, audience=views.audience_label(data["audience"], lang)),
-        reply_markup=views.keyboard([[(t("broadcast.confirm", lang, count=count), BcCb(a="ok")), (t("broadcast.cancel", lang), BcCb(a="no"))]]),
+        reply_markup=views.keyboard(
+            [[(t("broadcast.confirm", lang, count=count), BcCb(a="ok")), (t("broadcast.cancel", lang), BcCb(a="no"))]]
+        ),
     )
 
 

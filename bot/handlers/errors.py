@@ -17,9 +17,7 @@ router = Router(name="errors")
 
 
 @router.error()
-async def on_error(
-    event: ErrorEvent, bot: Bot, app: App | None = None, lang: str = "ko", worker: WorkerCtx | None = None
-) -> bool:
+async def on_error(event: ErrorEvent, bot: Bot, app: App | None = None, lang: str = "ko", worker: WorkerCtx | None = None) -> bool:
     update = event.update
     exc = event.exception
     user = None

@@ -67,8 +67,7 @@ def as_json(keyboard: Keyboard) -> dict[str, Any]:
         return keyboard
     return {
         "inline_keyboard": [
-            [{"text": button.text, "callback_data": button.callback_data} for button in row]
-            for row in keyboard.inline_keyboard
+            [{"text": button.text, "callback_data": button.callback_data} for button in row] for row in keyboard.inline_keyboard
         ]
     }
 

@@ -54,7 +54,9 @@ async def render_confirm(app: App, card: TaskCard, lang: str) -> Rendered:
     if not mask_json:
         # No pre-label mask: make one (prelabel box, else image centre) and keep it on the task,
         # so every worker of the task judges the same mask and exports contain what was judged.
-        mask_json = await app.db.run(magic_pin.store_auto_mask, card.task_id, await app.pictures.run(app.pictures.auto_mask_json, ref, card.prelabel))
+        mask_json = await app.db.run(
+            magic_pin.store_auto_mask, card.task_id, await app.pictures.run(app.pictures.auto_mask_json, ref, card.prelabel)
+        )
         log.info("masks.auto_mask", task_id=card.task_id)
     lines = [] if card.question else [t("masks.confirm.question", lang)]
     if name:

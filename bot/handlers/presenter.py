@@ -76,9 +76,7 @@ async def phone_photo(app: App, card: TaskCard) -> tuple[str | None, bytes | Non
         path = card.phone_path
         if not path:
             path = str(
-                media.ensure_phone_copy(
-                    card.image_path, card.image_sha256, app.media_dir, long_side=app.settings.media.phone_long_side
-                )
+                media.ensure_phone_copy(card.image_path, card.image_sha256, app.media_dir, long_side=app.settings.media.phone_long_side)
             )
             app.db.call(service.remember_phone_path, card.image_id, path)
         with open(path, "rb") as fh:
@@ -119,9 +117,7 @@ def _largest_file_id(message: Message | bool) -> str | None:
     return None
 
 
-async def show(
-    bot: Bot, app: App, chat_id: int, card: TaskCard, lang: str, *, edit_message_id: int | None = None
-) -> int:
+async def show(bot: Bot, app: App, chat_id: int, card: TaskCard, lang: str, *, edit_message_id: int | None = None) -> int:
     """Show ``card``; edits ``edit_message_id`` in place when given. Returns the message id.
 
     The first send of a plain photo uploads it under a per-image lock, so workers who get the
@@ -137,12 +133,11 @@ async def show(
         return await _show(bot, app, chat_id, card, rendered, edit_message_id)
 
 
-async def _show(
-    bot: Bot, app: App, chat_id: int, card: TaskCard, rendered: Rendered, edit_message_id: int | None
-) -> int:
+async def _show(bot: Bot, app: App, chat_id: int, card: TaskCard, rendered: Rendered, edit_message_id: int | None) -> int:
     photo = rendered.file_id or BufferedInputFile(rendered.upload or b"", filename=f"task{card.task_id}.jpg")
     message: Message | bool | None = None
     if edit_message_id is not None:
+
         def edit() -> EditMessageMedia:
             media = InputMediaPhoto(media=photo, caption=rendered.caption)
             return EditMessageMedia(

@@ -69,9 +69,7 @@ def prepare(outcome: AnswerOutcome, lang: str) -> str | None:
     return text if len(text) <= ALERT_LIMIT else text[: ALERT_LIMIT - 1] + "…"
 
 
-async def show_training_feedback(
-    bot: Bot, chat_id: int, message_id: int | None, result: object, lang: str
-) -> bool:
+async def show_training_feedback(bot: Bot, chat_id: int, message_id: int | None, result: object, lang: str) -> bool:
     """Turn the answered practice message into its feedback (photo kept, buttons gone).
 
     Returns True when it did, so the next task goes out as a new message below it.

@@ -117,9 +117,7 @@ def balance_text(bal: ledger.Balance, quote: withdrawals.Quote, lines: list[Acti
     out.append(t("wallet.balance.lifetime", lang, amount=won(bal.lifetime)))
     if quote.open_request is not None:
         w = quote.open_request
-        out.append(
-            t("wallet.balance.open_request", lang, amount=won(w.amount), bank=w.bank, masked=payout_accounts.mask(w.account_number))
-        )
+        out.append(t("wallet.balance.open_request", lang, amount=won(w.amount), bank=w.bank, masked=payout_accounts.mask(w.account_number)))
     elif not quote.can_withdraw:
         out.append(t("wallet.balance.min_hint", lang, minimum=won(quote.minimum)))
     out.append("")
@@ -354,9 +352,7 @@ async def on_confirm(query: CallbackQuery, callback_data: WalletCb, app: App, wo
         if got == WithdrawRefusal.ALREADY_OPEN and quote.open_request is not None:
             text = _open_text(quote.open_request, lang)
         else:
-            text = t(
-                f"wallet.withdraw.{got.value}", lang, minimum=won(minimum), available=won(quote.available)
-            )
+            text = t(f"wallet.withdraw.{got.value}", lang, minimum=won(minimum), available=won(quote.available))
         log.info("wallet.withdraw_refused", reason=got.value, amount=callback_data.v)
         await query.answer(text, show_alert=True)
         await _drop_buttons(query)

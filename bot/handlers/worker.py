@@ -47,9 +47,7 @@ async def on_language(message: Message) -> None:
 
 
 @router.callback_query(LangCb.filter())
-async def on_language_chosen(
-    query: CallbackQuery, callback_data: LangCb, app: App, worker: WorkerCtx, directory: WorkerDirectory
-) -> None:
+async def on_language_chosen(query: CallbackQuery, callback_data: LangCb, app: App, worker: WorkerCtx, directory: WorkerDirectory) -> None:
     lang = callback_data.code if callback_data.code in ("ko", "en") else "ko"
     await app.db.run(workers.set_language, worker.id, lang)
     directory.put(WorkerCtx(worker.id, worker.tg_id, worker.name, lang, worker.status))

@@ -38,7 +38,9 @@ ERROR_COOLDOWN = 60.0  # after a fatal error (token revoked...), wait before try
 class StatusReporter:
     """Edits one operator's status message, at most every ``every`` seconds and only on change."""
 
-    def __init__(self, bot: Bot, app: App, broadcast_id: int, chat_id: int, message_id: int, lang: str, every: float = STATUS_EVERY) -> None:
+    def __init__(
+        self, bot: Bot, app: App, broadcast_id: int, chat_id: int, message_id: int, lang: str, every: float = STATUS_EVERY
+    ) -> None:
         self.bot, self.app, self.broadcast_id = bot, app, broadcast_id
         self.chat_id, self.message_id, self.lang, self.every = chat_id, message_id, lang, every
         self._last_text = ""

@@ -223,9 +223,7 @@ def _decode(mask_rle: str | None) -> np.ndarray | None:
         return None
 
 
-def _mask_result(
-    data: _Data, method: str, mine: list[_Vote], weights: dict[int, float] | None
-) -> tuple[str | None, float]:
+def _mask_result(data: _Data, method: str, mine: list[_Vote], weights: dict[int, float] | None) -> tuple[str | None, float]:
     """Per-pixel aggregation of the kept masks of one task; returns (RLE JSON, mean IoU with it)."""
     decoded = [(v.worker_id, m) for v in mine if v.value == PIN_MASK and (m := _decode(v.mask_rle)) is not None]
     if not decoded:

@@ -182,9 +182,7 @@ def read_folder(folder: Path) -> tuple[list[Row], list[Problem]]:
     paths = sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     for i, path in enumerate(paths, start=1):
         rel = path.relative_to(folder).as_posix()
@@ -203,9 +201,7 @@ def read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
                 raise DatasetError(f"{path.name}: the manifest is empty")
             columns = [h.strip().lower() for h in header]
             if "image" not in columns:
-                raise DatasetError(
-                    f"{path.name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})"
-                )
+                raise DatasetError(f"{path.name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})")
             for values in reader:
                 line = reader.line_num
                 if not any(v.strip() for v in values):
@@ -629,9 +625,7 @@ def plan(
         elif sha == item.checked.sha256:
             summary.already_loaded += 1
         else:
-            problems.append(
-                Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image")
-            )
+            problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image"))
     content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
     to_write: list[ReadyRow] = []
     for item in fresh:
@@ -687,7 +681,9 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
 
     def lookup(chunked: Sequence[str]) -> None:
         for chunk in _chunks(chunked, _LOOKUP_CHUNK):
-            ids.update({sha: iid for iid, sha in session.execute(select(col(Image.id), col(Image.sha256)).where(col(Image.sha256).in_(chunk)))})
+            ids.update(
+                {sha: iid for iid, sha in session.execute(select(col(Image.id), col(Image.sha256)).where(col(Image.sha256).in_(chunk)))}
+            )
 
     lookup(hashes)
     reused = len(ids)

@@ -156,9 +156,7 @@ def answers_query(session: Session, project_id: int, *, reveal: bool) -> Any:
         col(Answer.reward),
     ]
     stmt = (
-        select(*columns)
-        .join(Task, col(Task.id) == col(Answer.task_id))
-        .join(Assignment, col(Assignment.id) == col(Answer.assignment_id))
+        select(*columns).join(Task, col(Task.id) == col(Answer.task_id)).join(Assignment, col(Assignment.id) == col(Answer.assignment_id))
     )
     if reveal:
         stmt = stmt.add_columns(col(Worker.tg_id), col(Worker.name)).join(Worker, col(Worker.id) == col(Answer.worker_id))
@@ -384,9 +382,13 @@ def _coco_header(session: Session, project: Project, writer: _CocoWriter, what: 
         writer.item({"id": cid, "name": name, "supercategory": ""})
     writer.close_section()
     writer.open_section(",", "images")
-    images = select(col(Image.id), func.min(col(Task.external_id)), col(Image.width), col(Image.height), col(Image.path)).join(
-        Task, col(Task.image_id) == col(Image.id)
-    ).where(col(Task.project_id) == project.id).group_by(col(Image.id), col(Image.width), col(Image.height), col(Image.path)).order_by(col(Image.id))
+    images = (
+        select(col(Image.id), func.min(col(Task.external_id)), col(Image.width), col(Image.height), col(Image.path))
+        .join(Task, col(Task.image_id) == col(Image.id))
+        .where(col(Task.project_id) == project.id)
+        .group_by(col(Image.id), col(Image.width), col(Image.height), col(Image.path))
+        .order_by(col(Image.id))
+    )
     for part in _stream(session, images):
         for iid, ext, w, h, path in part:
             writer.item({"id": iid, "file_name": _coco_file_name(ext), "width": w, "height": h, "path": path})
@@ -451,7 +453,17 @@ def _coco_answers(session: Session, project: Project, pseudo: Pseudonyms, reveal
     categories = _coco_header(session, project, writer, "answers")
     writer.open_section(",", "annotations")
     stmt = (
-        select(col(Answer.id), col(Answer.task_id), col(Task.image_id), col(Task.prelabel), col(Task.external_id), col(Answer.worker_id), col(Answer.value), col(Answer.mask_rle), col(Task.mask_rle))
+        select(
+            col(Answer.id),
+            col(Answer.task_id),
+            col(Task.image_id),
+            col(Task.prelabel),
+            col(Task.external_id),
+            col(Answer.worker_id),
+            col(Answer.value),
+            col(Answer.mask_rle),
+            col(Task.mask_rle),
+        )
         .join(Task, col(Task.id) == col(Answer.task_id))
         .where(col(Answer.project_id) == project.id)
         .order_by(col(Answer.id))
@@ -511,10 +523,14 @@ def export(
         project = _project(session, project_id)
         if fmt == Format.COCO and project.type not in MASK_TYPES:
             raise ExportError(f"COCO export is for mask projects; project {project_id} is {project.type}")
-        total = _count_answers(session, project_id) if what == What.ANSWERS else int(
-            session.execute(
-                select(func.count(col(Task.id))).where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.NORMAL.value)
-            ).scalar_one()
+        total = (
+            _count_answers(session, project_id)
+            if what == What.ANSWERS
+            else int(
+                session.execute(
+                    select(func.count(col(Task.id))).where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.NORMAL.value)
+                ).scalar_one()
+            )
         )
         last = [0]
 

@@ -21,9 +21,9 @@ def add_task(
     golden: str | None = None,
     explanation: str | None = None,
 ) -> tuple[Task, bool]:
-    existing = session.execute(
-        select(Task).where(col(Task.project_id) == project.id, col(Task.external_id) == external_id)
-    ).scalars().first()
+    existing = (
+        session.execute(select(Task).where(col(Task.project_id) == project.id, col(Task.external_id) == external_id)).scalars().first()
+    )
     if existing is not None:
         return existing, False
     assert project.id is not None and image.id is not None

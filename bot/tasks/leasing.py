@@ -61,10 +61,11 @@ def expire_leases(session: Session, now: datetime | None = None, *, force: bool 
     if _dialect(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
     rows = execute(
-        session, update(Assignment)
+        session,
+        update(Assignment)
         .where(col(Assignment.id).in_(due.scalar_subquery()), col(Assignment.status) == AssignmentStatus.LEASED)
         .values(status=AssignmentStatus.EXPIRED, closed_at=now)
-        .returning(col(Assignment.task_id))
+        .returning(col(Assignment.task_id)),
     ).all()
     for task_id, n in Counter(row[0] for row in rows).items():
         execute(session, update(Task).where(col(Task.id) == task_id).values(taken=col(Task.taken) - n))

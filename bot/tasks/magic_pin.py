@@ -202,7 +202,9 @@ def pin_step(
     if rev != state.rev:
         return PinRefusal.STALE
     old = assignment.state_json
-    new = PinState(phase=state.phase, points=list(state.points), positive=state.positive, mask=state.mask, area=state.area, rev=state.rev + 1)
+    new = PinState(
+        phase=state.phase, points=list(state.points), positive=state.positive, mask=state.mask, area=state.area, rev=state.rev + 1
+    )
     if action == "cell":
         cell = CELLS[index]
         if state.phase == Phase.GRID:
@@ -345,9 +347,7 @@ def to_original(mask: np.ndarray, display: tuple[int, int]) -> tuple[dict[str, A
     return coco_rle.encode(full), int(np.count_nonzero(full))
 
 
-def segment_cells(
-    rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]
-) -> tuple[dict[str, Any], int]:
+def segment_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]) -> tuple[dict[str, Any], int]:
     """Segment from the centres of the tapped cells; returns (COCO RLE at ``display`` size, area)."""
     return to_original(segment_phone(rgb, points), display)
 
@@ -377,7 +377,7 @@ def parse_mask(mask_json: str) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"mask is not JSON: {exc}") from None
     if not isinstance(data, dict) or "size" not in data or "counts" not in data:
-        raise ValueError("mask must be COCO RLE: {\"size\": [h, w], \"counts\": ...}")
+        raise ValueError('mask must be COCO RLE: {"size": [h, w], "counts": ...}')
     coco_rle.decode(data)  # validates the runs
     return data
 

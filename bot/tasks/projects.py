@@ -155,9 +155,7 @@ def answer_values(project: Project) -> list[str]:
     return [PIN_MASK, PIN_NONE]
 
 
-def create(
-    session: Session, *, name: str, type: str = ProjectType.CLASSIFY, labels: list[str] | None = None, **settings: Any
-) -> Project:
+def create(session: Session, *, name: str, type: str = ProjectType.CLASSIFY, labels: list[str] | None = None, **settings: Any) -> Project:
     """A new project; every setting checked first (:class:`ProjectError` and nothing written)."""
     ptype = check_type(type)
     checked = check_settings(settings)
@@ -255,9 +253,7 @@ def active_snapshots(session: Session, project_id: int | None = None) -> list[Pr
 
 
 def active(session: Session) -> list[Project]:
-    return list(
-        session.execute(select(Project).where(col(Project.status) == ProjectStatus.ACTIVE).order_by(col(Project.id))).scalars()
-    )
+    return list(session.execute(select(Project).where(col(Project.status) == ProjectStatus.ACTIVE).order_by(col(Project.id))).scalars())
 
 
 def set_status(session: Session, project_id: int, status: ProjectStatus) -> Project:

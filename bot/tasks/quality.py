@@ -195,9 +195,17 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
         return wp
     now = now or utcnow()
     values = {
-        "worker_id": worker_id, "project_id": project.id, "stage": first_stage(project).value, "updated_at": now,
-        "exam_correct": 0, "exam_total": 0, "golden_correct": 0, "golden_total": 0,
-        "fast_strikes": 0, "skips_in_row": 0, "answers_total": 0,
+        "worker_id": worker_id,
+        "project_id": project.id,
+        "stage": first_stage(project).value,
+        "updated_at": now,
+        "exam_correct": 0,
+        "exam_total": 0,
+        "golden_correct": 0,
+        "golden_total": 0,
+        "fast_strikes": 0,
+        "skips_in_row": 0,
+        "answers_total": 0,
     }
     try:
         with session.begin_nested():  # a concurrent first claim may have inserted it already
@@ -212,17 +220,22 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
 def _set(session: Session, wp: Standing, now: datetime, **values: Any) -> None:
     """Update the row; counters change as SQL expressions (atomic against a concurrent answer of
     the same worker) and ``wp`` gets the row as written."""
-    row = execute(
-        session, update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)
-    ).mappings().one()
+    row = execute(session, update(_WP).where(_WP.c.id == wp.id).values(updated_at=now, **values).returning(*_WP.c)).mappings().one()
     for key, value in row.items():
         setattr(wp, key, value)
 
 
 def block(session: Session, wp: Standing, reason: BlockReason, now: datetime) -> None:
     _set(session, wp, now, stage=Stage.BLOCKED.value, blocked_reason=reason.value)
-    log.warning("quality.blocked", worker_id=wp.worker_id, project_id=wp.project_id, reason=reason.value,
-                accuracy=round(accuracy_of(wp), 3), golden=wp.golden_total, fast_strikes=wp.fast_strikes)
+    log.warning(
+        "quality.blocked",
+        worker_id=wp.worker_id,
+        project_id=wp.project_id,
+        reason=reason.value,
+        accuracy=round(accuracy_of(wp), 3),
+        golden=wp.golden_total,
+        fast_strikes=wp.fast_strikes,
+    )
 
 
 def unblock(session: Session, worker_id: int, project_id: int, now: datetime | None = None) -> bool:
@@ -254,7 +267,10 @@ def _minutes_left(until: datetime, now: datetime) -> int:
 
 def _has_tasks(session: Session, project: Project, kind: TaskKind) -> bool:
     found = execute(
-        session, select(col(Task.id)).where(col(Task.project_id) == project.id, col(Task.kind) == kind.value, col(Task.status) == TaskStatus.OPEN.value).limit(1)
+        session,
+        select(col(Task.id))
+        .where(col(Task.project_id) == project.id, col(Task.kind) == kind.value, col(Task.status) == TaskStatus.OPEN.value)
+        .limit(1),
     ).first()
     return found is not None
 
@@ -263,14 +279,15 @@ def answers_today(session: Session, worker_id: int, project_id: int, now: dateti
     """Answers in the project since local midnight; training answers do not count."""
     return int(
         execute(
-            session, select(func.count(col(Answer.id)))
+            session,
+            select(func.count(col(Answer.id)))
             .join(Task, col(Task.id) == col(Answer.task_id))
             .where(
                 col(Answer.worker_id) == worker_id,
                 col(Answer.project_id) == project_id,
                 col(Answer.created_at) >= day_start(now, tz),
                 col(Task.kind) != TaskKind.TRAINING.value,
-            )
+            ),
         ).scalar_one()
     )
 
@@ -392,9 +409,7 @@ def after_answer(
     """Update the worker's counters and apply the project's rules to one recorded answer."""
     now = now or utcnow()
     if task.kind == TaskKind.TRAINING:
-        return AfterAnswer(
-            training_feedback=TrainingFeedback(correct, task.golden, task.explanation, project.type), paid=False
-        )
+        return AfterAnswer(training_feedback=TrainingFeedback(correct, task.golden, task.explanation, project.type), paid=False)
     golden = task.kind == TaskKind.GOLDEN and correct is not None
     exam = False
     if golden:  # only an exam answer depends on the stage before this answer
@@ -432,9 +447,7 @@ def _finish_exam(session: Session, project: Project, wp: Standing, now: datetime
     return Notice("quality.exam.failed", {**params, "minutes": max(0, project.exam_cooldown_minutes)}, stops=True)
 
 
-def _apply_rules(
-    session: Session, project: Project, wp: Standing, *, fast: bool, golden: bool, now: datetime, tz: str
-) -> Notice | None:
+def _apply_rules(session: Session, project: Project, wp: Standing, *, fast: bool, golden: bool, now: datetime, tz: str) -> Notice | None:
     threshold = project.accuracy_threshold
     if (
         golden
@@ -495,9 +508,7 @@ def task_confidence(session: Session, project: Project, task_id: int) -> tuple[s
         return None, 0.0, 0
     labels = answer_values(project)
     n = max(2, len(labels))
-    probs = posterior(
-        ((str(r[0]), vote_weight(weight_accuracy(int(r[2] or 0), int(r[3] or 0)), n)) for r in rows), labels
-    )
+    probs = posterior(((str(r[0]), vote_weight(weight_accuracy(int(r[2] or 0), int(r[3] or 0)), n)) for r in rows), labels)
     label, confidence = best(probs, labels)
     if project.type == ProjectType.MAGIC_PIN and label == PIN_MASK:
         confidence *= _mask_agreement([r[1] for r in rows if r[0] == PIN_MASK and r[1]])
@@ -537,7 +548,9 @@ def _settle_statement(done: bool, reopen: bool, counted: bool) -> Any:
 
 _SETTLE = {
     (done, reopen, counted): hot(_settle_statement(done, reopen, counted))
-    for done in (False, True) for reopen in (False, True) for counted in (False, True)
+    for done in (False, True)
+    for reopen in (False, True)
+    for counted in (False, True)
 }
 
 
@@ -557,7 +570,8 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
     execute(
-        session, _SETTLE[(done, reopen, counted)],
+        session,
+        _SETTLE[(done, reopen, counted)],
         {"task_id": task_id, "result": label, "confidence": confidence if count else None},
     )
     return done

@@ -116,9 +116,20 @@ def _today(column: Any) -> Any:
 # The task, its image and the worker's progress today (the caption), in one statement.
 _CARD_ROW = hot(
     select(
-        col(Task.id), col(Task.kind), col(Task.prelabel), col(Task.mask_rle), col(Task.project_id),
-        col(Image.id), col(Image.sha256), col(Image.path), col(Image.phone_path), col(Image.tg_file_id), col(Image.width), col(Image.height),
-        _today(func.count(col(Answer.id))), _today(func.coalesce(func.sum(col(Answer.reward)), 0)),
+        col(Task.id),
+        col(Task.kind),
+        col(Task.prelabel),
+        col(Task.mask_rle),
+        col(Task.project_id),
+        col(Image.id),
+        col(Image.sha256),
+        col(Image.path),
+        col(Image.phone_path),
+        col(Image.tg_file_id),
+        col(Image.width),
+        col(Image.height),
+        _today(func.count(col(Answer.id))),
+        _today(func.coalesce(func.sum(col(Answer.reward)), 0)),
     )
     .join(Image, col(Image.id) == col(Task.image_id))
     .where(col(Task.id) == bindparam("task_id"))
@@ -126,11 +137,14 @@ _CARD_ROW = hot(
 
 
 def card_for(
-    session: Session, assignment: Assignment | leasing.NewLease, lang: str, now: datetime, tz: str = "Asia/Seoul", project: Project | None = None
+    session: Session,
+    assignment: Assignment | leasing.NewLease,
+    lang: str,
+    now: datetime,
+    tz: str = "Asia/Seoul",
+    project: Project | None = None,
 ) -> TaskCard:
-    row = execute(
-        session, _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
-    ).one()
+    row = execute(session, _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}).one()
     if project is None or project.id != assignment.project_id:
         project = projects.read(session, assignment.project_id)
     assert project is not None and assignment.id is not None
@@ -243,8 +257,17 @@ class Lease:
 
 _LEASE = hot(
     select(
-        col(Assignment.id), col(Assignment.worker_id), col(Assignment.status), col(Assignment.expires_at), col(Assignment.leased_at),
-        col(Task.id), col(Task.kind), col(Task.golden), col(Task.explanation), col(Worker.status), col(Worker.status_reason),
+        col(Assignment.id),
+        col(Assignment.worker_id),
+        col(Assignment.status),
+        col(Assignment.expires_at),
+        col(Assignment.leased_at),
+        col(Task.id),
+        col(Task.kind),
+        col(Task.golden),
+        col(Task.explanation),
+        col(Worker.status),
+        col(Worker.status_reason),
         *projects.PROJECT_COLUMNS,
     )
     .join(Task, col(Task.id) == col(Assignment.task_id))
@@ -259,8 +282,14 @@ def read_lease(session: Session, assignment_id: int) -> Lease | None:
     if row is None:
         return None
     return Lease(
-        assignment_id=row[0], worker_id=row[1], status=row[2], expires_at=row[3], leased_at=row[4],
-        task=TaskFacts(row[5], row[6], row[7], row[8]), worker_status=row[9], worker_reason=row[10],
+        assignment_id=row[0],
+        worker_id=row[1],
+        status=row[2],
+        expires_at=row[3],
+        leased_at=row[4],
+        task=TaskFacts(row[5], row[6], row[7], row[8]),
+        worker_status=row[9],
+        worker_reason=row[10],
         project=projects.snapshot(row[11:]),
     )
 
@@ -308,9 +337,7 @@ _CLOSE = hot(
 
 def close_lease(session: Session, assignment_id: int, status: AssignmentStatus, now: datetime) -> bool:
     """Leased -> ``status`` exactly once; the WHERE clause is the double-tap guard."""
-    result = execute(
-        session, _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now}
-    )
+    result = execute(session, _CLOSE, {"assignment_id": assignment_id, "status": status.value, "now": now})
     return result.rowcount == 1
 
 

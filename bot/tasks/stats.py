@@ -214,9 +214,7 @@ def bucket_labels(bounds: Sequence[float] = SECONDS_BUCKETS) -> list[str]:
 def seconds_histogram(session: Session, project_id: int | None = None, bounds: Sequence[float] = SECONDS_BUCKETS) -> list[tuple[str, int]]:
     """How many answers took each range of seconds (one CASE, counted by the database)."""
     index = case(*[(col(Answer.seconds) < high, i) for i, high in enumerate(bounds)], else_=len(bounds)).label("b")
-    rows = dict(
-        session.execute(select(index, func.count(col(Answer.id))).where(*_accepted(project_id)).group_by(index)).all()
-    )
+    rows = dict(session.execute(select(index, func.count(col(Answer.id))).where(*_accepted(project_id)).group_by(index)).all())
     return [(label, int(rows.get(i, 0))) for i, label in enumerate(bucket_labels(bounds))]
 
 

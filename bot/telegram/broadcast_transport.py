@@ -66,9 +66,7 @@ class AiogramTransport:
         self.bot = bot
 
     async def send_message(self, chat_id: int, text: str, button: Button | None) -> Delivered:
-        message = await translate_errors(
-            lambda: self.bot.send_message(chat_id, text, reply_markup=start_keyboard(button), parse_mode=None)
-        )
+        message = await translate_errors(lambda: self.bot.send_message(chat_id, text, reply_markup=start_keyboard(button), parse_mode=None))
         return Delivered(message.message_id)
 
     async def send_photo(self, chat_id: int, photo: Photo, caption: str, button: Button | None) -> Delivered:

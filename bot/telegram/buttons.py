@@ -18,6 +18,6 @@ TASK_TAP_PREFIX = TASK_PREFIX + ":"  # how a packed TaskCb starts
 
 
 class NextCb(CallbackData, prefix="go"):
-    """"Start tasks" button of announcements: open the project's next task."""
+    """ "Start tasks" button of announcements: open the project's next task."""
 
     project: int = 0

@@ -52,6 +52,7 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 1 end
 return 0
 """)
 
+
 def user_of(update: Update) -> int | None:
     event = update.event
     user = getattr(event, "from_user", None)

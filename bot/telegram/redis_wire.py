@@ -63,9 +63,7 @@ class WireScripts:
             if self._writer is not None and not self._writer.is_closing():
                 return
             context = ssl.create_default_context() if self.tls else None
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=context), self.connect_timeout
-            )
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port, ssl=context), self.connect_timeout)
             self._pending = deque()
             self._writer = writer
             self._reader_task = asyncio.ensure_future(self._read_replies(reader, writer))

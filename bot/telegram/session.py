@@ -33,8 +33,16 @@ _RESPONSE_TYPES: dict[Any, Any] = {}
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 SENDING_METHODS = frozenset(
-    {"sendMessage", "sendPhoto", "sendMediaGroup", "copyMessage", "editMessageText", "editMessageCaption",
-     "editMessageMedia", "editMessageReplyMarkup"}
+    {
+        "sendMessage",
+        "sendPhoto",
+        "sendMediaGroup",
+        "copyMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+    }
 )
 
 
@@ -53,9 +61,7 @@ class BotApiSession(AiohttpSession):
             _RESPONSE_TYPES[returning] = Response[returning]  # type: ignore[valid-type]
         return super().check_response(bot, method, status_code, content)
 
-    async def post_json(
-        self, bot: Bot, api_method: str, payload: dict[str, Any], method: Callable[[], TelegramMethod[Any]]
-    ) -> Any:
+    async def post_json(self, bot: Bot, api_method: str, payload: dict[str, Any], method: Callable[[], TelegramMethod[Any]]) -> Any:
         """POST ``payload`` to ``api_method``; the raw ``result`` on success, aiogram's exception
         otherwise (``method`` builds the aiogram method object the exception names)."""
         session = await self.create_session()

@@ -47,9 +47,7 @@ def check_amount(amount: int) -> int:
     return amount
 
 
-def grant(
-    session: Session, worker_id: int, amount: int, *, campaign: str, memo: str | None = None, now: datetime | None = None
-) -> bool:
+def grant(session: Session, worker_id: int, amount: int, *, campaign: str, memo: str | None = None, now: datetime | None = None) -> bool:
     """Pay one bonus, available at once; False when this campaign already paid this worker."""
     campaign, amount = check_campaign(campaign), check_amount(amount)
     if session.get(Worker, worker_id) is None:

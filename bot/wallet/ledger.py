@@ -80,9 +80,7 @@ def post(
     (a reversal with nothing left to take back) must still hold its key, so that it is final.
     """
     now = now or utcnow()
-    txn_id, existing = _write(
-        session, key=key, kind=kind, legs=legs, now=now, worker_id=worker_id, memo=memo, allow_empty=allow_empty
-    )
+    txn_id, existing = _write(session, key=key, kind=kind, legs=legs, now=now, worker_id=worker_id, memo=memo, allow_empty=allow_empty)
     if existing is not None:
         return existing, False
     return LedgerTxn(id=txn_id, key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now), True
@@ -118,10 +116,10 @@ def _write(
         return existing.id, existing
     if legs:
         execute(
-            session, _INSERT_ENTRY,
+            session,
+            _INSERT_ENTRY,
             [
-                {"txn_id": txn_id, "account": leg.account, "amount": leg.amount,
-                 "available_at": leg.available_at or now, "created_at": now}
+                {"txn_id": txn_id, "account": leg.account, "amount": leg.amount, "available_at": leg.available_at or now, "created_at": now}
                 for leg in legs
             ],
         )
@@ -129,7 +127,12 @@ def _write(
 
 
 def credit_earning(
-    session: Session, *, worker_id: int, answer_id: int, amount: int, hold_days: int = 0,
+    session: Session,
+    *,
+    worker_id: int,
+    answer_id: int,
+    amount: int,
+    hold_days: int = 0,
     now: datetime | None = None,
 ) -> bool:
     """Pay an accepted answer once; returns False when it was already paid (or costs nothing).
@@ -251,9 +254,13 @@ def reverse_answer(
         return Reversal(False, 0, 0, None)
     if earning.worker_id != worker_id:
         raise LedgerError(f"answer {answer_id} was paid to worker {earning.worker_id}, not {worker_id}")
-    leg = session.execute(
-        select(LedgerEntry).where(col(LedgerEntry.txn_id) == earning.id, col(LedgerEntry.account) == worker_account(worker_id))
-    ).scalars().one()
+    leg = (
+        session.execute(
+            select(LedgerEntry).where(col(LedgerEntry.txn_id) == earning.id, col(LedgerEntry.account) == worker_account(worker_id))
+        )
+        .scalars()
+        .one()
+    )
     if amount > leg.amount:
         raise LedgerError(f"answer {answer_id} earned {leg.amount}, cannot reverse {amount}")
     # On hold: cancelled inside "pending", effective with the earning itself; otherwise now.
@@ -263,7 +270,13 @@ def reverse_answer(
     memo = f"shortfall={shortfall}" + (f"; {reason}" if reason else "")
     legs = [Leg(worker_account(worker_id), -taken, effective), Leg(LABELING_EXPENSE, taken, now)] if taken else []
     txn, created = post(
-        session, key=key, kind=EntryKind.REVERSAL, legs=legs, worker_id=worker_id, memo=memo[:2000], now=now,
+        session,
+        key=key,
+        kind=EntryKind.REVERSAL,
+        legs=legs,
+        worker_id=worker_id,
+        memo=memo[:2000],
+        now=now,
         allow_empty=True,
     )
     if shortfall:

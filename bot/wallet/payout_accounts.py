@@ -53,9 +53,7 @@ def clean_number(text: str) -> str:
     """Digits only: "110-123-456789" -> "110123456789"."""
     number = _SEPARATORS.sub("", text or "")
     if not number.isdigit() or not (MIN_DIGITS <= len(number) <= MAX_DIGITS):
-        raise PayoutAccountError(
-            "bad_number", f"account number must be {MIN_DIGITS}-{MAX_DIGITS} digits (dashes and spaces allowed)"
-        )
+        raise PayoutAccountError("bad_number", f"account number must be {MIN_DIGITS}-{MAX_DIGITS} digits (dashes and spaces allowed)")
     return number
 
 
@@ -75,9 +73,7 @@ def view(session: Session, worker_id: int) -> AccountView | None:
     return AccountView(bank=account.bank, masked=mask(account.account_number), holder=account.holder)
 
 
-def save(
-    session: Session, worker_id: int, *, bank: str, number: str, holder: str = "", now: datetime | None = None
-) -> AccountView:
+def save(session: Session, worker_id: int, *, bank: str, number: str, holder: str = "", now: datetime | None = None) -> AccountView:
     """Create or replace the worker's account; validation happens before anything is written.
 
     Open withdrawals keep the account they were requested with (copied onto the request), so

@@ -124,10 +124,7 @@ def _load(session: Session, ids: Sequence[int]) -> dict[int, Withdrawal]:
     unique = sorted(set(ids))
     if not unique:
         raise PayoutError("no withdrawal ids given")
-    found = {
-        w.id: w
-        for w in session.execute(select(Withdrawal).where(col(Withdrawal.id).in_(unique)).with_for_update()).scalars()
-    }
+    found = {w.id: w for w in session.execute(select(Withdrawal).where(col(Withdrawal.id).in_(unique)).with_for_update()).scalars()}
     missing = [i for i in unique if i not in found]
     if missing:
         raise PayoutError(f"unknown withdrawal id(s): {', '.join(map(str, missing))}")
@@ -184,8 +181,14 @@ def mark_paid(session: Session, ids: Sequence[int], *, now: datetime | None = No
         return paid_key(wid), EntryKind.PAYOUT, legs, f"to {w.bank} {mask(w.account_number)}"
 
     return _settle(
-        session, ids, to=WithdrawalStatus.PAID, refuse_if=WithdrawalStatus.FAILED,
-        refusal="already failed, cannot be paid", reason=None, now=now, posting=posting,
+        session,
+        ids,
+        to=WithdrawalStatus.PAID,
+        refuse_if=WithdrawalStatus.FAILED,
+        refusal="already failed, cannot be paid",
+        reason=None,
+        now=now,
+        posting=posting,
     )
 
 
@@ -203,8 +206,14 @@ def fail(session: Session, ids: Sequence[int], *, reason: str, now: datetime | N
         return failed_key(wid), EntryKind.PAYOUT_FAILURE, legs, reason
 
     return _settle(
-        session, ids, to=WithdrawalStatus.FAILED, refuse_if=WithdrawalStatus.PAID,
-        refusal="already paid, cannot fail", reason=reason, now=now, posting=posting,
+        session,
+        ids,
+        to=WithdrawalStatus.FAILED,
+        refuse_if=WithdrawalStatus.PAID,
+        refusal="already paid, cannot fail",
+        reason=reason,
+        now=now,
+        posting=posting,
     )
 
 
@@ -295,9 +304,13 @@ def consistency_problems(session: Session) -> list[str]:
     Used by the tests after random and concurrent runs, and by ``payouts check``.
     """
     problems: list[str] = []
-    keys = dict(session.execute(select(col(LedgerTxn.key), col(LedgerTxn.worker_id)).where(
-            or_(col(LedgerTxn.key).like("withdrawal:%"), col(LedgerTxn.key).like("payout:%"))
-        )).all())
+    keys = dict(
+        session.execute(
+            select(col(LedgerTxn.key), col(LedgerTxn.worker_id)).where(
+                or_(col(LedgerTxn.key).like("withdrawal:%"), col(LedgerTxn.key).like("payout:%"))
+            )
+        ).all()
+    )
     open_total = paid_total = 0
     for w in session.execute(select(Withdrawal)).scalars():
         has_req = f"withdrawal:{w.id}" in keys
@@ -328,4 +341,3 @@ def consistency_problems(session: Session) -> list[str]:
     ).all()
     problems.extend(f"{account} is negative ({total})" for account, total in negative)
     return problems
-

@@ -50,9 +50,11 @@ def withdrawal_key(withdrawal_id: int) -> str:
 
 
 def open_request(session: Session, worker_id: int) -> Withdrawal | None:
-    return session.execute(
-        select(Withdrawal).where(col(Withdrawal.worker_id) == worker_id, col(Withdrawal.status) == WithdrawalStatus.OPEN)
-    ).scalars().first()
+    return (
+        session.execute(select(Withdrawal).where(col(Withdrawal.worker_id) == worker_id, col(Withdrawal.status) == WithdrawalStatus.OPEN))
+        .scalars()
+        .first()
+    )
 
 
 def quote(session: Session, worker_id: int, *, minimum: int, now: datetime | None = None) -> Quote:
@@ -66,7 +68,7 @@ def quote(session: Session, worker_id: int, *, minimum: int, now: datetime | Non
 
 
 def parse_amount(text: str) -> int | None:
-    """"12,000", "12000원", "₩12 000" -> 12000; anything else -> None."""
+    """ "12,000", "12000원", "₩12 000" -> 12000; anything else -> None."""
     cleaned = (text or "").strip().replace(",", "").replace(" ", "").replace("₩", "").removesuffix("원").removesuffix("KRW")
     if not cleaned.isdigit() or len(cleaned) > 12:
         return None

@@ -71,12 +71,21 @@ def _submit(session: Session, lease: Lease, value: str, mask_rle: str | None, no
     correct = None if task.golden is None else (value == task.golden)
     seconds = max(0.0, (now - lease.leased_at).total_seconds())
     answer_id = execute(
-        session, _INSERT_ANSWER,
+        session,
+        _INSERT_ANSWER,
         {
-            "assignment_id": lease.assignment_id, "task_id": task.id, "worker_id": worker_id,
-            "project_id": project.id, "reward": reward, "value": value, "mask_rle": mask_rle,
-            "seconds": seconds, "is_golden": task.kind == TaskKind.GOLDEN, "correct": correct,
-            "status": AnswerStatus.ACCEPTED.value, "created_at": now,
+            "assignment_id": lease.assignment_id,
+            "task_id": task.id,
+            "worker_id": worker_id,
+            "project_id": project.id,
+            "reward": reward,
+            "value": value,
+            "mask_rle": mask_rle,
+            "seconds": seconds,
+            "is_golden": task.kind == TaskKind.GOLDEN,
+            "correct": correct,
+            "status": AnswerStatus.ACCEPTED.value,
+            "created_at": now,
         },
     ).scalar_one()
     task_done = False
@@ -86,8 +95,12 @@ def _submit(session: Session, lease: Lease, value: str, mask_rle: str | None, no
         credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now)
     after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz)
     return Submitted(
-        answer_id=answer_id, reward=reward, task_done=task_done, correct=correct,
-        notice=after.notice, training_feedback=after.training_feedback,
+        answer_id=answer_id,
+        reward=reward,
+        task_done=task_done,
+        correct=correct,
+        notice=after.notice,
+        training_feedback=after.training_feedback,
     )
 
 

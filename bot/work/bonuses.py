@@ -45,7 +45,11 @@ def by_accuracy(session: Session, project_id: int, *, min_accuracy: float, min_g
     rows = session.execute(
         select(col(WorkerProject.worker_id), col(Worker.name), col(WorkerProject.golden_correct), col(WorkerProject.golden_total))
         .join(Worker, col(Worker.id) == col(WorkerProject.worker_id))
-        .where(col(WorkerProject.project_id) == project_id, col(WorkerProject.golden_total) >= min_golden, col(Worker.status) != WorkerStatus.BANNED.value)
+        .where(
+            col(WorkerProject.project_id) == project_id,
+            col(WorkerProject.golden_total) >= min_golden,
+            col(Worker.status) != WorkerStatus.BANNED.value,
+        )
         .order_by(col(WorkerProject.worker_id))
     ).all()
     found = [Candidate(int(w), name, int(c), int(t)) for w, name, c, t in rows]

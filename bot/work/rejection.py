@@ -70,9 +70,7 @@ def reject_worker(
             continue
         report.answers += 1
         if answer.reward > 0:
-            result = reverse_answer(
-                session, answer_id=answer.id, worker_id=worker_id, amount=answer.reward, reason=reason, now=now
-            )
+            result = reverse_answer(session, answer_id=answer.id, worker_id=worker_id, amount=answer.reward, reason=reason, now=now)
             report.reversed += result.reversed
             report.shortfall += result.shortfall
         touched[answer.task_id] = touched.get(answer.task_id, 0) + 1
@@ -102,8 +100,16 @@ def reject_worker(
             wp = standing(session, worker_id, project, now)
             if wp.stage != Stage.BLOCKED:
                 block(session, wp, BlockReason.OPERATOR, now)
-    log.warning("quality.worker_rejected", worker_id=worker_id, project_id=project_id, answers=report.answers,
-                reversed=report.reversed, shortfall=report.shortfall, reopened=report.tasks_reopened, reason=reason)
+    log.warning(
+        "quality.worker_rejected",
+        worker_id=worker_id,
+        project_id=project_id,
+        answers=report.answers,
+        reversed=report.reversed,
+        shortfall=report.shortfall,
+        reopened=report.tasks_reopened,
+        reason=reason,
+    )
     return report
 
 

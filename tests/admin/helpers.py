@@ -76,7 +76,9 @@ def coco_file(folder: Path, samples: Sequence[SampleImage], *, rle_every: int = 
             segmentation: Any = encoded
         else:
             segmentation = polygons_of(mask)
-        annotations.append({"id": 500 + i, "image_id": 100 + i, "category_id": cat_id[sample.shape], "segmentation": segmentation, "iscrowd": 0})
+        annotations.append(
+            {"id": 500 + i, "image_id": 100 + i, "category_id": cat_id[sample.shape], "segmentation": segmentation, "iscrowd": 0}
+        )
     data = {"images": images, "annotations": annotations, "categories": categories}
     path = folder / "annotations.json"
     path.write_text(json.dumps(data))

@@ -34,9 +34,7 @@ async def _replies(box: Sandbox, sim: SimWorker, text: str) -> list[str]:
     await box.emulator.send_text(sim.user_id, text)
     await box.emulator.send_text(sim.user_id, "/help")
     help_text = t("help.text", sim.lang)
-    await box.emulator.wait_for(
-        lambda: any(m.text == help_text and m.message_id > before for m in sim.bot_messages()), timeout=WAIT
-    )
+    await box.emulator.wait_for(lambda: any(m.text == help_text and m.message_id > before for m in sim.bot_messages()), timeout=WAIT)
     await asyncio.sleep(0.5)  # updates run concurrently: let a slower reply to ``text`` land too
     return [m.text or m.caption or "" for m in sim.bot_messages() if m.message_id > before and m.text != help_text]
 
@@ -100,8 +98,21 @@ async def test_coco_round_trip_through_the_bot(tmp_path: Path, monkeypatch: pyte
         coco_path, data = coco_file(folder, shapes, rle_every=2)  # two polygons, two RLE
 
         created = await asyncio.to_thread(
-            cli, "project", "create", "--name", "Outlines", "--type", "confirm-mask", "--overlap", "2", "--price", "20",
-            "--question-ko", "영역이 정확한가요?", "--question-en", "Is the area exact?",
+            cli,
+            "project",
+            "create",
+            "--name",
+            "Outlines",
+            "--type",
+            "confirm-mask",
+            "--overlap",
+            "2",
+            "--price",
+            "20",
+            "--question-ko",
+            "영역이 정확한가요?",
+            "--question-en",
+            "Is the area exact?",
         )
         pid = created.stdout.strip().splitlines()[-1]
         loaded = await asyncio.to_thread(cli, "load", pid, str(coco_path))

@@ -203,27 +203,67 @@ def _bulk_answers(db: Database, project_id: int, n_tasks: int, n_workers: int, t
         image_id = s.execute(select(Task.image_id).where(Task.project_id == project_id)).scalars().first()
         s.execute(
             insert(Task),
-            [{"project_id": project_id, "image_id": image_id, "external_id": f"bulk-{tag}-{i}", "kind": "normal", "status": "open",
-              "taken": 0, "answers_count": 0, "created_at": now} for i in range(n_tasks)],
+            [
+                {
+                    "project_id": project_id,
+                    "image_id": image_id,
+                    "external_id": f"bulk-{tag}-{i}",
+                    "kind": "normal",
+                    "status": "open",
+                    "taken": 0,
+                    "answers_count": 0,
+                    "created_at": now,
+                }
+                for i in range(n_tasks)
+            ],
         )
         s.execute(
             insert(Worker),
-            [{"tg_id": tg_base + i, "name": f"b{i}", "lang": "ko", "status": "active", "created_at": now, "last_active_at": now}
-             for i in range(n_workers)],
+            [
+                {"tg_id": tg_base + i, "name": f"b{i}", "lang": "ko", "status": "active", "created_at": now, "last_active_at": now}
+                for i in range(n_workers)
+            ],
         )
         task_ids = list(s.execute(select(Task.id).where(Task.external_id.like(f"bulk-{tag}-%"))).scalars())
         worker_ids = list(s.execute(select(Worker.id).where(Worker.tg_id >= tg_base, Worker.tg_id < tg_base + n_workers)).scalars())
         pairs = [(t, w) for t in task_ids for w in worker_ids]
         s.execute(
             insert(Assignment),
-            [{"task_id": t, "worker_id": w, "project_id": project_id, "status": "answered", "leased_at": now,
-              "expires_at": now + timedelta(minutes=10)} for t, w in pairs],
+            [
+                {
+                    "task_id": t,
+                    "worker_id": w,
+                    "project_id": project_id,
+                    "status": "answered",
+                    "leased_at": now,
+                    "expires_at": now + timedelta(minutes=10),
+                }
+                for t, w in pairs
+            ],
         )
-        ids = {(t, w): a for a, t, w in s.execute(select(Assignment.id, Assignment.task_id, Assignment.worker_id).where(Assignment.task_id.in_(task_ids)))}
+        ids = {
+            (t, w): a
+            for a, t, w in s.execute(
+                select(Assignment.id, Assignment.task_id, Assignment.worker_id).where(Assignment.task_id.in_(task_ids))
+            )
+        }
         s.execute(
             insert(Answer),
-            [{"assignment_id": ids[(t, w)], "task_id": t, "worker_id": w, "project_id": project_id, "reward": 10,
-              "value": "cat", "seconds": 1.5, "is_golden": False, "status": "accepted", "created_at": now} for t, w in pairs],
+            [
+                {
+                    "assignment_id": ids[(t, w)],
+                    "task_id": t,
+                    "worker_id": w,
+                    "project_id": project_id,
+                    "reward": 10,
+                    "value": "cat",
+                    "seconds": 1.5,
+                    "is_golden": False,
+                    "status": "accepted",
+                    "created_at": now,
+                }
+                for t, w in pairs
+            ],
         )
     return len(pairs)
 

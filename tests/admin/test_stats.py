@@ -39,15 +39,27 @@ def _scenario(db: Database) -> dict[str, int]:
 
         def answer(task: Task, worker: Worker, value: str, seconds: float, at: datetime, correct: bool | None = None) -> None:
             assignment = Assignment(
-                task_id=task.id, worker_id=worker.id, project_id=task.project_id, status="answered",  # type: ignore[arg-type]
-                leased_at=at - timedelta(seconds=seconds), expires_at=at + timedelta(minutes=5),
+                task_id=task.id,
+                worker_id=worker.id,
+                project_id=task.project_id,
+                status="answered",  # type: ignore[arg-type]
+                leased_at=at - timedelta(seconds=seconds),
+                expires_at=at + timedelta(minutes=5),
             )
             s.add(assignment)
             s.flush()
             s.add(
                 Answer(
-                    assignment_id=assignment.id, task_id=task.id, worker_id=worker.id, project_id=task.project_id,  # type: ignore[arg-type]
-                    reward=10, value=value, seconds=seconds, is_golden=task.kind == "golden", correct=correct, created_at=at,
+                    assignment_id=assignment.id,
+                    task_id=task.id,
+                    worker_id=worker.id,
+                    project_id=task.project_id,  # type: ignore[arg-type]
+                    reward=10,
+                    value=value,
+                    seconds=seconds,
+                    is_golden=task.kind == "golden",
+                    correct=correct,
+                    created_at=at,
                 )
             )
 

@@ -46,9 +46,7 @@ def _modules(package: str) -> list[str]:
 
 def _type_checking_only(node: ast.AST) -> bool:
     test = node.test if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

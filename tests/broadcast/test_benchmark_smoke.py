@@ -16,7 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_benchmark_runs_and_reports(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "broadcast.py"), "--recipients", "40", "--blocked-every", "10", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "broadcast.py"),
+            "--recipients",
+            "40",
+            "--blocked-every",
+            "10",
+            "--workdir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -29,7 +29,9 @@ def _pacer(**kw: float) -> LocalPacer:
 
 def _rows(db: Database, bid: int) -> list[BroadcastRecipient]:
     with db.session() as s:
-        return list(s.execute(select(BroadcastRecipient).where(BroadcastRecipient.broadcast_id == bid).order_by(BroadcastRecipient.id)).scalars())
+        return list(
+            s.execute(select(BroadcastRecipient).where(BroadcastRecipient.broadcast_id == bid).order_by(BroadcastRecipient.id)).scalars()
+        )
 
 
 def _create(db: Database, project_id: int, text: str = "New batch!", **kw) -> int:  # type: ignore[no-untyped-def]
@@ -107,7 +109,11 @@ async def test_a_dead_runner_on_this_host_is_taken_over_at_once(db: Database) ->
     dead = f"{socket.gethostname()}:999999:cli:abc"  # no such pid
     bid = _create(db, project.id, runner=dead)
     with db.session() as s:
-        first = s.execute(select(BroadcastRecipient).where(BroadcastRecipient.broadcast_id == bid).order_by(BroadcastRecipient.id)).scalars().first()
+        first = (
+            s.execute(select(BroadcastRecipient).where(BroadcastRecipient.broadcast_id == bid).order_by(BroadcastRecipient.id))
+            .scalars()
+            .first()
+        )
         first.status = RecipientStatus.SENDING
     assert lease.holder_is_dead(dead)
     assert db.call(lease.runnable, clock.utcnow()) == [bid]

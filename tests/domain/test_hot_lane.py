@@ -73,8 +73,14 @@ def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tm
     assert isinstance(card, TaskCard)
     leased_at = pg_db.call(lambda s: s.get(Assignment, card.assignment_id).leased_at)  # type: ignore[union-attr]
     lease = {
-        "task_id": card.task_id, "worker_id": w, "project_id": card.project_id, "status": "leased",
-        "leased_at": leased_at, "expires_at": leased_at, "chat_id": None, "message_id": None,
+        "task_id": card.task_id,
+        "worker_id": w,
+        "project_id": card.project_id,
+        "status": "leased",
+        "leased_at": leased_at,
+        "expires_at": leased_at,
+        "chat_id": None,
+        "message_id": None,
     }
     for _ in range(2):  # plan the INSERT (the first run is SQLAlchemy's), then hit the lane
 
@@ -121,9 +127,18 @@ def _answer_row(card: TaskCard, worker_id: int) -> dict[str, Any]:
     from bot.clock import utcnow
 
     return {
-        "assignment_id": card.assignment_id, "task_id": card.task_id, "worker_id": worker_id,
-        "project_id": card.project_id, "reward": 0, "value": "a", "mask_rle": None, "seconds": 1.0,
-        "is_golden": False, "correct": None, "status": "accepted", "created_at": utcnow(),
+        "assignment_id": card.assignment_id,
+        "task_id": card.task_id,
+        "worker_id": worker_id,
+        "project_id": card.project_id,
+        "reward": 0,
+        "value": "a",
+        "mask_rle": None,
+        "seconds": 1.0,
+        "is_golden": False,
+        "correct": None,
+        "status": "accepted",
+        "created_at": utcnow(),
     }
 
 

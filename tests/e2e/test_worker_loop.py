@@ -79,7 +79,9 @@ async def test_double_tap_pays_once(sandbox: Sandbox, tmp_path) -> None:  # type
         box.emulator.tap(sim.user_id, screen.message_id, text=label),
         box.emulator.tap(sim.user_id, screen.message_id, text=label),
     )
-    await box.emulator.wait_for(lambda: box.emulator.callback_answer(first) is not None and box.emulator.callback_answer(second) is not None)
+    await box.emulator.wait_for(
+        lambda: box.emulator.callback_answer(first) is not None and box.emulator.callback_answer(second) is not None
+    )
     assert _answers(box) == 1
     notices = {(box.emulator.callback_answer(cq) or {}).get("text") for cq in (first, second)}
     assert t("refuse.already", "ko") in notices

@@ -61,7 +61,10 @@ class BotApi:
 
     async def form(self, method: str, token: str | None = None, **params: Any) -> Answer:
         """urlencoded, objects JSON-serialised, like aiogram without files."""
-        data = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+        data = {
+            k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in params.items()
+        }
         async with self.session.post(self.url(method, token), data=data) as response:
             return Answer(response.status, await response.json(content_type=None))
 

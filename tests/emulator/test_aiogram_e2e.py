@@ -89,7 +89,9 @@ async def test_aiogram_sees_telegram_errors(emu: Emulator, bot: Bot, user) -> No
     with pytest.raises(TelegramBadRequest, match="message is too long"):
         await bot.send_message(user.id, "x" * 5000)
     with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
-        await bot.send_message(user.id, "x", reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="a", callback_data="d" * 65)]]))
+        await bot.send_message(
+            user.id, "x", reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="a", callback_data="d" * 65)]])
+        )
     sent = await bot.send_message(user.id, "<b>hi</b>")
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
         await bot.edit_message_text("<b>hi</b>", chat_id=user.id, message_id=sent.message_id)

@@ -24,7 +24,11 @@ async def test_success_returns_the_raw_result_and_counts_a_sent_message(
     metrics = Metrics()
     bot = Bot(token, session=make_session(server.base_url, metrics))
     try:
-        payload = {"chat_id": user.id, "text": "안녕하세요", "reply_markup": {"inline_keyboard": [[{"text": "a", "callback_data": "t:l:1:0"}]]}}
+        payload = {
+            "chat_id": user.id,
+            "text": "안녕하세요",
+            "reply_markup": {"inline_keyboard": [[{"text": "a", "callback_data": "t:l:1:0"}]]},
+        }
         result = await call_json(bot, "sendMessage", payload, lambda: SendMessage(chat_id=user.id, text="x"))
     finally:
         await bot.session.close()
@@ -45,13 +49,16 @@ async def test_a_refused_call_raises_aiograms_exception(emu: Emulator, server: E
             )
         assert "message" in refused.value.message.lower()
         with pytest.raises(TelegramBadRequest):  # a body the spec rejects (unknown query id type) is refused too
-            await call_json(bot, "answerCallbackQuery", {"callback_query_id": {"not": "a string"}},
-                            lambda: AnswerCallbackQuery(callback_query_id="1"))
+            await call_json(
+                bot, "answerCallbackQuery", {"callback_query_id": {"not": "a string"}}, lambda: AnswerCallbackQuery(callback_query_id="1")
+            )
     finally:
         await bot.session.close()
 
 
-async def test_flood_control_raises_retry_after_and_is_counted(emu: Emulator, server: EmulatorServer, token: str, user: EmulatedUser) -> None:
+async def test_flood_control_raises_retry_after_and_is_counted(
+    emu: Emulator, server: EmulatorServer, token: str, user: EmulatedUser
+) -> None:
     metrics = Metrics()
     bot = Bot(token, session=make_session(server.base_url, metrics))
     emu.inject_fault("sendMessage", "429", retry_after=3)

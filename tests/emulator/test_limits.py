@@ -40,9 +40,7 @@ async def test_text_length_is_1_to_4096_utf16_units_after_parsing(api, user: Emu
 async def test_caption_is_at_most_1024(api, user: EmulatedUser, make_image) -> None:
     photo = {"photo": ("p.jpg", make_image())}
     assert (await api.multipart("sendPhoto", photo, chat_id=user.id, caption="c" * 1024)).status == 200
-    assert refused(
-        await api.multipart("sendPhoto", photo, chat_id=user.id, caption="c" * 1025), "Bad Request: message caption is too long"
-    )
+    assert refused(await api.multipart("sendPhoto", photo, chat_id=user.id, caption="c" * 1025), "Bad Request: message caption is too long")
 
 
 @pytest.mark.parametrize(("data", "ok"), [("a" * 64, True), ("é" * 32, True), ("a" * 65, False), ("é" * 33, False), ("", False)])
@@ -108,10 +106,15 @@ async def test_edits_of_missing_or_unchanged_messages(api, emu: Emulator, user: 
     assert plain.status == 200 and "reply_markup" not in plain.result
     edited = emu.transcript(user.id)[-1]
     assert (edited.text, edited.entities, edited.reply_markup, edited.edited) == ("Task", [], None, True)
-    assert refused(await api.json("editMessageCaption", chat_id=user.id, message_id=mid, caption="c"), "Bad Request: there is no caption in the message to edit")
+    assert refused(
+        await api.json("editMessageCaption", chat_id=user.id, message_id=mid, caption="c"),
+        "Bad Request: there is no caption in the message to edit",
+    )
     assert refused(await api.json("editMessageText", chat_id=user.id, message_id=1, text="x"), "Bad Request: message can't be edited")
     assert (await api.json("deleteMessage", chat_id=user.id, message_id=mid)).result is True
-    assert refused(await api.json("editMessageText", chat_id=user.id, message_id=mid, text="again"), "Bad Request: message to edit not found")
+    assert refused(
+        await api.json("editMessageText", chat_id=user.id, message_id=mid, text="again"), "Bad Request: message to edit not found"
+    )
     assert refused(await api.json("deleteMessage", chat_id=user.id, message_id=mid), "Bad Request: message to delete not found")
     assert emu.transcript(user.id)[-1].deleted is True
 
@@ -121,7 +124,9 @@ async def test_photo_size_and_dimensions(api, user: EmulatedUser, make_image) ->
     assert refused(await api.multipart("sendPhoto", {"photo": ("big.bmp", big)}, chat_id=user.id), "Bad Request: PHOTO_SAVE_FILE_INVALID")
     wide = bilevel_png(9000, 1001)
     assert refused(await api.multipart("sendPhoto", {"photo": ("w.png", wide)}, chat_id=user.id), "Bad Request: PHOTO_INVALID_DIMENSIONS")
-    assert refused(await api.multipart("sendPhoto", {"photo": ("x.jpg", b"not an image")}, chat_id=user.id), "Bad Request: IMAGE_PROCESS_FAILED")
+    assert refused(
+        await api.multipart("sendPhoto", {"photo": ("x.jpg", b"not an image")}, chat_id=user.id), "Bad Request: IMAGE_PROCESS_FAILED"
+    )
     fine = await api.multipart("sendPhoto", {"photo": ("ok.png", bilevel_png(3000, 2000))}, chat_id=user.id)
     assert fine.status == 200
     sizes = [(s["width"], s["height"]) for s in fine.result["photo"]]

@@ -31,7 +31,10 @@ async def test_photos_get_stable_file_ids_and_can_be_downloaded(api, emu: Emulat
 
 
 async def test_media_group_copy_and_caption_edits(api, emu: Emulator, user: EmulatedUser, make_image) -> None:
-    media = [{"type": "photo", "media": "attach://p1", "caption": "<b>left</b>", "parse_mode": "HTML"}, {"type": "photo", "media": "attach://p2"}]
+    media = [
+        {"type": "photo", "media": "attach://p1", "caption": "<b>left</b>", "parse_mode": "HTML"},
+        {"type": "photo", "media": "attach://p2"},
+    ]
     files = {"p1": ("1.jpg", make_image(color="red")), "p2": ("2.jpg", make_image(color="blue"))}
     album = (await api.multipart("sendMediaGroup", files, chat_id=user.id, media=media)).result
     assert len(album) == 2 and album[0]["media_group_id"] == album[1]["media_group_id"]
@@ -39,7 +42,9 @@ async def test_media_group_copy_and_caption_edits(api, emu: Emulator, user: Emul
     one = await api.json("sendMediaGroup", chat_id=user.id, media=[{"type": "photo", "media": album[0]["photo"][-1]["file_id"]}])
     assert one.description == "Bad Request: media group must contain 2-10 items, got 1"
 
-    copied = (await api.json("copyMessage", chat_id=user.id, from_chat_id=user.id, message_id=album[1]["message_id"], caption="copy")).result
+    copied = (
+        await api.json("copyMessage", chat_id=user.id, from_chat_id=user.id, message_id=album[1]["message_id"], caption="copy")
+    ).result
     copy = emu.transcript(user.id)[-1]
     assert copy.message_id == copied["message_id"] and copy.caption == "copy"
     assert copy.photo_file_id == album[1]["photo"][-1]["file_id"]

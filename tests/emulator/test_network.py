@@ -15,7 +15,11 @@ BLOCKED = {"ok": False, "error_code": 403, "description": "Forbidden: bot was bl
 
 
 async def test_blocked_user_gives_403_on_every_call_to_the_chat(api, emu: Emulator, user: EmulatedUser) -> None:
-    sent = (await api.json("sendMessage", chat_id=user.id, text="Task", reply_markup={"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]})).result
+    sent = (
+        await api.json(
+            "sendMessage", chat_id=user.id, text="Task", reply_markup={"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
+        )
+    ).result
     emu.block(user.id)
     for method, params in [
         ("sendMessage", {"text": "hello?"}),

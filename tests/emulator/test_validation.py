@@ -81,7 +81,7 @@ async def test_unknown_parameter(api, user: EmulatedUser) -> None:
         ),
         (
             {"inline_keyboard": [[{"callback_data": "a"}]]},
-            'Bad Request: can\'t parse inline keyboard button: Can\'t find field "text" (at reply_markup.inline_keyboard[0][0])',
+            "Bad Request: can't parse inline keyboard button: Can't find field \"text\" (at reply_markup.inline_keyboard[0][0])",
         ),
         (
             {"inline_keyboard": [[{"text": 5, "callback_data": "a"}]]},
@@ -104,7 +104,7 @@ async def test_union_members_are_told_apart_by_their_discriminator(api, user: Em
     )
     assert_bad_request(answer, 'Bad Request: can\'t parse InputMediaPhoto: Field "type" must be "photo" (at media[1].type)')
     scope = await api.json("setMyCommands", commands=[{"command": "start", "description": "Start"}], scope={"type": "chat"})
-    assert_bad_request(scope, 'Bad Request: can\'t parse BotCommandScopeChat: Can\'t find field "chat_id" (at scope)')
+    assert_bad_request(scope, "Bad Request: can't parse BotCommandScopeChat: Can't find field \"chat_id\" (at scope)")
 
 
 async def test_chat_that_does_not_exist(api, emu: Emulator) -> None:

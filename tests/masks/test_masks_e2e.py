@@ -291,7 +291,14 @@ async def test_magic_pin_double_taps_stale_and_forged(sandbox: Sandbox, tmp_path
     cell = CELLS[best_cell(sample)]
     # double tap of a cell: one segmentation and one transition
     first, second = await asyncio.gather(emu.tap(sim.user_id, mid, text=cell), emu.tap(sim.user_id, mid, text=cell))
-    answers = await emu.wait_for(lambda: [emu.callback_answer(first), emu.callback_answer(second)] if emu.callback_answer(first) and emu.callback_answer(second) else None, timeout=WAIT)
+    answers = await emu.wait_for(
+        lambda: (
+            [emu.callback_answer(first), emu.callback_answer(second)]
+            if emu.callback_answer(first) and emu.callback_answer(second)
+            else None
+        ),
+        timeout=WAIT,
+    )
     notices = {a.get("text") for a in answers}
     assert notices & {t("masks.refuse.busy", "en"), t("masks.refuse.stale", "en")}
     await emu.wait_for(lambda: t("masks.pin.keep", "en") in _texts(_message(box, sim, mid)), timeout=WAIT)
@@ -309,7 +316,10 @@ async def test_magic_pin_double_taps_stale_and_forged(sandbox: Sandbox, tmp_path
     # double Keep: one answer, paid once
     keep = t("masks.pin.keep", "en")
     k1, k2 = await asyncio.gather(emu.tap(sim.user_id, mid, text=keep), emu.tap(sim.user_id, mid, text=keep))
-    answers = await emu.wait_for(lambda: [emu.callback_answer(k1), emu.callback_answer(k2)] if emu.callback_answer(k1) and emu.callback_answer(k2) else None, timeout=WAIT)
+    answers = await emu.wait_for(
+        lambda: [emu.callback_answer(k1), emu.callback_answer(k2)] if emu.callback_answer(k1) and emu.callback_answer(k2) else None,
+        timeout=WAIT,
+    )
     assert {a.get("text") for a in answers} & {t("refuse.already", "en"), t("masks.refuse.stale", "en"), t("masks.refuse.busy", "en")}
     assert len(_answers(box)) == 1
     with box.db.session() as s:

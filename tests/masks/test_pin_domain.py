@@ -214,7 +214,9 @@ def test_state_json_garbage_reads_as_a_fresh_grid() -> None:
     for text in (None, "", "not json", "[1,2]", '{"phase":"dance"}', '{"points":[[1]]}', '{"rev":"x"}'):
         state = PinState.from_json(text)
         assert state.phase == Phase.GRID and state.points == [] and state.mask is None
-    state = PinState(phase=Phase.ADD, points=[("B2", True), ("C3", False)], positive=False, mask={"size": [1, 1], "counts": "01"}, area=1, rev=7)
+    state = PinState(
+        phase=Phase.ADD, points=[("B2", True), ("C3", False)], positive=False, mask={"size": [1, 1], "counts": "01"}, area=1, rev=7
+    )
     assert PinState.from_json(state.to_json()) == state
 
 

@@ -36,9 +36,7 @@ def make_project(
     n = count + golden + training
     samples = generate(folder, count=max(n, 1))
     with db.session() as s:
-        project = projects.create(
-            s, name=f"q{folder.name}", type=type, labels=list(labels) if type == "classify" else [], **fields
-        )
+        project = projects.create(s, name=f"q{folder.name}", type=type, labels=list(labels) if type == "classify" else [], **fields)
         truth_values = list(labels) if type == "classify" else ["yes", "no"]
         for i, sample in enumerate(samples[:n]):
             image, _ = media.store_image(s, media.check_image(sample.path), media_dir=None, copy=False)
@@ -50,7 +48,13 @@ def make_project(
                 kind, gold, ext = TaskKind.TRAINING, truth_values[i % len(truth_values)], f"tr{i}"
             mask = task_masks[i] if task_masks and i < len(task_masks) else None
             intake.add_task(
-                s, project, image, external_id=ext, kind=kind, golden=gold, mask_rle=mask,
+                s,
+                project,
+                image,
+                external_id=ext,
+                kind=kind,
+                golden=gold,
+                mask_rle=mask,
                 explanation=f"because {gold}" if gold else None,
             )
     return project
@@ -65,21 +69,31 @@ def make_workers(db: Database, n: int, base: int = 5000) -> list[int]:
     return ids
 
 
-def put_answer(
-    s: Session, task: Task, worker_id: int, value: str, *, mask_rle: str | None = None, status: str = "accepted"
-) -> Answer:
+def put_answer(s: Session, task: Task, worker_id: int, value: str, *, mask_rle: str | None = None, status: str = "accepted") -> Answer:
     """An answered assignment + answer row, bypassing leasing (for aggregation tests only)."""
     now = utcnow()
     a = Assignment(
-        task_id=task.id, worker_id=worker_id, project_id=task.project_id,  # type: ignore[arg-type]
-        status=AssignmentStatus.ANSWERED, leased_at=now, expires_at=now + timedelta(minutes=5), closed_at=now,
+        task_id=task.id,
+        worker_id=worker_id,
+        project_id=task.project_id,  # type: ignore[arg-type]
+        status=AssignmentStatus.ANSWERED,
+        leased_at=now,
+        expires_at=now + timedelta(minutes=5),
+        closed_at=now,
     )
     s.add(a)
     s.flush()
     ans = Answer(
-        assignment_id=a.id, task_id=task.id, worker_id=worker_id, project_id=task.project_id,  # type: ignore[arg-type]
-        value=value, mask_rle=mask_rle, status=status, created_at=now,
-        is_golden=task.kind == TaskKind.GOLDEN, correct=None if task.golden is None else value == task.golden,
+        assignment_id=a.id,
+        task_id=task.id,
+        worker_id=worker_id,
+        project_id=task.project_id,  # type: ignore[arg-type]
+        value=value,
+        mask_rle=mask_rle,
+        status=status,
+        created_at=now,
+        is_golden=task.kind == TaskKind.GOLDEN,
+        correct=None if task.golden is None else value == task.golden,
     )
     s.add(ans)
     s.flush()

@@ -14,7 +14,9 @@ def _sub(notice: Notice | None) -> Submitted:
 
 def test_a_stopping_notice_replaces_the_next_message() -> None:
     failed = Notice("quality.exam.failed", {"correct": 1, "total": 5, "score": 20, "needed": 80, "minutes": 30}, stops=True)
-    outcome = AnswerOutcome(_sub(failed), NoTask(NoTaskReason.QUALITY, "quality.exam.cooldown", Notice("quality.exam.cooldown", {"minutes": 30}, True)))
+    outcome = AnswerOutcome(
+        _sub(failed), NoTask(NoTaskReason.QUALITY, "quality.exam.cooldown", Notice("quality.exam.cooldown", {"minutes": 30}, True))
+    )
     assert ui.prepare(outcome, "en") is None
     assert isinstance(outcome.next, NoTask) and outcome.next.notice is failed
 

@@ -18,8 +18,16 @@ pytestmark = pytest.mark.postgres
 
 def test_golden_claims_rank_and_overlap_on_postgres(pg_db: Database, tmp_path: Path) -> None:
     make_project(
-        pg_db, tmp_path / "imgs", count=2, golden=3, golden_share=1.0, overlap=3, min_overlap=2, confidence_target=0.9,
-        exam_size=1, exam_pass=0.0,
+        pg_db,
+        tmp_path / "imgs",
+        count=2,
+        golden=3,
+        golden_share=1.0,
+        overlap=3,
+        min_overlap=2,
+        confidence_target=0.9,
+        exam_size=1,
+        exam_pass=0.0,
     )
     with pg_db.session() as s:  # ids far beyond 2**31 / 1e6: the shuffle must not overflow INTEGER
         golden = list(s.execute(select(Task.id).where(Task.kind == TaskKind.GOLDEN.value)).scalars())

@@ -109,9 +109,7 @@ def test_failed_exam_waits_for_the_cool_down_then_retries_on_other_tasks(db: Dat
 
 
 def test_accuracy_rule_blocks_after_min_golden(db: Database, tmp_path: Path) -> None:
-    project = make_project(
-        db, tmp_path / "imgs", count=6, golden=6, golden_share=1.0, min_golden_for_block=3, accuracy_threshold=0.6
-    )
+    project = make_project(db, tmp_path / "imgs", count=6, golden=6, golden_share=1.0, min_golden_for_block=3, accuracy_threshold=0.6)
     (w,) = make_workers(db, 1)
     d = Driver(db, w)
     notices = []

@@ -19,9 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _run(script: str, *args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, check=False
-    )
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

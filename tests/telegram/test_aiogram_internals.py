@@ -65,8 +65,7 @@ def test_types_keep_their_bot_in_one_private_attribute_set_by_model_post_init() 
         assert fast.__pydantic_private__ == slow.__pydantic_private__
     fast_types.install()
     patched = [
-        cls for cls in {BotContextController, *fast_types._subclasses(BotContextController)}
-        if cls.model_post_init is fast_types._post_init
+        cls for cls in {BotContextController, *fast_types._subclasses(BotContextController)} if cls.model_post_init is fast_types._post_init
     ]
     assert len(patched) > 100, "aiogram types no longer share BotContextController's private attribute"
 

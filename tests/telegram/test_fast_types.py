@@ -18,7 +18,9 @@ def _update() -> dict:
             "chat_instance": "ci",
             "data": "t:l:3:0",
             "message": {
-                "message_id": 7, "date": 0, "chat": {"id": 5, "type": "private"},
+                "message_id": 7,
+                "date": 0,
+                "chat": {"id": 5, "type": "private"},
                 "photo": [{"file_id": "a", "file_unique_id": "u", "width": 9, "height": 9}],
                 "reply_markup": {"inline_keyboard": [[{"text": "a", "callback_data": "t:l:3:0"}]]},
             },

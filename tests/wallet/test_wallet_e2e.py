@@ -139,7 +139,9 @@ async def test_failed_payout_returns_money_and_reaches_a_worker_who_was_away(box
     await _send(box, uid, "50", t("wallet.withdraw.below_minimum", "en", minimum=won(MIN), available=won(500)))
     confirm = await _send(box, uid, "200", t("wallet.withdraw.confirm", "en", amount=won(200), bank="KB국민", masked="****9012"))
     await emu.tap(uid, confirm.message_id, text=t("wallet.withdraw.confirm_button", "en"))
-    await _bot_says(box, uid, t("wallet.withdraw.requested", "en", amount=won(200), bank="KB국민", masked="****9012"), after=confirm.message_id - 1)
+    await _bot_says(
+        box, uid, t("wallet.withdraw.requested", "en", amount=won(200), bank="KB국민", masked="****9012"), after=confirm.message_id - 1
+    )
 
     # the worker blocks the bot; the transfer fails; the notice waits for them
     emu.block(uid)

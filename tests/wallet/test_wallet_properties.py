@@ -169,8 +169,10 @@ def _apply(db: Database, m: Model, ids: list[int], op: tuple) -> None:  # type: 
         wid = sorted(m.requests)[op[1] % len(m.requests)]
         w, amount, status = m.requests[wid]
         target = "paid" if kind == "pay" else "failed"
-        call = (lambda: db.call(payouts.mark_paid, [wid], now=m.now)) if kind == "pay" else (
-            lambda: db.call(payouts.fail, [wid], reason="bounced", now=m.now)
+        call = (
+            (lambda: db.call(payouts.mark_paid, [wid], now=m.now))
+            if kind == "pay"
+            else (lambda: db.call(payouts.fail, [wid], reason="bounced", now=m.now))
         )
         if status not in ("open", target):
             with pytest.raises(PayoutError):

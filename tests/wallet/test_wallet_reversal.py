@@ -55,8 +55,7 @@ def test_shortfall_when_money_was_already_withdrawn(db: Database) -> None:
         earn(s, w, 1, 100)
         earn(s, w, 2, 20)
         # the worker moved 90 out (what a withdrawal does)
-        ledger.post(s, key="t-withdraw", kind=EntryKind.WITHDRAWAL, worker_id=w,
-                    legs=[Leg(worker_account(w), -90), Leg(PAYOUTS_OPEN, 90)])
+        ledger.post(s, key="t-withdraw", kind=EntryKind.WITHDRAWAL, worker_id=w, legs=[Leg(worker_account(w), -90), Leg(PAYOUTS_OPEN, 90)])
     result = db.call(ledger.reverse_answer, answer_id=1, worker_id=w, amount=100)
     assert (result.created, result.reversed, result.shortfall) == (True, 30, 70)
     with db.session() as s:
@@ -75,8 +74,7 @@ def test_nothing_left_records_an_empty_final_decision(db: Database) -> None:
     (w,) = new_workers(db, 1)
     with db.session() as s:
         earn(s, w, 1, 40)
-        ledger.post(s, key="t-withdraw", kind=EntryKind.WITHDRAWAL, worker_id=w,
-                    legs=[Leg(worker_account(w), -40), Leg(PAYOUTS_OPEN, 40)])
+        ledger.post(s, key="t-withdraw", kind=EntryKind.WITHDRAWAL, worker_id=w, legs=[Leg(worker_account(w), -40), Leg(PAYOUTS_OPEN, 40)])
     result = db.call(ledger.reverse_answer, answer_id=1, worker_id=w, amount=40)
     assert (result.created, result.reversed, result.shortfall) == (True, 0, 40)
     with db.session() as s:

@@ -121,9 +121,7 @@ def _document(emu: Emulator, bot: BotState, value: Any, files: Files) -> dict[st
 
 
 def _new_message(emu: Emulator, bot: BotState, chat: ChatState, **content: Any) -> StoredMessage:
-    message = StoredMessage(
-        message_id=chat.allocate_id(), from_bot=True, sender=bot.account.to_api(), date=emu.unix_time(), **content
-    )
+    message = StoredMessage(message_id=chat.allocate_id(), from_bot=True, sender=bot.account.to_api(), date=emu.unix_time(), **content)
     return chat.add(message)
 
 

@@ -39,9 +39,7 @@ def log_out(emu: Emulator, bot: BotState, p: dict[str, Any], files: Files) -> bo
     return True
 
 
-@method(
-    "setMyDescription", "setMyShortDescription", "setMyName", "setChatMenuButton", "setMyDefaultAdministratorRights"
-)
+@method("setMyDescription", "setMyShortDescription", "setMyName", "setChatMenuButton", "setMyDefaultAdministratorRights")
 def acknowledge(emu: Emulator, bot: BotState, p: dict[str, Any], files: Files) -> bool:
     """Settings that only change what Telegram's apps display: accepted, nothing to emulate."""
     return True
