@@ -18,7 +18,12 @@ def export_command(
     fmt: exporting.Format = typer.Option(exporting.Format.CSV, "--format", help="csv, jsonl, or coco (mask projects, RLE masks)."),
     out: Path = typer.Option(..., "--out", help="File to write (replaced atomically when complete)."),
     reveal_workers: bool = typer.Option(False, "--reveal-workers", help="Add real worker ids and names (default: pseudonyms only)."),
-    method: str = typer.Option("auto", "--method", help="Results: aggregation method passed to the aggregator."),
+    method: str = typer.Option(
+        None,
+        "--method",
+        help="Results: auto, majority_vote, weighted_vote, dawid_skene or crowdkit:<Class> (default: AGGREGATION, auto).",
+        show_default=False,
+    ),
 ) -> None:
     """Stream a project's answers or aggregated results to a file; memory stays flat."""
     settings = get_settings()
@@ -35,7 +40,7 @@ def export_command(
                     out=out,
                     secret=settings.wallet.pseudonym_secret,
                     reveal_workers=reveal_workers,
-                    method=method,
+                    method=method or settings.quality.aggregation,
                     progress=update,
                 )
         except exporting.ExportError as exc:

@@ -116,6 +116,31 @@ class AutosegSettings(BaseSettings):
     backend: str = Field(default="classical", alias="AUTOSEG_BACKEND")
 
 
+AGGREGATION_METHODS = ("auto", "majority_vote", "weighted_vote", "dawid_skene")  # bot.tasks.aggregate.METHODS
+
+
+class AggregationSettings(BaseSettings):
+    """How exports turn answers into one label per task (docs/quality.md)."""
+
+    model_config = _COMMON
+
+    # a built-in method, or crowdkit:<Class> with the optional extra crowdpin[crowdkit]
+    aggregation: str = Field(default="auto", alias="AGGREGATION")
+
+    @field_validator("aggregation")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        value = value.strip()
+        if value in AGGREGATION_METHODS:
+            return value
+        prefix, _, name = value.partition(":")
+        if prefix == "crowdkit" and name.isidentifier():
+            return value
+        raise ValueError(
+            f"AGGREGATION must be one of {', '.join(AGGREGATION_METHODS)} or crowdkit:<Class> (e.g. crowdkit:GLAD), not {value!r}"
+        )
+
+
 class Settings(BaseSettings):
     """All sections together; build it once with :func:`get_settings`."""
 
@@ -129,6 +154,7 @@ class Settings(BaseSettings):
     wallet: WalletSettings = Field(default_factory=WalletSettings)
     broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)
     autoseg: AutosegSettings = Field(default_factory=AutosegSettings)
+    quality: AggregationSettings = Field(default_factory=AggregationSettings)  # not "aggregation": that is the variable
     timezone: str = Field(default="Asia/Seoul", alias="TIMEZONE")  # what "today" means
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")  # set or not: see log_level_given
     log_json: bool = Field(default=False, alias="LOG_JSON")

@@ -296,3 +296,24 @@ def test_export_memory_does_not_grow_with_rows(db: Database, tmp_path: Path) -> 
         # Three times the rows, (about) the same peak: nothing is held per row.
         assert peak_big < peak_small * 1.25 + 256 * 1024, (fmt, peak_small, peak_big)
         assert peak_big < 12 * 2**20, (fmt, peak_big)  # a few fetch chunks, not the rows
+
+
+def test_results_method_defaults_to_the_aggregation_setting(
+    cli: Cli, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.config import get_settings
+
+    pid = _classify_with_answers(db, tmp_path)
+    monkeypatch.setenv("AGGREGATION", "crowdkit:MajorityVote")
+    get_settings.cache_clear()
+    cli("export", str(pid), "--what", "results", "--format", "jsonl", "--out", str(tmp_path / "ck.jsonl"))
+    got = [json.loads(line) for line in (tmp_path / "ck.jsonl").read_text().splitlines()]
+    assert got and {r["method"] for r in got} == {"crowdkit:MajorityVote"}
+    cli("export", str(pid), "--what", "results", "--format", "jsonl", "--out", str(tmp_path / "mv.jsonl"), "--method", "majority_vote")
+    mv = [json.loads(line) for line in (tmp_path / "mv.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in mv] == [r["label"] for r in got]
+    monkeypatch.setenv("AGGREGATION", "crowdkit:Nope")
+    get_settings.cache_clear()
+    bad = cli("export", str(pid), "--what", "results", "--format", "csv", "--out", str(tmp_path / "x.csv"), ok=False)
+    assert bad.exit_code == 1 and "no classification aggregator 'Nope'" in bad.stderr
+    assert not (tmp_path / "x.csv").exists()

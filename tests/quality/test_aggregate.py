@@ -176,3 +176,56 @@ def test_magic_pin_masks_are_voted_per_pixel(db: Database, tmp_path: Path, metho
     assert np.array_equal(rle.decode(json.loads(first.mask_rle)), base)
     assert 0.5 < first.confidence < 1.0  # agreement on the pixels lowers it below the vote share
     assert (second.label, second.mask_rle) == ("none", None)
+
+
+def _small_crowd(db: Database, tmp_path: Path) -> tuple[int, list[Task]]:
+    project = make_project(db, tmp_path / "imgs", count=6)
+    w = make_workers(db, 3)
+    tasks = _tasks(db, project.id)
+    votes = ["a", "a", "b", "b", "c", "c"]
+    _crowd(db, project.id, tasks, w, lambda task, worker: votes[tasks.index(task)] if worker != w[2] else "a")
+    return project.id, tasks  # type: ignore[return-value]
+
+
+def test_crowdkit_method_by_name(db: Database, tmp_path: Path) -> None:
+    pid, _tasks_ = _small_crowd(db, tmp_path)
+    with db.session() as s:
+        ours = list(aggregate_project(s, pid, "majority_vote"))
+        theirs = list(aggregate_project(s, pid, "crowdkit:MajorityVote"))
+        glad = list(aggregate_project(s, pid, "crowdkit:GLAD"))
+    assert [(r.label, round(r.confidence, 9)) for r in theirs] == [(r.label, round(r.confidence, 9)) for r in ours]
+    assert {r.method for r in theirs} == {"crowdkit:MajorityVote"}
+    assert {r.method for r in glad} == {"crowdkit:GLAD"} and all(r.label in "abc" and 0 < r.confidence <= 1 for r in glad)
+
+
+def test_crowdkit_errors_are_clear(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    pid, _tasks_ = _small_crowd(db, tmp_path)
+    with db.session() as s:
+        with pytest.raises(AggregationError, match="no classification aggregator 'Nope'.*GLAD"):
+            aggregate_project(s, pid, "crowdkit:Nope")
+        with pytest.raises(AggregationError, match="no classification aggregator 'SegmentationEM'"):
+            aggregate_project(s, pid, "crowdkit:SegmentationEM")
+        with pytest.raises(AggregationError, match="unknown aggregation method"):
+            aggregate_project(s, pid, "crowdkit:not a name")
+        monkeypatch.setitem(sys.modules, "crowdkit", None)  # as on an install without the extra
+        with pytest.raises(AggregationError, match=r"pip install 'crowdpin\[crowdkit\]'"):
+            aggregate_project(s, pid, "crowdkit:GLAD")
+
+
+def test_aggregation_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from bot.config import AGGREGATION_METHODS, AggregationSettings
+    from bot.tasks.aggregate import METHODS
+
+    assert set(AGGREGATION_METHODS) == set(METHODS)
+    monkeypatch.delenv("AGGREGATION", raising=False)
+    assert AggregationSettings().aggregation == "auto"
+    monkeypatch.setenv("AGGREGATION", "crowdkit:GLAD")
+    assert AggregationSettings().aggregation == "crowdkit:GLAD"
+    for bad in ("median", "crowdkit:", "crowdkit:GL AD", "sklearn:GLAD"):
+        monkeypatch.setenv("AGGREGATION", bad)
+        with pytest.raises(ValidationError, match="AGGREGATION must be one of"):
+            AggregationSettings()
