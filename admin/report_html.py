@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from html import escape
 
-from bot.tasks.stats import LeaderRow, Report
+from bot.tasks.stats import LeaderRow, Reliability, Report
 
 WIDTH = 760
 PALETTE = ("#3366cc", "#dc3912", "#ff9900", "#109618", "#990099")
@@ -109,6 +109,58 @@ def bar_chart(items: Sequence[tuple[str, float]], *, title: str = "", value_fmt:
     return "".join(parts)
 
 
+def reliability_chart(curve: Reliability, *, size: int = 320) -> str:
+    """Exported confidence (x) against the share right (y) on golden tasks, one dot per
+    confidence bin (area ~ labels in it), with the diagonal a calibrated export would follow.
+    Dots below the diagonal are over-confident."""
+    left, right, top, bottom = 44, 12, 30, 40
+    w, h = size - left - right, size - top - bottom
+    height = size
+    title = f"{curve.project_name}: confidence vs right answers on golden tasks"
+    parts = [
+        f'<svg class="rel" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="4" y="16" class="t">{escape(_short(curve.project_name, 28))} · golden tasks</text>',
+    ]
+    if not curve.golden:
+        parts[0] = parts[0].replace(f"0 0 {size} {height}", f"0 0 {size} 56")
+        parts.append(f'<text x="4" y="40" class="a">{escape(curve.note or "no golden answers yet")}</text></svg>')
+        return "".join(parts)
+
+    def x(v: float) -> float:
+        return left + w * v
+
+    def y(v: float) -> float:
+        return top + h - h * v
+
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="g"/>')
+        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{y(0):.1f}" y2="{y(1):.1f}" class="g"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="a">{v:g}</text>')
+        parts.append(f'<text x="{x(v):.1f}" y="{y(0) + 16:.1f}" text-anchor="middle" class="a">{v:g}</text>')
+    parts.append(f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" class="target"/>')
+    parts.append(f'<text x="{x(0.5):.1f}" y="{height - 4}" text-anchor="middle" class="a">exported confidence</text>')
+    parts.append(f'<text transform="translate(12 {y(0.5):.1f}) rotate(-90)" text-anchor="middle" class="a">share right</text>')
+    shown = [b for b in curve.bins if b.n]
+    most = max(b.n for b in shown)
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x(b.confidence):.1f},{y(b.accuracy):.1f}" for i, b in enumerate(shown))
+    parts.append(f'<path d="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="1.5"/>')
+    for b in shown:
+        r = 3 + 6 * (b.n / most) ** 0.5
+        parts.append(
+            f'<circle cx="{x(b.confidence):.1f}" cy="{y(b.accuracy):.1f}" r="{r:.1f}" fill="{PALETTE[0]}" fill-opacity="0.75">'
+            f"<title>confidence {b.lo:.1f}–{b.hi:.1f}: {b.n} labels, mean {b.confidence:.2f}, right {b.accuracy:.0%}</title></circle>"
+        )
+    parts.append(
+        f'<text x="{x(0.02):.1f}" y="{y(0.93):.1f}" class="a">{curve.golden} golden · ECE {curve.ece:.3f} · {escape(curve.method)}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _leader_name(row: LeaderRow, pseudonym: Callable[[int], str] | None) -> str:
     return pseudonym(row.worker_id) if pseudonym else (row.name or f"#{row.worker_id}")
 
@@ -137,6 +189,15 @@ def render(report: Report, *, pseudonym: Callable[[int], str] | None = None, tit
         bar_chart([(_leader_name(r, pseudonym), r.answers) for r in report.leaders], title="Answers per worker"),
         bar_chart([(label, n) for label, n in report.seconds_histogram], title="Time per answer"),
     ]
+    reliability = "".join(reliability_chart(curve) for curve in report.reliability)
+    calibration_section = (
+        '<h2>Confidence you can trust</h2>\n<p class="note">Each golden task is scored as a normal task '
+        "(its answers cut to a normal task's count, its truth hidden) and compared with the truth. "
+        "Dots on the dashed diagonal: a label exported with confidence 0.8 is right 8 times in 10; "
+        'below it, the export is over-confident.</p>\n<div class="rels">' + reliability + "</div>"
+        if report.reliability
+        else ""
+    )
     scope = f"project {report.project_id}" if report.project_id is not None else "all projects"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -148,6 +209,7 @@ table{{border-collapse:collapse;width:100%;margin:8px 0 24px}}th,td{{border-bott
 th{{background:#f4f4f4}}svg{{width:100%;height:auto;margin:8px 0 16px}}
 svg .t{{font-weight:600;font-size:14px}}svg .a{{font-size:11px;fill:#555}}svg .m{{fill:#999}}
 svg .g{{stroke:#eee}}svg .target{{stroke:#dc3912;stroke-dasharray:6 4}}
+.rels{{display:flex;flex-wrap:wrap;gap:8px}}svg.rel{{width:100%;max-width:360px;margin:4px 0 12px}}.note{{color:#555;font-size:13px}}
 </style></head><body>
 <h1>{escape(title)}</h1>
 <p>{escape(scope)} · generated {report.generated_at.strftime("%Y-%m-%d %H:%M")} UTC</p>
@@ -163,5 +225,6 @@ svg .g{{stroke:#eee}}svg .target{{stroke:#dc3912;stroke-dasharray:6 4}}
 {charts[1]}
 <h2>Time per answer</h2>
 {charts[2]}
+{calibration_section}
 </body></html>
 """

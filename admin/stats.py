@@ -28,6 +28,8 @@ def stats_command(
         with err_console.status("counting..."):
             with db.read_session() as session:
                 report = stats.report(session, project_id, leaders=max(top, 1))
+                if html is not None:
+                    stats.add_reliability(session, report, settings.quality.aggregation)
     table = Table(title="Progress")
     for column in ("id", "project", "status", "done / total", "answers", "last hour", "per hour (24h)", "median s", "earned"):
         table.add_column(column)

@@ -80,6 +80,20 @@ class Report:
     target_answers: int = 0
     project_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    reliability: list[Reliability] = field(default_factory=list)  # filled by add_reliability
+
+
+@dataclass(slots=True)
+class Reliability:
+    """Exported confidence against observed accuracy on one project's golden tasks."""
+
+    project_id: int
+    project_name: str
+    method: str  # the aggregation method the export would use
+    bins: list[Any]  # calibration.Bin, 10 equal-width bins
+    ece: float
+    golden: int  # golden tasks scored (0: no curve, see ``note``)
+    note: str = ""  # why there is no curve
 
 
 def _accepted(project_id: int | None) -> list[Any]:
@@ -216,6 +230,38 @@ def seconds_histogram(session: Session, project_id: int | None = None, bounds: S
     index = case(*[(col(Answer.seconds) < high, i) for i, high in enumerate(bounds)], else_=len(bounds)).label("b")
     rows = dict(session.execute(select(index, func.count(col(Answer.id))).where(*_accepted(project_id)).group_by(index)).all())
     return [(label, int(rows.get(i, 0))) for i, label in enumerate(bucket_labels(bounds))]
+
+
+def add_reliability(session: Session, report: Report, method: str = "auto") -> Report:
+    """Adds the reliability curve of each project's golden tasks: each scored as if it were a
+    normal task (its answers cut to a normal task's count, its truth held out) and calibrated
+    without its own fold, so the curve checks the export's confidence on facts
+    (``bot.tasks.aggregate.golden_reliability``). Kept out of :func:`report`: it refits the
+    aggregation model a few times, which ``/stats`` in the chat should not wait for."""
+    from bot.tasks import calibration
+    from bot.tasks.aggregate import CALIBRATION_MIN_GOLDEN, CROWDKIT, golden_reliability
+
+    if method.startswith(CROWDKIT):
+        method = "auto"  # crowd-kit models are not calibrated by us: check what auto would export
+    for p in report.projects:
+        used, confidence, correct = golden_reliability(session, p.id, method)
+        note = ""
+        if used == "majority_vote":
+            note = "majority vote: its confidence is a vote share, not a probability"
+        elif not confidence:
+            note = f"no curve until {CALIBRATION_MIN_GOLDEN} golden tasks have answers"
+        report.reliability.append(
+            Reliability(
+                p.id,
+                p.name,
+                used,
+                calibration.reliability(confidence, correct),
+                calibration.ece(confidence, correct),
+                len(confidence),
+                note,
+            )
+        )
+    return report
 
 
 def report(session: Session, project_id: int | None = None, *, now: datetime | None = None, leaders: int = 20) -> Report:

@@ -132,6 +132,43 @@ def test_stats_cli_prints_tables_and_writes_html(cli: Cli, db: Database, tmp_pat
     assert "Progress" in result.stdout and "Leaderboard" in result.stdout
     assert "2 / 4" in result.stdout and "₩70" in result.stdout and "Kim" in result.stdout
     text = (tmp_path / "r.html").read_text()
-    assert text.startswith("<!doctype html>") and text.count("<svg") == 3
+    assert text.startswith("<!doctype html>") and text.count("<svg") == 3 + 2  # + one reliability chart per project
+    assert text.count("no curve until 10 golden tasks have answers") == 2
     one = cli("stats", "A")
     assert "₩70" in one.stdout and "₩0" not in one.stdout  # project B (₩0 earned) is left out
+
+
+def test_reliability_chart_of_golden_tasks(cli: Cli, db: Database, tmp_path: Path) -> None:
+    """A project with enough golden tasks gets its reliability curve: one dot per confidence bin,
+    the calibrated diagonal, the ECE; all inline."""
+    import random
+
+    from sqlmodel import select
+
+    from tests.quality.helpers import make_project, make_workers, put_answer
+
+    project = make_project(db, tmp_path / "imgs", count=40, golden=30)
+    w = make_workers(db, 6)
+    rng = random.Random(2)
+    with db.session() as s:
+        for i, t in enumerate(s.exec(select(Task).where(Task.project_id == project.id).order_by(Task.id)).all()):
+            truth = t.golden or "abc"[i % 3]
+            for worker_id in rng.sample(w, 3):
+                put_answer(s, t, worker_id, truth if rng.random() < 0.8 else rng.choice("abc"))
+    with db.read_session() as s:
+        report = stats.add_reliability(s, stats.report(s, project.id))
+    (curve,) = report.reliability
+    assert curve.golden == 30 and curve.method == "dawid_skene" and not curve.note  # 35 answers per worker
+    assert sum(b.n for b in curve.bins) == 30 and 0.0 <= curve.ece <= 1.0
+    svg = report_html.reliability_chart(curve)
+    assert svg.count("<circle") == sum(1 for b in curve.bins if b.n)
+    assert 'class="target"' in svg and f"ECE {curve.ece:.3f}" in svg
+    html = report_html.render(report)
+    assert "Confidence you can trust" in html and html.count("<svg") == 4
+    assert not re.search(r"""(src|href)\s*=|url\(|@import|<link""", html, re.I)
+    with db.read_session() as s:
+        shares = stats.add_reliability(s, stats.report(s, project.id), "majority_vote")
+    assert shares.reliability[0].golden == 0 and "vote share" in shares.reliability[0].note
+    with db.read_session() as s:
+        viacrowdkit = stats.add_reliability(s, stats.report(s, project.id), "crowdkit:GLAD")
+    assert viacrowdkit.reliability[0].method == "dawid_skene"  # what auto exports, checked instead
