@@ -11,9 +11,17 @@ simulated workers — 70 % honest, 20 % noisy, 10 % spammers by default — work
 simulated clock (an event queue: a worker answers when their answer time has passed). Nothing of
 the assignment, golden mixing, exam, rules or overlap is modelled here; only the people are.
 
-The same crowd (same seed) works twice: with dynamic overlap (confidence target 0.98, at least
-2 and at most 7 answers) and with a fixed overlap of 5. Results are aggregated by ``bot.tasks.aggregate`` with each method
-and compared with the truth.
+The same crowd (same seed) works three times: with dynamic overlap (confidence target 0.98, at
+least 2 and at most 7 answers) and with fixed overlaps of 5 and 3. Results are aggregated by
+``bot.tasks.aggregate`` with each method and with the export's default (``auto``) and compared
+with the truth: accuracy, and ``ece`` — expected calibration error, 10 equal-width confidence
+bins, over the exported labels — with a reliability table of the default in the progress output.
+
+Real crowds: with ``--crowd-dev DIR`` (default ``../shared/crowd-dev`` when it exists) each set
+there (``<name>_answers.csv``, ``<name>_gold.csv``) is replayed into a project — a tenth of its
+tasks become golden tasks (seeded), the others normal ones keeping the first 3, 5 or all of their
+answers in source order — and aggregated the same way; accuracy and ECE are over the normal
+tasks, per set.
 
 People:
 
@@ -51,6 +59,10 @@ if str(ROOT) not in sys.path:
 
 LABELS = ["cat", "dog", "bird"]
 METHODS = ("majority_vote", "weighted_vote", "dawid_skene")
+DEFAULT = "auto"  # what an export uses unless told otherwise
+EVALUATED = (*METHODS, DEFAULT)
+REAL_OVERLAPS = (3, 5, 0)  # 0: all answers
+REAL_GOLDEN_SHARE = 0.1
 START = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)  # a Monday, 09:00 in Seoul
 
 RULES: dict[str, Any] = {
@@ -73,6 +85,7 @@ MODES: dict[str, dict[str, Any]] = {
     # fixed 5, and the answers go where they are needed
     "dynamic": {"overlap": 7, "min_overlap": 2, "confidence_target": 0.98},
     "fixed5": {"overlap": 5, "min_overlap": 1, "confidence_target": None},
+    "fixed3": {"overlap": 3, "min_overlap": 1, "confidence_target": None},
 }
 
 
@@ -132,6 +145,8 @@ def make_crowd(rng: random.Random, n: int, shares: tuple[float, float, float]) -
 class RunResult:
     mode: str
     accuracy: dict[str, float]
+    ece: dict[str, float]
+    reliability: list[Any]  # calibration.Bin of the default method
     answers_per_task: float
     golden_per_task: float
     blocked: dict[str, float]
@@ -143,6 +158,130 @@ class RunResult:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+def score_methods(session: Any, project_id: int, truth: dict[int, str]) -> tuple[dict[str, float], dict[str, float], list[Any]]:
+    """(accuracy, ece) per method over the exported labels of a project, and the default's
+    reliability table. Unlabelled tasks count as wrong for accuracy and are left out of ECE
+    (an export gives them no confidence to trust)."""
+    from bot.tasks import calibration
+    from bot.tasks.aggregate import aggregate_project
+
+    accuracy: dict[str, float] = {}
+    ece: dict[str, float] = {}
+    table: list[Any] = []
+    for method in EVALUATED:
+        rows = list(aggregate_project(session, project_id, method))
+        accuracy[method] = sum(r.label == truth[r.task_id] for r in rows) / len(rows)
+        labelled = [r for r in rows if r.label is not None]
+        confidence = [r.confidence for r in labelled]
+        correct = [r.label == truth[r.task_id] for r in labelled]
+        ece[method] = calibration.ece(confidence, correct)
+        if method == DEFAULT:
+            table = calibration.reliability(confidence, correct)
+    return accuracy, ece, table
+
+
+def reliability_lines(table: list[Any], indent: str = "    ") -> list[str]:
+    """The reliability table as text: one line per non-empty bin."""
+    lines = [f"{indent}confidence bin   labels  mean conf  right"]
+    for b in table:
+        if b.n:
+            lines.append(f"{indent}[{b.lo:.1f}, {b.hi:.1f}{']' if b.hi >= 1 else ')'}  {b.n:8d}  {b.confidence:9.3f}  {b.accuracy:5.3f}")
+    return lines
+
+
+def replay_crowd(folder: Path, name: str, overlap: int, seed: int, golden_share: float = REAL_GOLDEN_SHARE) -> dict[str, Any]:
+    """A real crowd's answers loaded into a fresh project (a tenth of the tasks golden), then
+    aggregated like an export: accuracy and ECE per method over the normal tasks."""
+    import csv
+
+    from sqlalchemy import insert, select
+
+    from bot.db import Database
+    from bot.db.migrate import upgrade
+    from bot.tasks import intake, projects
+    from bot.tasks.models import Answer, Assignment, Image, TaskKind
+    from bot.workers.models import Worker
+
+    with (folder / f"{name}_gold.csv").open(newline="", encoding="utf-8") as fh:
+        gold = {row["task"]: row["label"] for row in csv.DictReader(fh)}
+    answers: dict[str, list[tuple[str, str]]] = {}
+    with (folder / f"{name}_answers.csv").open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["task"] in gold:
+                answers.setdefault(row["task"], []).append((row["worker"], row["label"]))
+    rng = random.Random(seed)
+    tasks = sorted(answers)
+    golden = set(rng.sample(tasks, round(golden_share * len(tasks))))
+    labels = sorted(set(gold.values()) | {label for rows in answers.values() for _w, label in rows})
+    with tempfile.TemporaryDirectory(prefix="quality_real_") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'real.db'}"
+        upgrade(url)
+        db = Database(url)
+        truth: dict[int, str] = {}
+        with db.session() as s:
+            project = projects.create(s, name=name, labels=labels, overlap=max(1, overlap or 10))
+            image = Image(sha256="0" * 64, path="/dev/null", width=1, height=1)
+            s.add(image)
+            s.flush()
+            ids: dict[str, int] = {}
+            for ext in tasks:
+                is_golden = ext in golden
+                task, _ = intake.add_task(
+                    s,
+                    project,
+                    image,
+                    external_id=ext,
+                    kind=TaskKind.GOLDEN if is_golden else TaskKind.NORMAL,
+                    golden=gold[ext] if is_golden else None,
+                )
+                ids[ext] = task.id  # type: ignore[assignment]
+                truth[task.id] = gold[ext]  # type: ignore[index]
+            people = sorted({w for rows in answers.values() for w, _l in rows})
+            s.execute(insert(Worker), [{"tg_id": 900_000 + i, "name": f"src:{w}"} for i, w in enumerate(people)])
+            worker_id = {name: wid for wid, name in s.execute(select(Worker.id, Worker.name)).all() if name.startswith("src:")}
+            assignments, rows = [], []
+            for ext in tasks:
+                mine = answers[ext] if ext in golden or not overlap else answers[ext][:overlap]
+                for w, label in mine:
+                    assignments.append(
+                        {
+                            "task_id": ids[ext],
+                            "worker_id": worker_id[f"src:{w}"],
+                            "project_id": project.id,
+                            "status": "answered",
+                            "leased_at": START,
+                            "expires_at": START,
+                            "closed_at": START,
+                        }
+                    )
+                    rows.append((ids[ext], worker_id[f"src:{w}"], label, ext in golden))
+            s.execute(insert(Assignment), assignments)
+            assignment_id = {(t, w): a for a, t, w in s.execute(select(Assignment.id, Assignment.task_id, Assignment.worker_id)).all()}
+            s.execute(
+                insert(Answer),
+                [
+                    {
+                        "assignment_id": assignment_id[(t, w)],
+                        "task_id": t,
+                        "worker_id": w,
+                        "project_id": project.id,
+                        "value": label,
+                        "is_golden": g,
+                        "correct": (label == truth[t]) if g else None,
+                        "status": "accepted",
+                        "created_at": START,
+                    }
+                    for t, w, label, g in rows
+                ],
+            )
+            project_id = project.id
+        with db.read_session() as s:
+            normal_truth = {t: v for t, v in truth.items()}
+            accuracy, ece, table = score_methods(s, project_id, normal_truth)
+        db.dispose()
+    return {"accuracy": accuracy, "ece": ece, "reliability": table, "tasks": len(tasks) - len(golden), "golden": len(golden)}
+
+
 def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, shares: tuple[float, float, float]) -> RunResult:
     from sqlalchemy import func, select
 
@@ -150,7 +289,6 @@ def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, share
     from bot.db import Database
     from bot.db.migrate import upgrade
     from bot.tasks import intake, projects, quality, service
-    from bot.tasks.aggregate import aggregate_project
     from bot.tasks.models import Answer, Image, Task, TaskKind, TaskStatus, WorkerProject
     from bot.tasks.service import NoTask, Refusal, TaskCard
     from bot.work import answers
@@ -244,10 +382,7 @@ def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, share
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
 
         with db.read_session() as s:
-            accuracy = {}
-            for method in METHODS:
-                rows = list(aggregate_project(s, project_id, method))
-                accuracy[method] = sum(r.label == truth[r.task_id] for r in rows) / len(rows)
+            accuracy, ece, reliability = score_methods(s, project_id, truth)
             normal_answers = s.execute(
                 select(Answer.worker_id, func.count(Answer.id))
                 .join(Task, Task.id == Answer.task_id)
@@ -286,6 +421,8 @@ def run(mode: str, seed: int, n_tasks: int, n_workers: int, n_golden: int, share
     return RunResult(
         mode=mode,
         accuracy=accuracy,
+        ece=ece,
+        reliability=reliability,
         answers_per_task=total_normal / n_tasks,
         golden_per_task=golden_answers / n_tasks,
         blocked=blocked,
@@ -309,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=MODES["dynamic"]["confidence_target"], help="dynamic: confidence target")
     parser.add_argument("--max-overlap", type=int, default=MODES["dynamic"]["overlap"], help="dynamic: maximum overlap")
     parser.add_argument("--min-overlap", type=int, default=MODES["dynamic"]["min_overlap"], help="dynamic: minimum overlap")
+    parser.add_argument(
+        "--crowd-dev", type=Path, default=ROOT.parent / "shared" / "crowd-dev", help="real crowds to replay (skipped if missing)"
+    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real crowds")
+    parser.add_argument("--real-golden", type=float, default=REAL_GOLDEN_SHARE, help="share of a real crowd's tasks made golden")
     args = parser.parse_args(argv)
     MODES["dynamic"] = {"overlap": args.max_overlap, "min_overlap": args.min_overlap, "confidence_target": args.target}
     shares = tuple(float(x) for x in args.shares.split(","))
@@ -320,44 +462,81 @@ def main(argv: list[str] | None = None) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # warnings off: blocks are expected here
 
-    results: dict[str, list[RunResult]] = {"dynamic": [], "fixed5": []}
-    for seed in range(args.seed, args.seed + args.seeds):
-        for mode in ("dynamic", "fixed5"):
+    modes = tuple(MODES)
+    results: dict[str, list[RunResult]] = {mode: [] for mode in modes}
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    for seed in seeds:
+        for mode in modes:
             r = run(mode, seed, args.tasks, args.workers, n_golden, shares)  # type: ignore[arg-type]
             results[mode].append(r)
             print(
                 f"seed {seed} {mode:7s}: acc mv={r.accuracy['majority_vote']:.4f} wv={r.accuracy['weighted_vote']:.4f} "
-                f"ds={r.accuracy['dawid_skene']:.4f} | answers/task {r.answers_per_task:.2f} (+{r.golden_per_task:.2f} golden) | "
+                f"ds={r.accuracy['dawid_skene']:.4f} | ece mv={r.ece['majority_vote']:.3f} wv={r.ece['weighted_vote']:.3f} "
+                f"ds={r.ece['dawid_skene']:.3f} default={r.ece[DEFAULT]:.3f} | answers/task {r.answers_per_task:.2f} (+{r.golden_per_task:.2f} golden) | "
                 f"blocked spam {r.blocked['spammer']:.0%} honest {r.blocked['honest']:.1%} noisy {r.blocked['noisy']:.0%} | "
                 f"spam answers {r.spam_answer_share:.1%} | {r.actions} actions, {1000 * r.cpu_s / max(1, r.actions):.2f} ms CPU/action, "
                 f"{r.sim_minutes:.0f} sim-min | stages {r.stages}",
                 flush=True,
             )
+            print("\n".join(reliability_lines(r.reliability)), flush=True)
 
     def med(values: list[float]) -> float:
         return round(statistics.median(values), 4)
 
+    real: dict[str, dict[str, Any]] = {}
+    folder = args.crowd_dev
+    if not args.no_real and folder.is_dir():
+        for answers_file in sorted(folder.glob("*_answers.csv")):
+            name = answers_file.name[: -len("_answers.csv")]
+            if not (folder / f"{name}_gold.csv").is_file():
+                continue
+            real[name] = {}
+            for overlap in REAL_OVERLAPS:
+                runs = [replay_crowd(folder, name, overlap, seed, args.real_golden) for seed in seeds]
+                key = str(overlap) if overlap else "all"
+                real[name][key] = {
+                    "accuracy": {m: med([x["accuracy"][m] for x in runs]) for m in EVALUATED},
+                    "ece": {m: med([x["ece"][m] for x in runs]) for m in EVALUATED},
+                }
+                for seed, x in zip(seeds, runs):
+                    print(
+                        f"real {name} overlap {key:>3s} seed {seed}: {x['tasks']} tasks (+{x['golden']} golden) | acc "
+                        + " ".join(f"{m}={x['accuracy'][m]:.3f}" for m in EVALUATED)
+                        + " | ece "
+                        + " ".join(f"{m}={x['ece'][m]:.3f}" for m in EVALUATED),
+                        flush=True,
+                    )
+                    print("\n".join(reliability_lines(x["reliability"])), flush=True)
+
     dyn, fix = results["dynamic"], results["fixed5"]
     accuracy = {m: med([r.accuracy[m] for r in dyn]) for m in METHODS}
+    accuracy_by_mode = {mode: {m: med([r.accuracy[m] for r in results[mode]]) for m in EVALUATED} for mode in modes}
     accuracy_fixed5 = {m: med([r.accuracy[m] for r in fix]) for m in METHODS}
+    ece = {mode: {m: round(statistics.median([r.ece[m] for r in results[mode]]), 4) for m in EVALUATED} for mode in modes}
     per_task = {"dynamic": med([r.answers_per_task for r in dyn]), "fixed5": med([r.answers_per_task for r in fix])}
-    all_runs = dyn + fix
+    per_task["fixed3"] = med([r.answers_per_task for r in results["fixed3"]])
+    all_runs = [r for mode in modes for r in results[mode]]
     spammers_blocked = med([r.blocked["spammer"] for r in all_runs])
     honest_blocked = med([r.blocked["honest"] for r in all_runs])
     saving = 1 - per_task["dynamic"] / per_task["fixed5"] if per_task["fixed5"] else 0.0
     summary = {
         "accuracy": accuracy,
         "accuracy_fixed5": accuracy_fixed5,
+        "accuracy_by_mode": accuracy_by_mode,
+        "ece": ece,
+        "ece_default": {mode: ece[mode][DEFAULT] for mode in modes},
+        "real_crowds": real,
         "spammers_blocked": spammers_blocked,
         "honest_blocked": honest_blocked,
         "noisy_blocked": med([r.blocked["noisy"] for r in all_runs]),
         "answers_per_task": per_task,
         "answer_saving": round(saving, 4),
-        "golden_per_task": {"dynamic": med([r.golden_per_task for r in dyn]), "fixed5": med([r.golden_per_task for r in fix])},
-        "spam_answer_share": {"dynamic": med([r.spam_answer_share for r in dyn]), "fixed5": med([r.spam_answer_share for r in fix])},
+        "golden_per_task": {mode: med([r.golden_per_task for r in results[mode]]) for mode in modes},
+        "spam_answer_share": {mode: med([r.spam_answer_share for r in results[mode]]) for mode in modes},
         "cpu_ms_per_action": med([1000 * r.cpu_s / max(1, r.actions) for r in all_runs]),
         "targets": {
-            "dawid_skene_ge_0.97": accuracy["dawid_skene"] >= 0.97,
+            "dawid_skene_ge_0.97": all(accuracy_by_mode[mode]["dawid_skene"] >= 0.97 for mode in modes),
+            "default_ece_le_0.05": all(ece[mode][DEFAULT] <= 0.05 for mode in modes),
             "spammers_blocked_ge_0.9": spammers_blocked >= 0.9,
             "honest_blocked_le_0.02": honest_blocked <= 0.02,
             "dynamic_saves_ge_25pct": saving >= 0.25,
@@ -368,9 +547,10 @@ def main(argv: list[str] | None = None) -> int:
             "golden": n_golden,
             "workers": args.workers,
             "shares": shares,
-            "seeds": list(range(args.seed, args.seed + args.seeds)),
+            "seeds": seeds,
             "rules": RULES,
             "modes": MODES,
+            "real_golden_share": args.real_golden,
         },
     }
     print(json.dumps(summary, separators=(",", ":")))
