@@ -42,7 +42,7 @@ from bot.tasks import crowd_models as models
 from bot.tasks.crowd_models import FloatArray, IntArray
 from bot.tasks.models import PIN_MASK, Answer, AnswerStatus, Project, ProjectType, Task, TaskKind
 from bot.tasks.projects import answer_values
-from bot.tasks.quality_math import WEIGHT_K, best, vote_weight, weight_accuracy
+from bot.tasks.quality_math import WEIGHT_K, best, vote_weight
 
 log = structlog.get_logger("crowdpin.quality")
 
@@ -160,20 +160,10 @@ def _majority_labels(data: _Data) -> Labels:
     return {task_id: majority([v.value for v in mine], data.labels) for task_id, mine in _by_task(data.votes).items()}
 
 
-def golden_accuracy(data: _Data) -> dict[int, float]:
-    """Golden accuracy (shrunk for weighting, see ``quality_math.WEIGHT_K``) of every worker with golden answers."""
-    correct: Counter[int] = Counter()
-    total: Counter[int] = Counter()
-    for _task, worker, value, truth in data.golden:
-        total[worker] += 1
-        correct[worker] += value == truth
-    return {worker: weight_accuracy(correct[worker], total[worker]) for worker in total}
-
-
 def worker_accuracy(data: _Data) -> dict[int, float]:
     """The accuracy each worker's vote is weighted with (see ``_accuracies``), by worker id."""
     if not data.votes:
-        return golden_accuracy(data)
+        return {}
     enc = _encode(data)
     accuracy = _accuracies(enc.answers, enc.golden)
     return {worker: float(accuracy[i]) for i, worker in enumerate(enc.workers)}
@@ -191,12 +181,11 @@ class _Encoded:
     golden: dict[int, int]  # task index -> true label index
 
 
-def _encode(data: _Data, *, with_golden: bool = True) -> _Encoded:
+def _encode(data: _Data) -> _Encoded:
+    """Normal and golden answers as integer codes; golden truths as (task index -> label index)."""
     rows = [(v.task_id, v.worker_id, v.value) for v in data.votes]
-    truths: dict[int, str] = {}
-    if with_golden:
-        rows += [(task, worker, value) for task, worker, value, _truth in data.golden]
-        truths = {task: truth for task, _w, _v, truth in data.golden}
+    rows += [(task, worker, value) for task, worker, value, _truth in data.golden]
+    truths = {task: truth for task, _w, _v, truth in data.golden}
     seen = {value for _t, _w, value in rows} | set(truths.values())
     labels = [label for label in data.labels if label in seen]
     labels += sorted(seen - set(labels))
@@ -411,14 +400,14 @@ def _crowdkit_labels(data: _Data, method: str) -> Labels:
     votes = _by_task(data.votes)
     out: Labels = {}
     for task_id, label in labels.items():
-        if label != label or int(task_id) not in votes:  # NaN: no label for this task
+        if pd.isna(label) or int(task_id) not in votes:  # NaN: no label for this task
             continue
         if probas is not None and task_id in probas.index and label in probas.columns:
             confidence = float(probas.at[task_id, label])
         else:
             values = [v.value for v in votes[int(task_id)]]
             confidence = values.count(str(label)) / len(values)
-        out[int(task_id)] = (str(label), confidence if confidence == confidence else 0.0)
+        out[int(task_id)] = (str(label), 0.0 if pd.isna(confidence) else confidence)
     return out
 
 

@@ -21,6 +21,7 @@ indexed in a caller-chosen order that also breaks ties (the first label wins).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -221,7 +222,7 @@ def dawid_skene(
     errors, skills = m_step(probas)
     loss = -np.inf
     it = 0
-    for it in range(1, n_iter + 1):  # noqa: B007 - the count is reported
+    for it in range(1, n_iter + 1):
         probas = pin(e_step(priors, errors))
         priors = class_priors(probas)
         errors, skills = m_step(probas)
