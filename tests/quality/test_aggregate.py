@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.tasks.aggregate import AggregationError, aggregate_project, majority
-from bot.tasks.models import Task
+from bot.tasks.models import Answer, Task
 from tests.quality.helpers import make_project, make_workers, put_answer
 
 
@@ -229,3 +229,34 @@ def test_aggregation_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("AGGREGATION", bad)
         with pytest.raises(ValidationError, match="AGGREGATION must be one of"):
             AggregationSettings()
+
+
+def test_a_demo_sized_project_never_calls_a_split_vote_certain(db: Database, tmp_path: Path) -> None:
+    """The sandbox demo's shape: three 90 %-accurate workers, twelve photos, three labels. A
+    2-of-3 vote is right about 95 % of the time with such workers: never 1.00."""
+    import random
+
+    labels = ("a", "b", "c")
+    project = make_project(db, tmp_path / "imgs", count=12, labels=labels)
+    w = make_workers(db, 3)
+    tasks = _tasks(db, project.id)
+    truth = {t.id: labels[i % 3] for i, t in enumerate(tasks)}
+    rng = random.Random(1)
+    split_task = tasks[5].id
+
+    def answer(task: Task, worker_id: int) -> str:
+        if task.id == split_task:  # one wrong majority for sure
+            return truth[task.id] if worker_id == w[0] else labels[(labels.index(truth[task.id]) + 1) % 3]
+        return truth[task.id] if rng.random() < 0.9 else rng.choice(labels)
+
+    _crowd(db, project.id, tasks, w, answer)
+    with db.session() as s:
+        rows = list(aggregate_project(s, project.id, "auto"))
+    assert {r.method for r in rows} == {"weighted_vote"}  # 36 answers: too few for confusion matrices
+    split = [r for r in rows if r.task_id == split_task]
+    assert split[0].label != truth[split_task] and 0.6 < split[0].confidence < 0.99
+    with db.session() as s:
+        votes = {t.id: [a.value for a in s.execute(select(Answer).where(Answer.task_id == t.id)).scalars()] for t in tasks}
+    for r in rows:
+        if len(set(votes[r.task_id])) > 1:
+            assert r.confidence < 0.99, (votes[r.task_id], r.confidence)
