@@ -2,9 +2,10 @@
 Dawid–Skene, and the per-pixel mask vote and EM.
 
 These replace crowd-kit at run time (it pulled ~700 MB of dependencies into the bot for three
-models). With ``prior=0`` every model here computes what crowd-kit's class of the same name
-computes — same initialisation, same update order, same stopping rule — and the tests hold
-labels and posteriors to 1e-6 of crowd-kit's on simulated and edge-case crowds.
+models). With ``prior=0`` each model here computes what its crowd-kit counterpart computes
+(``MajorityVote``, ``Wawa``, ``DawidSkene``, ``OneCoinDawidSkene``, ``SegmentationMajorityVote``,
+``SegmentationEM``) — same initialisation, update order, floors and stopping rule — and the
+tests hold labels and posteriors to 1e-6 of crowd-kit's on simulated and edge-case crowds.
 
 The priors are what crowd-kit lacks and small projects need: with a handful of answers per
 worker, maximum-likelihood confusion matrices fit the data perfectly (a worker seen three times
