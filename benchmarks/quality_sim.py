@@ -276,8 +276,7 @@ def replay_crowd(folder: Path, name: str, overlap: int, seed: int, golden_share:
             )
             project_id = project.id
         with db.read_session() as s:
-            normal_truth = {t: v for t, v in truth.items()}
-            accuracy, ece, table = score_methods(s, project_id, normal_truth)
+            accuracy, ece, table = score_methods(s, project_id, truth)
         db.dispose()
     return {"accuracy": accuracy, "ece": ece, "reliability": table, "tasks": len(tasks) - len(golden), "golden": len(golden)}
 

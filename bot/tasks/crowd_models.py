@@ -222,8 +222,9 @@ def dawid_skene(
     priors = class_priors(probas)
     errors, skills = m_step(probas)
     loss = -np.inf
-    it = 0
-    for it in range(1, n_iter + 1):
+    iterations = 0
+    while iterations < n_iter:
+        iterations += 1
         probas = pin(e_step(priors, errors))
         priors = class_priors(probas)
         errors, skills = m_step(probas)
@@ -232,7 +233,7 @@ def dawid_skene(
         if bound - loss < tol:
             break
         loss = bound
-    return Fit(probas, skills, errors, priors, it)
+    return Fit(probas, skills, errors, priors, iterations)
 
 
 def log_scores(a: Answers, fit: Fit) -> FloatArray:

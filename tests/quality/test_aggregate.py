@@ -188,7 +188,7 @@ def _small_crowd(db: Database, tmp_path: Path) -> tuple[int, list[Task]]:
 
 
 def test_crowdkit_method_by_name(db: Database, tmp_path: Path) -> None:
-    pid, _tasks_ = _small_crowd(db, tmp_path)
+    pid, _ = _small_crowd(db, tmp_path)
     with db.session() as s:
         ours = list(aggregate_project(s, pid, "majority_vote"))
         theirs = list(aggregate_project(s, pid, "crowdkit:MajorityVote"))
@@ -201,9 +201,9 @@ def test_crowdkit_method_by_name(db: Database, tmp_path: Path) -> None:
 def test_crowdkit_errors_are_clear(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    pid, _tasks_ = _small_crowd(db, tmp_path)
+    pid, _ = _small_crowd(db, tmp_path)
     with db.session() as s:
-        with pytest.raises(AggregationError, match="no classification aggregator 'Nope'.*GLAD"):
+        with pytest.raises(AggregationError, match=r"no classification aggregator 'Nope'.*GLAD"):
             aggregate_project(s, pid, "crowdkit:Nope")
         with pytest.raises(AggregationError, match="no classification aggregator 'SegmentationEM'"):
             aggregate_project(s, pid, "crowdkit:SegmentationEM")

@@ -14,7 +14,6 @@ from bot.db import Database
 from bot.tasks import aggregate, calibration
 from bot.tasks.aggregate import CALIBRATION_MIN_GOLDEN, aggregate_project, golden_reliability
 from bot.tasks.models import Task
-
 from tests.quality.helpers import make_project, make_workers, put_answer
 
 
