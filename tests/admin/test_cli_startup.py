@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -22,7 +23,7 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-def _run(*args: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+def _run(*args: str) -> tuple[str, dict[str, Any]]:
     out = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     *text, last = out.stdout.strip().splitlines()
     return "\n".join(text), json.loads(last)

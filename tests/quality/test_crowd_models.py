@@ -13,6 +13,7 @@ import random
 import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-6
 
 
-def _quality_sim():  # type: ignore[no-untyped-def]
+def _quality_sim() -> ModuleType:
     spec = importlib.util.spec_from_file_location("quality_sim_models", ROOT / "benchmarks" / "quality_sim.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -6,13 +6,14 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("quality_sim", ROOT / "benchmarks" / "quality_sim.py")
     assert spec is not None and spec.loader is not None
     sim = importlib.util.module_from_spec(spec)
