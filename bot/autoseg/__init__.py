@@ -2,8 +2,10 @@
 
 Public API::
 
-    from bot.autoseg import segment
+    from bot.autoseg import segment, segment_candidates
     mask = segment(image_rgb_uint8, [(x, y, True)], box=None)   # bool (H, W)
+    cands = segment_candidates(image_rgb_uint8, [(x, y, True)], k=3)
+    cands[0].mask, cands[0].score                                # best first
 
 The work is done by a pluggable :class:`Segmenter` (default: classical OpenCV, see
 ``classical.py``); see ``base.py`` and docs/autoseg.md for plugging in a learned model.
@@ -17,12 +19,14 @@ from typing import Any
 from .base import (
     ENV_VAR,
     Box,
+    Candidate,
     Point,
     Segmenter,
     configure,
     get_segmenter,
     load_backend,
     segment,
+    segment_candidates,
     set_segmenter,
     validate_inputs,
 )
@@ -30,6 +34,7 @@ from .base import (
 __all__ = [
     "ENV_VAR",
     "Box",
+    "Candidate",
     "ClassicalSegmenter",
     "Point",
     "Segmenter",
@@ -37,6 +42,7 @@ __all__ = [
     "get_segmenter",
     "load_backend",
     "segment",
+    "segment_candidates",
     "set_segmenter",
     "validate_inputs",
 ]

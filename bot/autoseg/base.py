@@ -1,8 +1,12 @@
 """The segmenter interface, input validation and the back-end plug-in point.
 
-A back end is any object with ``segment(image, points, box=None) -> bool (H, W)``.
-The bot only ever calls :func:`bot.autoseg.segment`, which forwards to the current
-back end, so a learned model can replace the classical one without touching the bot:
+A back end is any object with ``segment(image, points, box=None) -> bool (H, W)``; it
+may also have ``segment_candidates(image, points, box=None, k=3)`` returning up to ``k``
+masks best first (as :class:`Candidate` objects or ``(mask, score)`` pairs).  A back end
+without it gives one candidate, its ``segment`` mask.
+The bot only ever calls :func:`bot.autoseg.segment` / :func:`bot.autoseg.segment_candidates`,
+which forward to the current back end, so a learned model can replace the classical one
+without touching the bot:
 
 * programmatically: ``set_segmenter(MySegmenter())``;
 * by configuration: ``AUTOSEG_BACKEND`` (read through ``bot.config``, so ``.env`` works; the bot
@@ -19,6 +23,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -27,6 +32,15 @@ Point = tuple[float, float, bool]
 Box = tuple[float, float, float, float]
 
 ENV_VAR = "AUTOSEG_BACKEND"
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One proposed object mask: ``mask`` bool (H, W) at the image's size; ``score`` ranks
+    the candidates of one call (higher first; not comparable across calls)."""
+
+    mask: np.ndarray
+    score: float
 
 
 @runtime_checkable
@@ -163,3 +177,30 @@ def segment(
     if mask.shape != img.shape[:2]:
         raise RuntimeError(f"segmenter returned shape {mask.shape}, expected {img.shape[:2]}")
     return mask.astype(bool, copy=False)
+
+
+def segment_candidates(
+    image: np.ndarray,
+    points: Sequence[Sequence[Any]],
+    box: Sequence[float] | None = None,
+    k: int = 3,
+) -> list[Candidate]:
+    """Up to ``k`` candidate masks of the object indicated by ``points`` and/or ``box``, best
+    first (at least one). A back end without ``segment_candidates`` gives one: its ``segment``
+    mask (score 1.0)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    img, pts, bx = validate_inputs(image, points, box)
+    seg = get_segmenter()
+    fn = getattr(seg, "segment_candidates", None)
+    raw: list[Any] = list(fn(img, pts, bx, k)) if callable(fn) else [Candidate(np.asarray(seg.segment(img, pts, bx)), 1.0)]
+    if not raw:
+        raise RuntimeError("segmenter returned no candidates")
+    out: list[Candidate] = []
+    for item in raw[:k]:
+        mask, score = (item.mask, item.score) if isinstance(item, Candidate) else item
+        mask = np.asarray(mask)
+        if mask.shape != img.shape[:2]:
+            raise RuntimeError(f"segmenter returned shape {mask.shape}, expected {img.shape[:2]}")
+        out.append(Candidate(mask.astype(bool, copy=False), float(score)))
+    return out
