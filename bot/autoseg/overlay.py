@@ -29,6 +29,7 @@ __all__ = [
     "draw_grid",
     "fit_long_side",
     "overlay_jpeg",
+    "render_candidates",
     "render_overlay",
     "to_jpeg",
 ]
@@ -38,6 +39,18 @@ CONTOUR_RGB = (255, 230, 0)  # bright yellow line ...
 HALO_RGB = (0, 0, 0)  # ... with a dark halo so it is crisp on light and dark areas
 POS_RGB = (40, 200, 60)
 NEG_RGB = (230, 40, 40)
+
+# Candidate masks, in the order of their numbers: Okabe–Ito yellow, sky blue and vermillion.
+# Of the Okabe–Ito colours, this triple stays furthest apart under simulated protanopia,
+# deuteranopia and tritanopia (Machado et al. 2009; worst pair ΔE 34, deutan vermillion/yellow,
+# which still differ in lightness), and all three are bright enough to read on a dark halo.
+# The numbers carry the identity; the colours only make it quicker.
+CANDIDATE_RGB: tuple[tuple[int, int, int], ...] = ((240, 228, 66), (86, 180, 233), (213, 94, 0))
+CANDIDATE_MARKS = ("🟨", "🟦", "🟧")  # the same colours on the buttons (emoji squares)
+# What the pictures are sized for: a photo in a chat on a 360-px-wide phone is about 320 px
+# wide (a tall one about 480 px high). Candidate outlines and numbers are sized in those pixels.
+PHONE_PHOTO_WIDTH = 320
+PHONE_PHOTO_HEIGHT = 480
 
 
 # ---------------------------------------------------------------- grid cells
@@ -231,6 +244,133 @@ def render_overlay(
         bw = max(1, round(2 * k))
         d.rectangle((x0, y0, x1, y1), outline=(0, 0, 0), width=bw + 2)
         d.rectangle((x0 + 1, y0 + 1, x1 - 1, y1 - 1), outline=(255, 255, 255), width=bw)
+    _draw_pins(d, points, s, k)
+    return out
+
+
+def phone_unit(width: int, height: int) -> float:
+    """Picture pixels per screen pixel when the picture is shown in a chat on a small phone."""
+    return max(width / PHONE_PHOTO_WIDTH, height / PHONE_PHOTO_HEIGHT)
+
+
+def _fit_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    m = np.asarray(m, dtype=bool)
+    if m.shape == (h, w):
+        return m
+    return np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.Resampling.BILINEAR)) >= 128
+
+
+def _label_spot(
+    contour: np.ndarray | None, avoid: np.ndarray, placed: list[tuple[float, float]], radius: float, w: int, h: int
+) -> tuple[float, float]:
+    """Where a candidate's number goes: a disc just outside its own outline (touching it, so it
+    neither hides a small object nor floats away from its line), as far as possible from the
+    other outlines (``avoid``: distance to them, per pixel) and from numbers already placed,
+    with the whole disc inside the picture. Deterministic: ties go to the first contour point."""
+    if contour is None or len(contour) == 0:
+        return (w / 2.0, h / 2.0)
+    pts = contour.reshape(-1, 2).astype(np.float64)
+    centre = pts.mean(axis=0)
+    away = pts - centre
+    away /= np.maximum(np.hypot(away[:, 0], away[:, 1]), 1e-6)[:, None]
+    spots = pts + away * (0.8 * radius)
+    xs = np.clip(spots[:, 0], radius, w - 1 - radius)
+    ys = np.clip(spots[:, 1], radius, h - 1 - radius)
+    off = np.hypot(xs - spots[:, 0], ys - spots[:, 1])  # how far the picture's edge pushed the disc
+    score = np.minimum(avoid[ys.astype(int), xs.astype(int)], 2.0 * radius) - 2.0 * off
+    for px, py in placed:
+        score += np.minimum(np.hypot(xs - px, ys - py), 3.0 * radius) - 3.0 * radius
+    best = int(np.argmax(score))
+    return (float(xs[best]), float(ys[best]))
+
+
+def render_candidates(
+    image: np.ndarray | Image.Image,
+    masks: Sequence[np.ndarray],
+    points: Sequence[Sequence[Any]] = (),
+    *,
+    max_side: int = 1280,
+    alpha: float = 0.22,
+    colours: Sequence[tuple[int, int, int]] = CANDIDATE_RGB,
+) -> Image.Image:
+    """Photo + up to ``len(colours)`` candidate masks, each with a light fill, an outline in its
+    own colour and its number (1, 2, 3 in the order given) on a disc sitting on its outline.
+
+    Sized for a photo shown about 320 px wide on a phone (:func:`phone_unit`): outlines are 3-6
+    screen pixels with a dark halo, numbers about 17 px on 26-px discs. Larger masks are drawn
+    first with wider lines, so where two outlines run together both colours stay visible.
+    ``masks`` are bool (H, W) at the image's size; ``points`` as in :func:`render_overlay`.
+    """
+    import cv2
+
+    if len(masks) > len(colours):
+        raise ValueError(f"at most {len(colours)} candidates can be drawn, got {len(masks)}")
+    base = _to_pil(image)
+    W0, H0 = base.size
+    base, s = fit_long_side(base, max_side)
+    w, h = base.size
+    u = phone_unit(w, h)
+    ms: list[np.ndarray] = []
+    for m in masks:
+        if np.asarray(m).shape != (H0, W0):
+            raise ValueError(f"mask shape {np.asarray(m).shape} != image shape {(H0, W0)}")
+        ms.append(_fit_mask(m, (w, h)))
+    photo = np.asarray(base)
+    union = np.zeros((h, w), bool)
+    for m in ms:
+        union |= m
+    out = cv2.convertScaleAbs(photo, alpha=0.88)  # a little darker outside, so the marks stand out
+    np.copyto(out, photo, where=union[:, :, None])
+    order = sorted(range(len(ms)), key=lambda i: (-int(np.count_nonzero(ms[i])), i))  # largest first
+    for i in order:  # whole-image blends in OpenCV, kept where the mask is: faster than indexing
+        tinted = cv2.addWeighted(out, 1.0 - alpha, np.full_like(out, colours[i]), alpha, 0.0)
+        np.copyto(out, tinted, where=ms[i][:, :, None])
+    # Lines: anti-aliased only where the phone shows the picture near 1:1 (thick AA lines cost).
+    line_type = cv2.LINE_AA if u < 2 else cv2.LINE_8
+    halo = max(1, round(1.5 * u))
+    for rank, i in enumerate(order):
+        found, _ = cv2.findContours(ms[i].astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        width = max(1, round((3.0 + 1.5 * (len(order) - 1 - rank)) * u))
+        cv2.drawContours(out, found, -1, HALO_RGB, width + 2 * halo, line_type)
+        cv2.drawContours(out, found, -1, colours[i], width, line_type)
+
+    pil = Image.fromarray(out, "RGB")
+    d = ImageDraw.Draw(pil)
+    _draw_pins(d, points, s, _ui_scale(w, h))
+    radius = 13.0 * u
+    font = _font(max(8, round(17 * u)))
+    ring = max(1, round(1.5 * u))
+    for i, (x, y) in enumerate(_label_spots(ms, radius, max(1, int(u)))):
+        d.ellipse((x - radius - ring, y - radius - ring, x + radius + ring, y + radius + ring), fill=HALO_RGB)
+        d.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colours[i])
+        d.text((x, y), str(i + 1), font=font, fill=HALO_RGB, anchor="mm")
+    return pil
+
+
+def _label_spots(masks: Sequence[np.ndarray], radius: float, step: int) -> list[tuple[float, float]]:
+    """Centres of the candidates' numbers (see :func:`_label_spot`), worked out on every
+    ``step``-th pixel: about phone resolution, which is all the placement needs."""
+    import cv2
+
+    h, w = masks[0].shape
+    small = [np.ascontiguousarray(m[::step, ::step]).astype(np.uint8) for m in masks]
+    outlines = [cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)[0] for m in small]
+    placed: list[tuple[float, float]] = []
+    for i in range(len(masks)):
+        others = np.full(small[0].shape, 255, np.uint8)
+        for j, found in enumerate(outlines):
+            if j != i:
+                cv2.drawContours(others, found, -1, 0, 1)
+        avoid = cv2.distanceTransform(others, cv2.DIST_L2, 3)
+        outer = max(outlines[i], key=len) if outlines[i] else None
+        x, y = _label_spot(outer, avoid, [(px / step, py / step) for px, py in placed], radius / step, *small[0].shape[::-1])
+        placed.append((min(max(x * step, radius), w - 1 - radius), min(max(y * step, radius), h - 1 - radius)))
+    return placed
+
+
+def _draw_pins(d: ImageDraw.ImageDraw, points: Sequence[Sequence[Any]], s: float, k: float) -> None:
+    """Pins as white-ringed discs: green with "+" (positive), red with "−" (negative)."""
     r = max(7, round(12 * k))
     for p in points:
         x, y, pos = float(p[0]) * s, float(p[1]) * s, bool(p[2])
@@ -245,7 +385,6 @@ def render_overlay(
         d.line((x - a, y, x + a, y), fill=(255, 255, 255), width=gw)
         if pos:
             d.line((x, y - a, x, y + a), fill=(255, 255, 255), width=gw)
-    return out
 
 
 def _boundary(m: np.ndarray, thickness: int) -> np.ndarray:
