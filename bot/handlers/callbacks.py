@@ -21,7 +21,8 @@ class Act(StrEnum):
     REPORT_REASON = "rr"  # v = 0 broken, 1 offensive
     BACK = "b"  # leave the report choices
     CELL = "g"  # magic pin: v = rev * 16 + grid cell index (rev: state revision drawn)
-    KEEP = "k"  # magic pin: keep the mask; v = rev
+    PICK = "p"  # magic pin: keep candidate i; v = rev * 3 + i (bot.tasks.magic_pin.pick_value)
+    KEEP = "k"  # magic pin, buttons drawn before candidates existed: keep candidate 0; v = rev
     RETRY = "t"  # magic pin: try another cell; v = rev
     ADD = "a"  # magic pin: v = rev * 3 + (0 back to the mask, 1 add area, 2 remove area)
     NONE = "n"  # magic pin: no such object

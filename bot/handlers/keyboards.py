@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiogram.types import (
@@ -11,9 +12,10 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
 )
 
+from bot.autoseg.overlay import CANDIDATE_MARKS
 from bot.handlers.callbacks import Act, LangCb, TaskCb
 from bot.i18n import LOCALES, t
-from bot.tasks.magic_pin import CELLS, GRID_COLS, SIGN_BACK, SIGN_NEG, SIGN_POS, pack
+from bot.tasks.magic_pin import CELLS, GRID_COLS, SIGN_BACK, SIGN_NEG, SIGN_POS, pack, pick_value
 
 
 def main_menu(lang: str) -> ReplyKeyboardMarkup:
@@ -132,15 +134,34 @@ def pin_grid(aid: int, rev: int, lang: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def pin_mask(aid: int, rev: int, lang: str, *, can_keep: bool, can_add: bool) -> InlineKeyboardMarkup:
-    """Magic pin, a mask is shown: Keep / Try another cell / Add a point / No such object."""
+def pin_mask(
+    aid: int,
+    rev: int,
+    lang: str,
+    *,
+    candidates: int,
+    pickable: Sequence[int],
+    can_add: bool,
+    extra: Sequence[InlineKeyboardButton] = (),
+) -> InlineKeyboardMarkup:
+    """Magic pin, the candidates are shown: one button per pickable candidate (its colour and
+    number, side by side; a lone candidate gets a wide Keep), Try another cell / Add a point,
+    ``extra`` (a row of further ways to answer, e.g. a web app), No such object, Skip / Report.
+    """
     rows = []
-    if can_keep:
-        rows.append([_btn(t("masks.pin.keep", lang), Act.KEEP, aid, rev)])
+    if candidates == 1 and 0 in pickable:
+        rows.append([_btn(t("masks.pin.keep", lang), Act.PICK, aid, pick_value(rev, 0))])
+    elif candidates > 1:
+        picks = [i for i in pickable if 0 <= i < min(candidates, len(CANDIDATE_MARKS))]
+        rows.append(
+            [_btn(t("masks.pin.pick", lang, mark=CANDIDATE_MARKS[i], number=i + 1), Act.PICK, aid, pick_value(rev, i)) for i in picks]
+        )
     second = [_btn(t("masks.pin.retry", lang), Act.RETRY, aid, rev)]
     if can_add:
         second.append(_btn(t("masks.pin.add", lang), Act.ADD, aid, pack(rev, SIGN_POS, 3)))
     rows.append(second)
+    if extra:
+        rows.append(list(extra))
     rows.append([_btn(t("masks.pin.none", lang), Act.NONE, aid)])
     rows.append(_skip_report(aid, lang))
     return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -90,7 +90,10 @@ def pin_caption(card: TaskCard, state: PinState, lang: str) -> str:
     if state.phase == Phase.GRID:
         lines.append(t("masks.pin.hint_grid", lang))
     elif state.phase == Phase.MASK:
-        lines.append(t("masks.pin.hint_mask" if state.area > 0 else "masks.pin.hint_empty", lang))
+        if len(state.candidates) > 1:
+            lines.append(t("masks.pin.hint_pick", lang))
+        else:
+            lines.append(t("masks.pin.hint_mask" if state.area > 0 else "masks.pin.hint_empty", lang))
     else:
         lines.append(t("masks.pin.hint_add" if state.positive else "masks.pin.hint_add_remove", lang))
     if state.points:
@@ -104,7 +107,7 @@ def pin_keyboard(card: TaskCard, state: PinState, lang: str) -> InlineKeyboardMa
         return keyboards.pin_grid(aid, state.rev, lang)
     if state.phase == Phase.MASK:
         return keyboards.pin_mask(
-            aid, state.rev, lang, can_keep=bool(state.mask) and state.area > 0, can_add=len(state.points) < MAX_POINTS
+            aid, state.rev, lang, candidates=len(state.candidates), pickable=state.pickable(), can_add=len(state.points) < MAX_POINTS
         )
     return keyboards.pin_add(aid, state.rev, lang, positive=state.positive)
 
@@ -142,25 +145,41 @@ async def on_confirm(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app:
 
 @router.callback_query(TaskCb.filter(F.a == Act.NONE))
 async def on_none(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
-    if callback_data.id in app.pins_in_flight:
-        await query.answer(_notice(PinRefusal.BUSY, lang))
-        return
-    await worker_loop.finish(query, bot, app, worker, lang, callback_data.id, "answer", PIN_NONE)
-
-
-@router.callback_query(TaskCb.filter(F.a == Act.KEEP))
-async def on_keep(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     aid = callback_data.id
+    refusal = await app.db.run(magic_pin.check_open, worker.id, aid)  # whose, open: before "busy"
+    if refusal is not None:
+        await _refuse(query, aid, "none", refusal, lang)
+        return
     if aid in app.pins_in_flight:
         await query.answer(_notice(PinRefusal.BUSY, lang))
         return
-    kept = await app.db.run(magic_pin.kept_mask, worker.id, aid, callback_data.v)
+    await worker_loop.finish(query, bot, app, worker, lang, aid, "answer", PIN_NONE)
+
+
+@router.callback_query(TaskCb.filter(F.a.in_({Act.PICK, Act.KEEP})))
+async def on_pick(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
+    """A candidate's number (or Keep): answer "mask" with exactly that candidate.
+
+    Owner, lease, revision and candidate are checked first (a forged, stale or foreign pick
+    changes nothing and never learns whether the owner is busy); the answer then goes through
+    the shared ``finish()``, whose conditional close of the lease and ``answer:<id>`` ledger key
+    make a double tap pay once.
+    """
+    aid = callback_data.id
+    v = callback_data.v if callback_data.a == Act.PICK else magic_pin.pick_value(callback_data.v, 0)
+    kept = await app.db.run(magic_pin.kept_mask, worker.id, aid, v)
     if isinstance(kept, (Refusal, PinRefusal)):  # str enums: test before treating it as the mask
-        log.info("masks.refused", assignment_id=aid, action="keep", reason=kept.value)
-        await query.answer(_notice(kept, lang))
+        await _refuse(query, aid, "pick", kept, lang)
         return
-    # The shared finish() answers exactly once (a second Keep finds the lease answered).
+    if aid in app.pins_in_flight:
+        await query.answer(_notice(PinRefusal.BUSY, lang))
+        return
     await worker_loop.finish(query, bot, app, worker, lang, aid, "answer", "mask", mask_rle=kept)
+
+
+async def _refuse(query: CallbackQuery, aid: int, action: str, refusal: Refusal | PinRefusal, lang: str) -> None:
+    log.info("masks.refused", assignment_id=aid, action=action, reason=refusal.value)
+    await query.answer(_notice(refusal, lang))
 
 
 _STEP_ACTIONS = {Act.CELL: "cell", Act.RETRY: "retry", Act.ADD: "add"}
@@ -169,29 +188,29 @@ _STEP_ACTIONS = {Act.CELL: "cell", Act.RETRY: "retry", Act.ADD: "add"}
 @router.callback_query(TaskCb.filter(F.a.in_(set(_STEP_ACTIONS))))
 async def on_pin_step(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     aid = callback_data.id
+    action = _STEP_ACTIONS[callback_data.a]
+    # Decide first (reads only): a foreign, forged or stale tap is refused as such, never as "busy".
+    step = await app.db.run(magic_pin.pin_step, worker.id, aid, action, callback_data.v)
+    if not isinstance(step, Step):
+        await _refuse(query, aid, action, step, lang)
+        return
     if aid in app.pins_in_flight:
         await query.answer(_notice(PinRefusal.BUSY, lang))
         return
     app.pins_in_flight.add(aid)
     try:
-        await _pin_step(query, callback_data, bot, app, worker, lang)
+        await _pin_step(query, step, action, bot, app, worker, lang)
     finally:
         app.pins_in_flight.discard(aid)
 
 
-async def _pin_step(query: CallbackQuery, callback_data: TaskCb, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
-    action = _STEP_ACTIONS[callback_data.a]
-    step = await app.db.run(magic_pin.pin_step, worker.id, callback_data.id, action, callback_data.v)
-    if not isinstance(step, Step):
-        log.info("masks.refused", assignment_id=callback_data.id, action=action, reason=step.value)
-        await query.answer(_notice(step, lang))
-        return
+async def _pin_step(query: CallbackQuery, step: Step, action: str, bot: Bot, app: App, worker: WorkerCtx, lang: str) -> None:
     if step.segment is not None:
         await app.pictures.run(app.pictures.segment_step, step)
     card = await app.db.run(magic_pin.commit_step, worker.id, step, lang=lang, tz=app.tz)
     if not isinstance(card, TaskCard):
         # Lost a race (another replica, an expiry): the winner's picture stays; nothing changed.
-        log.info("masks.commit_refused", assignment_id=callback_data.id, action=action, reason=card.value)
+        log.info("masks.commit_refused", assignment_id=step.assignment_id, action=action, reason=card.value)
         await query.answer(_notice(card, lang))
         return
     answer_cb = presenter.spawn(presenter.answer_callback_soon(bot, query.id))

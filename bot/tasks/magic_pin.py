@@ -3,9 +3,13 @@
 A magic-pin assignment moves through three phases, kept in ``Assignment.state_json`` so a bot
 restart loses nothing::
 
-    grid --cell--> mask --add--> add --cell--> mask --keep--> answered ("mask", RLE)
-      ^             |  <--add 0--'                            any --none--> answered ("none")
+    grid --cell--> mask --add--> add --cell--> mask --pick i--> answered ("mask", candidate i)
+      ^             |  <--add 0--'                              any --none--> answered ("none")
       '---retry-----'
+
+Every segmentation offers up to :data:`MAX_CANDIDATES` masks (``bot.autoseg.segment_candidates``,
+best first); the mask phase shows them numbered and the worker picks one, which answers the task.
+A back end with one candidate gives one mask, shown alone with a Keep button (pick 0).
 
 Every transition is a compare-and-set on the stored state text, and every button carries the
 revision of the state it was drawn from (see :func:`pack`), so a double tap, a stale message or a
@@ -36,7 +40,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from bot.autoseg import rle as coco_rle
-from bot.autoseg import segment
+from bot.autoseg import segment_candidates
 from bot.autoseg.overlay import cell_center, cell_labels
 from bot.clock import utcnow
 from bot.db import rowcount
@@ -48,12 +52,13 @@ GRID_ROWS = 4
 GRID_COLS = 4
 CELLS: tuple[str, ...] = tuple(label for row in cell_labels(GRID_ROWS, GRID_COLS) for label in row)
 MAX_POINTS = 8  # bounds the CPU a worker can spend and the size of the state
-STATE_VERSION = 1
+MAX_CANDIDATES = 3  # masks offered per segmentation: more would not fit one phone picture
+STATE_VERSION = 2  # 2: a list of candidates; 1 (read still): one "mask" and its "area"
 
 
 class Phase(StrEnum):
     GRID = "grid"  # plain photo with the lettered grid: tap the cell on the object
-    MASK = "mask"  # the mask and its pins: keep, try another cell, add a point, none
+    MASK = "mask"  # the candidate masks and the pins: pick one, try another cell, add a point, none
     ADD = "add"  # grid over the current mask: the next cell adds a (+ or -) point
 
 
@@ -63,7 +68,7 @@ class PinRefusal(StrEnum):
     STALE = "stale"  # the button belongs to an older picture of this task
     LIMIT = "limit"  # too many points already
     NO_POSITIVE = "no_positive"  # the step would leave no positive point
-    EMPTY = "empty"  # keep with an empty mask
+    EMPTY = "empty"  # pick an empty mask
     BUSY = "busy"  # the previous tap of this task is still being worked on (handler-level)
 
 
@@ -87,15 +92,41 @@ def unpack(v: int, base: int = 1) -> tuple[int, int] | None:
     return rev, index
 
 
+def pick_value(rev: int, index: int) -> int:
+    """Callback ``v`` of the button that picks candidate ``index`` of revision ``rev``."""
+    return pack(rev, index, MAX_CANDIDATES)
+
+
 # ------------------------------------------------------------------ state
+@dataclass(slots=True, frozen=True)
+class PinMask:
+    """One candidate as stored: COCO RLE at the original (display) resolution, and its area
+    there. Stored at segmentation time, so a pick answers with exactly the mask drawn."""
+
+    rle: dict[str, Any]
+    area: int
+
+
 @dataclass(slots=True)
 class PinState:
     phase: Phase = Phase.GRID
     points: list[tuple[str, bool]] = field(default_factory=list)  # (cell label, positive)
     positive: bool = True  # sign of the next point in the ADD phase
-    mask: dict[str, Any] | None = None  # COCO RLE at the original (display) resolution
-    area: int = 0
+    candidates: list[PinMask] = field(default_factory=list)  # best first; numbered 1.. on the picture
     rev: int = 0
+
+    @property
+    def mask(self) -> dict[str, Any] | None:
+        """The best candidate's mask (what a one-mask view shows), if any."""
+        return self.candidates[0].rle if self.candidates else None
+
+    @property
+    def area(self) -> int:
+        return self.candidates[0].area if self.candidates else 0
+
+    def pickable(self) -> list[int]:
+        """Indices of the candidates a worker can pick (non-empty ones)."""
+        return [i for i, c in enumerate(self.candidates) if c.area > 0]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PinState:
@@ -104,16 +135,21 @@ class PinState:
             return cls()
         try:
             points = [(str(c), bool(p)) for c, p in data.get("points", []) if str(c) in CELLS]
-            mask = data.get("mask")
+            if "candidates" in data:
+                candidates = [PinMask(c["mask"], int(c["area"])) for c in data["candidates"][:MAX_CANDIDATES]]
+            else:  # version 1: one mask
+                mask = data.get("mask")
+                candidates = [PinMask(mask, int(data.get("area", 0)))] if isinstance(mask, dict) else []
+            if not all(isinstance(c.rle, dict) for c in candidates):
+                return cls()
             return cls(
                 phase=Phase(data.get("phase", Phase.GRID)),
                 points=points,
                 positive=bool(data.get("positive", True)),
-                mask=mask if isinstance(mask, dict) else None,
-                area=int(data.get("area", 0)),
+                candidates=candidates,
                 rev=int(data.get("rev", 0)),
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError):
             return cls()
 
     @classmethod
@@ -130,8 +166,7 @@ class PinState:
             "phase": self.phase.value,
             "points": [[c, p] for c, p in self.points],
             "positive": self.positive,
-            "mask": self.mask,
-            "area": self.area,
+            "candidates": [{"mask": c.rle, "area": c.area} for c in self.candidates],
         }
 
     def to_json(self) -> str:
@@ -152,8 +187,8 @@ class ImageRef:
 
 @dataclass(slots=True)
 class Step:
-    """A decided transition. When ``segment`` is set the caller fills ``state.mask``/``area``
-    (via :func:`segment_cells`) before :func:`commit_step`."""
+    """A decided transition. When ``segment`` is set the caller fills ``state.candidates``
+    (via :func:`candidates_for_cells`) before :func:`commit_step`."""
 
     assignment_id: int
     old_json: str | None
@@ -187,7 +222,7 @@ def pin_step(
     """Decide what a tap on a magic-pin button does; changes nothing in the database.
 
     ``action`` is ``cell`` (v = pack(rev, cell, 16)), ``retry`` (v = rev) or ``add``
-    (v = pack(rev, sign, 3)). Keep and "no such object" answer the task: :func:`bot.work.answers.keep_and_next`.
+    (v = pack(rev, sign, 3)). A pick and "no such object" answer the task: :func:`bot.work.answers.keep_and_next`.
     """
     now = now or utcnow()
     assignment = _pin_assignment(session, worker_id, assignment_id, now)
@@ -202,9 +237,7 @@ def pin_step(
     if rev != state.rev:
         return PinRefusal.STALE
     old = assignment.state_json
-    new = PinState(
-        phase=state.phase, points=list(state.points), positive=state.positive, mask=state.mask, area=state.area, rev=state.rev + 1
-    )
+    new = PinState(phase=state.phase, points=list(state.points), positive=state.positive, candidates=state.candidates, rev=state.rev + 1)
     if action == "cell":
         cell = CELLS[index]
         if state.phase == Phase.GRID:
@@ -273,20 +306,33 @@ def commit_step(
 
 
 def kept_mask(session: Session, worker_id: int, assignment_id: int, v: int, *, now: datetime | None = None) -> str | Refusal | PinRefusal:
-    """The mask (COCO RLE JSON) a Keep tap keeps, or why it cannot be kept.
-
-    The revision in ``v`` must be the current one, so what is kept is exactly what was shown.
+    """The mask (COCO RLE JSON) a pick keeps, ``v`` = :func:`pick_value` (rev, candidate), or
+    why it cannot be kept. Checks the owner and the lease first, then the revision (it must be
+    the current one, so what is kept is exactly what was shown), then the candidate.
     """
     now = now or utcnow()
     assignment = _pin_assignment(session, worker_id, assignment_id, now)
     if isinstance(assignment, Refusal):
         return assignment
+    decoded = unpack(v, MAX_CANDIDATES)
+    if decoded is None:
+        return Refusal.INVALID
+    rev, index = decoded
     state = PinState.from_json(assignment.state_json)
-    if v != state.rev or state.phase != Phase.MASK:
+    if rev != state.rev or state.phase != Phase.MASK:
         return PinRefusal.STALE
-    if not state.mask or state.area <= 0:
+    if index >= len(state.candidates):
+        return Refusal.INVALID  # no such number on the picture: a forged button
+    if state.candidates[index].area <= 0:
         return PinRefusal.EMPTY
-    return json.dumps(state.mask, separators=(",", ":"))
+    return json.dumps(state.candidates[index].rle, separators=(",", ":"))
+
+
+def check_open(session: Session, worker_id: int, assignment_id: int, *, now: datetime | None = None) -> Refusal | None:
+    """Why a tap on this magic-pin assignment is refused (not yours, answered, expired...), if it
+    is: the check every pin button gets before anything else. Reads only."""
+    found = _pin_assignment(session, worker_id, assignment_id, now or utcnow())
+    return found if isinstance(found, Refusal) else None
 
 
 # ------------------------------------------------------------------ pixels
@@ -335,10 +381,17 @@ def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return soft >= 0.5
 
 
-def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:
-    """The mask at the phone copy's size, from the centres of the tapped cells."""
+def candidates_phone(rgb: np.ndarray, points: list[tuple[str, bool]], k: int = MAX_CANDIDATES) -> list[np.ndarray]:
+    """Up to ``k`` candidate masks at the phone copy's size, best first, from the centres of the
+    tapped cells. Empty candidates are dropped unless nothing else is left (then one, empty)."""
     h, w = rgb.shape[:2]
-    return segment(rgb, cell_pixels(points, w, h))
+    found = [c.mask for c in segment_candidates(rgb, cell_pixels(points, w, h), k=k)]
+    return [m for m in found if m.any()] or found[:1]
+
+
+def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:
+    """The best mask at the phone copy's size, from the centres of the tapped cells."""
+    return candidates_phone(rgb, points, k=1)[0]
 
 
 def to_original(mask: np.ndarray, display: tuple[int, int]) -> tuple[dict[str, Any], int]:
@@ -352,16 +405,22 @@ def segment_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tupl
     return to_original(segment_phone(rgb, points), display)
 
 
+def candidates_for_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]) -> list[PinMask]:
+    """The candidates of the tapped cells as stored in the state (original resolution)."""
+    return [PinMask(*to_original(m, display)) for m in candidates_phone(rgb, points)]
+
+
 def auto_mask(rgb: np.ndarray, display: tuple[int, int], box: tuple[float, float, float, float] | None) -> dict[str, Any]:
     """A mask for a confirm task that came without one: from the prelabel box (original pixels)
-    if there is one, otherwise from a single pin at the image centre."""
+    if there is one, otherwise from a single pin at the image centre. It is the first (best)
+    candidate, whichever back end is plugged in."""
     h, w = rgb.shape[:2]
     if box is not None:
         sx, sy = w / display[0], h / display[1]
-        mask = segment(rgb, [], box=(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+        found = segment_candidates(rgb, [], box=(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), k=1)
     else:
-        mask = segment(rgb, [(w / 2.0, h / 2.0, True)])
-    return coco_rle.encode(upsample_mask(mask, display))
+        found = segment_candidates(rgb, [(w / 2.0, h / 2.0, True)], k=1)
+    return coco_rle.encode(upsample_mask(found[0].mask, display))
 
 
 def display_mask(mask_json: str | dict[str, Any], size: tuple[int, int]) -> np.ndarray:

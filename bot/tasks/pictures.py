@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 import numpy as np
 import structlog
 
-from bot.autoseg.overlay import draw_grid, render_overlay, to_jpeg
+from bot.autoseg.overlay import draw_grid, render_candidates, render_overlay, to_jpeg
 from bot.cache import SharedLRU
 from bot.tasks import magic_pin
-from bot.tasks.magic_pin import ImageRef, Phase, PinState, Step
+from bot.tasks.magic_pin import ImageRef, Phase, PinMask, PinState, Step
 from bot.tasks.service import TaskCard
 
 log = structlog.get_logger("crowdpin.masks")
@@ -109,16 +109,27 @@ class MaskPictures:
         target = self.media_dir / "grid" / ref.sha256[:2] / f"{ref.sha256}-{rows}x{cols}.jpg"
         return _write_once(target, lambda: to_jpeg(draw_grid(self.load(ref)[0], rows, cols, max_side=self.long_side)))
 
+    def _phone_mask(self, ref: ImageRef, candidate: PinMask, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        mask = self._phone_masks.get((ref.sha256, *_rle_key(candidate.rle)))
+        if mask is None or mask.shape != (h, w):
+            mask = magic_pin.display_mask(candidate.rle, (w, h))
+        return mask
+
     def pin_jpeg(self, ref: ImageRef, state: PinState) -> bytes:
-        """The current mask with its pins; in the ADD phase with the grid drawn over it."""
+        """The candidates with the pins; in the ADD phase with the grid drawn over them.
+
+        One candidate is drawn as the confirm overlay is (fill, contour); several are numbered
+        in their own colours (:func:`bot.autoseg.overlay.render_candidates`).
+        """
         rgb, _ = self.load(ref)
         h, w = rgb.shape[:2]
-        mask = None
-        if state.mask:
-            mask = self._phone_masks.get((ref.sha256, *_rle_key(state.mask)))
-            if mask is None or mask.shape != (h, w):
-                mask = magic_pin.display_mask(state.mask, (w, h))
-        img = render_overlay(rgb, mask, magic_pin.cell_pixels(state.points, w, h), max_side=self.long_side)
+        masks = [self._phone_mask(ref, c, (w, h)) for c in state.candidates]
+        points = magic_pin.cell_pixels(state.points, w, h)
+        if len(masks) > 1:
+            img = render_candidates(rgb, masks, points, max_side=self.long_side)
+        else:
+            img = render_overlay(rgb, masks[0] if masks else None, points, max_side=self.long_side)
         if state.phase == Phase.ADD:
             img = draw_grid(img, magic_pin.GRID_ROWS, magic_pin.GRID_COLS, max_side=self.long_side)
         return to_jpeg(img)
@@ -140,17 +151,22 @@ class MaskPictures:
         return json.dumps(magic_pin.auto_mask(rgb, display, box), separators=(",", ":"))
 
     def segment_step(self, step: Step) -> None:
-        """Fill the step's mask from its points (phone-resolution segmentation, upsampled)."""
+        """Fill the step's candidates from its points (phone-resolution segmentation, upsampled
+        to the original: the state keeps exactly the masks a pick will answer with)."""
         assert step.image is not None and step.segment is not None
         started = time.perf_counter()
         rgb, display = self.load(step.image)
-        phone = magic_pin.segment_phone(rgb, step.segment)
-        step.state.mask, step.state.area = magic_pin.to_original(phone, display)
-        self._phone_masks.put((step.image.sha256, *_rle_key(step.state.mask)), phone)
+        candidates = []
+        for phone in magic_pin.candidates_phone(rgb, step.segment):
+            candidate = PinMask(*magic_pin.to_original(phone, display))
+            self._phone_masks.put((step.image.sha256, *_rle_key(candidate.rle)), phone)
+            candidates.append(candidate)
+        step.state.candidates = candidates
         log.info(
             "masks.segmented",
             assignment_id=step.assignment_id,
             points=len(step.segment),
-            area=step.state.area,
+            candidates=len(candidates),
+            areas=[c.area for c in candidates],
             ms=round((time.perf_counter() - started) * 1000, 1),
         )

@@ -173,9 +173,10 @@ def keep_and_next(
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
 ) -> AnswerOutcome:
-    """Keep: answer "mask" with the shown mask, pay, and lease the next task, in one transaction.
+    """Pick: answer "mask" with the candidate ``v`` names (``magic_pin.pick_value(rev, i)``: the
+    one shown as number i + 1, or Keep for i = 0), pay, and lease the next task, in one transaction.
 
-    A second Keep finds the assignment answered (``Refusal.ALREADY``) and pays nothing; a
+    A second pick finds the assignment answered (``Refusal.ALREADY``) and pays nothing; a
     refusal particular to magic pin comes back as ``AnswerOutcome(PinRefusal, None)``.
     """
     now = now or utcnow()

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 
+from bot import autoseg
 from bot.autoseg import rle as coco_rle
+from bot.autoseg.overlay import CANDIDATE_MARKS, CANDIDATE_RGB, cell_center
+from bot.config import AutosegSettings
 from bot.emulator.state import CallbackQueryState
+from bot.handlers.callbacks import TaskCb
 from bot.i18n import t
 from bot.sample import SampleImage, true_mask
 from bot.sandbox import Sandbox, create_mask_project
 from bot.simulate import Screen, SimWorker
-from bot.tasks.magic_pin import CELLS, Phase, PinState
+from bot.tasks.magic_pin import CELLS, Phase, PinState, pick_value
 from bot.tasks.models import Answer, Assignment, Image, Task, TaskStatus
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
+from bot.wallet.models import LedgerTxn
+from tests.masks.candidate_backend import ring_masks
 from tests.masks.helpers import best_cell, outside_cell
 
 WAIT = 30.0  # generous: the machine is shared and segmentation is CPU work
@@ -201,8 +211,8 @@ async def _pin_screen(box: Sandbox, sim: SimWorker) -> Screen:
     return screen
 
 
-async def test_magic_pin_cell_then_keep(sandbox: Sandbox, tmp_path: Path) -> None:
-    box = sandbox
+async def test_magic_pin_cell_then_keep(one_mask: Sandbox, tmp_path: Path) -> None:
+    box = one_mask
     _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=20)
     sim = SimWorker.create(box.emulator, "w", "en")
     await sim.start()
@@ -229,8 +239,8 @@ async def test_magic_pin_cell_then_keep(sandbox: Sandbox, tmp_path: Path) -> Non
     assert t("masks.pin.hint_grid", "en") in nxt.caption  # the next task starts on its grid
 
 
-async def test_magic_pin_retry_add_points_and_remove_area(sandbox: Sandbox, tmp_path: Path) -> None:
-    box = sandbox
+async def test_magic_pin_retry_add_points_and_remove_area(one_mask: Sandbox, tmp_path: Path) -> None:
+    box = one_mask
     _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
     sim = SimWorker.create(box.emulator, "w", "ko")
     await sim.start()
@@ -275,8 +285,8 @@ async def test_magic_pin_no_such_object(sandbox: Sandbox, tmp_path: Path) -> Non
     assert answer.value == "none" and answer.mask_rle is None and answer.reward == 7
 
 
-async def test_magic_pin_double_taps_stale_and_forged(sandbox: Sandbox, tmp_path: Path) -> None:
-    box = sandbox
+async def test_magic_pin_double_taps_stale_and_forged(one_mask: Sandbox, tmp_path: Path) -> None:
+    box = one_mask
     _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=3, price=10)
     emu = box.emulator
     sim = SimWorker.create(emu, "w", "en")
@@ -327,8 +337,8 @@ async def test_magic_pin_double_taps_stale_and_forged(sandbox: Sandbox, tmp_path
         assert ledger_total(s) == 0
 
 
-async def test_restart_mid_pin_loses_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
-    box = sandbox
+async def test_restart_mid_pin_loses_nothing(one_mask: Sandbox, tmp_path: Path) -> None:
+    box = one_mask
     _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
     sim = SimWorker.create(box.emulator, "w", "en")
     await sim.start()
@@ -351,3 +361,201 @@ async def test_restart_mid_pin_loses_nothing(sandbox: Sandbox, tmp_path: Path) -
     (answer,) = _answers(box)
     assert answer.value == "mask"
     assert coco_rle.mask_iou(coco_rle.decode(json.loads(answer.mask_rle or "")), true_mask(sample)) > 0.9
+
+
+# ------------------------------------------------------------------ magic pin: the worker picks
+@contextlib.asynccontextmanager
+async def segmenter_sandbox(tmp_path: Path, backend: str) -> AsyncIterator[Sandbox]:
+    """The sandbox with a plugged-in segmenter (an ``AUTOSEG_BACKEND`` value)."""
+    box = await Sandbox.start(tmp_path, autoseg=AutosegSettings(AUTOSEG_BACKEND=backend))
+    try:
+        yield box
+    finally:
+        await box.close()
+        autoseg.configure(None)  # the next test's segmenter comes from its own settings
+
+
+@pytest.fixture
+async def rings(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """Three known candidates per pin (discs around it), to test the picker."""
+    async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:Rings") as box:
+        yield box
+
+
+@pytest.fixture
+async def one_mask(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The classical segmenter through ``segment`` alone: one mask per pin, shown with Keep."""
+    async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:SegmentOnly") as box:
+        yield box
+
+
+def _candidate_buttons(lang: str, count: int) -> list[str]:
+    return [t("masks.pin.pick", lang, mark=CANDIDATE_MARKS[i], number=i + 1) for i in range(count)]
+
+
+def _expected_ring(sample: SampleImage, cell: str, index: int) -> np.ndarray:
+    """What the plugged-in segmenter gives for a pin on ``cell`` (the phone copy is the original here)."""
+    w, h = PILImage.open(sample.path).size
+    x, y = cell_center(cell, w, h)
+    return ring_masks((h, w), [(x, y, True)])[index]
+
+
+async def test_magic_pin_three_candidates_pick_two_stores_that_mask_and_pays_once(rings: Sandbox, tmp_path: Path) -> None:
+    box = rings
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=20)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    sample = _sample(samples, box, aid)
+    cell = CELLS[best_cell(sample)]
+    await press(box, sim, mid, text=cell)
+    shown = _message(box, sim, mid)  # the same message, edited into the candidates
+    assert t("masks.pin.hint_pick", "en") in (shown.caption or "")
+    assert _texts(shown) == [
+        *_candidate_buttons("en", 3),
+        t("masks.pin.retry", "en"),
+        t("masks.pin.add", "en"),
+        t("masks.pin.none", "en"),
+        t("task.skip", "en"),
+        t("task.report", "en"),
+    ]
+    rows = shown.reply_markup["inline_keyboard"]
+    assert [len(row) for row in rows[:2]] == [3, 2]  # 1 / 2 / 3 side by side, then the two ways to refine
+    for row in rows:
+        for button in row:
+            data = button["callback_data"]
+            assert len(data.encode()) <= 64 and TaskCb.unpack(data).id == aid
+    state = _state(box, aid)
+    assert state.phase == Phase.MASK and len(state.candidates) == 3
+    for i, candidate in enumerate(state.candidates):
+        assert np.array_equal(coco_rle.decode(candidate.rle), _expected_ring(sample, cell, i))
+    # the picture: each candidate's outline in its own colour
+    photo = _photo(box, shown.photo_file_id)
+    for i, colour in enumerate(CANDIDATE_RGB):
+        edge = _expected_ring(sample, cell, i) & ~cv2.erode(
+            _expected_ring(sample, cell, i).astype(np.uint8), np.ones((5, 5), np.uint8)
+        ).astype(bool)
+        near = np.abs(photo[edge] - np.asarray(colour)).max(axis=1) < 60
+        assert near.mean() > 0.5, (i, near.mean())
+
+    nxt = await sim.tap(sim.screen() or screen, _candidate_buttons("en", 3)[1])
+    assert nxt is not None and nxt.message_id == mid and nxt.assignment_id != aid
+    (answer,) = _answers(box)
+    assert answer.assignment_id == aid and answer.value == "mask" and answer.reward == 20
+    assert answer.mask_rle == json.dumps(state.candidates[1].rle, separators=(",", ":"))  # exactly what was shown as 2
+    assert np.array_equal(coco_rle.decode(json.loads(answer.mask_rle)), _expected_ring(sample, cell, 1))
+    with box.db.session() as s:
+        keys = list(s.execute(select(LedgerTxn.key).where(LedgerTxn.key == f"answer:{answer.id}")).scalars())
+        assert keys == [f"answer:{answer.id}"]
+        assert account_balance(s, LABELING_EXPENSE) == -20
+        assert ledger_total(s) == 0
+
+
+async def test_magic_pin_double_pick_pays_once_and_foreign_or_forged_picks_change_nothing(rings: Sandbox, tmp_path: Path) -> None:
+    box = rings
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=3, price=10)
+    emu = box.emulator
+    sim = SimWorker.create(emu, "w", "en")
+    other = SimWorker.create(emu, "o", "en")
+    for s in (sim, other):
+        await s.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    await press(box, sim, mid, text=CELLS[best_cell(_sample(samples, box, aid))])
+    rev = _state(box, aid).rev
+    other_screen = await _pin_screen(box, other)
+    app = box.bots[0].app
+
+    # another worker forging a pick of this assignment: refused as not theirs, even while the
+    # owner's previous tap is still being worked on (ownership is checked before "busy")
+    pick2 = f"t:p:{aid}:{pick_value(rev, 1)}"
+    app.pins_in_flight.add(aid)
+    try:
+        assert (await press(box, other, other_screen.message_id, data=pick2))["text"] == t("refuse.not_yours", "en")
+        assert (await press(box, sim, mid, data=pick2))["text"] == t("masks.refuse.busy", "en")
+    finally:
+        app.pins_in_flight.discard(aid)
+    # forged and stale values on the owner's own message
+    assert (await press(box, sim, mid, data=f"t:p:{aid}:-1"))["text"] == t("refuse.invalid", "en")
+    assert (await press(box, sim, mid, data=f"t:p:{aid}:{pick_value(rev - 1, 1)}"))["text"] == t("masks.refuse.stale", "en")
+    assert (await press(box, sim, mid, data="t:p:424242:4"))["text"] == t("refuse.unknown", "en")
+    assert (await press(box, other, other_screen.message_id, data=f"t:k:{aid}:{rev}"))["text"] == t("refuse.not_yours", "en")
+    assert _answers(box) == [] and _state(box, aid).rev == rev
+
+    # double tap of pick 3: one answer, paid once
+    three = _candidate_buttons("en", 3)[2]
+    k1, k2 = await asyncio.gather(emu.tap(sim.user_id, mid, text=three), emu.tap(sim.user_id, mid, text=three))
+    notices = await emu.wait_for(
+        lambda: [emu.callback_answer(k1), emu.callback_answer(k2)] if emu.callback_answer(k1) and emu.callback_answer(k2) else None,
+        timeout=WAIT,
+    )
+    assert {a.get("text") for a in notices} & {t("refuse.already", "en"), t("masks.refuse.busy", "en")}
+    (answer,) = _answers(box)
+    assert answer.assignment_id == aid and answer.mask_rle == json.dumps(_state(box, aid).candidates[2].rle, separators=(",", ":"))
+    with box.db.session() as s:
+        assert account_balance(s, LABELING_EXPENSE) == -10
+        assert ledger_total(s) == 0
+    # the other worker's own task was never touched
+    assert _state(box, other_screen.assignment_id or 0) == PinState()
+
+
+async def test_magic_pin_refine_candidates_with_a_point_then_pick(rings: Sandbox, tmp_path: Path) -> None:
+    """Add a point from the candidates: the grid over them, then new candidates from both points."""
+    box = rings
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
+    sim = SimWorker.create(box.emulator, "w", "ko")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    sample = _sample(samples, box, aid)
+    first, background = CELLS[best_cell(sample)], CELLS[outside_cell(sample)]
+    await press(box, sim, mid, text=first)
+    await press(box, sim, mid, text=t("masks.pin.add", "ko"))
+    assert _texts(_message(box, sim, mid))[:16] == list(CELLS)
+    await press(box, sim, mid, text=t("masks.pin.mode_remove", "ko"))
+    await press(box, sim, mid, text=background)
+    state = _state(box, aid)
+    assert state.phase == Phase.MASK and state.points == [(first, True), (background, False)] and len(state.candidates) == 3
+    w, h = PILImage.open(sample.path).size
+    expected = ring_masks((h, w), [(*cell_center(first, w, h), True), (*cell_center(background, w, h), False)])
+    assert all(np.array_equal(coco_rle.decode(c.rle), m) for c, m in zip(state.candidates, expected))
+    assert _texts(_message(box, sim, mid))[:3] == _candidate_buttons("ko", 3)
+    await press(box, sim, mid, text=_candidate_buttons("ko", 3)[0])
+    (answer,) = _answers(box)
+    assert np.array_equal(coco_rle.decode(json.loads(answer.mask_rle or "")), expected[0])
+
+
+async def test_magic_pin_two_candidates_offer_two_numbers(tmp_path: Path) -> None:
+    async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:TwoRings") as box:
+        create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
+        sim = SimWorker.create(box.emulator, "w", "en")
+        await sim.start()
+        screen = await _pin_screen(box, sim)
+        await press(box, sim, screen.message_id, text=CELLS[5])
+        shown = _message(box, sim, screen.message_id)
+        assert _texts(shown)[:3] == [*_candidate_buttons("en", 2), t("masks.pin.retry", "en")]
+        forged = f"t:p:{screen.assignment_id}:{pick_value(_state(box, screen.assignment_id or 0).rev, 2)}"
+        assert (await press(box, sim, screen.message_id, data=forged))["text"] == t("refuse.invalid", "en")
+        assert _answers(box) == []
+
+
+async def test_keep_buttons_and_states_from_before_candidates_still_work(one_mask: Sandbox, tmp_path: Path) -> None:
+    """A message drawn by the previous version (Keep with v = rev, state version 1 with one
+    "mask") is answered after an upgrade, with that mask."""
+    box = one_mask
+    create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await _pin_screen(box, sim)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    await press(box, sim, mid, text=CELLS[5])
+    state = _state(box, aid)
+    old = {"v": 1, "rev": state.rev, "phase": "mask", "points": [[c, p] for c, p in state.points], "positive": True}
+    old |= {"mask": state.candidates[0].rle, "area": state.candidates[0].area}
+    with box.db.session() as s:
+        s.execute(update(Assignment).where(Assignment.id == aid).values(state_json=json.dumps(old)))  # type: ignore[arg-type]
+    assert (await press(box, sim, mid, data=f"t:k:{aid}:{state.rev + 1}"))["text"] == t("masks.refuse.stale", "en")
+    await press(box, sim, mid, data=f"t:k:{aid}:{state.rev}")
+    (answer,) = _answers(box)
+    assert answer.assignment_id == aid and answer.mask_rle == json.dumps(state.candidates[0].rle, separators=(",", ":"))

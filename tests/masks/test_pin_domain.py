@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +12,18 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bot import clock
+from bot.autoseg import Candidate, set_segmenter
 from bot.autoseg import rle as coco_rle
+from bot.autoseg.overlay import cell_center
 from bot.db import Database
 from bot.sample import SampleImage, true_mask
 from bot.tasks import magic_pin, service
-from bot.tasks.magic_pin import CELLS, SIGN_BACK, SIGN_NEG, SIGN_POS, Phase, PinRefusal, PinState, Step, pack
+from bot.tasks.magic_pin import CELLS, SIGN_BACK, SIGN_NEG, SIGN_POS, Phase, PinMask, PinRefusal, PinState, Step, pack, pick_value
 from bot.tasks.models import Answer, Assignment, Task
 from bot.tasks.service import Refusal, Submitted, TaskCard
 from bot.wallet.ledger import balance, ledger_total
 from bot.work import answers as work_answers
+from tests.masks.candidate_backend import Rings, SegmentOnly, ring_masks
 from tests.masks.helpers import best_cell, iou_with_truth, make_project, make_workers, outside_cell
 
 CELL_BASE = len(CELLS)
@@ -40,7 +44,7 @@ def _do(db: Database, worker_id: int, aid: int, action: str, v: int, sample: Sam
     step = db.call(magic_pin.pin_step, worker_id, aid, action, v)
     assert isinstance(step, Step), step
     if step.segment is not None:
-        step.state.mask, step.state.area = magic_pin.segment_cells(_rgb(sample), step.segment, (320, 240))
+        step.state.candidates = magic_pin.candidates_for_cells(_rgb(sample), step.segment, (320, 240))
     card = db.call(magic_pin.commit_step, worker_id, step)
     assert isinstance(card, TaskCard), card
     return card
@@ -62,9 +66,9 @@ def test_pin_keep_records_a_good_mask_and_pays_once(any_db: Database, tmp_path: 
     assert state.phase == Phase.MASK and state.rev == 1 and state.area > 0
     assert state.mask is not None and state.mask["size"] == [240, 320]
 
-    outcome = db.call(work_answers.keep_and_next, w, card.assignment_id, state.rev)
+    outcome = db.call(work_answers.keep_and_next, w, card.assignment_id, pick_value(state.rev, 0))
     assert isinstance(outcome.result, Submitted) and outcome.result.reward == 25
-    again = db.call(work_answers.keep_and_next, w, card.assignment_id, state.rev)
+    again = db.call(work_answers.keep_and_next, w, card.assignment_id, pick_value(state.rev, 0))
     assert again.result == Refusal.ALREADY and again.next is None
     with db.session() as s:
         answers = list(s.execute(select(Answer)).scalars())
@@ -108,7 +112,7 @@ def test_double_tap_commits_once(any_db: Database, tmp_path: Path) -> None:
     second = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", v)
     assert isinstance(first, Step) and isinstance(second, Step)
     for step in (first, second):
-        step.state.mask, step.state.area = magic_pin.segment_cells(_rgb(sample), step.segment or [], (320, 240))
+        step.state.candidates = magic_pin.candidates_for_cells(_rgb(sample), step.segment or [], (320, 240))
     assert isinstance(db.call(magic_pin.commit_step, w, first), TaskCard)
     assert db.call(magic_pin.commit_step, w, second) == PinRefusal.STALE
     # and the same button again, now that the state moved on
@@ -147,7 +151,7 @@ def test_add_points_retry_and_back(any_db: Database, tmp_path: Path) -> None:
     card = _do(db, w, aid, "retry", back.rev, sample)
     fresh = PinState.from_dict(card.state)
     assert fresh.phase == Phase.GRID and fresh.points == [] and fresh.mask is None and fresh.rev == back.rev + 1
-    assert db.call(magic_pin.kept_mask, w, aid, fresh.rev) == PinRefusal.STALE
+    assert db.call(magic_pin.kept_mask, w, aid, pick_value(fresh.rev, 0)) == PinRefusal.STALE
 
 
 def test_point_rules(db: Database, tmp_path: Path) -> None:
@@ -173,14 +177,13 @@ def test_point_rules(db: Database, tmp_path: Path) -> None:
             state = PinState.from_dict(card.state)
         step = db.call(magic_pin.pin_step, w, aid, "cell", pack(state.rev, i, CELL_BASE))
         assert isinstance(step, Step)
-        step.state.mask, step.state.area = {"size": [240, 320], "counts": "0"}, 0  # pixels do not matter here
-        step.state.mask = coco_rle.encode(np.zeros((240, 320), bool))
+        step.state.candidates = [PinMask(coco_rle.encode(np.zeros((240, 320), bool)), 0)]  # pixels do not matter here
         card = db.call(magic_pin.commit_step, w, step)  # type: ignore[assignment]
     state = PinState.from_dict(card.state)
     assert len(state.points) == magic_pin.MAX_POINTS
     assert db.call(magic_pin.pin_step, w, aid, "add", pack(state.rev, SIGN_POS, 3)) == PinRefusal.LIMIT
     # an empty mask cannot be kept, but "no such object" can always be answered
-    assert db.call(magic_pin.kept_mask, w, aid, state.rev) == PinRefusal.EMPTY
+    assert db.call(magic_pin.kept_mask, w, aid, pick_value(state.rev, 0)) == PinRefusal.EMPTY
     outcome = db.call(work_answers.act_and_next, w, aid, "answer", service.PIN_NONE)
     assert isinstance(outcome.result, Submitted)
     with db.session() as s:
@@ -215,9 +218,18 @@ def test_state_json_garbage_reads_as_a_fresh_grid() -> None:
         state = PinState.from_json(text)
         assert state.phase == Phase.GRID and state.points == [] and state.mask is None
     state = PinState(
-        phase=Phase.ADD, points=[("B2", True), ("C3", False)], positive=False, mask={"size": [1, 1], "counts": "01"}, area=1, rev=7
+        phase=Phase.ADD,
+        points=[("B2", True), ("C3", False)],
+        positive=False,
+        candidates=[PinMask({"size": [1, 1], "counts": "01"}, 1), PinMask({"size": [1, 1], "counts": "1"}, 0)],
+        rev=7,
     )
     assert PinState.from_json(state.to_json()) == state
+    # a state written before candidates existed (version 1: one mask) reads as one candidate
+    old = '{"v":1,"rev":3,"phase":"mask","points":[["C3",true]],"positive":true,"mask":{"size":[1,1],"counts":"01"},"area":1}'
+    assert PinState.from_json(old).candidates == [PinMask({"size": [1, 1], "counts": "01"}, 1)]
+    for broken in ('{"candidates":[{"mask":"x","area":1}]}', '{"candidates":[{"area":1}]}', '{"candidates":7}'):
+        assert PinState.from_json(broken) == PinState()
 
 
 def test_segmentation_is_upsampled_to_the_original_size(tmp_path: Path) -> None:
@@ -258,3 +270,85 @@ def test_auto_mask_is_stored_once(db: Database, tmp_path: Path) -> None:
     first = db.call(magic_pin.store_auto_mask, task_id, '{"size":[1,1],"counts":"01"}')
     second = db.call(magic_pin.store_auto_mask, task_id, '{"size":[1,1],"counts":"1"}')
     assert first == second == '{"size":[1,1],"counts":"01"}'
+
+
+@pytest.fixture
+def rings() -> Iterator[None]:
+    """A plugged-in segmenter that offers three known candidates per pin."""
+    set_segmenter(Rings())
+    yield
+    set_segmenter(None)
+
+
+def test_a_pick_keeps_exactly_the_candidate_picked_and_pays_once(any_db: Database, tmp_path: Path, rings: None) -> None:
+    db = any_db
+    _, samples = make_project(db, tmp_path / "imgs", price=15)
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    aid = card.assignment_id
+    cell = CELLS[best_cell(sample)]
+    state = PinState.from_dict(_do(db, w, aid, "cell", pack(0, best_cell(sample), CELL_BASE), sample).state)
+    expected = ring_masks((240, 320), [(*cell_center(cell, 320, 240), True)])
+    assert [coco_rle.decode(c.rle).tolist() for c in state.candidates] == [m.tolist() for m in expected]
+    assert state.pickable() == [0, 1, 2]
+    for i in range(3):
+        assert db.call(magic_pin.kept_mask, w, aid, pick_value(state.rev, i)) == json.dumps(state.candidates[i].rle, separators=(",", ":"))
+    assert db.call(magic_pin.kept_mask, w, aid, pick_value(state.rev - 1, 1)) == PinRefusal.STALE
+    assert db.call(magic_pin.kept_mask, w, aid, -2) == Refusal.INVALID
+    outcome = db.call(work_answers.keep_and_next, w, aid, pick_value(state.rev, 1))
+    assert isinstance(outcome.result, Submitted) and outcome.result.reward == 15
+    assert db.call(work_answers.keep_and_next, w, aid, pick_value(state.rev, 2)).result == Refusal.ALREADY
+    with db.session() as s:
+        (answer,) = s.execute(select(Answer)).scalars()
+        assert balance(s, w).today == 15 and ledger_total(s) == 0
+    assert coco_rle.decode(json.loads(answer.mask_rle or "")).tolist() == expected[1].tolist()
+
+
+def test_a_pick_beyond_the_candidates_shown_is_refused(db: Database, tmp_path: Path) -> None:
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    set_segmenter(SegmentOnly())  # a back end with segment() alone: one candidate
+    try:
+        state = PinState.from_dict(_do(db, w, card.assignment_id, "cell", pack(0, best_cell(sample), CELL_BASE), sample).state)
+    finally:
+        set_segmenter(None)
+    assert len(state.candidates) == 1
+    assert db.call(magic_pin.kept_mask, w, card.assignment_id, pick_value(state.rev, 1)) == Refusal.INVALID
+    assert db.call(magic_pin.kept_mask, w, card.assignment_id, pick_value(state.rev, 2)) == Refusal.INVALID
+    assert isinstance(db.call(magic_pin.kept_mask, w, card.assignment_id, pick_value(state.rev, 0)), str)
+
+
+class _Listed:
+    """A back end that returns the masks it is given, as candidates."""
+
+    def __init__(self, masks: list[np.ndarray]) -> None:
+        self.masks = masks
+
+    def segment_candidates(self, image: np.ndarray, points: object, box: object = None, k: int = 3) -> list[Candidate]:
+        return [Candidate(m, 1.0) for m in self.masks[:k]]
+
+    def segment(self, image: np.ndarray, points: object, box: object = None) -> np.ndarray:
+        return self.masks[0]
+
+
+def test_empty_candidates_are_not_offered_unless_nothing_else_is_left(tmp_path: Path) -> None:
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    empty, some = np.zeros((240, 320), bool), np.zeros((240, 320), bool)
+    some[50:90, 60:100] = True
+    try:
+        set_segmenter(_Listed([empty, some, empty]))
+        assert [m.tolist() for m in magic_pin.candidates_phone(rgb, [("B2", True)])] == [some.tolist()]
+        set_segmenter(_Listed([empty, empty]))
+        (only,) = magic_pin.candidates_phone(rgb, [("B2", True)])
+        assert not only.any()
+    finally:
+        set_segmenter(None)
+
+
+def test_confirm_mask_made_on_the_fly_is_the_first_candidate(tmp_path: Path, rings: None) -> None:
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    made = coco_rle.decode(magic_pin.auto_mask(rgb, (640, 480), None))
+    assert made.tolist() == magic_pin.upsample_mask(ring_masks((240, 320), [(160.0, 120.0, True)])[0], (640, 480)).tolist()
