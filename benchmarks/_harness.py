@@ -176,6 +176,15 @@ def start_bot(env_extra: dict[str, str], *, args: list[str] | None = None, log: 
     )
 
 
+def start_floor(token: str, api_base: str, *, webhook_port: int = 0, secret: str = "", log: Path | None = None) -> subprocess.Popen[bytes]:
+    """The bare aiogram bot of ``floor_bot.py`` (the floor ``cpu_vs_floor`` divides by)."""
+    args = [sys.executable, str(ROOT / "benchmarks" / "floor_bot.py"), "--token", token, "--api-base", api_base]
+    if webhook_port:
+        args += ["--webhook-port", str(webhook_port), "--secret", secret]
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 15) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)

@@ -2,6 +2,8 @@
 
 Runs, each with ``--workers`` simulated workers (default 1,000) answering as fast as they can:
   sqlite_1    one replica, SQLite
+  floor       the bare aiogram bot of floor_bot.py behind aiogram's own webhook handler (no
+              database, no domain code): the floor that ``cpu_vs_floor`` divides by
   postgres_1  one replica, PostgreSQL + Redis
   postgres_2  two replicas sharing one port (SO_REUSEPORT), PostgreSQL + Redis
   postgres_1_capped, postgres_2_capped
@@ -22,7 +24,10 @@ The whole set of runs is repeated ``--repeat`` times, interleaved, because this 
 speed drifts by a third over minutes: every figure is the median over the repetitions, with
 the single values beside it (``*_runs``), and ``cpu_vs_sqlite`` is the median of each
 PostgreSQL run's CPU per answer over the SQLite run of the same repetition. The last line is
-one JSON object keyed by run (plus ``repeat``).
+one JSON object keyed by run (plus ``repeat``). With the ``floor`` run in the set, every other
+run also gets ``cpu_vs_floor``: its CPU per answer over the floor's in the same repetition
+(median over repetitions, single values in ``cpu_vs_floor_runs``), the figure that does not
+move with the host. Target: <= 1.5 for a PostgreSQL + Redis replica.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from _harness import (
     processes_named,
     start_bot,
     start_emulator,
+    start_floor,
     stop,
     unlimited_client,
     wait_http,
@@ -163,12 +169,32 @@ async def drive(base: str, workers: int, per_worker: int, pids: list[int], emula
         }
 
 
+async def wait_webhook_set(base: str, timeout: float = 30) -> None:
+    """Until the floor bot has registered its webhook with the emulator (getWebhookInfo)."""
+    import time
+
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{base}/bot{TOKEN}/getWebhookInfo") as resp:
+                if (await resp.json())["result"].get("url"):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the floor bot did not set its webhook")
+            await asyncio.sleep(0.1)
+
+
 def one_run(name: str, replicas: int, database: str, workers: int, per_worker: int, cap: float | None = None) -> dict[str, Any]:
     tasks = math.ceil(workers * (per_worker + 1) / OVERLAP) + workers
     with tempfile.TemporaryDirectory(prefix=f"crowdpin-scale-{name}-") as tmp:
         workdir = Path(tmp)
         pg_name = None
-        if database == "sqlite":
+        if database == "floor":
+            url = ""
+            env_redis = {}
+        elif database == "sqlite":
             url = f"sqlite:///{workdir / 'scale.db'}"
             env_redis: dict[str, str] = {}
         else:
@@ -177,8 +203,9 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
 
             redis.Redis.from_url(REDIS).flushdb()
             env_redis = {"REDIS_URL": REDIS}
-        print(f"[{name}] preparing {tasks} tasks ...", flush=True)
-        prepare(url, workdir, tasks)
+        if url:
+            print(f"[{name}] preparing {tasks} tasks ...", flush=True)
+            prepare(url, workdir, tasks)
         emu_port, hook_port = free_port(), free_port()
         base = f"http://127.0.0.1:{emu_port}"
         emulator = start_emulator(emu_port, TOKEN, log=workdir / "emulator.log")
@@ -197,12 +224,18 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
                 **env_redis,
             }
             for r in range(replicas):
-                bots.append(start_bot(env, args=["--webhook"], log=workdir / f"bot{r}.log"))
+                if database == "floor":
+                    bots.append(start_floor(TOKEN, base, webhook_port=hook_port, secret="floor", log=workdir / f"bot{r}.log"))
+                else:
+                    bots.append(start_bot(env, args=["--webhook"], log=workdir / f"bot{r}.log"))
                 if cap is not None:
                     caps.append(CpuCap(f"crowdpin-bench-{name}-{r}-{os.getpid()}", cap))
                     caps[-1].add(bots[-1].pid)
                 asyncio.run(wait_listening(bots[-1].pid, hook_port))
-                asyncio.run(wait_http(f"http://127.0.0.1:{hook_port}/healthz"))
+                if database != "floor":
+                    asyncio.run(wait_http(f"http://127.0.0.1:{hook_port}/healthz"))
+                else:
+                    asyncio.run(wait_webhook_set(base))
             print(f"[{name}] {replicas} replica(s) up; {workers} workers answering ...", flush=True)
             figures = asyncio.run(drive(base, workers, per_worker, [b.pid for b in bots], emulator.pid))
         finally:
@@ -215,7 +248,7 @@ def one_run(name: str, replicas: int, database: str, workers: int, per_worker: i
             keep.mkdir(exist_ok=True)
             for log_file in workdir.glob("*.log"):
                 (keep / log_file.name).write_bytes(log_file.read_bytes())
-        checks = audit(url)
+        checks = audit(url) if url else {"double_assignments": 0, "answers_in_db": figures["answers_seen_total"]}
         if pg_name:
             drop_pg_database(pg_name)
     seen = figures.pop("answers_seen_total")
@@ -244,18 +277,26 @@ def ratios(result: dict[str, Any], reps: list[dict[str, dict[str, Any]]]) -> Non
     """PostgreSQL CPU per answer over SQLite's, per repetition (runs minutes apart on a shared
     host drift with it; within one repetition they are back to back), and their median."""
     for name in result:
-        if name == "sqlite_1" or "not_run" in result[name] or "sqlite_1" not in result:
+        if name in ("sqlite_1", "floor") or "not_run" in result[name] or "sqlite_1" not in result:
             continue
         per_rep = [rep[name]["bot_cpu_ms_per_answer"] / rep["sqlite_1"]["bot_cpu_ms_per_answer"] for rep in reps]
         result[name]["cpu_vs_sqlite_runs"] = [round(x, 2) for x in per_rep]
         result[name]["cpu_vs_sqlite"] = round(median(per_rep), 2)
+    if "floor" not in result or "not_run" in result["floor"]:
+        return
+    for name in result:
+        if name == "floor" or "not_run" in result[name]:
+            continue
+        per_rep = [rep[name]["bot_cpu_ms_per_answer"] / rep["floor"]["bot_cpu_ms_per_answer"] for rep in reps]
+        result[name]["cpu_vs_floor_runs"] = [round(x, 2) for x in per_rep]
+        result[name]["cpu_vs_floor"] = round(median(per_rep), 2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1000)
     parser.add_argument("--per-worker", type=int, default=3, help="measured answers per worker")
-    parser.add_argument("--runs", default="sqlite_1,postgres_1,postgres_2,postgres_1_capped,postgres_2_capped")
+    parser.add_argument("--runs", default="floor,sqlite_1,postgres_1,postgres_2,postgres_1_capped,postgres_2_capped")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -272,6 +313,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     plan = {
+        "floor": (1, "floor", None),
         "sqlite_1": (1, "sqlite", None),
         "postgres_1": (1, "postgres", None),
         "postgres_2": (2, "postgres", None),

@@ -25,11 +25,19 @@ def _run(script: str, *args: str) -> dict:
 
 
 def test_answer_loop_benchmark_smoke() -> None:
-    result = _run("answer_loop.py", "--workers", "12", "--rounds", "1", "--per-round", "2", "--paced-check", "0.3")
+    result = _run("answer_loop.py", "--workers", "12", "--rounds", "2", "--per-round", "2")
     assert result["answers_per_round"] == 24
     assert result["bot_cpu_ms_per_answer"] > 0 and result["p95_ms"] >= result["p50_ms"] > 0
+    # the floor ran in interleaved rounds, one ratio per pair, and the figure is their median
+    assert len(result["bot_cpu_ms_per_answer_runs"]) == len(result["floor_cpu_ms_per_answer_runs"]) == 2
+    assert result["floor_cpu_ms_per_answer"] > 0
+    pairs = [c / f for c, f in zip(result["bot_cpu_ms_per_answer_runs"], result["floor_cpu_ms_per_answer_runs"])]
+    assert result["cpu_vs_floor"] == pytest.approx(sorted(pairs)[0] / 2 + sorted(pairs)[1] / 2, rel=0.02)
+    # the paced round runs at half the closed rounds' capacity: 12 workers / (0.5 x answers per s)
     paced = result["paced"]
-    assert paced["pace_s"] == 0.3 and paced["answers_per_s"] > 0
+    assert paced["load_fraction"] == 0.5
+    assert paced["pace_s"] == pytest.approx(12 / (0.5 * result["answers_per_s"]), rel=0.02)
+    assert paced["answers_per_s"] > 0 and paced["p99_ms"] >= paced["p95_ms"] >= paced["p50_ms"] > 0
     for cores in (result["cpu_cores"], paced["cpu_cores"]):
         assert cores["bot"] > 0 and cores["emulator"] > 0
         assert 0 < cores["machine_busy"] <= 1.0
@@ -37,9 +45,14 @@ def test_answer_loop_benchmark_smoke() -> None:
 
 @pytest.mark.usefixtures("pg_url", "redis_url")
 def test_scale_out_benchmark_smoke() -> None:
-    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "sqlite_1,postgres_2_capped", "--repeat", "2")
+    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "floor,sqlite_1,postgres_2_capped", "--repeat", "2")
     assert result.pop("repeat") == 2
+    floor = result.pop("floor")
+    assert floor["answers"] == 2 * 24 and len(floor["bot_cpu_ms_per_answer_runs"]) == 2
     assert set(result) == {"sqlite_1", "postgres_2_capped"}
+    sqlite = result["sqlite_1"]
+    expected_floor = sorted(s / f for s, f in zip(sqlite["bot_cpu_ms_per_answer_runs"], floor["bot_cpu_ms_per_answer_runs"]))
+    assert sqlite["cpu_vs_floor"] == pytest.approx(sum(expected_floor) / 2, abs=0.01)
     for name, run in result.items():
         if "not_run" in run:  # only a capped run may be refused, only with its reason, never as root
             assert name.endswith("_capped") and "cgroup" in run["not_run"] and os.geteuid() != 0
