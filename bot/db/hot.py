@@ -1,19 +1,21 @@
-"""The answer loop's statements on PostgreSQL, executed on the psycopg cursor directly.
+"""The answer loop's statements, executed on the DBAPI cursor (psycopg or sqlite3) directly.
 
-Every tap runs about a dozen short statements. On psycopg, SQLAlchemy's execution path
-(an execution context, a new DBAPI cursor, a ``cursor.description`` of Python ``Column``
-objects, a result object) costs about as much CPU as the round trip itself: 100-120 us per
-statement against 45-60 us for the cursor alone (on SQLite the same path costs ~14 us). With
-two replicas on one machine that overhead was most of what PostgreSQL added per answer.
+Every tap runs about a dozen short statements. SQLAlchemy's execution path (an execution
+context, a new DBAPI cursor, a ``cursor.description`` of Python ``Column`` objects, a result
+object) costs about as much CPU as the statement itself: on psycopg 100-120 us per statement
+against 45-60 us for the cursor alone; on sqlite3 about 25 us of Python around a few
+microseconds of SQLite. With a tap's dozen statements that was a large part of what the bot
+added to aiogram's own cost per answer (docs/performance.md).
 
-So statements marked :func:`hot` (module-level constants, built once) run once per
+So statements marked :func:`hot` (module-level constants, built once) run once per driver and
 parameter shape through SQLAlchemy; from then on the SQL that run compiled goes straight to
-the connection's psycopg cursor, with the parameters through the same type processors
-(SQLModel's UTC datetimes), in the same transaction. A statement that needs more of SQLAlchemy (Python-side defaults, expanding
-parameters) stays on ``Connection.execute``, as does every statement on SQLite and every
-statement while ``DB_ECHO`` asks for each one in the log. Driver
-errors come out as SQLAlchemy's ``DBAPIError`` (with ``connection_invalidated`` set on a lost
-connection), so :meth:`bot.db.Database.call` retries deadlocks and reconnects as before.
+the connection's DBAPI cursor, with the parameters through the same type processors
+(SQLModel's UTC datetimes) and, for sqlite3's qmark style, in the compiled order, in the same
+transaction. A statement that needs more of SQLAlchemy (Python-side defaults, expanding
+parameters) stays on ``Connection.execute``, as does every statement while ``DB_ECHO`` asks
+for each one in the log. Driver errors come out as SQLAlchemy's ``DBAPIError`` (with
+``connection_invalidated`` set on a lost connection), so :meth:`bot.db.Database.call` retries
+deadlocks and reconnects as before.
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ class _Plan:
     returns_rows: bool
     keys: tuple[str, ...]
     binds: dict[str, Callable[[Any], Any]]  # SQLAlchemy's bind processors by parameter name
+    positions: tuple[str, ...] | None  # qmark drivers (sqlite3): parameter names in order
     results: list[Callable[[Any], Any] | None] | None  # its result processors by column, if any
 
-    def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def values(self, params: Mapping[str, Any]) -> Any:
         values = self.compiled.construct_params(params)
         for name, process in self.binds.items():
             if name in values:
                 values[name] = process(values[name])
+        if self.positions is not None:
+            return [values[name] for name in self.positions]
         return values
 
     def rows(self, fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -62,14 +67,14 @@ class _Hot:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self.plans: dict[tuple[str, ...], _Plan | None] = {}
+        self.plans: dict[tuple[str, ...], _Plan | None] = {}  # by (driver, *parameter names)
 
 
 _HOT: dict[int, _Hot] = {}  # by id(statement); the entry holds the statement, so the id stays its own
 
 
 def hot(statement: S) -> S:
-    """Mark a statement built once at import for the PostgreSQL lane; returns it unchanged."""
+    """Mark a statement built once at import for the lane; returns it unchanged."""
     _HOT.setdefault(id(statement), _Hot(statement))
     return statement
 
@@ -114,16 +119,16 @@ def _no_or_many(count: int) -> Exception:
 
 
 def execute(session: Session, statement: Executable, params: Mapping[str, Any] | list[Mapping[str, Any]] | None = None) -> Any:
-    """``connection(session).execute(statement, params)``, on the psycopg cursor when it may."""
+    """``connection(session).execute(statement, params)``, on the DBAPI cursor when it may."""
     conn = connection(session)
     entry = _HOT.get(id(statement))
-    if entry is None or entry.statement is not statement or conn.dialect.driver != "psycopg" or conn.engine.echo:
+    if entry is None or entry.statement is not statement or conn.dialect.driver not in _LANE_DRIVERS or conn.engine.echo:
         return conn.execute(statement, params)  # DB_ECHO logs every statement: only SQLAlchemy's path does
     many = isinstance(params, list)
     args: Any = params  # one mapping, or a list of them (many): checked just below
     if not (many and args and isinstance(args[0], Mapping)) and not isinstance(args, Mapping):
         return conn.execute(statement, args)
-    key = tuple(sorted(args[0] if many else args))
+    key = (conn.dialect.driver, *sorted(args[0] if many else args))  # one process may hold both engines
     plan = entry.plans.get(key, _MISSING)
     if plan is _MISSING:
         result = conn.execute(statement, args)  # the first run is SQLAlchemy's: it names the columns
@@ -137,6 +142,7 @@ def execute(session: Session, statement: Executable, params: Mapping[str, Any] |
 
 
 _MISSING: Any = object()
+_LANE_DRIVERS = frozenset({"psycopg", "pysqlite"})
 
 
 def _plan(statement: Executable, dialect: Dialect, result: Any) -> _Plan | None:
@@ -147,6 +153,13 @@ def _plan(statement: Executable, dialect: Dialect, result: Any) -> _Plan | None:
     the columns, which pick the same result processors SQLAlchemy applies.
     """
     compiled: Any = result.context.compiled
+    positions = None
+    if dialect.paramstyle == "qmark":
+        if compiled.positiontup is None:
+            return None
+        positions = tuple(compiled.positiontup)
+    elif dialect.paramstyle != "pyformat":
+        return None
     if compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params or compiled.post_compile_params:
         return None
     binds: dict[str, Callable[[Any], Any]] = {}
@@ -166,19 +179,20 @@ def _plan(statement: Executable, dialect: Dialect, result: Any) -> _Plan | None:
         description = result.cursor.description if result.cursor is not None else None
         if columns is None or description is None or len(columns) != len(keys) or len(description) != len(keys):
             return None
-        results = [column.type.dialect_impl(dialect).result_processor(dialect, d.type_code) for column, d in zip(columns, description)]
+        results = [column.type.dialect_impl(dialect).result_processor(dialect, d[1]) for column, d in zip(columns, description)]
     return _Plan(
         sql=compiled.string,
         compiled=compiled,
         returns_rows=bool(keys),
         keys=keys,
         binds=binds,
+        positions=positions,
         results=results if any(results) else None,
     )
 
 
 def _cursor(conn: Connection) -> Any:
-    """One psycopg cursor per DBAPI connection, reused (creating one costs as much as a statement)."""
+    """One DBAPI cursor per connection, reused (creating one costs as much as a statement)."""
     raw = conn.connection.dbapi_connection
     held = conn.info.get("crowdpin.cursor")
     if held is None or held[0] is not raw:
@@ -198,7 +212,7 @@ def _run(conn: Connection, plan: _Plan, params: Mapping[str, Any]) -> Rows:
 
 
 def _run_many(conn: Connection, plan: _Plan, params: list[Mapping[str, Any]]) -> Rows:
-    """Several rows of one INSERT: psycopg pipelines them, one round trip for all."""
+    """Several rows of one INSERT (psycopg pipelines them, one round trip for all)."""
     values = [plan.values(p) for p in params]
     cursor = _cursor(conn)
     try:

@@ -46,7 +46,7 @@ def find_txn(session: Session, key: str) -> LedgerTxn | None:
 # takes it, and a concurrent poster of the same key waits for the first and then sees a replay
 # instead of failing on the unique index.
 _INSERT_TXN_ONCE = {
-    "sqlite": sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(col(LedgerTxn.id)),
+    "sqlite": hot(sqlite_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(col(LedgerTxn.id))),
     "postgresql": hot(pg_insert(LedgerTxn).on_conflict_do_nothing(index_elements=["key"]).returning(col(LedgerTxn.id))),
 }
 _INSERT_TXN = insert(LedgerTxn).returning(col(LedgerTxn.id))

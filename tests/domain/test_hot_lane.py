@@ -1,5 +1,5 @@
-"""The PostgreSQL lane for hot statements (``bot.db.hot``): same rows as SQLAlchemy, actually
-taken on the answer loop, and driver errors that still roll back and retry as before."""
+"""The lane for hot statements (``bot.db.hot``) on psycopg and sqlite3: same rows as SQLAlchemy,
+actually taken on the answer loop, and driver errors that still roll back and retry as before."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ from bot.tasks.service import AnswerOutcome, Submitted, TaskCard
 from bot.work import answers
 from tests.domain.helpers import make_project, make_workers
 
-pytestmark = pytest.mark.postgres
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def lane_db(request: pytest.FixtureRequest) -> Database:
+    """The same test on both drivers the lane serves."""
+    return request.getfixturevalue("db" if request.param == "sqlite" else "pg_db")  # type: ignore[no-any-return]
 
 
 def _answer(db: Database, worker_id: int, card: TaskCard) -> AnswerOutcome:
@@ -33,7 +37,8 @@ def _statements(db: Database) -> list[str]:
     return seen
 
 
-def test_answer_loop_runs_on_the_lane_with_the_same_rows(pg_db: Database, tmp_path: Path) -> None:
+def test_answer_loop_runs_on_the_lane_with_the_same_rows(lane_db: Database, tmp_path: Path) -> None:
+    pg_db = lane_db
     make_project(pg_db, tmp_path / "imgs", count=12, overlap=1)
     (w,) = make_workers(pg_db, 1)
     card = pg_db.call(service.next_task, w)
@@ -50,7 +55,8 @@ def test_answer_loop_runs_on_the_lane_with_the_same_rows(pg_db: Database, tmp_pa
 
     # The lane's rows equal SQLAlchemy's, types included (SQLModel's UTC datetimes, mappings).
     def both(session: Session, statement: Any, params: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
-        connection(session).execute(text("SET LOCAL TIME ZONE 'Asia/Seoul'"))  # psycopg answers in +09:00
+        if not pg_db.sqlite:
+            connection(session).execute(text("SET LOCAL TIME ZONE 'Asia/Seoul'"))  # psycopg answers in +09:00
         lane = hot.execute(session, statement, params)
         orm = connection(session).execute(statement, params)
         lane_map = hot.execute(session, statement, params).mappings().all()
@@ -66,7 +72,8 @@ def test_answer_loop_runs_on_the_lane_with_the_same_rows(pg_db: Database, tmp_pa
     assert lane_rows == orm_rows and lane_map == orm_map and lane_map[0]["answers_total"] == 4
 
 
-def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tmp_path: Path) -> None:
+def test_integrity_error_from_the_lane_rolls_back_everything(lane_db: Database, tmp_path: Path) -> None:
+    pg_db = lane_db
     make_project(pg_db, tmp_path / "imgs", count=3, overlap=2)
     (w,) = make_workers(pg_db, 1)
     card = pg_db.call(service.next_task, w)
@@ -96,6 +103,7 @@ def test_integrity_error_from_the_lane_rolls_back_everything(pg_db: Database, tm
     assert isinstance(_answer(pg_db, w, card).result, Submitted)  # the connection works on
 
 
+@pytest.mark.postgres
 def test_lost_connection_on_the_lane_is_run_again(pg_db: Database, tmp_path: Path) -> None:
     make_project(pg_db, tmp_path / "imgs", count=2)
     (w,) = make_workers(pg_db, 1)
@@ -142,6 +150,7 @@ def _answer_row(card: TaskCard, worker_id: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.postgres
 def test_db_echo_keeps_every_statement_on_sqlalchemy(pg_url: str, tmp_path: Path) -> None:
     """An operator who sets DB_ECHO sees every statement of a tap in the log."""
     echo_db = Database(pg_url, echo=True)
@@ -161,12 +170,42 @@ def test_db_echo_keeps_every_statement_on_sqlalchemy(pg_url: str, tmp_path: Path
         echo_db.dispose()
 
 
-def test_sqlite_never_takes_the_lane(db: Database, tmp_path: Path) -> None:
-    assert db.sqlite
-    make_project(db, tmp_path / "imgs", count=2)
-    (w,) = make_workers(db, 1)
-    card = db.call(service.next_task, w)
-    assert isinstance(card, TaskCard)
-    seen = _statements(db)
-    assert isinstance(_answer(db, w, card).result, Submitted)
-    assert any(sql.startswith("INSERT INTO answer") for sql in seen)
+def _dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row a tap writes, without the clock's columns."""
+    queries = {
+        "answer": "SELECT assignment_id, task_id, worker_id, value, reward, status, is_golden FROM answer ORDER BY id",
+        "assignment": "SELECT task_id, worker_id, status, chat_id, message_id FROM assignment ORDER BY id",
+        "task": "SELECT id, taken, answers_count, status FROM task ORDER BY id",
+        "ledger": "SELECT account, amount FROM ledgerentry ORDER BY id",
+        "worker_project": "SELECT worker_id, project_id, answers_total, golden_total FROM workerproject ORDER BY worker_id",
+    }
+    with db.session() as s:
+        return {name: [tuple(r) for r in s.execute(text(sql)).all()] for name, sql in queries.items()}
+
+
+def test_sqlite_lane_writes_what_sqlalchemy_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same taps on sqlite3 with and without the lane leave the same rows: the lane sends
+    SQLAlchemy's own compiled SQL with its qmark parameters in order."""
+    from bot.db.migrate import upgrade
+
+    def run(name: str) -> dict[str, list[tuple[Any, ...]]]:
+        url = f"sqlite:///{tmp_path / name}.db"
+        upgrade(url)
+        database = Database(url)
+        try:
+            make_project(database, tmp_path / "imgs", count=8, overlap=2, price=30)
+            workers_ = make_workers(database, 2)
+            for w in workers_:
+                card = database.call(service.next_task, w)
+                for _ in range(5):
+                    assert isinstance(card, TaskCard)
+                    card = _answer(database, w, card).next  # type: ignore[assignment]
+            return _dump(database)
+        finally:
+            database.dispose()
+
+    with_lane = run("lane")
+    monkeypatch.setattr(hot, "_LANE_DRIVERS", frozenset({"psycopg"}))
+    without = run("plain")
+    assert with_lane == without
+    assert len(with_lane["answer"]) == 10 and sum(r[1] for r in with_lane["ledger"] if r[0].startswith("worker")) > 0
