@@ -56,6 +56,7 @@ def make_database(settings: Settings, *, migrate: bool = True) -> Database:
         pool_size=settings.database.db_pool_size,
         echo=settings.database.db_echo,
         threads=settings.database.db_threads,
+        group_commit=settings.database.db_group_commit,
     )
 
 

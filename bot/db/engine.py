@@ -16,9 +16,11 @@ import asyncio
 import contextvars
 import functools
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -114,16 +116,39 @@ def rowcount(result: Result[Any]) -> int:
     return cast("CursorResult[Any]", result).rowcount
 
 
+@dataclass(slots=True)
+class _Grouped:
+    """One call waiting for the next group transaction, and where its outcome goes."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    ctx: contextvars.Context
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
 class Database:
     """Engine + session factory + the executor that keeps blocking I/O off the event loop."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, threads: int | None = None) -> None:
+    MAX_GROUP = 64
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, threads: int | None = None, group_commit: bool | None = None
+    ) -> None:
         self.url = normalize_url(url)
         self.sqlite = is_sqlite(self.url)
         self.engine = make_engine(self.url, pool_size=pool_size, echo=echo)
         self.read_engine = make_engine(self.url, echo=echo, begin="DEFERRED") if self.sqlite else self.engine
         workers = 1 if self.sqlite else min(pool_size, threads or pool_size)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crowdpin-db")
+        # Group commit pays where there is one writer thread: SQLite. On PostgreSQL each tap has
+        # its own connection and thread, and a group would hold row locks for the whole group.
+        self.group_commit = self.sqlite if group_commit is None else group_commit
+        self._queue: deque[_Grouped] = deque()
+        self._draining = False
+        self.groups = 0  # group transactions committed (for tests and metrics)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -161,6 +186,61 @@ class Database:
         call = functools.partial(ctx.run, self.call, fn, *args, **kwargs)
         return await loop.run_in_executor(self._executor, call)
 
+    async def run_grouped(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`run`, but calls that arrive while the DB thread is busy share one
+        transaction and one COMMIT (group commit).
+
+        Nothing waits for a group to fill: the first call starts a drain at once, and whatever
+        queued behind it while it ran goes in the next group, so an idle bot commits each call
+        alone and a busy one commits many at a time. If any call of a group raises, or the
+        COMMIT fails, the whole group is rolled back and every call is run again in its own
+        transaction (domain operations are written to be safely re-run): each is still done
+        exactly once, and one call's failure never loses or fails another.
+        """
+        if not self.group_commit:
+            return await self.run(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        item = _Grouped(fn, args, kwargs, contextvars.copy_context(), loop.create_future())
+        self._queue.append(item)
+        if not self._draining:
+            self._draining = True
+            self._executor.submit(self._drain, loop)
+        return cast(T, await item.future)
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the DB thread: run queued calls in groups until the queue is empty."""
+        while True:
+            group: list[_Grouped] = []
+            while self._queue and len(group) < self.MAX_GROUP:
+                group.append(self._queue.popleft())
+            if not group:
+                # the event loop only appends; a call appended after this check finds
+                # _draining False and starts a new drain
+                self._draining = False
+                if not self._queue:
+                    return
+                self._draining = True
+                continue
+            self._run_group(group)
+            loop.call_soon_threadsafe(_deliver, group)
+
+    def _run_group(self, group: list[_Grouped]) -> None:
+        if len(group) > 1:
+            try:
+                with self.session() as session:
+                    for item in group:
+                        item.result = item.ctx.run(item.fn, session, *item.args, **item.kwargs)
+                self.groups += 1
+                return
+            except BaseException:  # noqa: BLE001 - rolled back; each call runs alone below
+                for item in group:
+                    item.result = None
+        for item in group:
+            try:
+                item.result = item.ctx.run(self.call, item.fn, *item.args, **item.kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                item.error = exc
+
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run any blocking callable (no session) on the DB executor."""
         loop = asyncio.get_running_loop()
@@ -171,3 +251,14 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+def _deliver(group: list[_Grouped]) -> None:
+    """On the event loop: hand each call of a finished group its result or its error."""
+    for item in group:
+        if item.future.cancelled():
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)

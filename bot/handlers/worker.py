@@ -112,7 +112,7 @@ async def finish(
     message = query.message
     chat_id = message.chat.id if message else query.from_user.id
     message_id = message.message_id if message else None
-    outcome = await app.db.run(
+    outcome = await app.db.run_grouped(
         answers.act_and_next,
         worker.id,
         assignment_id,
