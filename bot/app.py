@@ -192,6 +192,11 @@ async def run_polling(settings: Settings, *, token: str | None = None) -> None:
     app = make_app(settings, db)
     bot = make_bot(settings, token, app.metrics)
     dp = dispatcher_for(app)
+    webapp = None
+    if settings.webapp.webapp_url:  # the Mini App's page, on a server of its own (docs/miniapp.md)
+        from bot.webapp import start_webapp_server
+
+        webapp = await start_webapp_server(app, bot, settings.webapp.webapp_host, settings.webapp.webapp_port)
     try:
         await bot.delete_webhook(drop_pending_updates=False)
         await set_commands(bot)
@@ -200,4 +205,6 @@ async def run_polling(settings: Settings, *, token: str | None = None) -> None:
         freeze_startup_heap()
         await dp.start_polling(bot, handle_signals=True, close_bot_session=True)
     finally:
+        if webapp is not None:
+            await webapp.cleanup()
         db.dispose()

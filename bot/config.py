@@ -81,6 +81,33 @@ class WebhookSettings(BaseSettings):
     webhook_port: int = Field(default=8080, alias="WEBHOOK_PORT")
 
 
+class WebAppSettings(BaseSettings):
+    """The Magic Pin Mini App (docs/miniapp.md): exact taps and boxes in a page inside Telegram.
+
+    Unset ``WEBAPP_URL`` turns it off: no ✏️ Precise button, no page. In webhook mode the page
+    is served by the webhook server; in polling mode by a small server on WEBAPP_HOST:WEBAPP_PORT.
+    """
+
+    model_config = _COMMON
+
+    # the page's public address (https in production, behind a reverse proxy), e.g. https://pin.example.com/app/
+    webapp_url: str | None = Field(default=None, alias="WEBAPP_URL")
+    webapp_host: str = Field(default="127.0.0.1", alias="WEBAPP_HOST")
+    webapp_port: int = Field(default=8090, alias="WEBAPP_PORT")
+    # launch data (Telegram.WebApp.initData) older than this many seconds is refused
+    webapp_max_age: int = Field(default=24 * 3600, gt=0, alias="WEBAPP_MAX_AGE")
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("WEBAPP_URL must be an http(s) URL (Telegram requires https), e.g. https://pin.example.com/app/")
+        return value
+
+
 class MediaSettings(BaseSettings):
     """Where project images and phone-sized copies are kept."""
 
@@ -154,6 +181,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    webapp: WebAppSettings = Field(default_factory=WebAppSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     wallet: WalletSettings = Field(default_factory=WalletSettings)
     broadcast: BroadcastSettings = Field(default_factory=BroadcastSettings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 
 from bot.app import make_app, make_database, make_dispatcher
-from bot.config import DatabaseSettings, MediaSettings, Settings, TelegramSettings
+from bot.config import DatabaseSettings, MediaSettings, Settings, TelegramSettings, WebAppSettings
 from bot.db import Database
 from bot.emulator import Emulator, EmulatorServer
 from bot.sample import SHAPE_NAMES, SampleImage, generate
@@ -22,6 +23,12 @@ from bot.tasks import intake, media, projects
 from bot.tasks.models import Project, TaskKind
 from bot.telegram.runtime import App
 from bot.telegram.session import make_session
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def sandbox_settings(workdir: Path, base_url: str, token: str, **overrides: Any) -> Settings:
@@ -44,12 +51,15 @@ class BotProcess:
     bot: Bot
     dp: Dispatcher
     task: asyncio.Task[Any]
+    webapp: Any = None  # the Mini App's server (aiohttp AppRunner) when WEBAPP_URL is set
 
     async def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
             await self.dp.stop_polling()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self.task, 10)
+        if self.webapp is not None:
+            await self.webapp.cleanup()
         await self.bot.session.close()
 
 
@@ -66,8 +76,15 @@ class Sandbox:
     bots: list[BotProcess] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, workdir: Path | None = None, *, flood_control: bool = False, run_bot: bool = True, **overrides: Any) -> Sandbox:
+    async def start(
+        cls, workdir: Path | None = None, *, flood_control: bool = False, run_bot: bool = True, webapp: bool = False, **overrides: Any
+    ) -> Sandbox:
+        """``webapp=True`` also serves the Mini App on a free local port (its URL is the
+        settings' ``webapp.webapp_url``), so task messages carry the ✏️ Precise button."""
         workdir = workdir or Path(tempfile.mkdtemp(prefix="crowdpin-sandbox-"))
+        if webapp and "webapp" not in overrides:
+            port = _free_port()
+            overrides["webapp"] = WebAppSettings(WEBAPP_URL=f"http://127.0.0.1:{port}/app/", WEBAPP_HOST="127.0.0.1", WEBAPP_PORT=port)
         emulator = Emulator(flood_control=flood_control)
         token = emulator.add_bot(username="crowdpin_bot")
         server = EmulatorServer(emulator, host="127.0.0.1", port=0)
@@ -83,8 +100,13 @@ class Sandbox:
         app = make_app(self.settings, self.db)
         bot = Bot(token=self.token, session=make_session(self.server.base_url))
         dp = make_dispatcher(app)
+        webapp = None
+        if self.settings.webapp.webapp_url:
+            from bot.webapp import start_webapp_server
+
+            webapp = await start_webapp_server(app, bot, self.settings.webapp.webapp_host, self.settings.webapp.webapp_port)
         task = asyncio.create_task(dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=5))
-        process = BotProcess(app=app, bot=bot, dp=dp, task=task)
+        process = BotProcess(app=app, bot=bot, dp=dp, task=task, webapp=webapp)
         self.bots.append(process)
         return process
 

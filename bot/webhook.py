@@ -2,7 +2,7 @@
 SO_REUSEPORT). Each replica answers Telegram at once and handles the update in the background;
 Redis keeps one user's updates in order across replicas and drops re-deliveries.
 
-Also serves ``/healthz`` (the process is alive), ``/readyz`` (the database and Redis answer)
+With ``WEBAPP_URL`` set it also serves the Mini App under ``/app/``. Also serves ``/healthz`` (the process is alive), ``/readyz`` (the database and Redis answer)
 and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, pat
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", readyz)
     web_app.router.add_get("/metrics", metrics)
+    if app.settings.webapp.webapp_url:  # the Mini App's page and API under /app/ (docs/miniapp.md)
+        from bot.webapp import add_webapp_routes
+
+        add_webapp_routes(web_app, app, bot)
 
     async def on_startup(_: web.Application) -> None:
         await dp.emit_startup(bot=bot, dispatcher=dp, **dp.workflow_data)

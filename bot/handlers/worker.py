@@ -135,12 +135,18 @@ async def finish(
         notice = t("task.report_thanks", lang)
     alert = quality_ui.prepare(outcome, lang)  # a rule warning or exam result pops up over the next task
     answer_cb = presenter.spawn(presenter.answer_callback_soon(bot, query.id, alert or notice, alert is not None))
+    await show_outcome(bot, app, chat_id, message_id, outcome, lang)
+    await answer_cb
+    return outcome
+
+
+async def show_outcome(bot: Bot, app: App, chat_id: int, message_id: int | None, outcome: service.AnswerOutcome, lang: str) -> None:
+    """After an accepted action: practice feedback if any, then the next task, edited into the
+    task's message (a button tap and the Mini App's Keep both end here)."""
     assert outcome.next is not None
     if await quality_ui.show_training_feedback(bot, chat_id, message_id, outcome.result, lang):
         message_id = None  # the practice photo keeps its feedback; the next task comes below it
     await _show_next(bot, app, chat_id, outcome.next, lang, message_id)
-    await answer_cb
-    return outcome
 
 
 @taps.callback_query(TaskCb.filter(F.a == Act.LABEL))

@@ -389,6 +389,26 @@ def candidates_phone(rgb: np.ndarray, points: list[tuple[str, bool]], k: int = M
     return [m for m in found if m.any()] or found[:1]
 
 
+MAX_EXACT_POINTS = 20  # the Mini App's exact taps: bounds the CPU one request can spend
+
+
+def exact_candidates(
+    rgb: np.ndarray,
+    points: list[tuple[float, float, bool]],
+    box: tuple[float, float, float, float] | None = None,
+    k: int = MAX_CANDIDATES,
+) -> list[np.ndarray]:
+    """Up to ``k`` candidate masks at the phone copy's size from exact taps and/or a box (phone
+    pixels): the Mini App's segmentation (the chat's is :func:`candidates_phone`, from cell
+    centres). Empty candidates are dropped unless nothing else is left (then one, empty)."""
+    if not points and box is None:
+        raise ValueError("give at least one point or a box")
+    if len(points) > MAX_EXACT_POINTS:
+        raise ValueError(f"at most {MAX_EXACT_POINTS} points")
+    found = [c.mask for c in segment_candidates(rgb, points, box=box, k=k)]
+    return [m for m in found if m.any()] or found[:1]
+
+
 def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:
     """The best mask at the phone copy's size, from the centres of the tapped cells."""
     return candidates_phone(rgb, points, k=1)[0]

@@ -1,0 +1,575 @@
+/* Magic Pin Mini App (docs/miniapp.md). Plain JavaScript, no build step, nothing fetched but
+   this page's own API (and Telegram's telegram-web-app.js when opened inside Telegram).
+
+   Gestures on the photo: tap = point (➕, or ➖ when the mode button is on), long press =
+   ➖ point, one-finger drag = box, two fingers = pinch-zoom and pan (mouse: wheel zooms).
+   After every input the server segments and the outline is drawn over the photo. */
+(function () {
+  "use strict";
+
+  var TEXTS = JSON.parse(document.getElementById("texts").textContent);
+  var COLORS = [[30, 144, 255], [255, 140, 0], [192, 60, 255]];
+  var TELEGRAM_PLATFORMS = ["android", "android_x", "ios", "tdesktop", "macos", "weba", "webk", "web", "unigram"];
+  var LONG_PRESS_MS = 550;
+  var MOVE_PX = 10;
+
+  var query = new URLSearchParams(location.search);
+  var fragment = new URLSearchParams(location.hash.slice(1));
+  var $ = function (id) { return document.getElementById(id); };
+  var canvas = $("canvas");
+  var ctx = canvas.getContext("2d");
+
+  var tg = null;
+  var initData = "";
+  var lang = "ko";
+  var S = {
+    task: null, img: null, w: 0, h: 0,
+    inputs: [],          // {kind: "point", x, y, pos} | {kind: "box", x0, y0, x1, y1}; image pixels
+    negative: false,
+    candidates: [],      // {runs, area, solid}
+    cand: 0,
+    initial: null,       // confirm-mask: the mask the task came with (solid canvas)
+    seq: 0, busy: false, saving: false,
+    view: { scale: 1, ox: 0, oy: 0, fit: 1 },
+    preview: null,       // the box being dragged
+    pendingSince: null,
+  };
+  // Read by the browser tests and the benchmark: tap-to-drawn times and the page's state.
+  var probe = window.__miniapp = { timings: [], state: "loading", errors: [] };
+
+  function T(key, values) {
+    var table = TEXTS[lang] || TEXTS.ko;
+    var text = table[key] || (TEXTS.ko || {})[key] || key;
+    if (values) Object.keys(values).forEach(function (k) { text = text.split("{" + k + "}").join(values[k]); });
+    return text;
+  }
+
+  function setState(name) {
+    probe.state = name;
+    document.body.dataset.state = name;
+  }
+
+  // ---------------------------------------------------------------- Telegram or a plain page
+  function inTelegramClient() {
+    var platform = fragment.get("tgWebAppPlatform") || "";
+    return !!window.TelegramWebviewProxy || TELEGRAM_PLATFORMS.indexOf(platform) >= 0;
+  }
+
+  function loadTelegramScript(done) {
+    if (!inTelegramClient()) { done(); return; }
+    var script = document.createElement("script");
+    var finished = false;
+    var finish = function () { if (!finished) { finished = true; done(); } };
+    script.src = "https://telegram.org/js/telegram-web-app.js";
+    script.onload = finish;
+    script.onerror = finish;
+    setTimeout(finish, 4000);
+    document.head.appendChild(script);
+  }
+
+  function applyTheme(params) {
+    if (!params) return;
+    var root = document.documentElement.style;
+    Object.keys(params).forEach(function (key) {
+      root.setProperty("--tg-theme-" + key.replace(/_/g, "-"), params[key]);
+    });
+  }
+
+  function setupLaunch() {
+    var webApp = window.Telegram && window.Telegram.WebApp;
+    if (webApp && webApp.initData) {
+      tg = webApp;
+      initData = webApp.initData;
+      document.body.classList.add("in-telegram");
+      applyTheme(webApp.themeParams);
+      webApp.ready();
+      webApp.expand();
+      if (webApp.onEvent) webApp.onEvent("themeChanged", function () { applyTheme(webApp.themeParams); });
+      webApp.MainButton.onClick(keep);
+      webApp.BackButton.onClick(undo);
+    } else {
+      initData = fragment.get("tgWebAppData") || "";
+      try { applyTheme(JSON.parse(fragment.get("tgWebAppThemeParams") || "null")); } catch (e) { /* no theme */ }
+    }
+    try {
+      var user = JSON.parse(new URLSearchParams(initData).get("user") || "{}");
+      lang = /^en/i.test(user.language_code || "") ? "en" : "ko";
+    } catch (e) { lang = "ko"; }
+    document.documentElement.lang = lang;
+  }
+
+  function haptic(kind) {
+    if (!tg || !tg.HapticFeedback) return;
+    if (kind === "success" || kind === "error") tg.HapticFeedback.notificationOccurred(kind);
+    else tg.HapticFeedback.impactOccurred(kind || "light");
+  }
+
+  // ---------------------------------------------------------------- API
+  function api(method, path, body) {
+    var options = { method: method, headers: { Authorization: "tma " + initData } };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(path, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok || data.ok === false) {
+          var err = new Error(data.message || data.error || ("HTTP " + response.status));
+          err.status = response.status;
+          err.code = data.error;
+          throw err;
+        }
+        return data;
+      });
+    });
+  }
+
+  function loadImage(url) {
+    return fetch(url, { headers: { Authorization: "tma " + initData } }).then(function (response) {
+      if (!response.ok) {
+        var err = new Error(T("error")); err.status = response.status; throw err;
+      }
+      return response.blob();
+    }).then(function (blob) {
+      return new Promise(function (resolve, reject) {
+        var img = new Image();
+        img.onload = function () { resolve(img); };
+        img.onerror = function () { reject(new Error(T("error"))); };
+        img.src = URL.createObjectURL(blob);
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- masks
+  function solidCanvas(runs, w, h, color) {
+    var c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    var cx = c.getContext("2d");
+    var image = cx.createImageData(w, h);
+    var data = image.data;
+    var pos = 0, on = false, r = color[0], g = color[1], b = color[2];
+    for (var i = 0; i < runs.length; i++) {
+      var end = Math.min(pos + runs[i], w * h);
+      if (on) {
+        for (var p = pos; p < end; p++) {
+          var o = p * 4;
+          data[o] = r; data[o + 1] = g; data[o + 2] = b; data[o + 3] = 255;
+        }
+      }
+      pos = end; on = !on;
+    }
+    cx.putImageData(image, 0, 0);
+    return c;
+  }
+
+  var ring = document.createElement("canvas");
+  function drawMask(solid, color) {
+    var v = S.view, dpr = window.devicePixelRatio || 1;
+    ring.width = canvas.width; ring.height = canvas.height;
+    var rc = ring.getContext("2d");
+    var k = 2.5 * dpr;
+    rc.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
+    [[k, 0], [-k, 0], [0, k], [0, -k]].forEach(function (d) {
+      rc.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox + d[0], dpr * v.oy + d[1]);
+      rc.drawImage(solid, 0, 0);
+    });
+    rc.globalCompositeOperation = "destination-out";
+    rc.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
+    rc.drawImage(solid, 0, 0);
+    rc.globalCompositeOperation = "source-over";
+    ctx.save();
+    ctx.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
+    ctx.globalAlpha = 0.42;
+    ctx.drawImage(solid, 0, 0);
+    ctx.restore();
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(ring, 0, 0);
+    ctx.restore();
+  }
+
+  // ---------------------------------------------------------------- drawing
+  function resize() {
+    var dpr = window.devicePixelRatio || 1;
+    var rect = canvas.getBoundingClientRect();
+    canvas.width = Math.max(1, Math.round(rect.width * dpr));
+    canvas.height = Math.max(1, Math.round(rect.height * dpr));
+    fit();
+    draw();
+  }
+
+  function fit() {
+    if (!S.img) return;
+    var rect = canvas.getBoundingClientRect();
+    var scale = Math.min(rect.width / S.w, rect.height / S.h);
+    S.view = { scale: scale, fit: scale, ox: (rect.width - S.w * scale) / 2, oy: (rect.height - S.h * scale) / 2 };
+  }
+
+  function toScreen(x, y) { return [S.view.ox + x * S.view.scale, S.view.oy + y * S.view.scale]; }
+  function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
+
+  function currentBox() {
+    for (var i = S.inputs.length - 1; i >= 0; i--) if (S.inputs[i].kind === "box") return S.inputs[i];
+    return null;
+  }
+
+  function draw() {
+    var dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (!S.img) return;
+    var v = S.view;
+    ctx.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(S.img, 0, 0);
+    var shown = S.candidates[S.cand];
+    if (shown && shown.area > 0) drawMask(shown.solid, COLORS[S.cand % COLORS.length]);
+    else if (!S.candidates.length && S.initial) drawMask(S.initial, COLORS[0]);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    var boxes = S.preview ? [S.preview] : [];
+    var box = currentBox();
+    if (box && !S.preview) boxes.push(box);
+    boxes.forEach(function (b) {
+      var a = toScreen(b.x0, b.y0), c = toScreen(b.x1, b.y1);
+      ctx.lineWidth = 2.5;
+      ctx.setLineDash([8, 6]);
+      ctx.strokeStyle = "#ffffff";
+      ctx.strokeRect(a[0], a[1], c[0] - a[0], c[1] - a[1]);
+      ctx.setLineDash([]);
+    });
+    S.inputs.forEach(function (p) {
+      if (p.kind !== "point") return;
+      var s = toScreen(p.x, p.y);
+      ctx.beginPath();
+      ctx.arc(s[0], s[1], 11, 0, Math.PI * 2);
+      ctx.fillStyle = p.pos ? "#1fa35a" : "#d93b3b";
+      ctx.fill();
+      ctx.lineWidth = 2.5;
+      ctx.strokeStyle = "#ffffff";
+      ctx.stroke();
+      ctx.fillStyle = "#ffffff";
+      ctx.fillRect(s[0] - 5.5, s[1] - 1.5, 11, 3);
+      if (p.pos) ctx.fillRect(s[0] - 1.5, s[1] - 5.5, 3, 11);
+    });
+  }
+
+  // ---------------------------------------------------------------- UI state
+  function isPin() { return S.task && S.task.type === "magic-pin"; }
+
+  function canKeep() {
+    if (!S.task || S.busy || S.saving) return false;
+    if (S.candidates.length) return !!(S.candidates[S.cand] && S.candidates[S.cand].area > 0);
+    return !isPin() && !S.inputs.length;  // confirm-mask: keep the mask as it came
+  }
+
+  function hint() {
+    if (S.busy) return T("segmenting");
+    if (S.negative) return T("hint_negative");
+    if (S.candidates.length) return S.candidates[S.cand].area > 0 ? T("hint_keep") : T("hint_empty");
+    return isPin() ? T("hint_pin") : T("hint_confirm");
+  }
+
+  function render() {
+    $("hint").textContent = hint();
+    $("hint").style.color = "";
+    $("undo").disabled = !S.inputs.length || S.saving;
+    $("mode").setAttribute("aria-pressed", S.negative ? "true" : "false");
+    $("mode").textContent = S.negative ? T("remove_mode") : T("add_mode");
+    $("none").disabled = S.saving;
+    $("skip").disabled = S.saving;
+    $("keep").disabled = !canKeep();
+    $("busy").hidden = !S.busy;
+    var box = $("candidates");
+    box.textContent = "";
+    if (S.candidates.length > 1) {
+      S.candidates.forEach(function (c, i) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.className = "cand";
+        b.setAttribute("role", "radio");
+        b.setAttribute("aria-checked", i === S.cand ? "true" : "false");
+        b.setAttribute("aria-label", T("candidate", { number: i + 1 }));
+        b.textContent = String(i + 1);
+        var col = COLORS[i % COLORS.length];
+        b.style.background = "rgb(" + col.join(",") + ")";
+        b.style.color = "#fff";
+        b.disabled = c.area <= 0;
+        b.addEventListener("click", function () { S.cand = i; haptic("light"); render(); draw(); });
+        box.appendChild(b);
+      });
+    }
+    if (tg) {
+      if (canKeep()) { tg.MainButton.setText(T("keep")); tg.MainButton.show(); tg.MainButton.enable(); }
+      else if (S.task) { tg.MainButton.setText(T("keep")); tg.MainButton.show(); tg.MainButton.disable(); }
+      if (S.inputs.length) tg.BackButton.show(); else tg.BackButton.hide();
+    }
+  }
+
+  function showError(message) {
+    $("hint").textContent = message;
+    $("hint").style.color = "var(--danger)";
+    probe.errors.push(message);
+  }
+
+  function notice(text, sub) {
+    $("notice-text").textContent = text;
+    $("notice-sub").textContent = sub || "";
+    $("notice").hidden = false;
+  }
+
+  // ---------------------------------------------------------------- inputs
+  function addInput(input) {
+    if (S.saving) return;
+    S.inputs.push(input);
+    S.pendingSince = performance.now();
+    haptic(input.kind === "point" && !input.pos ? "medium" : "light");
+    draw();
+    segment();
+  }
+
+  function undo() {
+    if (!S.inputs.length || S.saving) return;
+    S.inputs.pop();
+    haptic("light");
+    S.pendingSince = performance.now();
+    segment();
+  }
+
+  function payload() {
+    var points = [], box = currentBox();
+    S.inputs.forEach(function (p) {
+      if (p.kind === "point") points.push([p.x / Math.max(1, S.w - 1), p.y / Math.max(1, S.h - 1), p.pos]);
+    });
+    return {
+      a: S.task.assignment_id,
+      points: points,
+      box: box ? [box.x0 / S.w, box.y0 / S.h, box.x1 / S.w, box.y1 / S.h] : null,
+    };
+  }
+
+  function segment() {
+    var body = payload();
+    var seq = ++S.seq;
+    var since = S.pendingSince;
+    var hasPositive = body.points.some(function (p) { return p[2]; });
+    if (!body.points.length && !body.box) {
+      S.candidates = []; S.cand = 0; S.busy = false;
+      draw(); render(); setState("ready");
+      return;
+    }
+    if (!hasPositive && !body.box) {  // only ➖ points so far: wait for a ➕ or a box
+      S.candidates = []; S.busy = false;
+      draw(); render(); setState("ready");
+      return;
+    }
+    S.busy = true; setState("segmenting"); render();
+    api("POST", "api/segment", body).then(function (data) {
+      if (seq !== S.seq) return;
+      S.candidates = data.candidates.map(function (c, i) {
+        return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
+      });
+      S.cand = 0; S.busy = false;
+      draw(); render();
+      requestAnimationFrame(function () {
+        requestAnimationFrame(function () {
+          if (seq !== S.seq) return;
+          if (since !== null) probe.timings.push({ ms: performance.now() - since, server_ms: data.server_ms });
+          setState("mask");
+        });
+      });
+    }).catch(function (err) {
+      if (seq !== S.seq) return;
+      S.busy = false; render();
+      failed(err);
+    });
+  }
+
+  function failed(err) {
+    setState("error");
+    haptic("error");
+    if (err.status === 401) { notice(T("unauthorized"), err.message); return; }
+    if (err.status === 403 || err.status === 404 || (err.status === 409 && err.code !== "busy")) { notice(err.message || T("error")); return; }
+    showError(err.message || T("error"));
+  }
+
+  // ---------------------------------------------------------------- answers
+  function answer(action) {
+    if (!S.task || S.saving) return;
+    var body = payload();
+    body.action = action;
+    if (action === "keep") {
+      if (!canKeep()) return;
+      body.candidate = S.candidates.length ? S.cand : 0;
+      if (!S.candidates.length) { body.points = []; body.box = null; }
+    }
+    S.saving = true; render(); setState("saving");
+    if (tg) tg.MainButton.showProgress();
+    api("POST", "api/answer", body).then(function (data) {
+      if (tg) tg.MainButton.hideProgress();
+      haptic("success");
+      probe.answered = (probe.answered || 0) + 1;
+      setState("saved");
+      notice(data.message, data.next ? "" : T("next_in_chat"));
+      setTimeout(function () {
+        if (data.next) { $("notice").hidden = true; start(data.next); }
+        else if (tg) tg.close();
+      }, data.next ? 900 : 1500);
+    }).catch(function (err) {
+      if (tg) tg.MainButton.hideProgress();
+      S.saving = false; render();
+      failed(err);
+    });
+  }
+
+  function keep() { answer("keep"); }
+
+  // ---------------------------------------------------------------- gestures
+  var pointers = new Map();
+  var gesture = null;
+
+  function local(e) {
+    var rect = canvas.getBoundingClientRect();
+    return [e.clientX - rect.left, e.clientY - rect.top];
+  }
+
+  function inside(ix, iy) { return ix >= 0 && iy >= 0 && ix <= S.w && iy <= S.h; }
+
+  function clampBox(a, b) {
+    var x0 = Math.max(0, Math.min(a[0], b[0])), y0 = Math.max(0, Math.min(a[1], b[1]));
+    var x1 = Math.min(S.w, Math.max(a[0], b[0])), y1 = Math.min(S.h, Math.max(a[1], b[1]));
+    return { kind: "box", x0: x0, y0: y0, x1: x1, y1: y1 };
+  }
+
+  function pinchInfo() {
+    var ps = Array.from(pointers.values());
+    var dx = ps[0][0] - ps[1][0], dy = ps[0][1] - ps[1][1];
+    return { dist: Math.max(1, Math.hypot(dx, dy)), mid: [(ps[0][0] + ps[1][0]) / 2, (ps[0][1] + ps[1][1]) / 2] };
+  }
+
+  function zoomAt(sx, sy, scale) {
+    var v = S.view;
+    scale = Math.max(v.fit, Math.min(v.fit * 8, scale));
+    var ix = (sx - v.ox) / v.scale, iy = (sy - v.oy) / v.scale;
+    v.ox = sx - ix * scale; v.oy = sy - iy * scale; v.scale = scale;
+  }
+
+  canvas.addEventListener("pointerdown", function (e) {
+    if (!S.img || S.saving) return;
+    canvas.setPointerCapture(e.pointerId);
+    pointers.set(e.pointerId, local(e));
+    if (pointers.size === 1) {
+      var at = local(e);
+      gesture = { type: "pending", start: at, timer: setTimeout(function () {
+        if (gesture && gesture.type === "pending") {
+          gesture.type = "done";
+          var ip = toImage(at[0], at[1]);
+          if (inside(ip[0], ip[1])) addInput({ kind: "point", x: ip[0], y: ip[1], pos: false });
+        }
+      }, LONG_PRESS_MS) };
+    } else if (pointers.size === 2) {
+      if (gesture && gesture.timer) clearTimeout(gesture.timer);
+      var info = pinchInfo();
+      gesture = { type: "pinch", dist: info.dist, mid: info.mid, scale: S.view.scale, ox: S.view.ox, oy: S.view.oy };
+      S.preview = null;
+    }
+    e.preventDefault();
+  });
+
+  canvas.addEventListener("pointermove", function (e) {
+    if (!pointers.has(e.pointerId) || !gesture) return;
+    var at = local(e);
+    pointers.set(e.pointerId, at);
+    if (gesture.type === "pending" && Math.hypot(at[0] - gesture.start[0], at[1] - gesture.start[1]) > MOVE_PX) {
+      clearTimeout(gesture.timer);
+      gesture.type = "box";
+    }
+    if (gesture.type === "box") {
+      S.preview = clampBox(toImage(gesture.start[0], gesture.start[1]), toImage(at[0], at[1]));
+      draw();
+    } else if (gesture.type === "pinch" && pointers.size === 2) {
+      var info = pinchInfo();
+      S.view.scale = gesture.scale; S.view.ox = gesture.ox; S.view.oy = gesture.oy;
+      zoomAt(gesture.mid[0], gesture.mid[1], gesture.scale * info.dist / gesture.dist);
+      S.view.ox += info.mid[0] - gesture.mid[0];
+      S.view.oy += info.mid[1] - gesture.mid[1];
+      draw();
+    }
+    e.preventDefault();
+  });
+
+  function release(e) {
+    if (!pointers.has(e.pointerId)) return;
+    var at = local(e);
+    pointers.delete(e.pointerId);
+    if (!gesture) return;
+    if (gesture.timer) clearTimeout(gesture.timer);
+    if (gesture.type === "pending" && e.type === "pointerup") {
+      var ip = toImage(at[0], at[1]);
+      if (inside(ip[0], ip[1])) addInput({ kind: "point", x: ip[0], y: ip[1], pos: !S.negative });
+      gesture = null;
+    } else if (gesture.type === "box") {
+      var box = S.preview;
+      S.preview = null;
+      gesture = null;
+      if (box && (box.x1 - box.x0) * S.view.scale > 16 && (box.y1 - box.y0) * S.view.scale > 16) addInput(box);
+      else draw();
+    } else if (gesture.type === "pinch") {
+      gesture = pointers.size ? { type: "ignore" } : null;
+    } else if (!pointers.size) {
+      gesture = null;
+    }
+  }
+  canvas.addEventListener("pointerup", release);
+  canvas.addEventListener("pointercancel", release);
+  canvas.addEventListener("contextmenu", function (e) { e.preventDefault(); });
+  canvas.addEventListener("wheel", function (e) {
+    if (!S.img) return;
+    var at = local(e);
+    zoomAt(at[0], at[1], S.view.scale * Math.exp(-e.deltaY * 0.0015));
+    draw();
+    e.preventDefault();
+  }, { passive: false });
+
+  $("undo").addEventListener("click", undo);
+  $("mode").addEventListener("click", function () { S.negative = !S.negative; haptic("light"); render(); });
+  $("keep").addEventListener("click", keep);
+  $("none").addEventListener("click", function () { answer("none"); });
+  $("skip").addEventListener("click", function () { answer("skip"); });
+  window.addEventListener("resize", resize);
+
+  // ---------------------------------------------------------------- start
+  function labels() {
+    document.title = T("title");
+    $("undo").textContent = T("undo");
+    $("keep").textContent = T("keep");
+    $("none").textContent = T("none");
+    $("skip").textContent = T("skip");
+  }
+
+  function start(task) {
+    S.task = task; lang = task.lang || lang;
+    labels();
+    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.initial = null;
+    $("question").textContent = task.object ? task.question + " · " + task.object : task.question;
+    setState("loading");
+    return loadImage(task.image.url).then(function (img) {
+      S.img = img; S.w = task.image.w; S.h = task.image.h;
+      if (task.mask) S.initial = solidCanvas(task.mask, S.w, S.h, COLORS[0]);
+      $("app").classList.remove("loading");
+      resize();
+      render();
+      setState("ready");
+    });
+  }
+
+  function boot() {
+    setupLaunch();
+    labels();
+    $("hint").textContent = T("loading");
+    if (!initData) { setState("error"); notice(T("unauthorized")); return; }
+    var a = query.get("a");
+    api("GET", "api/task" + (a ? "?a=" + encodeURIComponent(a) : "")).then(function (data) { return start(data.task); }).catch(failed);
+  }
+
+  loadTelegramScript(boot);
+})();
