@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
     ReplyKeyboardMarkup,
+    WebAppInfo,
 )
 
 from bot.autoseg.overlay import CANDIDATE_MARKS
@@ -67,11 +69,27 @@ def as_json(keyboard: Keyboard) -> dict[str, Any]:
     """The Bot API JSON of an inline keyboard of callback buttons."""
     if isinstance(keyboard, dict):
         return keyboard
-    return {
-        "inline_keyboard": [
-            [{"text": button.text, "callback_data": button.callback_data} for button in row] for row in keyboard.inline_keyboard
-        ]
-    }
+    return {"inline_keyboard": [[_button_json(button) for button in row] for row in keyboard.inline_keyboard]}
+
+
+def _button_json(button: InlineKeyboardButton) -> dict[str, Any]:
+    if button.web_app is not None:
+        return {"text": button.text, "web_app": {"url": button.web_app.url}}
+    return {"text": button.text, "callback_data": button.callback_data}
+
+
+def precise_url(base: str, assignment_id: int) -> str:
+    """The ✏️ Precise button's address: ``WEBAPP_URL`` naming the assignment (``?a=``)."""
+    parts = urlsplit(base)
+    query = "&".join(q for q in (parts.query, urlencode({"a": assignment_id})) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
+
+
+def precise(url: str | None, lang: str) -> list[InlineKeyboardButton]:
+    """The ✏️ Precise button opening the Mini App at ``url`` (none without a URL: WEBAPP_URL unset)."""
+    if not url:
+        return []
+    return [InlineKeyboardButton(text=t("masks.webapp.button", lang), web_app=WebAppInfo(url=url))]
 
 
 def markup(keyboard: Keyboard) -> InlineKeyboardMarkup:
@@ -112,11 +130,13 @@ def _skip_report(aid: int, lang: str) -> list[InlineKeyboardButton]:
     return [_btn(t("task.skip", lang), Act.SKIP, aid), _btn(t("task.report", lang), Act.REPORT, aid)]
 
 
-def confirm_mask(aid: int, lang: str, *, can_answer: bool = True) -> InlineKeyboardMarkup:
-    """Correct / Wrong side by side (v = 1 / 0), then Skip / Report."""
+def confirm_mask(aid: int, lang: str, *, can_answer: bool = True, extra: Sequence[InlineKeyboardButton] = ()) -> InlineKeyboardMarkup:
+    """Correct / Wrong side by side (v = 1 / 0), ``extra`` (e.g. ✏️ Precise), then Skip / Report."""
     rows = []
     if can_answer:
         rows.append([_btn(t("masks.correct", lang), Act.CONFIRM, aid, 1), _btn(t("masks.wrong", lang), Act.CONFIRM, aid, 0)])
+        if extra:
+            rows.append(list(extra))
     rows.append(_skip_report(aid, lang))
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -126,9 +146,12 @@ def _cells(aid: int, rev: int) -> list[list[InlineKeyboardButton]]:
     return _rows(buttons, GRID_COLS)
 
 
-def pin_grid(aid: int, rev: int, lang: str) -> InlineKeyboardMarkup:
-    """Magic pin, first look: one button per grid cell (4 per row), No such object, Skip / Report."""
+def pin_grid(aid: int, rev: int, lang: str, *, extra: Sequence[InlineKeyboardButton] = ()) -> InlineKeyboardMarkup:
+    """Magic pin, first look: one button per grid cell (4 per row), ``extra`` (e.g. ✏️ Precise),
+    No such object, Skip / Report."""
     rows = _cells(aid, rev)
+    if extra:
+        rows.append(list(extra))
     rows.append([_btn(t("masks.pin.none", lang), Act.NONE, aid)])
     rows.append(_skip_report(aid, lang))
     return InlineKeyboardMarkup(inline_keyboard=rows)
