@@ -130,6 +130,17 @@ class EmulatorClient:
         )
         return result["callback_query_id"]
 
+    async def open_web_app(
+        self, user_id: int, message_id: int, text: str | None = None, token: str | None = None, *, auth_date: int | None = None
+    ) -> dict[str, Any]:
+        """The user taps a ``web_app`` button: ``{"url", "init_data", "query_id"}`` with launch
+        data signed as Telegram signs it (see :meth:`bot.emulator.Emulator.open_web_app`)."""
+        return await self._call(
+            "POST",
+            "/web_app",
+            json={"user_id": user_id, "message_id": message_id, "text": text, "token": token, "auth_date": auth_date},
+        )
+
     async def block(self, user_id: int, token: str | None = None) -> None:
         await self._call("POST", "/block", json={"user_id": user_id, "token": token})
 

@@ -156,6 +156,13 @@ async def _tap(emu: Emulator, args: _Args) -> Any:
     return {"callback_query_id": query_id}
 
 
+async def _web_app(emu: Emulator, args: _Args) -> Any:
+    auth_date = args.opt_int("auth_date")
+    return emu.open_web_app(
+        args.int("user_id"), args.int("message_id"), text=args.get("text"), token=args.get("token"), auth_date=auth_date
+    )
+
+
 async def _block(emu: Emulator, args: _Args) -> Any:
     emu.block(args.int("user_id"), args.get("token"))
     return True
@@ -249,6 +256,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/send_text", _send_text),
     ("POST", "/send_photo", _send_photo),
     ("POST", "/tap", _tap),
+    ("POST", "/web_app", _web_app),
     ("POST", "/block", _block),
     ("POST", "/unblock", _unblock),
     ("GET", "/transcript/{chat_id}", _transcript),

@@ -40,6 +40,7 @@ from .state import BotState, CallbackQueryState, ChatState, EmulatedUser, Stored
 from .stats import EmulatorStats
 from .validation import UploadedFile, Validator
 from .waiting import ANY_CHANGE, ChangeNotifier
+from .webapp import find_web_app_button, init_data_fields, launch_url, sign_init_data
 
 T = TypeVar("T")
 
@@ -227,6 +228,39 @@ class Emulator:
             raise EmulatorError(f"user {user_id} has blocked the bot; emu.unblock() first")
         button = find_callback_button(message.reply_markup, text=text, data=data)
         return self._callback_query(bot, chat, message, button["callback_data"])
+
+    def open_web_app(
+        self,
+        user_id: int,
+        message_id: int,
+        text: str | None = None,
+        token: str | None = None,
+        *,
+        auth_date: int | None = None,
+    ) -> dict[str, Any]:
+        """The user taps a ``web_app`` button (by ``text``, or the message's first one): returns
+        ``{"url", "init_data", "query_id"}``, the page's URL as a Telegram client opens it, with
+        launch data signed with the bot's token exactly as Telegram signs it.
+
+        ``auth_date`` (unix time, default now) lets a test open the page with old launch data.
+        """
+        bot = self.bot(token)
+        user = self.user(user_id)
+        chat = bot.chats.get(user.id)
+        message = chat.live(message_id) if chat is not None else None
+        if chat is None or message is None:
+            raise EmulatorError(f"no message {message_id} in the chat of user {user_id} (deleted or never sent)")
+        if chat.blocked:
+            raise EmulatorError(f"user {user_id} has blocked the bot; emu.unblock() first")
+        button = find_web_app_button(message.reply_markup, text)
+        fields = init_data_fields(
+            user.to_api(),
+            self.unix_time() if auth_date is None else auth_date,
+            chat_instance=str(abs(hash((bot.id, chat.chat_id))) % 10**18),
+        )
+        init_data = sign_init_data(bot.token, fields)
+        self._stats.web_apps_opened += 1
+        return {"url": launch_url(button["web_app"]["url"], init_data), "init_data": init_data, "query_id": fields["query_id"]}
 
     async def send_callback_query(self, user_id: int, message_id: int, data: str, token: str | None = None) -> str:
         """A callback query with any ``data`` on a message, as a modified client could send it.

@@ -3,7 +3,7 @@
 The spec check (validation.py) already guarantees the shape of a keyboard;
 this module enforces what the spec only states in prose and what bots trip
 over in practice: callback_data of 1-64 bytes, at most 8 buttons per row and
-100 in total, exactly one action per inline button, sane URLs.
+100 in total, exactly one action per inline button, sane URLs (https for web_app buttons).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .errors import (
     ButtonNotFound,
     bad_request,
 )
+from .webapp import check_web_app_url
 
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_BUTTONS_PER_ROW = 8
@@ -72,6 +73,8 @@ def _check_inline_button(button: dict[str, Any]) -> None:
             raise ApiError(400, BUTTON_DATA_INVALID)
     if "url" in button and not button["url"].startswith(_URL_SCHEMES):
         raise ApiError(400, BUTTON_URL_INVALID)
+    if "web_app" in button:  # the emulator's chats are private, where Telegram allows web_app buttons
+        check_web_app_url((button["web_app"] or {}).get("url"))
 
 
 def find_callback_button(markup: dict[str, Any] | None, *, text: str | None = None, data: str | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class EmulatorStats:
     user_messages: int = 0
     callback_queries: int = 0
     callback_answers: int = 0
+    web_apps_opened: int = 0  # web_app buttons opened (launch data signed)
     updates_queued: int = 0
     updates_delivered: int = 0
     webhook_attempts: int = 0

@@ -1,0 +1,237 @@
+"""The Mini App's API over real HTTP: launch data the emulator signs as Telegram does, the
+✏️ Precise button, Keep through the same answer path as a tap, and every way to be refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import cv2
+import numpy as np
+import pytest
+from aiogram.utils.web_app import safe_parse_webapp_init_data
+from sqlalchemy import select
+
+from bot.autoseg import rle as coco_rle
+from bot.emulator import Emulator
+from bot.emulator.errors import ApiError
+from bot.emulator.markup import check_reply_markup
+from bot.emulator.webapp import sign_init_data
+from bot.i18n import t
+from bot.sample import true_mask
+from bot.sandbox import Sandbox, create_mask_project
+from bot.simulate import SimWorker
+from bot.tasks.models import Answer, Assignment, AssignmentStatus
+from bot.wallet.ledger import balance
+from bot.webapp.auth import AuthError, check_init_data
+from tests.webapp.helpers import WAIT, call, counts, fragment_of, open_task, query_of, sample_of, webapp_sandbox
+
+
+def deepest_point(mask: np.ndarray) -> tuple[float, float]:
+    """The interior point farthest from the object's edge, as fractions of (W - 1, H - 1)."""
+    depth = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = divmod(int(np.argmax(depth)), mask.shape[1])
+    return x / (mask.shape[1] - 1), y / (mask.shape[0] - 1)
+
+
+def _worker_id(box: Sandbox, tg_id: int) -> int:
+    from bot.workers import get_by_tg
+
+    with box.db.session() as s:
+        worker = get_by_tg(s, tg_id)
+        assert worker is not None and worker.id is not None
+        return worker.id
+
+
+def _tampered(init_data: str, **changes: str) -> str:
+    fields = dict(parse_qsl(init_data))
+    fields.update(changes)
+    return urlencode(fields)
+
+
+# ------------------------------------------------------------------ launch data and buttons
+def test_launch_data_is_signed_as_telegram_signs_it() -> None:
+    emu = Emulator()
+    token = emu.add_bot()
+    fields = {"user": json.dumps({"id": 7, "first_name": "Min"}), "auth_date": str(int(time.time())), "query_id": "AAx"}
+    signed = sign_init_data(token, fields)
+    parsed = safe_parse_webapp_init_data(token, signed)  # aiogram's own check, no shortcut
+    assert parsed.user is not None and parsed.user.id == 7
+    with pytest.raises(ValueError):
+        safe_parse_webapp_init_data(token.replace(token[-3:], "xyz"), signed)
+    user = check_init_data(token, signed, max_age=60)
+    assert user.tg_id == 7
+    with pytest.raises(AuthError, match="expired"):
+        check_init_data(token, signed, max_age=60, now=time.time() + 61)
+    with pytest.raises(AuthError, match="future"):
+        check_init_data(token, signed, max_age=60, now=time.time() - 3600)
+    with pytest.raises(AuthError, match="signature"):
+        check_init_data(token, _tampered(signed, user=json.dumps({"id": 8, "first_name": "Eve"})), max_age=60)
+
+
+def test_emulator_accepts_web_app_buttons_as_telegram_does() -> None:
+    check_reply_markup({"inline_keyboard": [[{"text": "✏️", "web_app": {"url": "https://pin.example.com/app/?a=1"}}]]})
+    check_reply_markup({"inline_keyboard": [[{"text": "✏️", "web_app": {"url": "http://127.0.0.1:8090/app/"}}]]})  # local bot
+    for url in ("http://pin.example.com/app/", "ftp://x/", ""):
+        with pytest.raises(ApiError, match=r"Web App URL|BUTTON_URL_INVALID"):
+            check_reply_markup({"inline_keyboard": [[{"text": "✏️", "web_app": {"url": url}}]]})
+    with pytest.raises(ApiError, match="exactly one"):
+        check_reply_markup({"inline_keyboard": [[{"text": "✏️", "web_app": {"url": "https://a.b/"}, "callback_data": "x"}]]})
+
+
+async def test_no_precise_button_without_webapp_url(sandbox: Sandbox, tmp_path: Path) -> None:
+    create_mask_project(sandbox.db, tmp_path / "images", type="magic-pin", count=1)
+    sim = SimWorker.create(sandbox.emulator, "w", "en")
+    await sim.start()
+    screen = await sim.request_task()
+    assert screen is not None
+    message = sandbox.emulator.last_message(sim.user_id)
+    assert message is not None
+    assert not [b for row in message.reply_markup["inline_keyboard"] for b in row if "web_app" in b]
+
+
+@pytest.mark.parametrize("kind", ["magic-pin", "confirm-mask"])
+async def test_precise_button_opens_the_page_on_this_assignment(tmp_path: Path, kind: str) -> None:
+    async with webapp_sandbox(tmp_path, type=kind, count=1) as (box, _):
+        opened = await open_task(box, "w")
+        message = box.emulator.last_message(opened.sim.user_id)
+        assert message is not None
+        buttons = [b for row in message.reply_markup["inline_keyboard"] for b in row if "web_app" in b]
+        assert [b["text"] for b in buttons] == [t("masks.webapp.button", "en")]
+        assert query_of(opened.url)["a"] == [str(opened.assignment_id)]
+        launch = fragment_of(opened.url)
+        assert launch["tgWebAppData"] == [opened.init_data] and "tgWebAppThemeParams" in launch
+        status, body = await call(opened, "GET", f"task?a={opened.assignment_id}")
+        assert status == 200 and body["task"]["type"] == kind
+        assert body["task"]["image"] == {"w": 320, "h": 240, "url": f"api/image?a={opened.assignment_id}"}
+        assert (body["task"]["mask"] is not None) == (kind == "confirm-mask")
+        status, jpeg = await call(opened, "GET", f"image?a={opened.assignment_id}")
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+
+
+# ------------------------------------------------------------------ answers
+async def test_keep_answers_once_pays_once_and_moves_the_chat(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=3, price=15) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        x, y = deepest_point(truth)
+        status, seg = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
+        assert status == 200 and 1 <= len(seg["candidates"]) <= 3
+        runs = seg["candidates"][0]["runs"]
+        assert sum(runs) == 320 * 240 and seg["candidates"][0]["area"] == sum(runs[1::2])
+        before = box.emulator.chat_version(opened.sim.user_id)
+        keep = {"a": aid, "action": "keep", "points": [[x, y, True]], "candidate": 0}
+        status, body = await call(opened, "POST", "answer", keep)
+        assert status == 200 and body["reward"] == 15 and body["next"]["assignment_id"] != aid
+        for _ in range(3):  # retried, replayed: refused, nothing more stored or paid
+            status, again = await call(opened, "POST", "answer", keep)
+            assert status == 409 and again["error"] == "already"
+        worker_id = _worker_id(box, opened.sim.user_id)
+        with box.db.session() as s:
+            answers = list(s.execute(select(Answer)).scalars())
+            assert [(a.assignment_id, a.value, a.reward) for a in answers] == [(aid, "mask", 15)]
+            money = balance(s, worker_id)
+            assert money.pending + money.available == 15
+            assert s.get(Assignment, aid).status == AssignmentStatus.ANSWERED  # type: ignore[union-attr]
+        stored = coco_rle.decode(json.loads(answers[0].mask_rle or ""))
+        assert coco_rle.mask_iou(stored, truth) >= 0.85
+        # the chat's task message was edited into the next task (same message, new assignment)
+        await box.emulator.wait_for(lambda: box.emulator.chat_version(opened.sim.user_id) > before, timeout=WAIT)
+        screen = opened.sim.screen()
+        assert screen is not None and screen.message_id == opened.screen.message_id
+        assert screen.assignment_id == body["next"]["assignment_id"]
+
+
+async def test_confirm_mask_keep_as_is_is_yes_and_a_fix_is_the_answer(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, type="confirm-mask", count=2, wrong_every=2) as (box, samples):
+        opened = await open_task(box, "w")
+        status, body = await call(opened, "POST", "answer", {"a": opened.assignment_id, "action": "keep"})
+        assert status == 200
+        nxt = body["next"]
+        assert nxt is not None and nxt["type"] == "confirm-mask"
+        truth = true_mask(sample_of(box, samples, nxt["assignment_id"]))
+        x, y = deepest_point(truth)
+        fix = {"a": nxt["assignment_id"], "action": "keep", "points": [[x, y, True]], "candidate": 0}
+        status, _ = await call(opened, "POST", "answer", fix)
+        assert status == 200
+        with box.db.session() as s:
+            answers = list(s.execute(select(Answer).order_by(Answer.id)).scalars())
+        assert [(a.value, a.mask_rle is None) for a in answers] == [("yes", True), ("no", False)]
+        assert coco_rle.mask_iou(coco_rle.decode(json.loads(answers[1].mask_rle or "")), truth) >= 0.85
+
+
+async def test_none_and_skip(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=2) as (box, _):
+        opened = await open_task(box, "w")
+        status, body = await call(opened, "POST", "answer", {"a": opened.assignment_id, "action": "none"})
+        assert status == 200
+        status, _ = await call(opened, "POST", "answer", {"a": body["next"]["assignment_id"], "action": "skip"})
+        assert status == 200
+        with box.db.session() as s:
+            assert [a.value for a in s.execute(select(Answer)).scalars()] == ["none"]
+            statuses = sorted(s.execute(select(Assignment.status)).scalars())
+        assert statuses == sorted([AssignmentStatus.ANSWERED, AssignmentStatus.SKIPPED])
+
+
+# ------------------------------------------------------------------ refusals
+async def test_forged_expired_and_foreign_launch_data_change_nothing(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=3) as (box, samples):
+        mine = await open_task(box, "mine")
+        other = await open_task(box, "other")
+        aid = mine.assignment_id
+        x, y = deepest_point(true_mask(sample_of(box, samples, aid)))
+        keep = {"a": aid, "action": "keep", "points": [[x, y, True]], "candidate": 0}
+        before = counts(box)
+        old = box.emulator.open_web_app(mine.sim.user_id, mine.screen.message_id, auth_date=int(time.time()) - 25 * 3600)
+        other_bot = sign_init_data("123456:" + "x" * 35, dict(parse_qsl(mine.init_data)) | {"hash": ""})
+        forged_user = _tampered(mine.init_data, user=json.dumps({"id": other.sim.user_id, "first_name": "x"}))
+        cases = {
+            "missing": (401, ""),
+            "garbage": (401, "not-launch-data"),
+            "tampered user": (401, forged_user),
+            "other bot's token": (401, other_bot),
+            "expired": (401, old["init_data"]),
+            "another worker's": (403, other.init_data),
+        }
+        for name, (expected, data) in cases.items():
+            for method, path, body in (
+                ("GET", f"task?a={aid}", None),
+                ("GET", f"image?a={aid}", None),
+                ("POST", "segment", {"a": aid, "points": [[x, y, True]]}),
+                ("POST", "answer", keep),
+            ):
+                status, reply = await call(mine, method, path, body, init_data=data)
+                assert status == expected, (name, path, status, reply)
+                assert reply["ok"] is False
+        assert counts(box) == before
+        # the owner's own launch data still works afterwards
+        status, _ = await call(mine, "POST", "answer", keep)
+        assert status == 200
+
+
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=1) as (box, _):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        before = counts(box)
+        bad = [
+            ("segment", {"a": aid, "points": [[1.5, 0.2, True]]}, "between 0 and 1"),
+            ("segment", {"a": aid, "points": [[0.5, 0.5, "yes"]]}, "[x, y, positive]"),
+            ("segment", {"a": aid, "points": [[0.5, 0.5, False]]}, "positive point"),
+            ("segment", {"a": aid, "points": [[0.5, 0.5, True]] * 21}, "at most 20"),
+            ("segment", {"a": aid, "box": [0.1, 0.1, 0.1, 0.1]}, "too small"),
+            ("segment", {"a": aid}, "tap the object"),
+            ("segment", {"a": "x", "points": [[0.5, 0.5, True]]}, "assignment id"),
+            ("answer", {"a": aid, "action": "delete"}, "keep, none or skip"),
+            ("answer", {"a": aid, "action": "keep"}, "no mask to keep"),
+            ("answer", {"a": aid, "action": "keep", "points": [[0.5, 0.5, True]], "candidate": 9}, "no such outline"),
+            ("answer", {"a": 424242, "action": "none"}, "unknown"),
+        ]
+        for path, body, message in bad:
+            status, reply = await call(opened, "POST", path, body)
+            assert status in (400, 404), (path, body, reply)
+            assert message in (reply["message"] + reply["error"]), (message, reply)
+        assert counts(box) == before
