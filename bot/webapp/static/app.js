@@ -93,8 +93,8 @@
     }
     try {
       var user = JSON.parse(new URLSearchParams(initData).get("user") || "{}");
-      lang = /^en/i.test(user.language_code || "") ? "en" : "ko";
-    } catch (e) { lang = "ko"; }
+      lang = /^en/i.test(user.language_code || navigator.language || "") ? "en" : "ko";
+    } catch (e) { lang = /^en/i.test(navigator.language || "") ? "en" : "ko"; }
     document.documentElement.lang = lang;
   }
 
@@ -206,6 +206,12 @@
   }
 
   function toScreen(x, y) { return [S.view.ox + x * S.view.scale, S.view.oy + y * S.view.scale]; }
+  // Where image pixel (x, y) is in the window (tests and the benchmark tap there).
+  probe.clientPoint = function (x, y) {
+    var rect = canvas.getBoundingClientRect(), s = toScreen(x, y);
+    return [rect.left + s[0], rect.top + s[1]];
+  };
+  probe.task = function () { return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length, inputs: S.inputs.length }; };
   function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
 
   function currentBox() {

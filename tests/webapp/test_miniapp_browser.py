@@ -1,0 +1,141 @@
+"""The Mini App in a real browser (headless Chromium, 360×640, touch): a worker opens it from
+the ✏️ Precise button, taps the object, sees the outline, keeps it; and a page opened with
+launch data that cannot be trusted shows why and changes nothing.
+
+The browser is driven from a thread (selenium blocks) while this test's event loop runs the
+emulator, the bot and the page's server. Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from bot.autoseg import rle as coco_rle
+from bot.i18n import t
+from bot.sample import true_mask
+from bot.tasks.models import Answer, Assignment, AssignmentStatus
+from bot.wallet.models import LedgerEntry
+from tests.webapp.browser import phone, screenshot, state, tap_image, wait_until
+from tests.webapp.helpers import WAIT, counts, open_task, sample_of, webapp_sandbox
+from tests.webapp.test_miniapp_api import deepest_point
+
+
+def _keep_flow(url: str, point: tuple[float, float], shots: str) -> dict[str, Any]:
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "ready", what="the photo")
+        screenshot(driver, f"{shots}-1-opened")
+        layout = driver.execute_script(
+            """const r = id => { const b = document.getElementById(id).getBoundingClientRect();
+                                  return [b.left, b.top, b.width, b.height]; };
+               return {keep: r('keep'), none: r('none'), skip: r('skip'), undo: r('undo'), mode: r('mode'),
+                       stage: r('stage'), vw: innerWidth, vh: innerHeight,
+                       keepText: document.getElementById('keep').textContent,
+                       keepDisabled: document.getElementById('keep').disabled,
+                       question: document.getElementById('question').textContent};"""
+        )
+        tap_image(driver, *point)
+        wait_until(driver, lambda d: state(d) == "mask", what="the outline")
+        probe = driver.execute_script("return {task: window.__miniapp.task(), timings: window.__miniapp.timings}")
+        path = screenshot(driver, f"{shots}-2-mask")
+        driver.find_element("id", "keep").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved")
+        notice = driver.find_element("id", "notice-text").text
+        screenshot(driver, f"{shots}-3-saved")
+        # the app loads the next task on its own
+        wait_until(driver, lambda d: state(d) == "ready" and d.execute_script("return window.__miniapp.task().inputs") == 0, what="next")
+        following = driver.execute_script("return window.__miniapp.task()")
+        return {"layout": layout, "probe": probe, "mask_shot": path, "notice": notice, "next": following}
+    finally:
+        driver.quit()
+
+
+async def test_tap_keep_in_the_browser(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=3, price=20) as (box, samples):
+        opened = await open_task(box, "민지", lang="ko")
+        aid = opened.assignment_id
+        sample = sample_of(box, samples, aid)
+        truth = true_mask(sample)
+        fx, fy = deepest_point(truth)
+        point = (fx * 319, fy * 239)
+        before = box.emulator.chat_version(opened.sim.user_id)
+        seen = await asyncio.to_thread(_keep_flow, opened.url, point, "keep-ko")
+
+        layout = seen["layout"]
+        assert (layout["vw"], layout["vh"]) == (360, 640)
+        assert layout["keepText"] == t("masks.webapp.keep", "ko") and layout["keepDisabled"] is True  # nothing to keep yet
+        # one thumb: the answer buttons are big and in the lower part of the screen, all on screen
+        for name in ("keep", "none", "skip", "undo", "mode"):
+            left, top, width, height = layout[name]
+            assert height >= 44 and top + height <= 640 and left >= 0 and left + width <= 360, (name, layout[name])
+            assert top > 640 * 0.55, (name, top)
+        assert layout["keep"][2] >= 300  # the main action spans the screen
+        assert layout["stage"][3] >= 250  # the photo gets most of the height
+        assert seen["probe"]["task"]["assignment_id"] == aid and seen["probe"]["task"]["candidates"] >= 1
+        assert seen["probe"]["timings"] and seen["probe"]["timings"][0]["ms"] > 0
+        assert seen["notice"] == t("masks.webapp.saved", "ko", reward="₩20")
+
+        # the screenshot shows the outline over the object: tinted pixels on the object
+        shot = np.asarray(PILImage.open(seen["mask_shot"]).convert("RGB"), dtype=np.int16)
+        assert shot.shape[:2] == (1280, 720)
+        blue = (shot[:, :, 2] - shot[:, :, 0]) > 60
+        assert blue.sum() > 2000, "no outline drawn"
+
+        # stored once, paid once, the mask fits, and the chat moved on to the next task
+        with box.db.session() as s:
+            answers = list(s.execute(select(Answer)).scalars())
+            credits = s.execute(select(LedgerEntry).where(LedgerEntry.amount > 0)).scalars().all()
+            status = s.get(Assignment, aid).status  # type: ignore[union-attr]
+        assert [(a.assignment_id, a.value, a.reward) for a in answers] == [(aid, "mask", 20)]
+        assert status == AssignmentStatus.ANSWERED
+        assert len([c for c in credits if c.amount == 20]) == 1
+        iou = coco_rle.mask_iou(coco_rle.decode(json.loads(answers[0].mask_rle or "")), truth)
+        assert iou >= 0.85, iou
+        await box.emulator.wait_for(lambda: box.emulator.chat_version(opened.sim.user_id) > before, timeout=WAIT)
+        screen = opened.sim.screen()
+        assert screen is not None and screen.message_id == opened.screen.message_id and screen.assignment_id != aid
+        assert seen["next"]["assignment_id"] == screen.assignment_id
+
+
+def _refused_flow(url: str, shots: str) -> dict[str, Any]:
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "error", what="the refusal")
+        notice = driver.find_element("id", "notice-text").text
+        screenshot(driver, shots)
+        return {"notice": notice, "visible": driver.find_element("id", "notice").is_displayed()}
+    finally:
+        driver.quit()
+
+
+async def test_untrusted_launch_data_is_refused_in_the_browser(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=3) as (box, _):
+        mine = await open_task(box, "mine", lang="en")
+        other = await open_task(box, "other", lang="en")
+        before = counts(box)
+        expired = box.emulator.open_web_app(mine.sim.user_id, mine.screen.message_id, auth_date=int(time.time()) - 2 * 86400)
+        forged = mine.url.replace("auth_date%3D", "auth_date%3D1")  # any change breaks the signature
+        assert forged != mine.url
+        foreign = other.url.split("?")[0] + f"?a={mine.assignment_id}#" + other.url.split("#", 1)[1]
+        results = {
+            "expired": await asyncio.to_thread(_refused_flow, expired["url"], "refused-expired"),
+            "forged": await asyncio.to_thread(_refused_flow, forged, "refused-forged"),
+            "foreign": await asyncio.to_thread(_refused_flow, foreign, "refused-foreign"),
+            "no-launch-data": await asyncio.to_thread(_refused_flow, mine.page, "refused-plain"),
+        }
+        for name in ("expired", "forged"):
+            assert results[name]["visible"] and results[name]["notice"] == t("masks.webapp.unauthorized", "en"), results[name]
+        # no launch data, no user: the browser's language (ko-KR here)
+        assert results["no-launch-data"]["notice"] == t("masks.webapp.unauthorized", "ko")
+        assert results["foreign"]["notice"] == t("masks.webapp.forbidden", "en")
+        assert counts(box) == before
