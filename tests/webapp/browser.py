@@ -66,6 +66,22 @@ def tap_at(driver: Any, x: float, y: float) -> None:
     actions.perform()
 
 
+def drag_image(driver: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """One finger dragged across the photo from image pixel ``start`` to ``end``."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.interaction import POINTER_TOUCH
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    a = driver.execute_script("return window.__miniapp.clientPoint(arguments[0], arguments[1])", *start)
+    b = driver.execute_script("return window.__miniapp.clientPoint(arguments[0], arguments[1])", *end)
+    actions = ActionBuilder(driver, mouse=PointerInput(POINTER_TOUCH, "finger"))
+    pointer = actions.pointer_action.move_to_location(int(a[0]), int(a[1])).pointer_down()
+    for i in range(1, 6):
+        pointer.move_to_location(int(a[0] + (b[0] - a[0]) * i / 5), int(a[1] + (b[1] - a[1]) * i / 5))
+    pointer.pointer_up()
+    actions.perform()
+
+
 def tap_image(driver: Any, x: float, y: float) -> None:
     """Tap the photo at image pixel (x, y)."""
     cx, cy = driver.execute_script("return window.__miniapp.clientPoint(arguments[0], arguments[1])", x, y)

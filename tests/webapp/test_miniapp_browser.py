@@ -139,3 +139,73 @@ async def test_untrusted_launch_data_is_refused_in_the_browser(tmp_path: Path) -
         assert results["no-launch-data"]["notice"] == t("masks.webapp.unauthorized", "ko")
         assert results["foreign"]["notice"] == t("masks.webapp.forbidden", "en")
         assert counts(box) == before
+
+
+def _confirm_flow(url: str) -> dict[str, Any]:
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "ready", what="the photo")
+        path = screenshot(driver, "confirm-en-1-opened")
+        hint = driver.find_element("id", "hint").text
+        enabled = driver.find_element("id", "keep").is_enabled()
+        driver.find_element("id", "keep").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved")
+        return {"shot": path, "hint": hint, "keep_enabled": enabled}
+    finally:
+        driver.quit()
+
+
+async def test_confirm_mask_opens_on_the_existing_mask(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, type="confirm-mask", count=1) as (box, _):
+        opened = await open_task(box, "Sam", lang="en")
+        seen = await asyncio.to_thread(_confirm_flow, opened.url)
+        assert seen["hint"] == t("masks.webapp.hint_confirm", "en") and seen["keep_enabled"]
+        shot = np.asarray(PILImage.open(seen["shot"]).convert("RGB"), dtype=np.int16)
+        assert ((shot[:, :, 2] - shot[:, :, 0]) > 60).sum() > 2000, "the task's mask is not drawn"
+        with box.db.session() as s:
+            assert [(a.value, a.mask_rle) for a in s.execute(select(Answer)).scalars()] == [("yes", None)]
+
+
+def _box_undo_none_flow(url: str, bbox: tuple[int, int, int, int], outside: tuple[float, float]) -> dict[str, Any]:
+    from tests.webapp.browser import drag_image
+
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "ready", what="the photo")
+        x0, y0, x1, y1 = bbox
+        drag_image(driver, (x0 - 6, y0 - 6), (x1 + 6, y1 + 6))
+        wait_until(driver, lambda d: state(d) == "mask", what="the box's outline")
+        after_box = driver.execute_script("return window.__miniapp.task()")
+        screenshot(driver, "box-en-1-mask")
+        driver.find_element("id", "mode").click()  # ➖: the next tap removes area
+        mode_text = driver.find_element("id", "mode").text
+        tap_image(driver, *outside)
+        wait_until(driver, lambda d: state(d) == "mask" and d.execute_script("return window.__miniapp.task().inputs") == 2, what="➖")
+        screenshot(driver, "box-en-2-negative")
+        driver.find_element("id", "undo").click()
+        driver.find_element("id", "undo").click()
+        wait_until(driver, lambda d: d.execute_script("return window.__miniapp.task().inputs") == 0, what="undo")
+        undone = driver.execute_script("return window.__miniapp.task()")
+        keep_enabled = driver.find_element("id", "keep").is_enabled()
+        driver.find_element("id", "none").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved")
+        return {"after_box": after_box, "mode_text": mode_text, "undone": undone, "keep_enabled": keep_enabled}
+    finally:
+        driver.quit()
+
+
+async def test_box_negative_undo_and_no_such_object(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=1) as (box, samples):
+        opened = await open_task(box, "Alex", lang="en")
+        sample = sample_of(box, samples, opened.assignment_id)
+        truth = true_mask(sample)
+        ys, xs = np.nonzero(~truth)
+        far = int(np.argmax((xs - truth.shape[1] / 2) ** 2 + (ys - truth.shape[0] / 2) ** 2))
+        seen = await asyncio.to_thread(_box_undo_none_flow, opened.url, sample.bbox, (float(xs[far]), float(ys[far])))
+        assert seen["after_box"]["inputs"] == 1 and seen["after_box"]["candidates"] >= 1
+        assert seen["mode_text"] == t("masks.webapp.remove_mode", "en")
+        assert seen["undone"]["inputs"] == 0 and seen["undone"]["candidates"] == 0 and not seen["keep_enabled"]
+        with box.db.session() as s:
+            assert [(a.value, a.reward) for a in s.execute(select(Answer)).scalars()] == [("none", 10)]
