@@ -188,9 +188,11 @@ def _second_point(obj: np.ndarray, first: tuple[int, int]) -> tuple[int, int]:
     return x, y
 
 
-def _drive(url: str, count: int, truth_of: Callable[[int], np.ndarray], shots: Path | None) -> list[dict[str, float]]:
+def _drive(url: str, count: int, truth_of: Callable[[int], np.ndarray], shots: Path | None, cores: set[int]) -> list[dict[str, float]]:
     """In a thread: the phone opens the app, and for each of ``count`` tasks taps twice and keeps."""
     from tests.webapp.browser import phone, state, tap_image, wait_until
+
+    os.sched_setaffinity(0, cores)  # the phone (Chromium, started from this thread) is not on the bot's core
 
     driver = phone()
     try:
@@ -231,8 +233,8 @@ async def tap_latency(images: list[tuple[Path, np.ndarray]], workdir: Path, shot
     from bot.tasks.models import Assignment, Task
 
     cv2.setNumThreads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # this thread; the pool's threads inherit it
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})  # this thread; the pool's threads made from now on inherit it
     (workdir / "sandbox").mkdir(parents=True, exist_ok=True)
     box = await Sandbox.start(workdir / "sandbox", webapp=True)
     try:
@@ -258,10 +260,11 @@ async def tap_latency(images: list[tuple[Path, np.ndarray]], workdir: Path, shot
                 return by_external[task.external_id]
 
         cpu0 = time.process_time()
-        timings = await asyncio.to_thread(_drive, opened["url"], len(images), truth_of, shots)
+        timings = await asyncio.to_thread(_drive, opened["url"], len(images), truth_of, shots, cores)
         cpu = time.process_time() - cpu0
     finally:
         await box.close()
+        os.sched_setaffinity(0, cores)
     ms = [t["ms"] for t in timings]
     server = [t["server_ms"] for t in timings]
     return {
@@ -271,6 +274,7 @@ async def tap_latency(images: list[tuple[Path, np.ndarray]], workdir: Path, shot
         "server_p50_ms": round(percentile(server, 0.5), 1),
         "server_p95_ms": round(percentile(server, 0.95), 1),
         "bot_cpu_ms_per_tap": round(cpu * 1000 / max(1, len(ms)), 1),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
