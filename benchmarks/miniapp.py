@@ -267,12 +267,17 @@ async def tap_latency(images: list[tuple[Path, np.ndarray]], workdir: Path, shot
         os.sched_setaffinity(0, cores)
     ms = [t["ms"] for t in timings]
     server = [t["server_ms"] for t in timings]
+    cpu_seg = [t["server_cpu_ms"] for t in timings]
     return {
         "p50_ms": round(percentile(ms, 0.5), 1),
         "p95_ms": round(percentile(ms, 0.95), 1),
         "taps": len(ms),
         "server_p50_ms": round(percentile(server, 0.5), 1),
         "server_p95_ms": round(percentile(server, 0.95), 1),
+        "segment_cpu_p50_ms": round(percentile(cpu_seg, 0.5), 1),
+        "segment_cpu_p95_ms": round(percentile(cpu_seg, 0.95), 1),
+        "first_tap_p50_ms": round(percentile(ms[0::2], 0.5), 1),
+        "second_tap_p50_ms": round(percentile(ms[1::2], 0.5), 1),
         "bot_cpu_ms_per_tap": round(cpu * 1000 / max(1, len(ms)), 1),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }

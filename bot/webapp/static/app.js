@@ -379,7 +379,7 @@
       requestAnimationFrame(function () {
         requestAnimationFrame(function () {
           if (seq !== S.seq) return;
-          if (since !== null) probe.timings.push({ ms: performance.now() - since, server_ms: data.server_ms });
+          if (since !== null) probe.timings.push({ ms: performance.now() - since, server_ms: data.server_ms, server_cpu_ms: data.server_cpu_ms });
           setState("mask");
         });
       });
