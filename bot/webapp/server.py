@@ -153,8 +153,12 @@ class Inputs:
     def empty(self) -> bool:
         return not self.points and self.box is None
 
+    @property
+    def only_negative(self) -> bool:
+        return bool(self.points) and self.box is None and not any(pos for _, _, pos in self.points)
+
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> Inputs:
+    def parse(cls, body: dict[str, Any], *, negative_only_ok: bool = False) -> Inputs:
         raw_points = body.get("points") or []
         if not isinstance(raw_points, list) or len(raw_points) > magic_pin.MAX_EXACT_POINTS:
             raise ApiError(400, "bad_input", f"points: a list of at most {magic_pin.MAX_EXACT_POINTS} [x, y, positive]")
@@ -172,7 +176,7 @@ class Inputs:
             box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
             if box[2] - box[0] < 0.005 or box[3] - box[1] < 0.005:
                 raise ApiError(400, "bad_input", "the box is too small")
-        if points and not any(pos for _, _, pos in points) and box is None:
+        if points and not any(pos for _, _, pos in points) and box is None and not negative_only_ok:
             raise ApiError(400, "bad_input", "give at least one positive point or a box")
         return cls(tuple(points), box)
 
@@ -331,6 +335,11 @@ class MiniApp:
             return cached, display, 0.0
         h, w = rgb.shape[:2]
         points, box = inputs.in_pixels(w, h)
+        if inputs.only_negative:  # confirm-mask: ➖ taps trim the task's own mask (seeded inside it)
+            seed = await self._mask_seed(card, (w, h))
+            if seed is None:
+                raise ApiError(400, "bad_input", "give at least one positive point or a box")
+            points = [seed, *points]
         try:
             masks, cpu_ms = await self.app.pictures.run(_timed_candidates, rgb, points, box)
         except ValueError as exc:
@@ -338,10 +347,23 @@ class MiniApp:
         self.segments[key] = masks
         return masks, display, cpu_ms
 
+    async def _mask_seed(self, card: TaskCard, size: tuple[int, int]) -> tuple[float, float, bool] | None:
+        """A ➕ point deepest inside a confirm-mask task's mask (phone pixels), if it has one."""
+        if card.project_type != ProjectType.CONFIRM_MASK or not card.mask_rle:
+            return None
+        try:
+            mask = await self.app.pictures.run(magic_pin.display_mask, card.mask_rle, size)
+        except ValueError:
+            return None
+        return await self.app.pictures.run(_deepest_point, mask)
+
+    def _parse(self, card: TaskCard, body: dict[str, Any]) -> Inputs:
+        return Inputs.parse(body, negative_only_ok=card.project_type == ProjectType.CONFIRM_MASK and bool(card.mask_rle))
+
     async def segment(self, request: web.Request, caller: Caller) -> web.Response:
         body = await self._body(request)
         card = await self._card(caller, self._assignment_id(body.get("a")))
-        inputs = Inputs.parse(body)
+        inputs = self._parse(card, body)
         if inputs.empty:
             raise ApiError(400, "bad_input", "tap the object or draw a box first")
         started = time.perf_counter()
@@ -395,7 +417,7 @@ class MiniApp:
             return "", None, "skip"
         if action == "none":
             return (PIN_NONE if pin else "no"), None, "answer"
-        inputs = Inputs.parse(body)
+        inputs = self._parse(card, body)
         if inputs.empty:
             if pin:
                 raise ApiError(400, "bad_input", "tap the object first: there is no mask to keep")
@@ -457,6 +479,16 @@ def _timed_candidates(
     started = time.thread_time()
     masks = magic_pin.exact_candidates(rgb, points, box)
     return masks, (time.thread_time() - started) * 1000
+
+
+def _deepest_point(mask: np.ndarray) -> tuple[float, float, bool] | None:
+    import cv2
+
+    if not mask.any():
+        return None
+    depth = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = divmod(int(np.argmax(depth)), mask.shape[1])
+    return float(x), float(y), True
 
 
 def _warm_up() -> None:

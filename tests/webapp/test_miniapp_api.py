@@ -235,3 +235,21 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(tmp_path: Path) 
             assert status in (400, 404), (path, body, reply)
             assert message in (reply["message"] + reply["error"]), (message, reply)
         assert counts(box) == before
+
+
+async def test_confirm_mask_minus_taps_trim_its_own_mask(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, type="confirm-mask", count=1) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        ys, xs = np.nonzero(~truth)
+        minus = [[float(xs[0]) / 319, float(ys[0]) / 239, False]]  # a ➖ tap on the background
+        status, seg = await call(opened, "POST", "segment", {"a": aid, "points": minus})
+        assert status == 200, seg
+        runs = seg["candidates"][0]["runs"]
+        flat = np.repeat(np.arange(len(runs)) % 2 == 1, runs).reshape(240, 320)
+        assert coco_rle.mask_iou(flat, truth) >= 0.85  # seeded inside the task's mask, not a stray blob
+        status, _ = await call(opened, "POST", "answer", {"a": aid, "action": "keep", "points": minus, "candidate": 0})
+        assert status == 200
+        with box.db.session() as s:
+            assert [a.value for a in s.execute(select(Answer)).scalars()] == ["no"]

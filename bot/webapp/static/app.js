@@ -363,7 +363,8 @@
       draw(); render(); setState("ready");
       return;
     }
-    if (!hasPositive && !body.box) {  // only ➖ points so far: wait for a ➕ or a box
+    if (!hasPositive && !body.box && !S.initial) {  // only ➖ points so far: wait for a ➕ or a box
+      // (a confirm-mask's ➖ points trim its own mask: the server seeds inside it)
       S.candidates = []; S.busy = false;
       draw(); render(); setState("ready");
       return;
