@@ -11,7 +11,8 @@ close of the lease, ``answer:<id>`` ledger key): a retried or replayed Keep is a
 paid once. The chat's task message is then edited into the next task, as after a tap.
 
 Status codes: 401 launch data missing, forged or expired; 403 not this user's task (or a
-banned or unknown worker); 409 the task is closed (answered, expired); 400 bad input.
+banned or unknown worker); 409 the task is closed (answered, expired); 429 a segmentation of
+this task is still running; 400 bad input.
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ class MiniApp:
         self.token = bot.token
         self.segments: LRUCache[tuple[int, str], list[np.ndarray]] = LRUCache(SEGMENT_CACHE)
         self.answering: set[int] = set()
+        self.segmenting: set[int] = set()
         self._page: bytes | None = None
 
     @property
@@ -366,8 +368,16 @@ class MiniApp:
         inputs = self._parse(card, body)
         if inputs.empty:
             raise ApiError(400, "bad_input", "tap the object or draw a box first")
+        if card.assignment_id in self.segmenting:
+            # one segmentation per task at a time: a client cannot queue up CPU (the page waits
+            # for the answer and then sends only its newest inputs)
+            raise ApiError(429, "busy", t("masks.refuse.busy", caller.lang))
+        self.segmenting.add(card.assignment_id)
         started = time.perf_counter()
-        masks, _, cpu_ms = await self._candidates(card, inputs)
+        try:
+            masks, _, cpu_ms = await self._candidates(card, inputs)
+        finally:
+            self.segmenting.discard(card.assignment_id)
         ms = (time.perf_counter() - started) * 1000
         log.info(
             "webapp.segmented",

@@ -253,3 +253,49 @@ async def test_confirm_mask_minus_taps_trim_its_own_mask(tmp_path: Path) -> None
         assert status == 200
         with box.db.session() as s:
             assert [a.value for a in s.execute(select(Answer)).scalars()] == ["no"]
+
+
+async def test_control_api_opens_the_mini_app_over_http(tmp_path: Path) -> None:
+    from bot.emulator.client import EmulatorClient
+
+    async with webapp_sandbox(tmp_path, count=1) as (box, _):
+        sim = SimWorker.create(box.emulator, "w", "ko")
+        await sim.start()
+        screen = await sim.request_task()
+        assert screen is not None
+        async with EmulatorClient(box.server.base_url) as client:
+            opened = await client.open_web_app(sim.user_id, screen.message_id, text=t("masks.webapp.button", "ko"))
+            with pytest.raises(Exception, match="no web_app button"):
+                await client.open_web_app(sim.user_id, screen.message_id, text="nope")
+            assert (await client.stats())["web_apps_opened"] == 1
+        parsed = safe_parse_webapp_init_data(box.token, opened["init_data"])
+        assert parsed.user is not None and parsed.user.id == sim.user_id and parsed.query_id == opened["query_id"]
+        assert opened["url"].startswith(box.settings.webapp.webapp_url or "-")
+
+
+async def test_webhook_server_serves_the_page_under_app(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.app import make_app, make_database
+    from bot.config import WebAppSettings
+    from bot.sandbox import sandbox_settings
+    from bot.webhook import build_web_app
+
+    settings = sandbox_settings(
+        tmp_path, "http://127.0.0.1:9", "123456:" + "a" * 35, webapp=WebAppSettings(WEBAPP_URL="https://pin.example.com/app/")
+    )
+    db = make_database(settings)
+    app = make_app(settings, db)
+    from aiogram import Bot, Dispatcher
+
+    bot = Bot(token=settings.telegram.bot_token or "")
+    web_app = build_web_app(app, bot, Dispatcher(), secret="s", path="/telegram/webhook")
+    async with TestClient(TestServer(web_app)) as http:
+        page = await http.get("/app/")
+        html = await page.text()
+        assert page.status == 200 and t("masks.webapp.keep", "ko") in html and t("masks.webapp.keep", "en") in html
+        assert (await http.get("/app/static/app.js")).status == 200
+        assert (await http.get("/app/static/../server.py")).status == 404
+        assert (await http.get("/app/api/task")).status == 401
+    await bot.session.close()
+    db.dispose()

@@ -354,6 +354,8 @@
   }
 
   function segment() {
+    if (S.busy) { S.dirty = true; return; }  // one request at a time: the newest inputs go next
+    S.dirty = false;
     var body = payload();
     var seq = ++S.seq;
     var since = S.pendingSince;
@@ -371,6 +373,7 @@
     }
     S.busy = true; setState("segmenting"); render();
     api("POST", "api/segment", body).then(function (data) {
+      if (S.dirty) { S.busy = false; segment(); return; }  // inputs changed meanwhile: segment those
       if (seq !== S.seq) return;
       S.candidates = data.candidates.map(function (c, i) {
         return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
@@ -385,8 +388,10 @@
         });
       });
     }).catch(function (err) {
+      S.busy = false;
+      if (S.dirty) { segment(); return; }
       if (seq !== S.seq) return;
-      S.busy = false; render();
+      render();
       failed(err);
     });
   }
