@@ -43,7 +43,7 @@ import numpy as np
 
 from bot.cache import SharedLRU
 
-from .base import Box, Point
+from .base import Box, Candidate, Point
 
 GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3
 
@@ -93,6 +93,14 @@ class Params:
     # fraction as background, the band then released; the lower GrabCut energy wins (0 = off)
     box_restart: float = 0.04
     restart_iters: int = 3  # GrabCut iterations of the second start (before the band is released)
+    # candidates of a pin (issue 16): square windows of these fractions of sqrt(W * H)
+    # around the positive pins, then the whole image; a window larger than cand_full_min
+    # of the image is left to the whole image
+    cand_scales: tuple[float, ...] = (0.25, 0.5)
+    cand_full_min: float = 0.6
+    cand_side: int = 200  # work side of a window (the whole image uses work_side)
+    cand_iters: int = 3  # GrabCut iterations in a window
+    cand_max_iou: float = 0.9  # no two candidates overlap more than this
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
@@ -109,6 +117,14 @@ class ClassicalSegmenter:
 
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
         return segment_classical(image, list(points), box, self.params, self._cache)
+
+    def segment_candidates(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3) -> list[Candidate]:
+        return [Candidate(m, sc) for m, sc in candidates_classical(image, list(points), box, k, self.params, self._cache)]
+
+    def clear_cache(self) -> None:
+        """Forget the per-photo states (benchmarks time cold calls with it)."""
+        if self._cache is not None:
+            self._cache.clear()
 
 
 # ------------------------------------------------------------------ helpers
@@ -298,10 +314,11 @@ def segment_classical(
 
         small = _resize_to(image, P.work_side)
         h, w = small.shape[:2]
-        key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr(small.shape).encode()
+        key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
         sx, sy = w / W0, h / H0
         clicks = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
-        return _to_full(image, _click_state(small, key, clicks, P, cache).mask, P)
+        st = _click_state(small, key, clicks, P, cache, image)
+        return st.proposals[0].mask if st.proposals else _to_full(image, st.mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
         roi = _expand_roi(*box, P.box_crop, 0.02 * max(H0, W0), W0, H0)
@@ -729,10 +746,19 @@ class _ClickState:
     d_fg: np.ndarray | None
     d_bg: np.ndarray | None
     lab: np.ndarray | None
+    # first positive pin with candidates on (issue 16): the ranked proposals at the image's
+    # size; ``mask`` is the first one at the working resolution, the geodesic fields are
+    # computed when a later click needs them
+    proposals: list[_Proposal] | None = None
 
 
 def _click_state(
-    small: np.ndarray, key: bytes, pts: tuple[Point, ...], P: Params, cache: SharedLRU[object, _ClickState] | None
+    small: np.ndarray,
+    key: bytes,
+    pts: tuple[Point, ...],
+    P: Params,
+    cache: SharedLRU[object, _ClickState] | None,
+    image: np.ndarray | None = None,
 ) -> _ClickState:
     """State after the clicks ``pts`` (in ``small``'s pixels).
 
@@ -748,8 +774,10 @@ def _click_state(
             return hit
     prev_pos = any(p for _, _, p in pts[:-1])
     if len(pts) >= 2 and prev_pos:
-        prev = _click_state(small, key, pts[:-1], P, cache)
+        prev = _click_state(small, key, pts[:-1], P, cache, image)
         st = _refine_click(small, prev, pts, P)
+    elif P.cand_scales and image is not None:
+        st = _proposal_state(image, small, pts, P)
     else:
         st = _segment_roi(small, list(pts), None, P, want_state=True)
     if cache is not None:
@@ -767,6 +795,8 @@ def _refine_click(small: np.ndarray, prev: _ClickState, pts: tuple[Point, ...], 
     r_seed = max(1.5, P.seed_radius * min(h, w))
     pos = [(px, py) for px, py, p in pts if p]
     neg = [(px, py) for px, py, p in pts if not p]
+    if prev.d_fg is None and prev.proposals is not None:
+        prev = replace(prev, **_geodesic_fields(small, pts[:-1], P))
     lab = prev.lab if prev.lab is not None else _lab(small, P.smooth_sigma)
     bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
     fg_seed = _disc_mask((h, w), pos, r_seed) & ~bg_seed
@@ -874,3 +904,240 @@ def _keep_components(m: np.ndarray, pos: list[tuple[float, float]], w: int, h: i
         seeds = [(min(w - 1, int(round(x))), min(h - 1, int(round(y)))) for x, y in pos]
         return _components_touching(m, seeds)
     return _largest_components(m)
+
+
+# ------------------------------------------------------------------ candidates (issue 16)
+@dataclass
+class _Proposal:
+    """One candidate mask from one window around the pins, with the measures that rank it."""
+
+    mask: np.ndarray  # bool, full image size
+    scale: int  # index of the window (0 = smallest)
+    truncated: float  # share of the mask's outline on a window side that is not the image border
+    separation: float  # 1 - Bhattacharyya coefficient of inside vs ring colour histograms
+    contrast: float  # mean gradient on the outline / mean gradient around it
+    compactness: float  # 4 pi area / perimeter^2
+    stability: float = 0.0  # best IoU with a proposal of another window
+    score: float = 0.0
+
+
+def _windows(pos: list[tuple[float, float]], W: int, H: int, fracs: Sequence[float], full_min: float) -> list[tuple[int, int, int, int]]:
+    """Square windows of side ``f * sqrt(W * H)`` around the positive pins (all of them
+    inside), smallest first, then the whole image.  A window that covers more than
+    ``full_min`` of the image is left to the whole image."""
+    side = float(np.sqrt(W * H))
+    xs = [p[0] for p in pos]
+    ys = [p[1] for p in pos]
+    out: list[tuple[int, int, int, int]] = []
+    for f in fracs:
+        half = 0.5 * f * side
+        x0, x1 = min(xs) - half, max(xs) + half
+        y0, y1 = min(ys) - half, max(ys) + half
+        # keep the window's size where the image allows: shift it back inside
+        if x0 < 0:
+            x1, x0 = min(W, x1 - x0), 0.0
+        if x1 > W:
+            x0, x1 = max(0.0, x0 - (x1 - W)), float(W)
+        if y0 < 0:
+            y1, y0 = min(H, y1 - y0), 0.0
+        if y1 > H:
+            y0, y1 = max(0.0, y0 - (y1 - H)), float(H)
+        win = (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+        if (win[2] - win[0]) * (win[3] - win[1]) > full_min * W * H:
+            continue
+        if out and out[-1] == win:
+            continue
+        out.append(win)
+    out.append((0, 0, W, H))
+    return out
+
+
+def _outline(m: np.ndarray) -> np.ndarray:
+    """Pixels of ``m`` with a 4-neighbour outside ``m`` (the image border does not count)."""
+    import cv2
+
+    er = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return m & (er == 0)
+
+
+def _hist(lab_q: np.ndarray, sel: np.ndarray, bins: int) -> np.ndarray:
+    h = np.bincount(lab_q[sel], minlength=bins**3).astype(np.float64)
+    return h / max(1.0, h.sum())
+
+
+class _Measures:
+    """Per-image data the candidate measures share (computed once per call)."""
+
+    def __init__(self, image: np.ndarray, bins: int = 8) -> None:
+        import cv2
+
+        self.bins = bins
+        lab = cv2.cvtColor(cv2.GaussianBlur(image, (0, 0), 1.0), cv2.COLOR_RGB2Lab)
+        q = (lab.astype(np.int32) * bins) // 256
+        self.lab_q = (q[:, :, 0] * bins + q[:, :, 1]) * bins + q[:, :, 2]
+        f = lab.astype(np.float32)
+        gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
+        self.grad = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+
+    def measure(self, m: np.ndarray, win: tuple[int, int, int, int], scale: int) -> _Proposal:
+        import cv2
+
+        H, W = m.shape
+        area = int(np.count_nonzero(m))
+        if area == 0:
+            return _Proposal(m, scale, 1.0, 0.0, 0.0, 0.0)
+        line = _outline(m)
+        n_line = max(1, int(np.count_nonzero(line)))
+        # outline on a side of the window that is not the image's border: the window cut
+        # the object, a larger window has it whole
+        x0, y0, x1, y1 = win
+        cut = np.zeros_like(m)
+        if x0 > 0:
+            cut[:, x0] = True
+        if y0 > 0:
+            cut[y0, :] = True
+        if x1 < W:
+            cut[:, x1 - 1] = True
+        if y1 < H:
+            cut[y1 - 1, :] = True
+        truncated = float(np.count_nonzero(line & cut)) / n_line
+        # a ring outside the mask, as wide as a quarter of the object's size
+        r = max(2.0, 0.25 * float(np.sqrt(area)))
+        grown = cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 3) <= r
+        ring = grown & ~m
+        if ring.any():
+            bc = float(np.sqrt(_hist(self.lab_q, m, self.bins) * _hist(self.lab_q, ring, self.bins)).sum())
+            separation = 1.0 - bc
+        else:
+            separation = 0.0
+        around = float(self.grad[grown].mean()) + 1e-3
+        contrast = float(self.grad[line].mean()) / around if line.any() else 0.0
+        perim = n_line
+        compactness = min(1.0, 4.0 * np.pi * area / float(perim * perim))
+        return _Proposal(m, scale, truncated, separation, contrast, compactness)
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.count_nonzero(a | b)
+    return 1.0 if u == 0 else np.count_nonzero(a & b) / u
+
+
+def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Proposal]:
+    """Candidate masks of the object under the positive pins, one per window around them
+    (smallest first, the whole image last), each segmented on its own (geodesic prior +
+    GrabCut, the window's border as the border), measured, not yet ranked."""
+    H0, W0 = image.shape[:2]
+    pos = [(x, y) for x, y, p in points if p]
+    wins = _windows(pos, W0, H0, P.cand_scales, P.cand_full_min)
+    meas = _Measures(image)
+    out: list[_Proposal] = []
+    for i, (x0, y0, x1, y1) in enumerate(wins):
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        pts = [(x - x0, y - y0, p) for x, y, p in points]
+        side = P.work_side if i == len(wins) - 1 else P.cand_side
+        Pw = replace(P, work_side=side, gc_iters=P.gc_iters if i == len(wins) - 1 else P.cand_iters)
+        m = _segment_roi(crop, pts, None, Pw)
+        full = np.zeros((H0, W0), bool)
+        full[y0:y1, x0:x1] = m
+        out.append(meas.measure(full, (x0, y0, x1, y1), i))
+    for a in out:
+        a.stability = max((_mask_iou(a.mask, b.mask) for b in out if b is not a), default=0.0)
+    return out
+
+
+def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list[_Proposal]:
+    """Best first, at most ``k``, no two with IoU above ``max_iou`` (the better one stays)."""
+    for p in props:
+        # equal weights of the three measures in [0, 1]; a cut outline disqualifies
+        p.score = p.separation + p.contrast / (1.0 + p.contrast) + p.stability - 2.0 * p.truncated
+        if not p.mask.any():
+            p.score = -10.0
+    chosen: list[_Proposal] = []
+    for p in sorted(props, key=lambda q: (-q.score, q.scale)):
+        if all(_mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
+            chosen.append(p)
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def _geodesic_fields(small: np.ndarray, pts: Sequence[Point], P: Params) -> dict[str, Any]:
+    """``lab``, ``d_fg`` (from the positive pins) and ``d_bg`` (from the negative pins and
+    the border) at the working resolution, as ``_segment_roi`` computes them."""
+    h, w = small.shape[:2]
+    r_seed = max(1.5, P.seed_radius * min(h, w))
+    pos = [(x, y) for x, y, p in pts if p]
+    neg = [(x, y) for x, y, p in pts if not p]
+    lab = _lab(small, P.smooth_sigma)
+    bg_seed = _disc_mask((h, w), neg, r_seed) if neg else np.zeros((h, w), bool)
+    fg_seed = _disc_mask((h, w), pos, r_seed) & ~bg_seed
+    border = np.full((h, w), np.inf, np.float32)
+    border[0, :] = border[-1, :] = 0.0
+    border[:, 0] = border[:, -1] = 0.0
+    d_fg = geodesic_distance(lab, fg_seed, P.geo_eps, P.geo_passes, tex=P.geo_tex)
+    d_bg = geodesic_distance(lab, bg_seed, P.geo_eps, P.geo_passes, init=border, tex=P.geo_tex)
+    return {"lab": lab, "d_fg": d_fg, "d_bg": d_bg}
+
+
+def _proposal_state(image: np.ndarray, small: np.ndarray, pts: tuple[Point, ...], P: Params) -> _ClickState:
+    """The state of the clicks up to the first positive pin: the ranked candidates of the
+    pin (at the image's size) and the best one at the working resolution."""
+    import cv2
+
+    H0, W0 = image.shape[:2]
+    h, w = small.shape[:2]
+    sx, sy = w / W0, h / H0
+    full_pts = [(x / sx, y / sy, p) for x, y, p in pts]
+    props = rank_proposals(pin_proposals(image, full_pts, P), len(P.cand_scales) + 1, P.cand_max_iou)
+    best = props[0].mask
+    m = best if best.shape == (h, w) else cv2.resize(best.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    return _ClickState(m, None, None, None, None, props)
+
+
+def candidates_classical(
+    image: np.ndarray,
+    points: list[Point],
+    box: Box | None,
+    k: int,
+    P: Params,
+    cache: SharedLRU[object, _ClickState] | None = None,
+) -> list[tuple[np.ndarray, float]]:
+    """Up to ``k`` masks, best first, no two with IoU above ``P.cand_max_iou``.
+
+    One positive pin (after any negatives): the ranked proposals of the windows around it.
+    Later clicks: the refined mask (what ``segment`` gives) first, then the proposals of
+    the windows around all positive pins.  A box: the box result alone."""
+    pos_any = any(p for _, _, p in points)
+    if box is None and pos_any and P.cand_scales and P.incremental and P.coarse_side <= 0:
+        n_first = next(i for i, (_, _, p) in enumerate(points) if p) + 1
+        if len(points) == n_first:  # the first positive pin: its ranked proposals
+            st = _cached_first(image, _resize_to(image, P.work_side), points, P, cache)
+            assert st.proposals is not None
+            return [(p.mask, p.score) for p in st.proposals[:k]]
+    first = segment_classical(image, points, box, P, cache)
+    if box is not None or not pos_any or not P.cand_scales or k <= 1:
+        return [(first, 1.0)]
+    out: list[tuple[np.ndarray, float]] = [(first, float("inf"))]
+    for p in rank_proposals(pin_proposals(image, points, P), k + 1, P.cand_max_iou):
+        if len(out) == k:
+            break
+        if all(_mask_iou(p.mask, m) <= P.cand_max_iou for m, _ in out):
+            out.append((p.mask, p.score))
+    top = max((sc for _, sc in out[1:]), default=0.0)
+    return [(first, top + 1.0), *out[1:]]
+
+
+def _scaled(points: list[Point], image: np.ndarray, small: np.ndarray) -> tuple[Point, ...]:
+    H0, W0 = image.shape[:2]
+    h, w = small.shape[:2]
+    return tuple((float(x) * w / W0, float(y) * h / H0, bool(p)) for x, y, p in points)
+
+
+def _cached_first(
+    image: np.ndarray, small: np.ndarray, points: list[Point], P: Params, cache: SharedLRU[object, _ClickState] | None
+) -> _ClickState:
+    import hashlib
+
+    key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
+    return _click_state(small, key, _scaled(points, image, small), P, cache, image)
