@@ -119,7 +119,7 @@ class ClassicalSegmenter:
         return segment_classical(image, list(points), box, self.params, self._cache)
 
     def segment_candidates(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3) -> list[Candidate]:
-        return [Candidate(m, sc) for m, sc in candidates_classical(image, list(points), box, k, self.params, self._cache)]
+        return [Candidate(m, float(sc)) for m, sc in candidates_classical(image, list(points), box, k, self.params, self._cache)]
 
     def clear_cache(self) -> None:
         """Forget the per-photo states (benchmarks time cold calls with it)."""

@@ -1,0 +1,108 @@
+"""The classical back end's segment_candidates: the candidate API's contract (shape, dtype,
+best first, distinct, deterministic, k respected) and what the windows around a pin are for:
+a small object is not grown into its surroundings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from bot.autoseg import Candidate, segment, segment_candidates, set_segmenter
+from bot.autoseg.classical import ClassicalSegmenter
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / max(1, int((a | b).sum()))
+
+
+@pytest.fixture(autouse=True)
+def _classical() -> Iterator[None]:
+    set_segmenter(ClassicalSegmenter())
+    yield
+    set_segmenter(None)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 480x640 table top (a smooth gradient with noise) holding a large plate and, on it, a
+    small cup (under 1 % of the photo): a pin on the cup should give the cup, not the plate."""
+    rng = np.random.default_rng(7)
+    h, w = 480, 640
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([120 + 0.05 * xx, 100 + 0.04 * yy, 80 + 0.0 * xx], axis=2)
+    plate = (xx - 300) ** 2 / 200**2 + (yy - 250) ** 2 / 150**2 <= 1
+    cup = (xx - 340) ** 2 + (yy - 230) ** 2 <= 28**2
+    img[plate] = (200, 200, 190)
+    img[cup] = (40, 60, 170)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    return img, plate, cup
+
+
+SCENE = _scene()
+
+
+def test_candidates_contract_shape_dtype_order_distinct() -> None:
+    img, _, _ = SCENE
+    cands = segment_candidates(img, [(340, 230, True)], k=3)
+    assert 1 <= len(cands) <= 3
+    assert all(isinstance(c, Candidate) and c.mask.dtype == bool and c.mask.shape == img.shape[:2] for c in cands)
+    assert all(c.mask.any() for c in cands)
+    scores = [c.score for c in cands]
+    assert scores == sorted(scores, reverse=True)
+    for a, b in zip(cands, cands[1:]):
+        assert _iou(a.mask, b.mask) <= 0.9
+    for i in range(len(cands)):
+        for j in range(i + 1, len(cands)):
+            assert _iou(cands[i].mask, cands[j].mask) <= 0.9
+
+
+def test_small_object_first_candidate_is_the_object_not_its_surroundings() -> None:
+    img, plate, cup = SCENE
+    cands = segment_candidates(img, [(340, 230, True)], k=3)
+    assert _iou(cands[0].mask, cup) > 0.8
+    assert cands[0].mask.sum() < 1.5 * cup.sum()
+    # the larger object the cup stands on is offered too, as another candidate
+    assert max(_iou(c.mask, plate) for c in cands) > 0.7 or max(_iou(c.mask, plate | cup) for c in cands) > 0.7
+
+
+def test_segment_is_the_first_candidate() -> None:
+    img, _, _ = SCENE
+    for pts, box in (([(340, 230, True)], None), ([(340, 230, True), (150, 250, True)], None), ([], (90, 90, 510, 410))):
+        cands = segment_candidates(img, pts, box=box, k=3)
+        assert np.array_equal(segment(img, pts, box=box), cands[0].mask)
+
+
+def test_k_is_respected_and_a_prefix() -> None:
+    img, _, _ = SCENE
+    three = segment_candidates(img, [(340, 230, True)], k=3)
+    one = segment_candidates(img, [(340, 230, True)], k=1)
+    two = segment_candidates(img, [(340, 230, True)], k=2)
+    assert len(one) == 1 and len(two) <= 2
+    assert np.array_equal(one[0].mask, three[0].mask)
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(two, three))
+
+
+def test_candidates_are_deterministic_and_cache_independent() -> None:
+    img, _, _ = SCENE
+    pts = [(340, 230, True)]
+    runs = []
+    for seg in (ClassicalSegmenter(), ClassicalSegmenter(), ClassicalSegmenter(cache_size=0)):
+        set_segmenter(seg)
+        runs.append(segment_candidates(img.copy(), pts, k=3))
+        runs.append(segment_candidates(img.copy(), pts, k=3))  # warm
+    for other in runs[1:]:
+        assert len(other) == len(runs[0])
+        assert all(np.array_equal(a.mask, b.mask) and a.score == b.score for a, b in zip(runs[0], other))
+
+
+def test_later_clicks_give_the_refined_mask_first_and_distinct_alternatives() -> None:
+    img, _, cup = SCENE
+    pts = [(340, 230, True), (300, 330, False)]
+    cands = segment_candidates(img, pts, k=3)
+    assert np.array_equal(cands[0].mask, segment(img, pts))
+    assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
+    for i in range(len(cands)):
+        for j in range(i + 1, len(cands)):
+            assert _iou(cands[i].mask, cands[j].mask) <= 0.9
+    assert not cands[0].mask[330, 300]  # the negative pin is background
