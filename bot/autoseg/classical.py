@@ -917,7 +917,8 @@ class _Proposal:
     separation: float  # 1 - Bhattacharyya coefficient of inside vs ring colour histograms
     contrast: float  # mean gradient on the outline / mean gradient around it
     compactness: float  # 4 pi area / perimeter^2
-    stability: float = 0.0  # best IoU with a proposal of another window
+    stability: float = 0.0  # IoU with the proposal of the next larger window (see pin_proposals)
+    collapsed: bool = False  # hardly more than the pins' seed discs
     score: float = 0.0
 
 
@@ -1040,9 +1041,19 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
         m = _segment_roi(crop, pts, None, Pw)
         full = np.zeros((H0, W0), bool)
         full[y0:y1, x0:x1] = m
-        out.append(meas.measure(full, (x0, y0, x1, y1), i))
-    for a in out:
-        a.stability = max((_mask_iou(a.mask, b.mask) for b in out if b is not a), default=0.0)
+        prop = meas.measure(full, (x0, y0, x1, y1), i)
+        # GrabCut collapsed onto the pins' hard seeds (a window inside a larger object
+        # whose colour is all "background" there): not an object proposal
+        ch, cw = y1 - y0, x1 - x0
+        s = min(1.0, side / max(ch, cw))
+        r_seed = max(1.5, P.seed_radius * min(ch, cw) * s) / s
+        prop.collapsed = bool(np.count_nonzero(full) <= 4.0 * np.pi * r_seed * r_seed * max(1, len(pos)))
+        out.append(prop)
+    # stability across scale (as MSER's): does the mask persist when the window grows? The
+    # IoU with the next larger window's mask; the whole image's with the next smaller one
+    for i, a in enumerate(out):
+        j = i + 1 if i + 1 < len(out) else i - 1
+        a.stability = _mask_iou(a.mask, out[j].mask) if 0 <= j != i else 0.0
     return out
 
 
@@ -1051,10 +1062,12 @@ def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list
     for p in props:
         # equal weights of the three measures in [0, 1]; a cut outline disqualifies
         p.score = p.separation + p.contrast / (1.0 + p.contrast) + p.stability - 2.0 * p.truncated
-        if not p.mask.any():
-            p.score = -10.0
+        if p.collapsed or not p.mask.any():
+            p.score = -10.0 - p.scale
+    # a collapsed proposal is offered only when there is nothing else
+    pool = [p for p in props if p.score > -10.0] or props
     chosen: list[_Proposal] = []
-    for p in sorted(props, key=lambda q: (-q.score, q.scale)):
+    for p in sorted(pool, key=lambda q: (-q.score, q.scale)):
         if all(_mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
             chosen.append(p)
         if len(chosen) == k:
