@@ -98,9 +98,10 @@ class Params:
     # of the image is left to the whole image
     cand_scales: tuple[float, ...] = (0.25, 0.5)
     cand_full_min: float = 0.6
-    cand_side: int = 200  # work side of a window (the whole image uses work_side)
-    cand_iters: int = 3  # GrabCut iterations in a window
+    cand_side: int = 160  # work side of a window (the whole image uses work_side)
+    cand_iters: int = 2  # GrabCut iterations in a window
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
+    cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start)
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
@@ -919,6 +920,7 @@ class _Proposal:
     compactness: float  # 4 pi area / perimeter^2
     stability: float = 0.0  # IoU with the proposal of the next larger window (see pin_proposals)
     collapsed: bool = False  # hardly more than the pins' seed discs
+    family: int = 0  # 0: GrabCut's result, 1: the geodesic prior region (cand_prior)
     score: float = 0.0
 
 
@@ -1033,12 +1035,23 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
     wins = _windows(pos, W0, H0, P.cand_scales, P.cand_full_min)
     meas = _Measures(image)
     out: list[_Proposal] = []
+    priors: list[_Proposal] = []  # cand_prior: the geodesic prior regions GrabCut started from
     for i, (x0, y0, x1, y1) in enumerate(wins):
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
         pts = [(x - x0, y - y0, p) for x, y, p in points]
         side = P.work_side if i == len(wins) - 1 else P.cand_side
         Pw = replace(P, work_side=side, gc_iters=P.gc_iters if i == len(wins) - 1 else P.cand_iters)
-        m = _segment_roi(crop, pts, None, Pw)
+        if P.cand_prior:
+            st = _segment_roi(crop, pts, None, Pw, want_state=True)
+            m = _to_full(crop, st.mask, Pw)
+            if st.d_fg is not None and st.d_bg is not None:
+                sh, sw = st.mask.shape
+                prior = _keep_components(st.d_fg < P.fg_ratio * st.d_bg, [(x * sw / (x1 - x0), y * sh / (y1 - y0)) for x, y, p in pts if p], sw, sh)
+                fp = np.zeros((H0, W0), bool)
+                fp[y0:y1, x0:x1] = _to_full(crop, prior, Pw)
+                priors.append(meas.measure(fp, (x0, y0, x1, y1), i))
+        else:
+            m = _segment_roi(crop, pts, None, Pw)
         full = np.zeros((H0, W0), bool)
         full[y0:y1, x0:x1] = m
         prop = meas.measure(full, (x0, y0, x1, y1), i)
@@ -1054,7 +1067,11 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
     for i, a in enumerate(out):
         j = i + 1 if i + 1 < len(out) else i - 1
         a.stability = _mask_iou(a.mask, out[j].mask) if 0 <= j != i else 0.0
-    return out
+    for i, a in enumerate(priors):
+        j = i + 1 if i + 1 < len(priors) else i - 1
+        a.stability = _mask_iou(a.mask, priors[j].mask) if 0 <= j != i else 0.0
+        a.family = 1
+    return out + priors
 
 
 def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list[_Proposal]:
