@@ -101,7 +101,7 @@ class Params:
     cand_side: int = 160  # work side of a window (the whole image uses work_side)
     cand_iters: int = 2  # GrabCut iterations in a window
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
-    cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start)
+    cand_prior: bool = True  # also offer each window's geodesic prior region (GrabCut's start)
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
@@ -919,6 +919,7 @@ class _Proposal:
     contrast: float  # mean gradient on the outline / mean gradient around it
     compactness: float  # 4 pi area / perimeter^2
     stability: float = 0.0  # IoU with the proposal of the next larger window (see pin_proposals)
+    background: float = 0.0  # 1 - exp(-BndCon^2 / 2), Zhu et al.'s background probability
     collapsed: bool = False  # hardly more than the pins' seed discs
     family: int = 0  # 0: GrabCut's result, 1: the geodesic prior region (cand_prior)
     score: float = 0.0
@@ -1018,7 +1019,13 @@ class _Measures:
         contrast = float(self.grad[line].mean()) / around if line.any() else 0.0
         perim = n_line
         compactness = min(1.0, 4.0 * np.pi * area / float(perim * perim))
-        return _Proposal(m, scale, truncated, separation, contrast, compactness)
+        # boundary connectivity (Zhu, Liang, Wei and Sun, CVPR 2014): the length of the mask
+        # along the photo's border over the square root of its area; background regions
+        # (the table, the street a flood runs into) hold the frame, objects mostly do not
+        on_frame = int(np.count_nonzero(m[0]) + np.count_nonzero(m[-1]) + np.count_nonzero(m[1:-1, 0]) + np.count_nonzero(m[1:-1, -1]))
+        bnd = on_frame / float(np.sqrt(area))
+        background = 1.0 - float(np.exp(-0.5 * bnd * bnd))
+        return _Proposal(m, scale, truncated, separation, contrast, compactness, background=background)
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -1075,20 +1082,31 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
 
 
 def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list[_Proposal]:
-    """Best first, at most ``k``, no two with IoU above ``max_iou`` (the better one stays)."""
+    """Best first, at most ``k``, no two with IoU above ``max_iou`` (the better one stays).
+
+    Every measure is in [0, 1] and they count equally: colour separation, boundary contrast
+    c / (1 + c), stability across scale, minus twice the truncation (a cut outline
+    disqualifies).  The first candidate also pays the background probability of its
+    boundary connectivity (a flood into the table or the street holds the photo's frame);
+    the alternatives are ranked without it, so that a large object cut by the frame is
+    still offered."""
     for p in props:
-        # equal weights of the three measures in [0, 1]; a cut outline disqualifies
         p.score = p.separation + p.contrast / (1.0 + p.contrast) + p.stability - 2.0 * p.truncated
         if p.collapsed or not p.mask.any():
             p.score = -10.0 - p.scale
     # a collapsed proposal is offered only when there is nothing else
     pool = [p for p in props if p.score > -10.0] or props
-    chosen: list[_Proposal] = []
-    for p in sorted(pool, key=lambda q: (-q.score, q.scale)):
-        if all(_mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
-            chosen.append(p)
+    first = max(pool, key=lambda q: (q.score - q.background, -q.scale, -q.family))
+    first.score = first.score - first.background
+    chosen: list[_Proposal] = [first]
+    for p in sorted(pool, key=lambda q: (-q.score, q.scale, q.family)):
         if len(chosen) == k:
             break
+        if p is not first and all(_mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
+            chosen.append(p)
+    # scores must read best first: an alternative never outranks the first
+    for i in range(1, len(chosen)):
+        chosen[i].score = min(chosen[i].score, chosen[i - 1].score - 1e-6)
     return chosen
 
 
