@@ -29,6 +29,14 @@ mask's boundary) and one GrabCut iteration runs from there.  The result is a
 function of the image and the ordered clicks; a small per-photo LRU keeps the earlier
 states so that an Add-a-point tap costs one refinement, not the whole chain.
 
+One positive pin (issue 16) is segmented in several windows around it (0.25 and 0.5 of
+sqrt(W * H), then the whole photo), each by steps 2-6 with the window's border as the
+border; the proposals (GrabCut's masks and the geodesic prior regions) are ranked by
+measures that do not depend on a data set - colour separation against a ring, boundary
+contrast, stability as the window grows, truncation by a window, boundary connectivity -
+and ``segment_candidates`` returns up to three, best first, no two with IoU above 0.9;
+``segment`` is the first.  Later clicks refine the first candidate.
+
 Everything is deterministic: OpenCV's GrabCut seeds its k-means with a fixed RNG
 state, which we reset before each call.
 """
@@ -1053,7 +1061,9 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
             m = _to_full(crop, st.mask, Pw)
             if st.d_fg is not None and st.d_bg is not None:
                 sh, sw = st.mask.shape
-                prior = _keep_components(st.d_fg < P.fg_ratio * st.d_bg, [(x * sw / (x1 - x0), y * sh / (y1 - y0)) for x, y, p in pts if p], sw, sh)
+                prior = _keep_components(
+                    st.d_fg < P.fg_ratio * st.d_bg, [(x * sw / (x1 - x0), y * sh / (y1 - y0)) for x, y, p in pts if p], sw, sh
+                )
                 fp = np.zeros((H0, W0), bool)
                 fp[y0:y1, x0:x1] = _to_full(crop, prior, Pw)
                 priors.append(meas.measure(fp, (x0, y0, x1, y1), i))

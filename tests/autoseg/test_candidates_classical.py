@@ -50,8 +50,6 @@ def test_candidates_contract_shape_dtype_order_distinct() -> None:
     assert all(c.mask.any() for c in cands)
     scores = [c.score for c in cands]
     assert scores == sorted(scores, reverse=True)
-    for a, b in zip(cands, cands[1:]):
-        assert _iou(a.mask, b.mask) <= 0.9
     for i in range(len(cands)):
         for j in range(i + 1, len(cands)):
             assert _iou(cands[i].mask, cands[j].mask) <= 0.9
@@ -97,7 +95,7 @@ def test_candidates_are_deterministic_and_cache_independent() -> None:
 
 
 def test_later_clicks_give_the_refined_mask_first_and_distinct_alternatives() -> None:
-    img, _, cup = SCENE
+    img, _, _ = SCENE
     pts = [(340, 230, True), (300, 330, False)]
     cands = segment_candidates(img, pts, k=3)
     assert np.array_equal(cands[0].mask, segment(img, pts))
