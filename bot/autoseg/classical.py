@@ -784,6 +784,8 @@ def _click_state(
     prev_pos = any(p for _, _, p in pts[:-1])
     if len(pts) >= 2 and prev_pos:
         prev = _click_state(small, key, pts[:-1], P, cache, image)
+        if prev.proposals is not None:
+            prev = _rescale_start(small, prev, pts[-1])
         st = _refine_click(small, prev, pts, P)
     elif P.cand_scales and image is not None:
         st = _proposal_state(image, small, pts, P)
@@ -1199,3 +1201,23 @@ def _cached_first(
 
     key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
     return _click_state(small, key, _scaled(points, image, small), P, cache, image)
+
+
+def _rescale_start(small: np.ndarray, prev: _ClickState, click: Point) -> _ClickState:
+    """The second click after a pin's candidates: a positive click outside the first
+    candidate says the object is larger than that candidate, so the refinement starts from
+    the best-ranked candidate that holds the click (if any); otherwise from the first."""
+    import cv2
+
+    x, y, positive = click
+    h, w = small.shape[:2]
+    cx, cy = min(w - 1, max(0, int(round(x)))), min(h - 1, max(0, int(round(y))))
+    if not positive or prev.mask[cy, cx] or not prev.proposals:
+        return prev
+    H0, W0 = prev.proposals[0].mask.shape
+    fx, fy = min(W0 - 1, int(x * W0 / w)), min(H0 - 1, int(y * H0 / h))
+    for p in prev.proposals[1:]:
+        if p.mask[fy, fx]:
+            m = p.mask if p.mask.shape == (h, w) else cv2.resize(p.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+            return replace(prev, mask=m)
+    return prev

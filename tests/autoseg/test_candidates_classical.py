@@ -104,3 +104,11 @@ def test_later_clicks_give_the_refined_mask_first_and_distinct_alternatives() ->
         for j in range(i + 1, len(cands)):
             assert _iou(cands[i].mask, cands[j].mask) <= 0.9
     assert not cands[0].mask[330, 300]  # the negative pin is background
+
+
+def test_a_positive_click_outside_the_first_candidate_grows_it_to_the_larger_object() -> None:
+    img, plate, cup = SCENE
+    first = segment(img, [(340, 230, True)])
+    assert _iou(first, cup) > 0.8  # the pin alone: the cup
+    grown = segment(img, [(340, 230, True), (150, 250, True)])  # "no, the plate it stands on"
+    assert _iou(grown, plate | cup) > 0.9
