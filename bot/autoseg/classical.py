@@ -109,7 +109,7 @@ class Params:
     cand_side: int = 160  # work side of a window (the whole image uses work_side)
     cand_iters: int = 2  # GrabCut iterations in a window
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
-    cand_prior: bool = True  # also offer each window's geodesic prior region (GrabCut's start)
+    cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start): row 54
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
