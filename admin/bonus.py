@@ -17,6 +17,7 @@ from rich.table import Table
 from admin.common import fail as die
 from admin.common import open_db, resolve_project
 from admin.progress import bar, err_console, out_console
+from admin.terminal import term_safe
 from bot.wallet import bonus
 from bot.wallet.bonus import BonusError
 from bot.work import bonuses
@@ -65,11 +66,11 @@ def bonus_command(
                 found = bonuses.by_accuracy(s, p.id, min_accuracy=min_accuracy, min_golden=min_golden)
         except BonusError as exc:
             die(str(exc))
-        table = Table(title=f"{campaign}: accuracy ≥ {min_accuracy} in {p.name}")
+        table = Table(title=f"{term_safe(campaign)}: accuracy ≥ {min_accuracy} in {term_safe(p.name)}")
         for column in ("worker", "name", "golden", "accuracy"):
             table.add_column(column)
         for c in found:
-            table.add_row(str(c.worker_id), c.name, f"{c.golden_correct}/{c.golden_total}", f"{c.accuracy:.3f}")
+            table.add_row(str(c.worker_id), term_safe(c.name), f"{c.golden_correct}/{c.golden_total}", f"{c.accuracy:.3f}")
         err_console.print(table)
         if dry_run or not found:
             out_console.print(f"{'would pay' if dry_run else 'nobody qualifies;'} {len(found)} worker(s) × ₩{amount:,}")

@@ -28,6 +28,7 @@ from typer.core import TyperGroup
 
 from admin.common import fail, open_db
 from admin.progress import err_console, out_console
+from admin.terminal import term_safe
 from bot.broadcast import lease, service
 from bot.broadcast.audience import SPEC_HELP
 from bot.broadcast.delivery import Delivery, RunResult
@@ -179,10 +180,10 @@ def status(
         "started_at",
         "finished_at",
     ):
-        table.add_row(key, "-" if data[key] is None else str(data[key]))
+        table.add_row(key, "-" if data[key] is None else term_safe(data[key]))
     out_console.print(table)
     for item in data["failures"]:
-        out_console.print(f"failed: chat {item['chat_id']}: {item['reason']}", highlight=False)
+        out_console.print(f"failed: chat {item['chat_id']}: {term_safe(item['reason'])}", highlight=False)
 
 
 @app.command("cancel")

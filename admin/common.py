@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 
 from admin.progress import err_console
+from admin.terminal import term_safe
 from bot.config import Settings, get_settings
 from bot.db import Database
 from bot.tasks import projects
@@ -16,8 +17,11 @@ from bot.tasks.models import Project
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print a clear error on stderr and stop with ``code`` (nothing half-done is left behind)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Print a clear error on stderr and stop with ``code`` (nothing half-done is left behind).
+
+    ``message`` is plain text (it often quotes names and file names): it is escaped, never markup.
+    """
+    err_console.print(f"[bold red]error:[/] {term_safe(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from admin.common import fail, open_db, resolve_project
 from admin.progress import err_console, stages
+from admin.terminal import term_safe
 from bot.config import get_settings
 from bot.tasks import datasets
 
@@ -27,7 +28,7 @@ def _print_problems(problems: list[datasets.Problem]) -> None:
     table.add_column("row", justify="right")
     table.add_column("problem")
     for p in problems[:SHOWN_PROBLEMS]:
-        table.add_row(p.file, "" if p.row is None else str(p.row), p.problem)
+        table.add_row(term_safe(p.file), "" if p.row is None else str(p.row), term_safe(p.problem))
     err_console.print(table)
     if len(problems) > SHOWN_PROBLEMS:
         err_console.print(f"... and {len(problems) - SHOWN_PROBLEMS} more (see the report file)")
@@ -73,12 +74,12 @@ def load_command(
             _print_problems(exc.problems)
             if report is not None:
                 datasets.write_report(exc.problems, report)
-                err_console.print(f"report: {report}")
+                err_console.print(f"report: {term_safe(report)}")
             fail(f"nothing was loaded: {len(exc.problems)} bad row(s). Fix them, or use --skip-bad to load the rest.")
     if summary.bad:
         _print_problems(summary.bad)
         path = datasets.write_report(summary.bad, report or _default_report(source, target.id))
-        err_console.print(f"[yellow]skipped {len(summary.bad)} bad row(s); report: {path}[/]")
+        err_console.print(f"[yellow]skipped {len(summary.bad)} bad row(s); report: {term_safe(path)}[/]")
     elif report is not None:
         datasets.write_report([], report)
     typer.echo(

@@ -21,6 +21,7 @@ from rich.table import Table
 from admin.common import fail as die
 from admin.common import open_db
 from admin.progress import bar, err_console, out_console
+from admin.terminal import term_safe
 from bot.wallet import payouts
 from bot.wallet.payout_accounts import mask
 from bot.wallet.payouts import PayoutError
@@ -52,13 +53,13 @@ def list_command(
         table.add_row(
             str(w.id),
             str(w.worker_id),
-            name,
+            term_safe(name),
             _won(w.amount),
-            w.bank,
+            term_safe(w.bank),
             mask(w.account_number),
             w.status,
             w.created_at.strftime("%Y-%m-%d %H:%M"),
-            w.reason or "",
+            term_safe(w.reason or ""),
         )
     out_console.print(table)
     out_console.print(f"{len(rows)} request(s), {_won(total)}")
@@ -131,7 +132,7 @@ def check_command() -> None:
         problems = payouts.consistency_problems(s)
         open_count, open_total = payouts.count_open(s)
     for problem in problems:
-        err_console.print(f"[red]problem:[/] {problem}", highlight=False)
+        err_console.print(f"[red]problem:[/] {term_safe(problem)}", highlight=False)
     if problems:
         raise typer.Exit(1)
     out_console.print(f"ok: {open_count} open request(s), {_won(open_total)}; ledger balances")

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from admin.common import fail, open_db, resolve_project
 from admin.progress import out_console
+from admin.terminal import term_safe
 from bot.tasks import projects, stats
 from bot.tasks.models import ProjectStatus, ProjectType
 
@@ -165,7 +166,14 @@ def list_projects() -> None:
         table.add_column(column, justify="right" if column in ("id", "answers", "price", "overlap") else "left")
     for p in rows:
         table.add_row(
-            str(p.id), p.name, p.type, p.status, f"{p.tasks_done} / {p.tasks_total}", str(p.answers), f"₩{p.price}", str(p.overlap)
+            str(p.id),
+            term_safe(p.name),
+            p.type,
+            p.status,
+            f"{p.tasks_done} / {p.tasks_total}",
+            str(p.answers),
+            f"₩{p.price}",
+            str(p.overlap),
         )
     out_console.print(table)
 
@@ -177,14 +185,14 @@ def show(project: str = typer.Argument(..., help="Project id or name.")) -> None
         target = resolve_project(db, project)
         with db.read_session() as session:
             (progress,) = stats.project_progress(session, target.id)
-    table = Table(title=f"Project {target.id}: {target.name}", show_header=False)
+    table = Table(title=f"Project {target.id}: {term_safe(target.name)}", show_header=False)
     table.add_column("setting")
     table.add_column("value")
     table.add_row("type", target.type)
     table.add_row("status", target.status)
-    table.add_row("labels", ", ".join(projects.labels(target)) or "-")
+    table.add_row("labels", term_safe(", ".join(projects.labels(target))) or "-")
     for key in sorted(SETTABLE):
-        table.add_row(key, "" if getattr(target, key) is None else str(getattr(target, key)))
+        table.add_row(key, "" if getattr(target, key) is None else term_safe(getattr(target, key)))
     table.add_row("created_at", target.created_at.isoformat())
     table.add_row(
         "tasks", f"{progress.tasks_done} done / {progress.tasks_total} ({progress.tasks_broken} broken, {progress.control_tasks} control)"

@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from admin.common import fail, open_db, resolve_project
 from admin.progress import bar, err_console, out_console
+from admin.terminal import term_safe
 from bot.db import Database
 from bot.tasks import quality
 from bot.work import rejection
@@ -57,7 +58,9 @@ def reject_worker_command(
         with db.read_session() as session:
             count, amount = rejection.pending_rejection(session, found.id, project_id)
         scope = f"project {project}" if project else "all projects"
-        err_console.print(f"worker {found.id} ({found.name}): {count:,} accepted answers in {scope}, paid ₩{amount:,}")
+        err_console.print(
+            f"worker {found.id} ({term_safe(found.name)}): {count:,} accepted answers in {term_safe(scope)}, paid ₩{amount:,}"
+        )
         if dry_run:
             return
         if count == 0 and not block:
@@ -102,4 +105,4 @@ def unblock_worker_command(
         changed = db.call(quality.unblock, found.id, target.id)
     if not changed:
         fail(f"worker {found.id} is not blocked in project {target.name!r}")
-    out_console.print(f"worker {found.id} ({found.name}) may work in project {target.name!r} again")
+    out_console.print(f"worker {found.id} ({term_safe(found.name)}) may work in project {term_safe(repr(target.name))} again")

@@ -3,15 +3,22 @@ opens offline, survives being mailed around and cannot leak who reads it."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from html import escape
 
+from bot.tasks.safety import printable
 from bot.tasks.stats import LeaderRow, Reliability, Report
 
 WIDTH = 760
 PALETTE = ("#3366cc", "#dc3912", "#ff9900", "#109618", "#990099")
 MAX_POINTS = 400  # more hours than this are drawn per day
+
+
+def escape(text: object) -> str:
+    """Text for the page: control characters removed, then HTML-escaped (quotes too, so the
+    same helper is safe in attributes). Worker names and project names are data, never markup."""
+    return html.escape(printable(text), quote=True)
 
 
 def _fmt_num(value: float) -> str:

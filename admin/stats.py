@@ -10,6 +10,7 @@ from rich.table import Table
 from admin import report_html
 from admin.common import open_db, resolve_project
 from admin.progress import err_console, out_console
+from admin.terminal import term_safe
 from bot.config import get_settings
 from bot.tasks import stats
 from bot.tasks.export import Pseudonyms
@@ -36,7 +37,7 @@ def stats_command(
     for p in report.projects:
         table.add_row(
             str(p.id),
-            p.name,
+            term_safe(p.name),
             p.status,
             f"{p.tasks_done:,} / {p.tasks_total:,} ({p.percent_done:.0f}%)",
             f"{p.answers:,}",
@@ -51,7 +52,7 @@ def stats_command(
         board.add_column(column)
     for i, row in enumerate(report.leaders[:top], start=1):
         accuracy = "-" if row.golden_accuracy is None else f"{100 * row.golden_accuracy:.0f}% ({row.golden_total})"
-        name = row.name + (f" @{row.username}" if row.username else "")
+        name = term_safe(row.name + (f" @{row.username}" if row.username else ""))
         board.add_row(str(i), name, f"{row.answers:,}", f"₩{row.earned:,}", accuracy, f"{row.mean_seconds:.1f}")
     out_console.print(board)
     if html is not None:
