@@ -79,6 +79,9 @@ class WebhookSettings(BaseSettings):
     webhook_secret: str | None = Field(default=None, alias="WEBHOOK_SECRET")
     webhook_host: str = Field(default="0.0.0.0", alias="WEBHOOK_HOST")
     webhook_port: int = Field(default=8080, alias="WEBHOOK_PORT")
+    # /metrics is served on the webhook's host and port; with METRICS_TOKEN set it answers only
+    # requests with "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
+    metrics_token: str | None = Field(default=None, alias="METRICS_TOKEN")
 
 
 class WebAppSettings(BaseSettings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 from typing import Any
 
 import structlog
@@ -33,9 +34,38 @@ def open_leases(session: Any) -> int:
     return int(session.execute(text("SELECT count(*) FROM assignment WHERE status = 'leased'")).scalar_one())
 
 
-def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, path: str) -> web.Application:
+class StrictRequestHandler(SimpleRequestHandler):
+    """aiogram's handler, except that a body that is not a JSON object gets 400 (and one log
+    line) instead of a 500 with a traceback. The secret is checked first, as before: without
+    it the answer is 401 whatever the body."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        bot = await self.resolve_bot(request)
+        if self.verify_secret(request.headers.get("X-Telegram-Bot-Api-Secret-Token", ""), bot):
+            try:
+                update = bot.session.json_loads(await request.text())  # aiohttp keeps the body for the handler
+            except (ValueError, UnicodeDecodeError):
+                update = None
+            if not isinstance(update, dict):
+                log.warning("webhook.bad_body", length=request.content_length)
+                return web.json_response({"ok": False, "error": "the body must be a JSON object (a Telegram Update)"}, status=400)
+        return await super().handle(request)
+
+
+def metrics_allowed(request: web.Request, token: str | None) -> bool:
+    """Without METRICS_TOKEN anyone who reaches the port may read /metrics (counts, no personal
+    data); with it, only "Authorization: Bearer <token>" (compared in constant time)."""
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def build_web_app(
+    app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, path: str, metrics_token: str | None = None
+) -> web.Application:
     web_app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, handle_in_background=True, secret_token=secret).register(web_app, path=path)
+    StrictRequestHandler(dispatcher=dp, bot=bot, handle_in_background=True, secret_token=secret).register(web_app, path=path)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -57,8 +87,10 @@ def build_web_app(app: App, bot: Bot, dp: Dispatcher, *, secret: str | None, pat
         ok = all(v == "ok" for v in checks.values())
         return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
         assert app.metrics is not None
+        if not metrics_allowed(request, metrics_token):
+            return web.Response(status=401, text="metrics need Authorization: Bearer <METRICS_TOKEN>")
         try:
             app.metrics.open_leases.set(await asyncio.wait_for(app.db.run(open_leases), 3))
         except Exception as exc:  # noqa: BLE001 - metrics must still answer when the DB is slow
@@ -105,11 +137,13 @@ async def serve(settings: Settings, *, register_webhook: bool = True, reuse_port
     app = make_app(settings, db)
     bot = make_bot(settings, metrics=app.metrics)
     dp = dispatcher_for(app)
-    web_app = build_web_app(app, bot, dp, secret=secret, path=hook.webhook_path)
+    web_app = build_web_app(app, bot, dp, secret=secret, path=hook.webhook_path, metrics_token=hook.metrics_token)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, hook.webhook_host, hook.webhook_port, reuse_port=reuse_port)
     await site.start()
+    if not hook.metrics_token and hook.webhook_host in ("0.0.0.0", "::", ""):
+        log.warning("metrics.public", host=hook.webhook_host, hint="set METRICS_TOKEN, or WEBHOOK_HOST to a private address")
     try:
         if register_webhook:
             if not hook.webhook_url:

@@ -13,13 +13,14 @@ from bot.broadcast import service
 from bot.broadcast.audience import Audience
 from bot.broadcast.models import BroadcastStatus
 from bot.i18n import t
+from bot.telegram.buttons import CallbackInt
 
 ACTIVE_DAYS = 7  # the "recently active" button
 
 
 class BcCb(CallbackData, prefix="bc"):
     a: str  # p project, a audience, ok confirm, no cancel, stop
-    v: int = 0
+    v: CallbackInt = 0
 
 
 def error_text(exc: Exception, lang: str) -> str:

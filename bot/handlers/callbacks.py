@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
-from bot.telegram.buttons import TASK_PREFIX, NextCb
+from bot.telegram.buttons import TASK_PREFIX, CallbackInt, NextCb
 
 __all__ = ["Act", "LangCb", "NextCb", "TaskCb"]  # NextCb: shared with broadcasts (bot.telegram.buttons)
 
@@ -30,8 +30,8 @@ class Act(StrEnum):
 
 class TaskCb(CallbackData, prefix=TASK_PREFIX):
     a: Act
-    id: int
-    v: int = 0
+    id: CallbackInt
+    v: CallbackInt = 0
 
     @classmethod
     def unpack(cls, value: str) -> TaskCb:

@@ -32,6 +32,7 @@ from bot.clock import utcnow
 from bot.handlers.keyboards import main_menu, menu_texts
 from bot.handlers.middlewares import WorkerCtx
 from bot.i18n import LOCALES, catalog, t, won
+from bot.telegram.buttons import CallbackInt
 from bot.telegram.runtime import App
 from bot.wallet import activity, ledger, payout_accounts, withdrawals
 from bot.wallet.activity import Activity
@@ -51,7 +52,7 @@ class WalletCb(CallbackData, prefix="w"):
     """``a``: wd (start), bank (v = index in BANKS), amt (v = KRW), ok (v = KRW), acct, no."""
 
     a: str
-    v: int = 0
+    v: CallbackInt = 0
 
 
 class Withdraw(StatesGroup):

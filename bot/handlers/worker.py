@@ -189,3 +189,10 @@ async def on_report_reason(query: CallbackQuery, callback_data: TaskCb, bot: Bot
 def _lease_status(session, worker_id: int, assignment_id: int) -> Refusal | None:
     found = service._open_assignment(session, worker_id, assignment_id, service.utcnow())
     return found if isinstance(found, Refusal) else None
+
+
+@router.callback_query()
+async def on_unknown_button(query: CallbackQuery, lang: str) -> None:
+    """Any tap no router took (a forged or out-of-range value, an old format): answer it so the
+    client's spinner stops, and change nothing."""
+    await query.answer(t("refuse.unknown", lang))

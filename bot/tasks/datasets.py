@@ -45,6 +45,7 @@ from bot.tasks import intake, media
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind
 from bot.tasks.projects import labels as project_labels
+from bot.tasks.safety import csv_cell
 
 log = structlog.get_logger("crowdpin.datasets")
 
@@ -850,5 +851,5 @@ def write_report(problems: Iterable[Problem], path: Path) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["file", "row", "problem"])
         for p in problems:
-            writer.writerow([p.file, "" if p.row is None else p.row, p.problem])
+            writer.writerow([csv_cell(p.file), "" if p.row is None else p.row, csv_cell(p.problem)])
     return path

@@ -37,6 +37,7 @@ from sqlmodel import Session, col
 
 from bot.db import Database
 from bot.tasks.models import Answer, Assignment, Image, Project, ProjectType, Task, TaskKind
+from bot.tasks.safety import FORMULA_TRIGGERS, csv_cell
 from bot.workers.models import Worker
 
 log = structlog.get_logger("crowdpin.export")
@@ -198,9 +199,12 @@ _JSON_BOOL = {None: "null", True: "true", False: "false"}
 
 
 def _csv_text(value: str | None) -> str:
-    """One CSV field as ``csv.writer`` (QUOTE_MINIMAL) would write it."""
+    """One CSV field as ``csv.writer`` (QUOTE_MINIMAL) would write it, after :func:`csv_cell`
+    (a name or answer starting with ``=`` is shown by a spreadsheet, never run)."""
     if value is None:
         return ""
+    if value.startswith(FORMULA_TRIGGERS):
+        value = str(csv_cell(value))
     if '"' in value:
         return '"' + value.replace('"', '""') + '"'
     if "," in value or "\n" in value or "\r" in value:
@@ -290,7 +294,15 @@ def _results_csv(results: Iterable[Any], fh: IO[str], tick: Callable[[int], None
     n = 0
     for batch in _chunked(results):
         writer.writerows(
-            [r.task_id, r.external_id, "" if r.label is None else r.label, r.confidence, r.n_answers, r.method, r.mask_rle or ""]
+            [
+                r.task_id,
+                csv_cell(r.external_id),
+                "" if r.label is None else csv_cell(r.label),
+                r.confidence,
+                r.n_answers,
+                r.method,
+                r.mask_rle or "",
+            ]
             for r in batch
         )
         n += len(batch)

@@ -310,6 +310,8 @@ def check_lease(lease: Lease | Assignment | None, worker_id: int, now: datetime)
         return Refusal.UNKNOWN
     if lease.worker_id != worker_id:
         return Refusal.NOT_YOURS
+    if lease.status == AssignmentStatus.EXPIRED:  # the sweeper took it back: say so, not "answered"
+        return Refusal.EXPIRED
     if lease.status != AssignmentStatus.LEASED:
         return Refusal.ALREADY
     if lease.expires_at <= now:

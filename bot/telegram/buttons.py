@@ -11,7 +11,15 @@ declared with :data:`TASK_PREFIX`).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
+
+MAX_CALLBACK_INT = 2**63 - 1
+CallbackInt = Annotated[int, Field(ge=0, le=MAX_CALLBACK_INT)]
+"""Every number in callback data: a forged ``t:l:9223372036854775808:0`` fails to parse (the
+tap is refused as invalid) instead of overflowing a 64-bit database column."""
 
 TASK_PREFIX = "t"  # TaskCb: every button of a task (label, skip, report, magic pin...)
 TASK_TAP_PREFIX = TASK_PREFIX + ":"  # how a packed TaskCb starts
@@ -20,4 +28,4 @@ TASK_TAP_PREFIX = TASK_PREFIX + ":"  # how a packed TaskCb starts
 class NextCb(CallbackData, prefix="go"):
     """ "Start tasks" button of announcements: open the project's next task."""
 
-    project: int = 0
+    project: CallbackInt = 0

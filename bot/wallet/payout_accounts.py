@@ -8,6 +8,7 @@ leak it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
+from bot.plain_text import ascii_digits, printable
 from bot.wallet.models import PayoutAccount
 
 # Korean bank account numbers are 10-14 digits, often written with dashes; allow some slack
@@ -22,7 +24,12 @@ from bot.wallet.models import PayoutAccount
 MIN_DIGITS = 8
 MAX_DIGITS = 20
 MAX_BANK = 64
-_SEPARATORS = re.compile(r"[\s\-.]")
+MAX_HOLDER = 128
+_SEPARATORS = re.compile(r"[ \-.]")
+# Letters and digits of any script (신한, KB국민, Deutsche Bank), spaces and the punctuation
+# bank names use. No "=", "+", "@", brackets or control characters: the bank name ends up in
+# the operators' spreadsheet and terminal.
+_BANK = re.compile(r"[^\W_][\w .,&'()/\-·]*")
 
 
 class PayoutAccountError(ValueError):
@@ -41,20 +48,32 @@ class AccountView:
 
 
 def clean_bank(text: str) -> str:
-    bank = " ".join(text.split())
+    """A bank name: starts with a letter or digit, then letters, digits, spaces and . , & ' ( ) / - ·"""
+    bank = " ".join(unicodedata.normalize("NFKC", text or "").split())
     if not bank or len(bank) > MAX_BANK:
         raise PayoutAccountError("bad_bank", f"bank name must be 1-{MAX_BANK} characters")
     if bank.startswith("/"):
         raise PayoutAccountError("bad_bank", "a command is not a bank name")
+    if not _BANK.fullmatch(bank):
+        raise PayoutAccountError("bad_bank", "a bank name is letters, digits, spaces and . , & ' ( ) / - only")
     return bank
 
 
 def clean_number(text: str) -> str:
-    """Digits only: "110-123-456789" -> "110123456789"."""
-    number = _SEPARATORS.sub("", text or "")
-    if not number.isdigit() or not (MIN_DIGITS <= len(number) <= MAX_DIGITS):
+    """ASCII digits only: "110-123-456789" -> "110123456789".
+
+    Fullwidth digits are normalised (NFKC); superscripts, Arabic-Indic digits, zero-width and
+    direction-override characters are refused, so the number the bank gets is the one shown.
+    """
+    number = ascii_digits(_SEPARATORS.sub("", unicodedata.normalize("NFKC", text or "")))
+    if number is None or not (MIN_DIGITS <= len(number) <= MAX_DIGITS):
         raise PayoutAccountError("bad_number", f"account number must be {MIN_DIGITS}-{MAX_DIGITS} digits (dashes and spaces allowed)")
     return number
+
+
+def clean_holder(text: str) -> str:
+    """The account holder's name as shown to operators: control characters removed, one line."""
+    return " ".join(printable(text or "").split())[:MAX_HOLDER]
 
 
 def mask(number: str) -> str:
@@ -81,7 +100,7 @@ def save(session: Session, worker_id: int, *, bank: str, number: str, holder: st
     """
     bank = clean_bank(bank)
     number = clean_number(number)
-    holder = " ".join(holder.split())[:128]
+    holder = clean_holder(holder)
     account = get(session, worker_id)
     if account is None:
         account = PayoutAccount(worker_id=worker_id, bank=bank, account_number=number, holder=holder, created_at=now or utcnow())

@@ -26,6 +26,7 @@ from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db import rowcount
+from bot.plain_text import csv_cell
 from bot.wallet import ledger
 from bot.wallet.accounts import PAID_OUT, PAYOUTS_OPEN, worker_account
 from bot.wallet.ledger import Leg
@@ -111,7 +112,7 @@ def write_csv(rows: Iterable[Mapping[str, Any]], out: Path, on_row: Callable[[],
         writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
             count += 1
             total += int(row["amount"])
             if on_row is not None:

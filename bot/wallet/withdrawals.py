@@ -8,6 +8,7 @@ concurrent request can never leave a request without its money or money without 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
+from bot.plain_text import ascii_digits
 from bot.wallet import ledger, payout_accounts
 from bot.wallet.accounts import PAYOUTS_OPEN, worker_account
 from bot.wallet.ledger import Leg
@@ -68,11 +70,17 @@ def quote(session: Session, worker_id: int, *, minimum: int, now: datetime | Non
 
 
 def parse_amount(text: str) -> int | None:
-    """ "12,000", "12000원", "₩12 000" -> 12000; anything else -> None."""
-    cleaned = (text or "").strip().replace(",", "").replace(" ", "").replace("₩", "").removesuffix("원").removesuffix("KRW")
-    if not cleaned.isdigit() or len(cleaned) > 12:
+    """ "12,000", "12000원", "₩12 000", fullwidth "１２０００" -> 12000; anything else -> None.
+
+    Only ASCII digits after NFKC normalisation count: ``str.isdigit`` also accepts "²³",
+    on which ``int()`` raises.
+    """
+    normalized = unicodedata.normalize("NFKC", text or "")
+    cleaned = normalized.strip().replace(",", "").replace(" ", "").replace("₩", "").removesuffix("원").removesuffix("KRW")
+    digits = ascii_digits(cleaned)
+    if digits is None or len(digits) > 12:
         return None
-    return int(cleaned)
+    return int(digits)
 
 
 def request(
