@@ -47,6 +47,12 @@ def load_command(
     ),
     images_root: Path = typer.Option(None, "--images-root", help="COCO: folder that file_name paths start from.", show_default=False),
     threads: int = typer.Option(None, "--threads", help="Image checks in parallel (default: 2 per core).", show_default=False),
+    allow_outside: list[Path] = typer.Option(
+        [],
+        "--allow-outside",
+        help="Also accept files under this folder (repeatable). By default every image and mask must be inside the source's folder.",
+        show_default=False,
+    ),
 ) -> None:
     """Check every image and row, then add the tasks. All-or-nothing unless --skip-bad; reloading adds no duplicates."""
     settings = get_settings()
@@ -67,6 +73,7 @@ def load_command(
                     limits=limits,
                     progress=update,
                     threads=threads,
+                    allow_outside=allow_outside,
                 )
         except datasets.DatasetError as exc:
             fail(str(exc))

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 
-from bot.telegram.buttons import TASK_PREFIX, CallbackInt, NextCb
+from bot.telegram.buttons import TASK_PREFIX, CallbackId, CallbackInt, NextCb
 
 __all__ = ["Act", "LangCb", "NextCb", "TaskCb"]  # NextCb: shared with broadcasts (bot.telegram.buttons)
 
@@ -30,7 +30,7 @@ class Act(StrEnum):
 
 class TaskCb(CallbackData, prefix=TASK_PREFIX):
     a: Act
-    id: CallbackInt
+    id: CallbackId
     v: CallbackInt = 0
 
     @classmethod

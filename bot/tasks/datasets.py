@@ -45,7 +45,7 @@ from bot.tasks import intake, media
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind
 from bot.tasks.projects import labels as project_labels
-from bot.tasks.safety import csv_cell
+from bot.tasks.safety import confined_path, csv_cell
 
 log = structlog.get_logger("crowdpin.datasets")
 
@@ -104,6 +104,7 @@ class Row:
     explanation: str | None = None
     declared_size: tuple[int, int] | None = None  # COCO's (width, height)
     base: Path | None = None  # folder that relative mask paths start from (the manifest's)
+    allow_outside: tuple[Path, ...] = ()  # folders outside ``base`` the operator allowed (--allow-outside)
 
 
 @dataclass(slots=True)
@@ -151,7 +152,7 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path) -> Row:
+def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path, allow_outside: Sequence[Path] = ()) -> Row:
     image = _clean(data.get("image"))
     if image is None:
         raise ValueError("the 'image' field is empty")
@@ -162,7 +163,7 @@ def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path) 
         file=file,
         row=row,
         image=image,
-        image_path=(base / image),
+        image_path=confined_path(base, image, allow_outside),  # PathOutsideDataset / NotARegularFile: a bad row
         external_id=_clean(data.get("external_id")),
         prelabel=_clean(data.get("prelabel")),
         mask=mask,
@@ -170,16 +171,18 @@ def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path) 
         kind=_clean(data.get("kind")),
         explanation=_clean(data.get("explanation")),
         base=base,
+        allow_outside=tuple(allow_outside),
     )
 
 
-def read_folder(folder: Path) -> tuple[list[Row], list[Problem]]:
+def read_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
     """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
 
     The default external id is the path relative to the folder, so reloading the same folder,
     or the same folder with new files added, only adds the new files.
     """
-    rows = []
+    rows: list[Row] = []
+    problems: list[Problem] = []
     paths = sorted(
         p
         for p in folder.rglob("*")
@@ -187,11 +190,16 @@ def read_folder(folder: Path) -> tuple[list[Row], list[Problem]]:
     )
     for i, path in enumerate(paths, start=1):
         rel = path.relative_to(folder).as_posix()
-        rows.append(Row(file=rel, row=i, image=rel, image_path=path, external_id=rel))
-    return rows, []
+        try:  # a symlink in the folder may point anywhere
+            real = confined_path(folder, rel, allow_outside)
+        except ValueError as exc:
+            problems.append(Problem(rel, i, str(exc)))
+            continue
+        rows.append(Row(file=rel, row=i, image=rel, image_path=real, external_id=rel))
+    return rows, problems
 
 
-def read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
+def read_csv(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
     rows: list[Row] = []
     problems: list[Problem] = []
     try:
@@ -211,7 +219,11 @@ def read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
                     problems.append(Problem(path.name, line, f"has {len(values)} fields, the header has {len(columns)}"))
                     continue
                 try:
-                    rows.append(_row_from_mapping(dict(zip(columns, values, strict=True)), file=path.name, row=line, base=path.parent))
+                    rows.append(
+                        _row_from_mapping(
+                            dict(zip(columns, values, strict=True)), file=path.name, row=line, base=path.parent, allow_outside=allow_outside
+                        )
+                    )
                 except ValueError as exc:
                     problems.append(Problem(path.name, line, str(exc)))
     except UnicodeDecodeError as exc:
@@ -221,7 +233,7 @@ def read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
     return rows, problems
 
 
-def read_jsonl(path: Path) -> tuple[list[Row], list[Problem]]:
+def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
     rows: list[Row] = []
     problems: list[Problem] = []
     try:
@@ -238,7 +250,7 @@ def read_jsonl(path: Path) -> tuple[list[Row], list[Problem]]:
                     problems.append(Problem(path.name, line_no, "each line must be a JSON object"))
                     continue
                 try:
-                    rows.append(_row_from_mapping(data, file=path.name, row=line_no, base=path.parent))
+                    rows.append(_row_from_mapping(data, file=path.name, row=line_no, base=path.parent, allow_outside=allow_outside))
                 except ValueError as exc:
                     problems.append(Problem(path.name, line_no, str(exc)))
     except UnicodeDecodeError as exc:
@@ -246,16 +258,20 @@ def read_jsonl(path: Path) -> tuple[list[Row], list[Problem]]:
     return rows, problems
 
 
-def _coco_image_path(base: Path, file_name: str, images_root: Path | None) -> Path:
+def _coco_image_path(base: Path, file_name: str, images_root: Path | None, allow_outside: Sequence[Path] = ()) -> Path:
+    """Where ``file_name`` is: under ``--images-root`` when given, else next to the COCO file or
+    in its ``images/`` folder; never outside those (nor outside ``allow_outside``)."""
     if images_root is not None:
-        return images_root / file_name
-    for candidate in (base / file_name, base / "images" / file_name):
-        if candidate.exists():
-            return candidate
-    return base / file_name
+        return confined_path(images_root, file_name, allow_outside)
+    inside_images = base / "images"
+    if not os.path.isabs(file_name) and not (base / file_name).exists() and (inside_images / file_name).exists():
+        return confined_path(inside_images, file_name, allow_outside)
+    return confined_path(base, file_name, allow_outside)
 
 
-def read_coco(path: Path, data: dict[str, Any], images_root: Path | None = None) -> tuple[list[Row], list[Problem]]:
+def read_coco(
+    path: Path, data: dict[str, Any], images_root: Path | None = None, allow_outside: Sequence[Path] = ()
+) -> tuple[list[Row], list[Problem]]:
     """One row per annotation with a segmentation (polygons or RLE); prelabel = category name.
 
     The external id is ``<file_name>#<annotation id>``, so one image with three objects gives
@@ -298,6 +314,11 @@ def read_coco(path: Path, data: dict[str, Any], images_root: Path | None = None)
         else:
             problems.append(Problem(name, index, f"{label}: has no segmentation (polygons or RLE)"))
             continue
+        try:
+            image_path = _coco_image_path(path.parent, file_name, images_root, allow_outside)
+        except ValueError as exc:
+            problems.append(Problem(name, index, f"{label}: {exc}"))
+            continue
         declared = None
         if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
             declared = (int(image["width"]), int(image["height"]))
@@ -306,7 +327,7 @@ def read_coco(path: Path, data: dict[str, Any], images_root: Path | None = None)
                 file=name,
                 row=index,
                 image=file_name,
-                image_path=_coco_image_path(path.parent, file_name, images_root),
+                image_path=image_path,
                 external_id=f"{file_name}#{ann.get('id', index)}",
                 prelabel=category,
                 mask=mask,
@@ -317,17 +338,23 @@ def read_coco(path: Path, data: dict[str, Any], images_root: Path | None = None)
     return rows, problems
 
 
-def read_source(source: Path, *, images_root: Path | None = None) -> tuple[list[Row], list[Problem], str]:
-    """Rows and row-level problems of any supported source; returns (rows, problems, format)."""
+def read_source(
+    source: Path, *, images_root: Path | None = None, allow_outside: Sequence[Path] = ()
+) -> tuple[list[Row], list[Problem], str]:
+    """Rows and row-level problems of any supported source; returns (rows, problems, format).
+
+    Every file a row names must resolve (symlinks followed) inside the source's folder, or
+    inside one of ``allow_outside``: anything else is a bad row (see :func:`confined_path`).
+    """
     if not source.exists():
         raise DatasetError(f"{source}: no such file or folder")
     if source.is_dir():
-        return (*read_folder(source), "folder")
+        return (*read_folder(source, allow_outside), "folder")
     suffix = source.suffix.lower()
     if suffix == ".csv":
-        return (*read_csv(source), "csv")
+        return (*read_csv(source, allow_outside), "csv")
     if suffix in (".jsonl", ".ndjson"):
-        return (*read_jsonl(source), "jsonl")
+        return (*read_jsonl(source, allow_outside), "jsonl")
     if suffix == ".json":
         try:
             with source.open(encoding="utf-8-sig") as fh:
@@ -337,7 +364,7 @@ def read_source(source: Path, *, images_root: Path | None = None) -> tuple[list[
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
         if isinstance(data, dict) and ("annotations" in data or "images" in data):
-            return (*read_coco(source, data, images_root), "coco")
+            return (*read_coco(source, data, images_root, allow_outside), "coco")
         if isinstance(data, list):  # a JSON array of manifest rows
             rows, problems = [], []
             for i, item in enumerate(data, start=1):
@@ -345,7 +372,7 @@ def read_source(source: Path, *, images_root: Path | None = None) -> tuple[list[
                     problems.append(Problem(source.name, i, "each entry must be a JSON object"))
                     continue
                 try:
-                    rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent))
+                    rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent, allow_outside=allow_outside))
                 except ValueError as exc:
                     problems.append(Problem(source.name, i, str(exc)))
             return rows, problems, "json"
@@ -476,9 +503,7 @@ def _mask_rle(row: Row, checked: CheckedImage, limits: Limits) -> str | None:
             if not isinstance(parsed, dict):
                 raise ValueError("mask JSON must be an object with size and counts")
             return _mask_from_rle_dict(parsed, height, width)
-        mask_path = Path(value)
-        if not mask_path.is_absolute():
-            mask_path = (row.base or row.image_path.parent) / value
+        mask_path = confined_path(row.base or row.image_path.parent, value, row.allow_outside)
         return _mask_from_png(mask_path, height, width, limits)
     raise ValueError("mask must be a PNG file name or a COCO RLE object")
 
@@ -803,6 +828,7 @@ def load(
     limits: Limits = Limits(),
     progress: Progress | None = None,
     threads: int | None = None,
+    allow_outside: Sequence[Path] = (),
 ) -> LoadSummary:
     """Validate ``source`` completely, then write it (all-or-nothing unless ``skip_bad``).
 
@@ -814,7 +840,7 @@ def load(
         if project is None:
             raise DatasetError(f"no project with id {project_id}")
         session.expunge(project)
-    rows, problems, fmt = read_source(source, images_root=images_root)
+    rows, problems, fmt = read_source(source, images_root=images_root, allow_outside=allow_outside)
     if fmt == "coco" and project.type != ProjectType.CONFIRM_MASK:
         raise DatasetError(f"a COCO file makes confirm-mask tasks; project {project.id} is {project.type}")
     with db.read_session() as session:

@@ -17,9 +17,12 @@ from aiogram.filters.callback_data import CallbackData
 from pydantic import Field
 
 MAX_CALLBACK_INT = 2**63 - 1
-CallbackInt = Annotated[int, Field(ge=0, le=MAX_CALLBACK_INT)]
-"""Every number in callback data: a forged ``t:l:9223372036854775808:0`` fails to parse (the
-tap is refused as invalid) instead of overflowing a 64-bit database column."""
+CallbackId = Annotated[int, Field(ge=0, le=MAX_CALLBACK_INT)]
+"""A database id in callback data: a forged ``t:l:9223372036854775808:0`` fails to parse (the
+tap is answered "unknown button") instead of overflowing a 64-bit database column."""
+CallbackInt = Annotated[int, Field(ge=-MAX_CALLBACK_INT - 1, le=MAX_CALLBACK_INT)]
+"""Any other number in callback data: 64-bit, so it never overflows either; whether the value
+is one of the offered choices is the handler's business ("not one of the choices")."""
 
 TASK_PREFIX = "t"  # TaskCb: every button of a task (label, skip, report, magic pin...)
 TASK_TAP_PREFIX = TASK_PREFIX + ":"  # how a packed TaskCb starts
@@ -28,4 +31,4 @@ TASK_TAP_PREFIX = TASK_PREFIX + ":"  # how a packed TaskCb starts
 class NextCb(CallbackData, prefix="go"):
     """ "Start tasks" button of announcements: open the project's next task."""
 
-    project: CallbackInt = 0
+    project: CallbackId = 0

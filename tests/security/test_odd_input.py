@@ -117,7 +117,8 @@ def test_holder_loses_control_characters() -> None:
 
 def test_callback_ids_are_bounded() -> None:
     assert TaskCb.unpack("t:l:9223372036854775807:0").id == 2**63 - 1
-    for data in ("t:l:9223372036854775808:0", "t:l:1:99999999999999999999", "t:l:-1:0"):
+    assert TaskCb.unpack("t:g:1:-3").v == -3  # the handler says "not one of the choices"
+    for data in ("t:l:9223372036854775808:0", "t:l:1:99999999999999999999", "t:l:1:-9223372036854775809", "t:l:-1:0"):
         with pytest.raises(ValueError):
             TaskCb.unpack(data)
 
