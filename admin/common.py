@@ -12,7 +12,7 @@ from admin.progress import err_console
 from admin.terminal import term_safe
 from bot.config import Settings, get_settings
 from bot.db import Database
-from bot.tasks import projects
+from bot.tasks import projects, pseudonym_key
 from bot.tasks.models import Project
 
 
@@ -37,6 +37,14 @@ def open_db(settings: Settings | None = None) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+def pseudonym_secret(db: Database, settings: Settings) -> str:
+    """PSEUDONYM_SECRET, or the key this installation generated and stored (first use makes it)."""
+    try:
+        return pseudonym_key.pseudonym_secret(db, settings.wallet.pseudonym_secret)
+    except pseudonym_key.WeakSecret as exc:
+        fail(str(exc))
 
 
 def resolve_project(db: Database, ref: str) -> Project:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from admin.common import fail, open_db, resolve_project
+from admin.common import fail, open_db, pseudonym_secret, resolve_project
 from admin.progress import bar
 from bot.config import get_settings
 from bot.tasks import export as exporting
@@ -38,7 +38,7 @@ def export_command(
                     what=what,
                     fmt=fmt,
                     out=out,
-                    secret=settings.wallet.pseudonym_secret,
+                    secret=pseudonym_secret(db, settings),
                     reveal_workers=reveal_workers,
                     method=method or settings.quality.aggregation,
                     progress=update,

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from admin import report_html
-from admin.common import open_db, resolve_project
+from admin.common import open_db, pseudonym_secret, resolve_project
 from admin.progress import err_console, out_console
 from admin.terminal import term_safe
 from bot.config import get_settings
@@ -31,6 +31,7 @@ def stats_command(
                 report = stats.report(session, project_id, leaders=max(top, 1))
                 if html is not None:
                     stats.add_reliability(session, report, settings.quality.aggregation)
+        secret = pseudonym_secret(db, settings) if html is not None and not reveal_workers else None
     table = Table(title="Progress")
     for column in ("id", "project", "status", "done / total", "answers", "last hour", "per hour (24h)", "median s", "earned"):
         table.add_column(column)
@@ -56,7 +57,7 @@ def stats_command(
         board.add_row(str(i), name, f"{row.answers:,}", f"₩{row.earned:,}", accuracy, f"{row.mean_seconds:.1f}")
     out_console.print(board)
     if html is not None:
-        pseudonym = None if reveal_workers else Pseudonyms(settings.wallet.pseudonym_secret)
+        pseudonym = None if secret is None else Pseudonyms(secret)
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(report_html.render(report, pseudonym=pseudonym), encoding="utf-8")
         typer.echo(f"report written to {html}")

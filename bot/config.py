@@ -129,7 +129,9 @@ class WalletSettings(BaseSettings):
 
     min_withdrawal: int = Field(default=10_000, alias="MIN_WITHDRAWAL")
     payout_notify_seconds: float = Field(default=15.0, gt=0, alias="PAYOUT_NOTIFY_SECONDS")  # paid/failed notices
-    pseudonym_secret: str = Field(default="crowdpin-pseudonym", alias="PSEUDONYM_SECRET")
+    # Key of worker pseudonyms in exports. Unset: a random key is made on first use and kept in
+    # the database (bot.tasks.pseudonym_key), so pseudonyms are stable and cannot be reversed.
+    pseudonym_secret: str | None = Field(default=None, alias="PSEUDONYM_SECRET")
 
 
 class BroadcastSettings(BaseSettings):
