@@ -285,6 +285,40 @@ async def test_magic_pin_no_such_object(sandbox: Sandbox, tmp_path: Path) -> Non
     assert answer.value == "none" and answer.mask_rle is None and answer.reward == 7
 
 
+async def test_foreign_magic_pin_taps_never_stall_the_owner(one_mask: Sandbox, tmp_path: Path) -> None:
+    """Issue 18, item 6: ownership is checked before "still working on your last tap", so a
+    worker forging taps on someone else's assignment is refused as such, and never makes the
+    owner's real taps bounce as busy."""
+    box = one_mask
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=3, price=10)
+    emu = box.emulator
+    sim = SimWorker.create(emu, "w", "en")
+    other = SimWorker.create(emu, "o", "en")
+    for s in (sim, other):
+        await s.start()
+    screen = await _pin_screen(box, sim)
+    other_screen = await _pin_screen(box, other)
+    aid, mid = screen.assignment_id or 0, screen.message_id
+    cell = best_cell(_sample(samples, box, aid))
+    app = box.bots[0].app
+    forged = [f"t:g:{aid}:{cell}", f"t:n:{aid}:0", f"t:t:{aid}:0", f"t:a:{aid}:1", f"t:k:{aid}:0", f"t:p:{aid}:{pick_value(0, 0)}"]
+    app.pins_in_flight.add(aid)  # the owner's previous tap is being worked on
+    try:
+        for data in forged:
+            assert (await press(box, other, other_screen.message_id, data=data))["text"] == t("refuse.not_yours", "en"), data
+        assert (await press(box, sim, mid, data=f"t:n:{aid}:0"))["text"] == t("masks.refuse.busy", "en")  # the owner: busy
+    finally:
+        app.pins_in_flight.discard(aid)
+    # a burst of foreign taps racing the owner's real tap: the owner's tap goes through
+    burst = [forge_tap(box, other.user_id, other_screen.message_id, f"t:g:{aid}:{cell}") for _ in range(5)]
+    real = await emu.tap(sim.user_id, mid, text=CELLS[cell])
+    await emu.wait_for(lambda: all(emu.callback_answer(q) for q in [*burst, real]), timeout=WAIT)
+    assert {emu.callback_answer(q)["text"] for q in burst} == {t("refuse.not_yours", "en")}  # type: ignore[index]
+    assert not (emu.callback_answer(real) or {}).get("text")  # accepted, no refusal notice
+    await emu.wait_for(lambda: _state(box, aid).rev == 1, timeout=WAIT)
+    assert _state(box, other_screen.assignment_id or 0) == PinState()
+
+
 async def test_magic_pin_double_taps_stale_and_forged(one_mask: Sandbox, tmp_path: Path) -> None:
     box = one_mask
     _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=3, price=10)
