@@ -33,17 +33,17 @@ from typing import Any
 import numpy as np
 import structlog
 from PIL import Image as PILImage
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
 from bot.autoseg import rle
 from bot.clock import utcnow
-from bot.db import Database
+from bot.db import Database, rowcount
 from bot.db.tables import table
 from bot.tasks import intake, media
 from bot.tasks.media import CheckedImage, ImageRejected
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind
+from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind, TaskStatus
 from bot.tasks.projects import labels as project_labels
 from bot.tasks.safety import confined_path, csv_cell
 
@@ -135,6 +135,8 @@ class LoadSummary:
     duplicates: int = 0  # same content as another row or task under another name
     images_new: int = 0
     images_reused: int = 0
+    resumed: int = 0  # tasks an interrupted earlier load had written, published by this one
+    partial_files_removed: int = 0  # ``.part`` files an interrupted copy left in the media folder
     bad: list[Problem] = field(default_factory=list)
 
     @property
@@ -741,6 +743,7 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
             "mask_rle": item.mask_rle,
             "golden": item.golden,
             "explanation": item.explanation,
+            "status": TaskStatus.LOADING.value,  # published by finish_load() when the whole load is in
             "created_at": now,
         }
         for item in batch
@@ -766,6 +769,7 @@ def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], m
             mask_rle=item.mask_rle,
             golden=item.golden,
             explanation=item.explanation,
+            status=TaskStatus.LOADING,
         )
         created += task_created
     return created, new, reused
@@ -816,6 +820,20 @@ def _write_one(
             return _write_slow(session, project, batch, media_dir, copy)
 
 
+def finish_load(db: Database, project_id: int) -> int:
+    """Make every task written by a load of this project visible to workers, in one statement
+    (one commit): a load is invisible until it has finished. Tasks left ``loading`` by a load
+    that was killed were validated like any other and are published by the next load of the
+    project. Returns how many tasks became visible."""
+    with db.session() as session:
+        result = session.execute(
+            update(Task)
+            .where(col(Task.project_id) == project_id, col(Task.status) == TaskStatus.LOADING.value)
+            .values(status=TaskStatus.OPEN.value)
+        )
+        return rowcount(result)
+
+
 def load(
     db: Database,
     project_id: int,
@@ -852,7 +870,10 @@ def load(
         log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
         raise LoadRejected(summary.bad)
     use_copy = (project.media_mode == "copy") if copy is None else copy  # "ref" / "reference": in place
+    if use_copy and media_dir is not None:
+        summary.partial_files_removed = media.remove_partial_copies(media_dir)
     created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress, threads=threads)
+    summary.resumed = max(0, finish_load(db, project_id) - created)
     summary.created = created
     summary.already_loaded += len(to_write) - created
     summary.images_new = new
@@ -866,6 +887,8 @@ def load(
         already=summary.already_loaded,
         duplicates=summary.duplicates,
         bad=len(summary.bad),
+        resumed=summary.resumed,
+        partial_files_removed=summary.partial_files_removed,
     )
     return summary
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bot.tasks.models import Image, Project, Task, TaskKind
+from bot.tasks.models import Image, Project, Task, TaskKind, TaskStatus
 
 
 def add_task(
@@ -20,6 +20,7 @@ def add_task(
     mask_rle: str | None = None,
     golden: str | None = None,
     explanation: str | None = None,
+    status: TaskStatus = TaskStatus.OPEN,
 ) -> tuple[Task, bool]:
     existing = (
         session.execute(select(Task).where(col(Task.project_id) == project.id, col(Task.external_id) == external_id)).scalars().first()
@@ -36,6 +37,7 @@ def add_task(
         mask_rle=mask_rle,
         golden=golden,
         explanation=explanation,
+        status=status.value,
     )
     session.add(task)
     session.flush()

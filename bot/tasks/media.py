@@ -7,11 +7,13 @@ uploaded to Telegram; originals are never modified.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +132,52 @@ def copy_to_media(source: Path, sha256: str, media_dir: Path) -> Path:
             shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     return Path(target)
+
+
+PARTIAL_MAX_AGE_S = 3600.0  # a ``.part`` file this old is abandoned even if its pid now names another process
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists (another user's), or not a pid we can judge: leave it to the age rule
+    return True
+
+
+def remove_partial_copies(media_dir: Path, *, max_age_s: float = PARTIAL_MAX_AGE_S, now: float | None = None) -> int:
+    """Remove ``*.<pid>.<thread>.part`` files that a killed copy left in the media folder.
+
+    A file is removed when the process that wrote it is gone, or when it is older than
+    ``max_age_s`` (a crashed process on another machine sharing the folder, or a reused pid);
+    a copy in progress in a live process is left alone. Returns how many were removed.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    for area in ("originals", "phone"):
+        root = os.path.join(os.path.abspath(media_dir), area)
+        if not os.path.isdir(root):
+            continue
+        for folder in os.scandir(root):
+            if not folder.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(folder.path):
+                if not entry.name.endswith(".part") or not entry.is_file(follow_symlinks=False):
+                    continue
+                parts = entry.name.split(".")
+                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+                try:
+                    old = now - entry.stat(follow_symlinks=False).st_mtime > max_age_s
+                except FileNotFoundError:
+                    continue  # finished meanwhile
+                dead = pid is not None and pid != os.getpid() and not _pid_alive(pid)
+                if old or dead:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
 
 
 def phone_jpeg(source: Path, *, long_side: int = 1280, quality: int = 85) -> bytes:

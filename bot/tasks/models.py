@@ -38,6 +38,7 @@ class TaskStatus(StrEnum):
     OPEN = "open"
     DONE = "done"
     BROKEN = "broken"  # reported broken/offensive; not handed out again
+    LOADING = "loading"  # written by a load that has not finished: invisible to workers and stats
 
 
 class TaskKind(StrEnum):

@@ -135,6 +135,8 @@ def project_progress(session: Session, project_id: int | None = None, *, now: da
         .group_by(col(Task.project_id), col(Task.kind), col(Task.status))
     )
     for pid, kind, status, n in task_rows:
+        if status == TaskStatus.LOADING.value:
+            continue  # not part of the project until its load finishes
         item = out[pid]
         if kind != TaskKind.NORMAL.value:
             item.control_tasks += n
