@@ -73,8 +73,10 @@ def _hostile_worker(db: Database, tmp_path: Path) -> tuple[int, int, int]:
         wp = s.execute(select(WorkerProject).where(WorkerProject.worker_id == mallory)).scalars().one()
         wp.golden_correct, wp.golden_total = 19, 20
         ledger.credit_earning(s, worker_id=mallory, answer_id=10_000, amount=20_000, hold_days=0)
-        payout_accounts.save(s, mallory, bank="[red]Bank[/] \x1b[31m", number="110-123-456789", holder="=HOLDER [/]")
-        assert withdrawals.request(s, mallory, 10_000, minimum=10_000) is not None
+        payout_accounts.save(s, mallory, bank="신한", number="110-123-456789", holder="=HOLDER [/]")
+        withdrawal = withdrawals.request(s, mallory, 10_000, minimum=10_000)
+        assert withdrawal is not None
+        withdrawal.bank = "[red]Bank[/] \x1b[31m"  # saved before bank names were validated
     assert project.id is not None
     return project.id, honest, mallory
 
