@@ -38,4 +38,10 @@ def setup_logging(level: str = "INFO", json: bool = False) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # basicConfig does nothing the second time; the level must still follow the last call
+    # (``crowdpin run`` without a token hands over to the demo, which asks for WARNING).
+    logging.getLogger().setLevel(level.upper())
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # Alembic narrates every plugin and migration at INFO: noise before the product's first
+    # words on every start. Its warnings still show; DEBUG shows everything.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
