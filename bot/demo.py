@@ -10,26 +10,86 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot.sandbox import Sandbox, create_sample_project, truth_label
+from bot.i18n import t
+from bot.sample import SampleImage, deepest_cell
+from bot.sandbox import Sandbox, create_mask_project, create_sample_project, truth_label
 from bot.simulate import Screen, SimWorker
-from bot.tasks.models import Task
+from bot.tasks.models import Project, Task
 from bot.wallet.ledger import balance
 
 NAMES = [("민지", "ko"), ("재호", "ko"), ("Alex", "en"), ("서연", "ko"), ("Sam", "en"), ("도윤", "ko")]
 
 
-def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.Random):
+@dataclass
+class DemoProjects:
+    """The three sample projects a newcomer sees, with what a careful worker would answer."""
+
+    classify: Project
+    confirm: Project
+    pin: Project
+    samples: dict[int, list[SampleImage]] = field(default_factory=dict)  # project id -> images
+    truth: dict[tuple[int, str], str] = field(default_factory=dict)  # (project id, external id) -> answer
+
+
+def load_sample_projects(box: Sandbox, workdir: Path, *, tasks: int = 12, overlap: int = 3, mask_tasks: int = 6) -> DemoProjects:
+    """Classify, confirm-mask and Magic Pin projects over generated shapes (claimed in that
+    order: the easy one first, the headline feature last).
+
+    Truth per task: the shape's name (classify); "yes", or "no" for every third mask, which is
+    shifted off its shape (confirm-mask); the cell deepest inside the shape (Magic Pin).
+    """
+    classify, shapes = create_sample_project(box.db, workdir / "classify" / "images", count=tasks, overlap=overlap)
+    confirm, masked = create_mask_project(
+        box.db,
+        workdir / "confirm" / "images",
+        type="confirm-mask",
+        count=mask_tasks,
+        seed=21,
+        wrong_every=3,
+        name="Shapes: is the mask right?",
+    )
+    pin, pinned = create_mask_project(
+        box.db, workdir / "pin" / "images", type="magic-pin", count=mask_tasks, seed=33, name="Shapes: Magic Pin"
+    )
+    assert classify.id is not None and confirm.id is not None and pin.id is not None
+    out = DemoProjects(classify, confirm, pin, {classify.id: shapes, confirm.id: masked, pin.id: pinned})
+    for sample in shapes:
+        out.truth[classify.id, sample.external_id] = truth_label(sample)
+    for i, sample in enumerate(masked):
+        out.truth[confirm.id, sample.external_id] = "no" if i % 3 == 2 else "yes"
+    for sample in pinned:
+        out.truth[pin.id, sample.external_id] = deepest_cell(sample)
+    return out
+
+
+def _chooser(box: Sandbox, demo: DemoProjects, accuracy: float, rng: random.Random):
     """A worker who is right with probability ``accuracy`` (the truth comes from the task the
-    button belongs to, as a careful person would see it in the photo)."""
+    button belongs to, as a careful person would see it in the photo). On Magic Pin: taps the
+    cell on the object, then keeps the first (best) outline."""
 
     def choose(screen: Screen) -> str | None:
+        found = box.db.call(_task_of, screen.assignment_id or 0)
+        if found is None:
+            return None
+        project_id, external_id = found
+        right = demo.truth.get((project_id, external_id))
+        texts = [text for text, _ in screen.buttons]
+        if project_id == demo.pin.id:
+            picks = [text for text, data in screen.buttons if data.startswith("t:p:")]
+            if picks:
+                return picks[0]
+            return right if right in texts else None
+        if project_id == demo.confirm.id:
+            yes, no = (t(key, _lang_of(texts)) for key in ("masks.correct", "masks.wrong"))
+            say_yes = (right == "yes") == (rng.random() <= accuracy)
+            return yes if say_yes else no
         labels = screen.labels()
-        right = truth.get(box.db.call(_external_id, screen.assignment_id or 0) or "")
         if right is None or rng.random() > accuracy:
             return rng.choice(labels)
         return right
@@ -37,28 +97,39 @@ def _chooser(box: Sandbox, truth: dict[str, str], accuracy: float, rng: random.R
     return choose
 
 
-def _external_id(session, assignment_id: int) -> str | None:
+def _lang_of(texts: list[str]) -> str:
+    return "ko" if t("masks.correct", "ko") in texts else "en"
+
+
+def _task_of(session, assignment_id: int) -> tuple[int, str] | None:
     from bot.tasks.models import Assignment
 
-    return session.execute(
-        select(col(Task.external_id)).join(Assignment, col(Assignment.task_id) == col(Task.id)).where(col(Assignment.id) == assignment_id)
-    ).scalar()
+    row = session.execute(
+        select(col(Task.project_id), col(Task.external_id))
+        .join(Assignment, col(Assignment.task_id) == col(Task.id))
+        .where(col(Assignment.id) == assignment_id)
+    ).first()
+    return (row[0], row[1] or "") if row is not None else None
 
 
-async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose: bool = True) -> int:
+async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose: bool = True, mask_tasks: int = 6) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="crowdpin-demo-"))
-    print(f"crowdpin demo — sandbox in {workdir}")
+    print(f"crowdpin demo — sandbox in {workdir}", flush=True)
     box = await Sandbox.start(workdir)
     try:
         print(f"Bot API emulator at {box.server.base_url} (token {box.token})")
-        project, samples = create_sample_project(box.db, workdir / "images", count=tasks, overlap=min(overlap, workers))
-        print(f"Project #{project.id} “{project.name}”: {len(samples)} images, overlap {project.overlap}, ₩{project.price} per answer\n")
-        truth = {s.external_id: truth_label(s) for s in samples}
+        demo = load_sample_projects(box, workdir, tasks=tasks, overlap=min(overlap, workers), mask_tasks=mask_tasks)
+        project = demo.classify
+        for p in (demo.classify, demo.confirm, demo.pin):
+            assert p.id is not None
+            print(f"Project #{p.id} “{p.name}” ({p.type}): {len(demo.samples[p.id])} images, overlap {p.overlap}, ₩{p.price} per answer")
+        print()
+        truth = {s.external_id: truth_label(s) for s in demo.samples[project.id or 0]}
         sims = []
         for i in range(workers):
             name, lang = NAMES[i % len(NAMES)]
             rng = random.Random(i)
-            sim = SimWorker.create(box.emulator, name, lang, chooser=_chooser(box, truth, 0.9, rng))
+            sim = SimWorker.create(box.emulator, name, lang, chooser=_chooser(box, demo, 0.9, rng))
             sims.append(sim)
         for sim in sims:
             await sim.start()
@@ -79,6 +150,7 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
                 f"  {result.external_id}: {result.label}  ({result.method}, confidence {result.confidence:.2f}, {result.n_answers} answers){mark}"
             )
         print(f"\n{correct}/{len(rows)} images labelled correctly.")
+        _print_mask_results(box, demo)
         for sim in sims:
             worker_id = box.db.call(_worker_id, sim.user_id)
             bal = box.db.call(balance, worker_id)
@@ -86,6 +158,37 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         return 0 if rows else 1
     finally:
         await box.close()
+
+
+def _print_mask_results(box: Sandbox, demo: DemoProjects) -> None:
+    """Confirm-mask verdicts against the truth, and Magic Pin masks against the true masks."""
+    import json
+
+    from bot.autoseg import rle as coco_rle
+    from bot.sample import true_mask
+
+    answers = box.db.call(_answers, demo.confirm.id or 0)
+    right = sum(value == demo.truth.get((demo.confirm.id or 0, ext)) for ext, value, _ in answers)
+    print(f"\nIs the mask right? {right}/{len(answers)} verdicts agree with the truth.")
+    by_id = {s.external_id: s for s in demo.samples[demo.pin.id or 0]}
+    pins = box.db.call(_answers, demo.pin.id or 0)
+    ious = [
+        coco_rle.mask_iou(coco_rle.decode(json.loads(mask)), true_mask(by_id[ext])) for ext, value, mask in pins if value == "mask" and mask
+    ]
+    mean = sum(ious) / len(ious) if ious else 0.0
+    print(f"Magic Pin: {len(ious)} objects outlined with one tap and one pick, mean IoU with the true outline {mean:.2f}.\n")
+
+
+def _answers(session, project_id: int) -> list[tuple[str, str, str | None]]:
+    from bot.tasks.models import Answer
+
+    rows = session.execute(
+        select(col(Task.external_id), col(Answer.value), col(Answer.mask_rle))
+        .join(Answer, col(Answer.task_id) == col(Task.id))
+        .where(col(Answer.project_id) == project_id)
+        .order_by(col(Answer.id))
+    ).all()
+    return [(row[0] or "", row[1], row[2]) for row in rows]
 
 
 def _collected(session, project_id: int) -> list:

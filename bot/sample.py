@@ -71,3 +71,16 @@ def true_mask(sample: SampleImage, size: tuple[int, int] = (320, 240)) -> np.nda
     canvas = PILImage.new("L", size, 0)
     draw_shape(ImageDraw.Draw(canvas), sample.shape, sample.bbox, 255)  # type: ignore[arg-type]
     return np.asarray(canvas) >= 128
+
+
+def deepest_cell(sample: SampleImage, size: tuple[int, int] = (320, 240)) -> str:
+    """The 4×4 grid cell (``"A1"``..``"D4"``) whose centre lies deepest inside the shape: the
+    cell a careful Magic Pin worker taps (simulated workers of the demo tap it)."""
+    import cv2
+
+    from bot.autoseg.overlay import cell_center
+    from bot.tasks.magic_pin import CELLS
+
+    depth = cv2.distanceTransform(true_mask(sample, size).astype(np.uint8), cv2.DIST_L2, 5)
+    w, h = size
+    return max(CELLS, key=lambda cell: float(depth[int(cell_center(cell, w, h)[1]), int(cell_center(cell, w, h)[0])]))

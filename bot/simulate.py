@@ -34,6 +34,18 @@ class Screen:
     def labels(self) -> list[str]:
         return [text for text, data in self.buttons if data.startswith("t:l:")]
 
+    def data_of(self, text: str) -> str:
+        return next((data for label, data in self.buttons if label == text), "")
+
+
+# Magic Pin buttons that change the task message (a cell, Try another cell, Add a point / + / -
+# / Back) instead of answering it: after one, the same task is shown again, redrawn.
+STEP_PREFIXES = ("t:g:", "t:t:", "t:a:")
+
+
+def is_step(data: str) -> bool:
+    return data.startswith(STEP_PREFIXES)
+
 
 def _buttons(markup: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not markup:
@@ -119,6 +131,18 @@ class SimWorker:
             return None
         return self.screen()
 
+    async def step(self, screen: Screen, text: str) -> Screen | None:
+        """Tap a button that redraws the same task (a Magic Pin cell...) and wait for the redraw."""
+        old = screen.buttons
+        await self.emu.tap(self.user_id, screen.message_id, text=text, token=self.token)
+
+        def redrawn() -> bool:
+            s = self.screen()
+            return s is None or s.message_id != screen.message_id or s.buttons != old
+
+        await self.emu.wait_for(redrawn, timeout=30)
+        return self.screen()
+
     async def work(self, limit: int = 10_000, verbose: bool = False) -> int:
         """Label until no task is left (or ``limit``); returns how many answers were given."""
         screen = await self.request_task()
@@ -126,11 +150,15 @@ class SimWorker:
             choice = self.chooser(screen) if self.chooser else (screen.labels() or [screen.buttons[0][0]])[0]
             if choice is None:
                 choice = t("task.skip", self.lang)
-            else:
+            step = is_step(screen.data_of(choice))
+            if choice != t("task.skip", self.lang) and not step:
                 self.answered += 1
             if verbose:
                 first = screen.caption.split("\n")[0]
-                self.log.append(f"{self.name}: sees “{first}” {[b for b, _ in screen.buttons]} → taps “{choice}”")
+                texts = [b for b, d in screen.buttons if not d.startswith("t:g:")]
+                if len(texts) < len(screen.buttons):
+                    texts.insert(0, "A1…D4")
+                self.log.append(f"{self.name}: sees “{first}” {texts} → taps “{choice}”")
                 print(self.log[-1], flush=True)
-            screen = await self.tap(screen, choice)
+            screen = await (self.step(screen, choice) if step else self.tap(screen, choice))
         return self.answered
