@@ -5,7 +5,8 @@ these endpoints (or :class:`bot.emulator.client.EmulatorClient`). Arguments
 come as a JSON body or as query/form parameters; answers are
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 ``GET /_emu/wait`` long-polls for the bot's next message in a chat, so a
-client can measure "tap to next task shown" without busy polling.
+client can measure "tap to next task shown" without busy polling. ``GET /_emu/feed/<chat>``
+long-polls a whole chat for a client that draws it (the browser sandbox, ``bot.webchat``).
 """
 
 from __future__ import annotations
@@ -240,6 +241,29 @@ async def _wait(emu: Emulator, args: _Args) -> Any:
     return {"message": _message(message), "version": emu.chat_version(chat_id, token), "timed_out": False}
 
 
+async def _feed(emu: Emulator, args: _Args) -> Any:
+    """A chat as a client draws it: every message (edits applied, deletions marked, user
+    messages too) and the chat version, long-polled: with ``after_version`` it answers as soon
+    as the chat changes after that version (or with ``timed_out`` after ``timeout``)."""
+    chat_id, token = args.int("chat_id"), args.get("token")
+    after = args.opt_int("after_version")
+    timeout = min(args.float("timeout", 25.0), MAX_WAIT_S)
+    limit = args.opt_int("limit")
+    if limit is not None and limit < 1:
+        raise EmulatorError("argument 'limit' must be at least 1")
+    emu.bot(token)  # an unknown token is an error, not an empty chat
+    timed_out = False
+    if after is not None and emu.chat_version(chat_id, token) <= after:
+        try:
+            await emu.wait_for(lambda: emu.chat_version(chat_id, token) > after, timeout=timeout)
+        except TimeoutError:
+            timed_out = True
+    messages = emu.transcript(chat_id, token)
+    if limit is not None:
+        messages = messages[-limit:]
+    return {"version": emu.chat_version(chat_id, token), "messages": [m.to_dict() for m in messages], "timed_out": timed_out}
+
+
 async def _file(emu: Emulator, args: _Args) -> Any:
     return web.Response(body=emu.file_bytes(str(args.get("file_id"))), content_type="application/octet-stream")
 
@@ -269,6 +293,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/fault", _inject_fault),
     ("DELETE", "/fault", _clear_faults),
     ("GET", "/wait", _wait),
+    ("GET", "/feed/{chat_id}", _feed),
     ("GET", "/files/{file_id}", _file),
     ("GET", "/updates", _updates),
 ]

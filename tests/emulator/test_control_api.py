@@ -77,3 +77,49 @@ async def test_client_reads_files_and_sends_photos(server: EmulatorServer, emu: 
         assert await client.file_bytes(sent["photo"][-1]["file_id"]) == image
         updates = await client.pending_updates()
         assert updates[-1]["message"]["photo"] == sent["photo"]
+
+
+async def test_the_feed_long_polls_a_whole_chat_and_shows_edits_in_place(server: EmulatorServer, emu: Emulator, api) -> None:
+    import aiohttp
+
+    user = emu.create_user(first_name="Feed", language_code="ko")
+    feed_url = f"{server.base_url}/_emu/feed/{user.id}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(feed_url) as response:
+            empty = (await response.json())["result"]
+        assert empty == {"version": 0, "messages": [], "timed_out": False}
+
+        await emu.send_text(user.id, "/start")
+        keyboard = {"inline_keyboard": [[{"text": "Cat", "callback_data": "l:1"}]]}
+        sent = (await api.json("sendMessage", chat_id=user.id, text="Which animal?", reply_markup=keyboard)).result
+        async with http.get(feed_url) as response:
+            now = (await response.json())["result"]
+        assert [(m["from_bot"], m["text"]) for m in now["messages"]] == [(False, "/start"), (True, "Which animal?")]
+        assert now["messages"][1]["reply_markup"] == keyboard
+
+        # Nothing changes: the long poll ends by its timeout and says so.
+        started = time.perf_counter()
+        async with http.get(feed_url, params={"after_version": now["version"], "timeout": "0.3"}) as response:
+            idle = (await response.json())["result"]
+        assert idle["timed_out"] is True and idle["version"] == now["version"]
+        assert 0.25 < time.perf_counter() - started < 3
+
+        # An edit wakes the poll; the message keeps its id and counts the edit.
+        async def edit_later() -> None:
+            await asyncio.sleep(0.2)
+            await api.json("editMessageText", chat_id=user.id, message_id=sent["message_id"], text="Dog it is")
+
+        editing = asyncio.create_task(edit_later())
+        async with http.get(feed_url, params={"after_version": now["version"], "timeout": "5"}) as response:
+            changed = (await response.json())["result"]
+        await editing
+        assert changed["timed_out"] is False and changed["version"] > now["version"]
+        last = changed["messages"][-1]
+        assert (last["message_id"], last["text"], last["edit_count"], last["reply_markup"]) == (sent["message_id"], "Dog it is", 1, None)
+
+        async with http.get(feed_url, params={"limit": "1"}) as response:
+            assert [m["text"] for m in (await response.json())["result"]["messages"]] == ["Dog it is"]
+        for params, status in (({"limit": "0"}, 400), ({"after_version": "x"}, 400), ({"token": "1:nope"}, 400)):
+            async with http.get(feed_url, params=params) as response:
+                assert response.status == status, params
+                assert (await response.json())["ok"] is False
