@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import typer
 
@@ -54,8 +55,10 @@ def run(
         return
     if not settings.telegram.bot_token:
         typer.echo("BOT_TOKEN is not set: starting the local sandbox instead (crowdpin demo).", err=True)
-        demo(workers=3, tasks=12, overlap=3, quiet=False)
-        return
+        from bot.demo import run_demo
+
+        setup_logging("WARNING")
+        raise SystemExit(asyncio.run(run_demo(workers=3, tasks=12, overlap=3)))
     from bot.app import run_polling
 
     asyncio.run(run_polling(settings))
@@ -64,15 +67,36 @@ def run(
 @cli.command()
 def demo(
     workers: int = typer.Option(3, help="How many simulated workers label the sample project."),
-    tasks: int = typer.Option(12, help="How many sample images to label."),
+    tasks: int | None = typer.Option(None, help="Images in the classify sample project (default 12; with --web 3)."),
     overlap: int = typer.Option(3, help="Answers collected per image."),
     quiet: bool = typer.Option(False, help="Print only the summary."),
+    mask_tasks: int | None = typer.Option(
+        None, "--mask-tasks", help="Images in each of the confirm-mask and Magic Pin projects (default 6; with --web 3)."
+    ),
+    web: bool = typer.Option(False, "--web", help="Play the worker yourself in a Telegram-like chat in your browser (runs until Ctrl-C)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="--web: interface of the chat page."),
+    port: int = typer.Option(8090, "--port", help="--web: port of the chat page (0: any free port)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="--web: keep the sandbox's database and images here (default: a new temporary folder)."
+    ),
+    lang: str = typer.Option("ko", "--lang", help="--web: the page's first language (ko or en; the page has a toggle)."),
 ) -> None:
-    """No token needed: start the emulator, a sample project, the bot and simulated workers."""
+    """No token needed: start the emulator, the sample projects (classify, confirm-mask, Magic
+    Pin), the bot and simulated workers; or, with --web, a chat page where you are the worker."""
+    setup_logging("WARNING")
+    if web:
+        from bot.demo import run_web_demo
+
+        try:
+            asyncio.run(run_web_demo(host=host, port=port, workdir=workdir, tasks=tasks or 3, mask_tasks=mask_tasks or 3, lang=lang))
+        except KeyboardInterrupt:
+            typer.echo("\nsandbox stopped.")
+        return
     from bot.demo import run_demo
 
-    setup_logging("WARNING")
-    raise SystemExit(asyncio.run(run_demo(workers=workers, tasks=tasks, overlap=overlap, verbose=not quiet)))
+    raise SystemExit(
+        asyncio.run(run_demo(workers=workers, tasks=tasks or 12, overlap=overlap, verbose=not quiet, mask_tasks=mask_tasks or 6))
+    )
 
 
 @cli.command()

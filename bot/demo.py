@@ -203,3 +203,44 @@ def _worker_id(session, tg_id: int) -> int:
     worker = get_by_tg(session, tg_id)
     assert worker is not None and worker.id is not None
     return worker.id
+
+
+async def run_web_demo(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    workdir: Path | None = None,
+    tasks: int = 6,
+    mask_tasks: int = 4,
+    lang: str = "ko",
+    ready: asyncio.Event | None = None,
+) -> int:
+    """``crowdpin demo --web``: the sandbox with a person as the worker, in a browser.
+
+    Starts the emulator, the bot and the three sample projects, serves the chat page
+    (:mod:`bot.webchat`) and prints its address; runs until cancelled (Ctrl-C).
+    """
+    from bot.webchat import serve
+
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="crowdpin-web-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    box = await Sandbox.start(workdir)
+    chat = None
+    try:
+        demo = load_sample_projects(box, workdir, tasks=tasks, overlap=1, mask_tasks=mask_tasks)
+        chat = await serve(box.server.base_url, host=host, port=port, default_lang=lang)
+        print("crowdpin sandbox — play a worker in your browser")
+        for p in (demo.classify, demo.confirm, demo.pin):
+            assert p.id is not None
+            print(f"  project #{p.id} “{p.name}” ({p.type}): {len(demo.samples[p.id])} images, ₩{p.price} per answer")
+        print(f"  data: {workdir} (SQLite {workdir / 'crowdpin.db'})")
+        print(f"  Bot API emulator: {box.server.base_url}")
+        print(f"\nOpen {chat.url} — press Ctrl-C to stop.", flush=True)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+        return 0
+    finally:
+        if chat is not None:
+            await chat.close()
+        await box.close()
