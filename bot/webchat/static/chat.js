@@ -9,7 +9,7 @@
   const els = {
     messages: $("messages"), scroll: $("scroll"), intro: $("intro"), start: $("start"), composer: $("composer"),
     text: $("text"), keyboard: $("keyboard"), toast: $("toast"), offline: $("offline"), lang: $("lang"),
-    panel: $("panel"), panelFrame: $("panel-frame"), panelTitle: $("panel-title"), panelClose: $("panel-close"),
+    panel: $("panel"), panelFrame: $("panel-frame"), panelTitle: $("panel-title"), panelClose: $("panel-close"), kbToggle: $("kb-toggle"),
   };
   const state = {
     lang: document.documentElement.lang || "ko",
@@ -18,6 +18,8 @@
     version: null,
     rendered: new Map(), // message_id -> {key, el}
     polling: false,
+    keyboardOpen: true,
+    taskOnScreen: null,
   };
 
   const saved = (() => { try { return JSON.parse(localStorage.getItem(STORE) || "{}"); } catch { return {}; } })();
@@ -132,7 +134,7 @@
       meta.append(edited);
     }
     meta.append(clock(m.date));
-    text.prepend(meta);
+    text.append(meta);
     bubble.append(text);
     box.append(bubble);
     const rows = (m.reply_markup && m.reply_markup.inline_keyboard) || [];
@@ -182,12 +184,21 @@
     return null;
   }
 
+  function setKeyboardOpen(open) {
+    state.keyboardOpen = open;
+    els.keyboard.hidden = !open || !els.keyboard.childElementCount;
+    els.kbToggle.hidden = !els.keyboard.childElementCount;
+    els.kbToggle.classList.toggle("open", !els.keyboard.hidden);
+  }
+  els.kbToggle.addEventListener("click", () => { setKeyboardOpen(els.keyboard.hidden); stickToBottom(); });
+
   function renderReplyKeyboard(markup) {
     const key = markup ? JSON.stringify(markup.keyboard) : "";
     if (els.keyboard.dataset.key === key) return;
     els.keyboard.dataset.key = key;
     els.keyboard.replaceChildren();
-    els.keyboard.hidden = !markup;
+    els.keyboard.hidden = !markup || !state.keyboardOpen;
+    els.kbToggle.hidden = !markup;
     els.text.placeholder = (markup && markup.input_field_placeholder) || state.texts.placeholder;
     if (!markup) return;
     for (const row of markup.keyboard) {
@@ -211,7 +222,17 @@
     return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
   }
   let stick = true;
-  function stickToBottom() { if (stick) els.scroll.scrollTop = els.scroll.scrollHeight; }
+  function stickToBottom() {
+    if (!stick) return;
+    // A task taller than the screen (photo + grid of cells) shows from its top: the photo is
+    // what the worker looks at; Skip and Report are a scroll away, as in Telegram.
+    const last = els.messages.lastElementChild;
+    if (last && last.classList.contains("bot") && last.offsetHeight > els.scroll.clientHeight) {
+      els.scroll.scrollTop = last.offsetTop - 6;
+    } else {
+      els.scroll.scrollTop = els.scroll.scrollHeight;
+    }
+  }
   els.scroll.addEventListener("scroll", () => { stick = nearBottom(); });
 
   function render(messages) {
@@ -240,6 +261,12 @@
     els.intro.hidden = messages.some((m) => !m.deleted);
     if (!els.intro.hidden) els.messages.prepend(els.intro);
     renderReplyKeyboard(replyKeyboardOf(messages));
+    // The menu keyboard folds away while a task with its own buttons is on screen (more room for
+    // the photo) and comes back when there is none; the ⌨ button toggles it, as in Telegram.
+    const live = messages.filter((m) => !m.deleted);
+    const newest = live[live.length - 1];
+    const taskOnScreen = !!(newest && newest.from_bot && newest.reply_markup && newest.reply_markup.inline_keyboard);
+    if (taskOnScreen !== state.taskOnScreen) { state.taskOnScreen = taskOnScreen; setKeyboardOpen(!taskOnScreen); }
     if (grew) stick = true;
     stickToBottom();
   }
