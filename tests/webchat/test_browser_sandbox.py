@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,20 @@ pytestmark = pytest.mark.timeout(240)
 class WebDemo:
     def __init__(self, process: subprocess.Popen[str], url: str, emulator_url: str, workdir: Path, head: str) -> None:
         self.process, self.url, self.emulator_url, self.workdir, self.head = process, url, emulator_url, workdir, head
+
+    def bot_call(self, method: str, **params) -> dict:
+        """A Bot API call as the bot (its token from the emulator's control API)."""
+        with urllib.request.urlopen(f"{self.emulator_url}/_emu/bots") as response:
+            token = json.load(response)["result"][0]["token"]
+        request = urllib.request.Request(
+            f"{self.emulator_url}/bot{token}/{method}", data=json.dumps(params).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)["result"]
+
+    @staticmethod
+    def user_id(driver) -> int:
+        return int(driver.execute_script("return JSON.parse(localStorage.getItem('crowdpin.webchat')).user.id"))
 
     def answers(self) -> list[tuple[str, str, str | None, int]]:
         with sqlite3.connect(self.workdir / "crowdpin.db") as conn:
@@ -161,8 +176,9 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         correct = t("masks.correct", "ko")
         _wait(driver, lambda d: _button(d, ".msg.bot .ib", correct) and _photo_loaded(d), what="the confirm-mask task")
         assert _click_inline(driver, correct, shots / "04-phone-confirm-mask.png") == task_id
+        edited = t("webchat.edited", "ko")
+        _wait(driver, lambda d: edited in d.find_element("css selector", f'.msg.bot[data-id="{task_id}"] .meta').text, what="marked edited")
         assert len(driver.find_elements("css selector", f'.msg.bot[data-id="{task_id}"]')) == 1
-        assert t("webchat.edited", "ko") in driver.find_element("css selector", f'.msg.bot[data-id="{task_id}"] .meta').text
 
         # 3. Magic Pin: a grid cell, then keep the outline the bot drew from it.
         _wait(driver, lambda d: _button(d, ".msg.bot .ib", cell) and _photo_loaded(d), what="the Magic Pin grid")
@@ -199,5 +215,23 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         _click_inline(driver, "🇬🇧 English")  # the bot's language picker, as /language shows it in Telegram
         _wait(driver, lambda d: _button(d, "#keyboard .kb", t("menu.get_task", "en")), what="the English menu")
         driver.save_screenshot(str(shots / "09-desktop-en.png"))
+
+        # A web_app button (the Mini App's ✏️ Precise) opens its page in a phone-sized panel.
+        set_viewport(driver, PHONE)
+        app_url = web_demo.url + "?lang=en"
+        web_demo.bot_call(
+            "sendMessage",
+            chat_id=web_demo.user_id(driver),
+            text="Mini App",
+            reply_markup={"inline_keyboard": [[{"text": "✏️ Precise", "web_app": {"url": app_url}}]]},
+        )
+        _click_inline(driver, "✏️ Precise")
+        _wait(driver, lambda d: d.find_element("css selector", "#panel").is_displayed(), what="the Mini App panel")
+        assert driver.find_element("css selector", "#panel-frame").get_attribute("src") == app_url
+        assert driver.find_element("css selector", "#panel-title").text == "✏️ Precise"
+        time.sleep(1)
+        driver.save_screenshot(str(shots / "10-phone-web-app-panel.png"))
+        driver.find_element("css selector", "#panel-close").click()
+        _wait(driver, lambda d: not d.find_element("css selector", "#panel").is_displayed(), what="the panel closed")
     finally:
         driver.quit()
