@@ -88,10 +88,11 @@ def demo(
         from bot.demo import run_web_demo
 
         try:
-            asyncio.run(run_web_demo(host=host, port=port, workdir=workdir, tasks=tasks or 3, mask_tasks=mask_tasks or 3, lang=lang))
+            code = asyncio.run(run_web_demo(host=host, port=port, workdir=workdir, tasks=tasks or 3, mask_tasks=mask_tasks or 3, lang=lang))
         except KeyboardInterrupt:
             typer.echo("\nsandbox stopped.")
-        return
+            return
+        raise SystemExit(code)
     from bot.demo import run_demo
 
     raise SystemExit(

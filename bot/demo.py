@@ -228,7 +228,11 @@ async def run_web_demo(
     chat = None
     try:
         demo = load_sample_projects(box, workdir, tasks=tasks, overlap=1, mask_tasks=mask_tasks)
-        chat = await serve(box.server.base_url, host=host, port=port, default_lang=lang)
+        try:
+            chat = await serve(box.server.base_url, host=host, port=port, default_lang=lang)
+        except OSError as err:
+            print(f"cannot serve the page on {host}:{port} ({err.strerror or err}); try another --port, or --port 0 for any free one")
+            return 2
         print("crowdpin sandbox — play a worker in your browser")
         for p in (demo.classify, demo.confirm, demo.pin):
             assert p.id is not None

@@ -70,7 +70,8 @@ class WebChat:
     def url(self) -> str:
         assert self._runner is not None and self._runner.addresses, "start() first"
         port = self._runner.addresses[0][1]
-        return f"http://{self.host}:{port}/"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # an address a browser can open
+        return f"http://{host}:{port}/"
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
@@ -86,11 +87,17 @@ class WebChat:
         return app
 
     async def start(self) -> str:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FEED_TIMEOUT_S + 10))
         self._runner = web.AppRunner(self.make_app(), access_log=None)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port)
-        await self._site.start()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self._site = site
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FEED_TIMEOUT_S + 10))
         return self.url
 
     async def close(self) -> None:

@@ -169,3 +169,18 @@ async def test_bad_and_foreign_requests_get_clear_errors_and_change_nothing(page
     status, _ = await page.call("GET", "/api/files/nope")
     assert status == 404
     assert page.emu.pending_updates() == []
+
+
+async def test_a_busy_port_is_a_clear_message_not_a_traceback(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from bot.demo import run_web_demo
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = await run_web_demo(port=port, workdir=tmp_path / "w", tasks=1, mask_tasks=1)
+    assert code == 2
+    out = capsys.readouterr().out
+    assert f"cannot serve the page on 127.0.0.1:{port}" in out and "--port 0" in out

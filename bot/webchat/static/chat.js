@@ -321,6 +321,14 @@
     els.panelFrame.src = "about:blank";
   }
   els.panelClose.addEventListener("click", closeWebApp);
+  // A Mini App in an iframe talks to its Telegram client by postMessage ({eventType, eventData}),
+  // as telegram-web-app.js does in Telegram's web clients; closing is the one event a chat needs.
+  window.addEventListener("message", (e) => {
+    if (e.source !== els.panelFrame.contentWindow) return;
+    let event = e.data;
+    try { if (typeof event === "string") event = JSON.parse(event); } catch { return; }
+    if (event && event.eventType === "web_app_close") closeWebApp();
+  });
   els.panel.addEventListener("click", (e) => { if (e.target === els.panel) closeWebApp(); });
 
   // -- the chat's life -------------------------------------------------------------------------
