@@ -48,9 +48,13 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class ControlError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """The emulator refused a control call; ``missing``: it has no such endpoint at all (an
+    older emulator), as opposed to a refusal in its own ``{"ok": false}`` words."""
+
+    def __init__(self, status: int, message: str, *, missing: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.missing = missing
 
 
 @dataclass
@@ -111,7 +115,16 @@ class WebChat:
     async def _control(self, method: str, path: str, **kwargs: Any) -> Any:
         assert self._session is not None, "start() first"
         async with self._session.request(method, f"{self.emulator_url}/_emu{path}", **kwargs) as response:
-            payload = await response.json(content_type=None)
+            try:
+                payload = await response.json(content_type=None)
+            except ValueError:
+                payload = None
+        if not isinstance(payload, dict):
+            raise ControlError(
+                response.status if response.status >= 400 else 502,
+                f"{method} /_emu{path}: not a control answer",
+                missing=response.status == 404,
+            )
         if not payload.get("ok"):
             raise ControlError(response.status if response.status >= 400 else 502, str(payload.get("error", "emulator error")))
         return payload["result"]
@@ -219,15 +232,27 @@ class WebChat:
             return _error(err.status, str(err))
         message = next((m for m in transcript["messages"] if m["message_id"] == body.get("message_id") and not m["deleted"]), None)
         rows = ((message or {}).get("reply_markup") or {}).get("inline_keyboard", [])
-        if not any((button.get("web_app") or {}).get("url") == url for row in rows for button in row):
+        button = next((b for row in rows for b in row if (b.get("web_app") or {}).get("url") == url), None)
+        if button is None:
             return _error(400, "no such web_app button on that message")
-        return _json({"ok": True, "url": await self.launch_url(user_id, body["message_id"], str(url))})
+        try:
+            opened = await self.launch_url(user_id, body["message_id"], str(url), str(button.get("text", "")))
+        except ControlError as err:
+            return _error(err.status, str(err))
+        return _json({"ok": True, "url": opened})
 
-    async def launch_url(self, user_id: int, message_id: int, url: str) -> str:
-        """What a Telegram client opens for a ``web_app`` button: the button's URL plus the
-        launch data it signs for the user (``#tgWebAppData=...``). Until the emulator's control
-        API can sign launch data, the button's URL is opened as it is."""
-        return url
+    async def launch_url(self, user_id: int, message_id: int, url: str, text: str) -> str:
+        """What a Telegram client opens for a ``web_app`` button: the button's URL with the
+        launch data signed for the user in its fragment (``#tgWebAppData=...``), from the
+        emulator's ``POST /_emu/web_app``, so the Mini App checks real launch data. An emulator
+        without that endpoint gets the button's URL as it is."""
+        try:
+            opened = await self._control("POST", "/web_app", json={"user_id": user_id, "message_id": message_id, "text": text})
+        except ControlError as err:
+            if err.missing:
+                return url
+            raise
+        return str(opened["url"])
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None

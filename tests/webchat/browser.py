@@ -12,7 +12,7 @@ import pytest
 
 CHROMIUM = os.environ.get("CROWDPIN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CROWDPIN_CHROMEDRIVER", "/usr/bin/chromedriver")
-ARTIFACTS = Path(os.environ.get("CROWDPIN_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("CROWDPIN_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
 
 PHONE = (360, 740)
 DESKTOP = (1280, 860)
