@@ -75,7 +75,7 @@ def demo(
     ),
     web: bool = typer.Option(False, "--web", help="Play the worker yourself in a Telegram-like chat in your browser (runs until Ctrl-C)."),
     host: str = typer.Option("127.0.0.1", "--host", help="--web: interface of the chat page."),
-    port: int = typer.Option(8090, "--port", help="--web: port of the chat page (0: any free port)."),
+    port: int = typer.Option(8088, "--port", help="--web: port of the chat page (0: any free port)."),
     workdir: Path | None = typer.Option(
         None, "--workdir", help="--web: keep the sandbox's database and images here (default: a new temporary folder)."
     ),

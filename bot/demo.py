@@ -208,7 +208,7 @@ def _worker_id(session, tg_id: int) -> int:
 async def run_web_demo(
     *,
     host: str = "127.0.0.1",
-    port: int = 8090,
+    port: int = 8088,
     workdir: Path | None = None,
     tasks: int = 6,
     mask_tasks: int = 4,
