@@ -178,7 +178,11 @@ class WebChat:
 
     async def _feed(self, request: web.Request) -> web.StreamResponse:
         user_id = self._own_user(request.match_info["user_id"])
-        params: dict[str, str] = {"timeout": str(min(float(request.query.get("timeout", FEED_TIMEOUT_S)), FEED_TIMEOUT_S))}
+        try:
+            timeout = min(float(request.query.get("timeout", FEED_TIMEOUT_S)), FEED_TIMEOUT_S)
+        except ValueError:
+            return _error(400, "timeout must be a number of seconds")
+        params: dict[str, str] = {"timeout": str(timeout)}
         if "after_version" in request.query:
             params["after_version"] = request.query["after_version"]
         try:

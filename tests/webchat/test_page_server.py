@@ -173,6 +173,9 @@ async def test_bad_and_foreign_requests_get_clear_errors_and_change_nothing(page
     # a button that is not there: the emulator's 404, passed on
     status, answer = await page.call("POST", "/api/tap", json={"user_id": mine, "message_id": 99, "data": "l:1"})
     assert status in (400, 404) and answer["ok"] is False
+    for query in ("timeout=soon", "after_version=x&timeout=1"):
+        status, answer = await page.call("GET", f"/api/feed/{mine}?{query}")
+        assert status == 400 and answer["ok"] is False, (query, answer)
     status, _ = await page.call("GET", "/api/files/nope")
     assert status == 404
     assert page.emu.pending_updates() == []
