@@ -215,6 +215,7 @@
       }
       els.keyboard.append(line);
     }
+    els.kbToggle.classList.toggle("open", !els.keyboard.hidden);
   }
 
   function nearBottom() {
