@@ -224,7 +224,7 @@ async def run_web_demo(
 
     workdir = workdir or Path(tempfile.mkdtemp(prefix="crowdpin-web-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    box = await Sandbox.start(workdir)
+    box = await Sandbox.start(workdir, webapp=True)  # the Mini App too: mask tasks carry ✏️ Precise
     chat = None
     try:
         demo = load_sample_projects(box, workdir, tasks=tasks, overlap=1, mask_tasks=mask_tasks)

@@ -30,6 +30,7 @@ from bot.sandbox import truth_label
 from tests.webchat.browser import DESKTOP, PHONE, artifacts_dir, chromium, set_viewport
 
 pytestmark = pytest.mark.timeout(240)
+PRECISE = t("masks.webapp.button", "ko")
 
 
 class WebDemo:
@@ -182,6 +183,9 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
 
         # 3. Magic Pin: a grid cell, then keep the outline the bot drew from it.
         _wait(driver, lambda d: _button(d, ".msg.bot .ib", cell) and _photo_loaded(d), what="the Magic Pin grid")
+        # the sandbox serves the Mini App too: the task carries its ✏️ Precise web_app button
+        precise = _wait(driver, lambda d: _button(d, ".msg.bot .ib[data-webapp]", PRECISE), what="the ✏️ Precise button")
+        assert "/app/" in (precise.get_attribute("data-webapp") or "")
         assert _click_inline(driver, cell, shots / "05-phone-magic-pin-grid.png") == task_id
         keep_texts = {t("masks.pin.keep", "ko"), t("masks.pin.pick", "ko", mark="🟨", number=1)}
 
