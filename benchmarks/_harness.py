@@ -274,13 +274,13 @@ class RemoteWorker:
 
     async def start(self) -> None:
         await self.client.send_text(self.user_id, "/start")
-        await self.client.wait_for_bot_message(self.user_id, 0, timeout=60)
+        await self.client.wait_for_bot_message(self.user_id, 0, timeout=WAIT_S)
 
     async def get_task(self) -> None:
         newest = await self.client.last_message(self.user_id)
         after = newest.message_id if newest else 0
         await self.client.send_text(self.user_id, t("menu.get_task", self.lang))
-        self.message = await self.client.wait_for_bot_message(self.user_id, after, timeout=60)
+        self.message = await self.client.wait_for_bot_message(self.user_id, after, timeout=WAIT_S)
         self.version = await self.client.chat_version(self.user_id)
         self.done = _assignment(self.message) is None
 
