@@ -36,7 +36,9 @@ def _print_problems(problems: list[datasets.Problem]) -> None:
 
 def load_command(
     project: str = typer.Argument(..., help="Project id or name."),
-    source: Path = typer.Argument(..., help="A folder of images, a .csv/.jsonl manifest, or a COCO .json file."),
+    source: Path = typer.Argument(
+        ..., help="A folder of images, a .csv/.jsonl manifest, a COCO .json, a YOLO folder (or its data.yaml), or Label Studio JSON."
+    ),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Load the good rows and write a report of the bad ones."),
     report: Path = typer.Option(None, "--report", help="Where to write the bad-rows report (CSV).", show_default=False),
     copy: bool = typer.Option(
@@ -53,10 +55,25 @@ def load_command(
         help="Also accept files under this folder (repeatable). By default every image and mask must be inside the source's folder.",
         show_default=False,
     ),
+    fmt: str = typer.Option(
+        None, "--format", help="csv, jsonl, json, folder, coco, yolo or label-studio (default: detected).", show_default=False
+    ),
+    coco_gt: Path = typer.Option(
+        None, "--coco-gt", help="COCO results list: the ground-truth file with its images and categories.", show_default=False
+    ),
+    min_score: float = typer.Option(None, "--min-score", help="Only predictions scored at least this (0..1).", show_default=False),
+    max_score: float = typer.Option(None, "--max-score", help="Only predictions scored at most this (0..1).", show_default=False),
+    sample: int = typer.Option(None, "--sample", help="A random sample of N predictions (a quick audit).", show_default=False),
+    seed: int = typer.Option(0, "--seed", help="Seed of --sample (the same seed picks the same sample)."),
+    show_score: bool = typer.Option(False, "--show-score", help="Confirm-box: show workers the model's score."),
 ) -> None:
     """Check every image and row, then add the tasks. All-or-nothing unless --skip-bad; reloading adds no duplicates."""
     settings = get_settings()
     limits = datasets.Limits(max_pixels=settings.media.max_image_pixels, max_bytes=settings.media.max_image_bytes)
+    try:
+        selection = datasets.Selection(min_score=min_score, max_score=max_score, sample=sample, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
     with open_db(settings) as db:
         target = resolve_project(db, project)
         assert target.id is not None
@@ -74,6 +91,10 @@ def load_command(
                     progress=update,
                     threads=threads,
                     allow_outside=allow_outside,
+                    fmt=fmt,
+                    coco_gt=coco_gt,
+                    selection=selection,
+                    show_score=show_score,
                 )
         except datasets.DatasetError as exc:
             fail(str(exc))
@@ -91,6 +112,6 @@ def load_command(
         datasets.write_report([], report)
     typer.echo(
         f"project {target.id}: {summary.created} task(s) added, {summary.already_loaded} already loaded, "
-        f"{summary.duplicates} duplicate(s), {len(summary.bad)} bad; "
+        f"{summary.duplicates} duplicate(s), {len(summary.bad)} bad, {summary.left_out} left out by score/sample; "
         f"images: {summary.images_new} new, {summary.images_reused} already stored"
     )

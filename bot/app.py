@@ -17,7 +17,7 @@ from bot import autoseg
 from bot.config import Settings
 from bot.db import Database
 from bot.db.migrate import upgrade
-from bot.handlers import admin, broadcast, errors, masks, quality, wallet, worker
+from bot.handlers import admin, boxes, broadcast, errors, masks, quality, wallet, worker
 from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
 from bot.jobs import start_jobs
 from bot.telegram import fast_types
@@ -146,7 +146,7 @@ def _include(dp: Dispatcher, router: Router) -> None:
 
 def extra_routers() -> list[Router]:
     """Feature routers checked after the task taps and before the worker loop's catch-alls."""
-    return [admin.router, wallet.router, masks.router, quality.router, broadcast.router]
+    return [admin.router, wallet.router, masks.router, boxes.router, quality.router, broadcast.router]
 
 
 async def set_commands(bot: Bot) -> None:

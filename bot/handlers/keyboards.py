@@ -141,6 +141,16 @@ def confirm_mask(aid: int, lang: str, *, can_answer: bool = True, extra: Sequenc
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+def confirm_box(aid: int, lang: str, *, can_answer: bool = True) -> InlineKeyboardMarkup:
+    """Correct (wide, the common answer), then Wrong box / Wrong class side by side, then Skip / Report."""
+    rows = []
+    if can_answer:
+        rows.append([_btn(t("boxes.correct", lang), Act.BOX, aid, 0)])
+        rows.append([_btn(t("boxes.wrong_box", lang), Act.BOX, aid, 1), _btn(t("boxes.wrong_class", lang), Act.BOX, aid, 2)])
+    rows.append(_skip_report(aid, lang))
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
 def _cells(aid: int, rev: int) -> list[list[InlineKeyboardButton]]:
     buttons = [_btn(cell, Act.CELL, aid, pack(rev, i, len(CELLS))) for i, cell in enumerate(CELLS)]
     return _rows(buttons, GRID_COLS)

@@ -42,8 +42,21 @@ from bot.clock import utcnow
 from bot.db import Database, rowcount
 from bot.db.tables import table
 from bot.tasks import intake, media
+from bot.tasks.formats.common import Selection
 from bot.tasks.media import CheckedImage, ImageRejected
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Image, Project, ProjectType, Task, TaskKind, TaskStatus
+from bot.tasks.models import (
+    BOX_CORRECT,
+    BOX_VALUES,
+    CONFIRM_VALUES,
+    PIN_MASK,
+    PIN_NONE,
+    Image,
+    Project,
+    ProjectType,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
 from bot.tasks.projects import labels as project_labels
 from bot.tasks.safety import confined_path, csv_cell
 
@@ -105,6 +118,10 @@ class Row:
     declared_size: tuple[int, int] | None = None  # COCO's (width, height)
     base: Path | None = None  # folder that relative mask paths start from (the manifest's)
     allow_outside: tuple[Path, ...] = ()  # folders outside ``base`` the operator allowed (--allow-outside)
+    box: Any = None  # confirm-box: (unit, [4 numbers]), see bot.tasks.boxes.pixel_box
+    score: float | None = None  # the model's score of the prediction
+    src: dict[str, Any] | None = None  # the source's record of the prediction, for exports back to it
+    show_score: bool = False
 
 
 @dataclass(slots=True)
@@ -120,10 +137,20 @@ class ReadyRow:
     mask_rle: str | None
     golden: str | None
     explanation: str | None
+    prediction_json: str | None = None
 
     def content_key(self) -> tuple[str, str, str, str]:
-        mask = hashlib.sha1(self.mask_rle.encode()).hexdigest() if self.mask_rle else ""
-        return (self.checked.sha256, self.prelabel or "", mask, self.golden or "")
+        return (self.checked.sha256, self.prelabel or "", _geometry_key(self.mask_rle, self.prediction_json), self.golden or "")
+
+
+def _geometry_key(mask_rle: str | None, prediction_json: str | None) -> str:
+    """What a task shows besides image and label: its mask, or its predicted box."""
+    if mask_rle:
+        return hashlib.sha1(mask_rle.encode()).hexdigest()
+    if prediction_json:
+        box = json.loads(prediction_json).get("box")
+        return f"box:{box}" if box else ""
+    return ""
 
 
 @dataclass(slots=True)
@@ -137,6 +164,7 @@ class LoadSummary:
     images_reused: int = 0
     resumed: int = 0  # tasks an interrupted earlier load had written, published by this one
     partial_files_removed: int = 0  # ``.part`` files an interrupted copy left in the media folder
+    left_out: int = 0  # predictions not sent to people (--min-score / --max-score / --sample)
     bad: list[Problem] = field(default_factory=list)
 
     @property
@@ -341,17 +369,40 @@ def read_coco(
 
 
 def read_source(
-    source: Path, *, images_root: Path | None = None, allow_outside: Sequence[Path] = ()
+    source: Path,
+    *,
+    images_root: Path | None = None,
+    allow_outside: Sequence[Path] = (),
+    fmt: str | None = None,
+    project_type: str = ProjectType.CONFIRM_MASK,
+    coco_gt: Path | None = None,
 ) -> tuple[list[Row], list[Problem], str]:
     """Rows and row-level problems of any supported source; returns (rows, problems, format).
 
     Every file a row names must resolve (symlinks followed) inside the source's folder, or
     inside one of ``allow_outside``: anything else is a bad row (see :func:`confined_path`).
+    ``fmt`` forces a format (else it is detected); a COCO file makes confirm-box tasks from its
+    boxes in a confirm-box project and confirm-mask tasks from its masks otherwise. COCO
+    detection, YOLO and Label Studio are read by :mod:`bot.tasks.formats`.
     """
+    from bot.tasks import formats
+
     if not source.exists():
         raise DatasetError(f"{source}: no such file or folder")
+    if fmt is not None and fmt not in formats.FORMATS:
+        raise DatasetError(f"unknown format {fmt!r}; use one of: {', '.join(formats.FORMATS)}")
+    boxes = project_type == ProjectType.CONFIRM_BOX
+    if fmt in ("yolo", "label-studio") or (fmt == "coco" and boxes):
+        rows, problems = formats.read(
+            source, fmt, project_type=project_type, images_root=images_root, coco_gt=coco_gt, allow_outside=allow_outside
+        )
+        return rows, problems, fmt
+    if fmt is None and source.is_dir() and formats.detect(source) == "yolo":
+        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
     if source.is_dir():
         return (*read_folder(source, allow_outside), "folder")
+    if fmt is None and source.suffix.lower() in (".yaml", ".yml"):
+        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
     suffix = source.suffix.lower()
     if suffix == ".csv":
         return (*read_csv(source, allow_outside), "csv")
@@ -366,7 +417,24 @@ def read_source(
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
         if isinstance(data, dict) and ("annotations" in data or "images" in data):
+            if boxes:
+                rows, problems = formats.read(
+                    source, "coco", project_type=project_type, images_root=images_root, data=data, allow_outside=allow_outside
+                )
+                return rows, problems, "coco"
             return (*read_coco(source, data, images_root, allow_outside), "coco")
+        detected = formats.detect(source, data) if fmt is None else None
+        if detected is not None:
+            rows, problems = formats.read(
+                source,
+                detected,
+                project_type=project_type,
+                images_root=images_root,
+                coco_gt=coco_gt,
+                data=data,
+                allow_outside=allow_outside,
+            )
+            return rows, problems, "coco" if detected == "coco-results" else detected
         if isinstance(data, list):  # a JSON array of manifest rows
             rows, problems = [], []
             for i, item in enumerate(data, start=1):
@@ -515,6 +583,12 @@ def _golden_value(project: Project, value: str) -> str:
         if value not in project_labels(project):
             raise ValueError(f"golden answer {value!r} is not one of the labels ({', '.join(project_labels(project))})")
         return value
+    if project.type == ProjectType.CONFIRM_BOX:
+        answer = value.strip().lower().replace(" ", "_").replace("-", "_")
+        answer = {"yes": BOX_CORRECT, "true": BOX_CORRECT, "1": BOX_CORRECT}.get(answer, answer)
+        if answer not in BOX_VALUES:
+            raise ValueError(f"golden answer {value!r} must be {', '.join(BOX_VALUES)} for a confirm-box project")
+        return answer
     if project.type == ProjectType.CONFIRM_MASK:
         normalized = _YES_NO.get(value.lower())
         if normalized is None or normalized not in CONFIRM_VALUES:
@@ -539,8 +613,9 @@ def validate_row(project: Project, row: Row, checked: CheckedImage, limits: Limi
             raise ValueError(f"prelabel is longer than {MAX_PRELABEL} characters")
         if project.type == ProjectType.CLASSIFY and prelabel not in project_labels(project):
             raise ValueError(f"prelabel {prelabel!r} is not one of the labels ({', '.join(project_labels(project))})")
-    if row.mask is not None and project.type == ProjectType.CLASSIFY:
-        raise ValueError("masks are for confirm-mask and magic-pin projects, this one is classify")
+    if row.mask is not None and project.type in (ProjectType.CLASSIFY, ProjectType.CONFIRM_BOX):
+        raise ValueError(f"masks are for confirm-mask and magic-pin projects, this one is {project.type}")
+    prediction_json = _prediction(project, row, checked)
     mask_rle = _mask_rle(row, checked, limits)
     if project.type == ProjectType.CONFIRM_MASK and mask_rle is None:
         raise ValueError("a confirm-mask task needs a mask (PNG file or COCO RLE)")
@@ -564,7 +639,26 @@ def validate_row(project: Project, row: Row, checked: CheckedImage, limits: Limi
         mask_rle=mask_rle,
         golden=golden,
         explanation=row.explanation,
+        prediction_json=prediction_json,
     )
+
+
+def _prediction(project: Project, row: Row, checked: CheckedImage) -> str | None:
+    """The task's ``prediction_json``: the checked box of a confirm-box task, or the source's record."""
+    from bot.tasks.boxes import Prediction, pixel_box
+
+    if project.type == ProjectType.CONFIRM_BOX:
+        if row.box is None:
+            raise ValueError("a confirm-box task needs a box (COCO detection, YOLO or Label Studio rectangles)")
+        if not row.prelabel:
+            raise ValueError("a confirm-box task needs the predicted class")
+        box = pixel_box(row.box, checked.width, checked.height)
+        return Prediction(box, row.score, row.show_score, row.src or {}).to_json()
+    if row.box is not None:
+        raise ValueError(f"boxes are for confirm-box projects, this one is {project.type}")
+    if row.src or row.score is not None:
+        return Prediction(None, row.score, False, row.src or {}).to_json()
+    return None
 
 
 # --------------------------------------------------------------------------- plan & write
@@ -593,13 +687,12 @@ def _existing_content(session: Session, project_id: int, hashes: Sequence[str]) 
     keys: set[tuple[str, str, str, str]] = set()
     for chunk in _chunks(hashes, _LOOKUP_CHUNK):
         rows = session.execute(
-            select(col(Image.sha256), col(Task.prelabel), col(Task.mask_rle), col(Task.golden))
+            select(col(Image.sha256), col(Task.prelabel), col(Task.mask_rle), col(Task.golden), col(Task.prediction_json))
             .join(Image, col(Image.id) == col(Task.image_id))
             .where(col(Task.project_id) == project_id, col(Image.sha256).in_(chunk))
         )
-        for sha, prelabel, mask_rle, golden in rows:
-            mask = hashlib.sha1(mask_rle.encode()).hexdigest() if mask_rle else ""
-            keys.add((sha, prelabel or "", mask, golden or ""))
+        for sha, prelabel, mask_rle, golden, prediction_json in rows:
+            keys.add((sha, prelabel or "", _geometry_key(mask_rle, prediction_json), golden or ""))
     return keys
 
 
@@ -744,6 +837,7 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
             "golden": item.golden,
             "explanation": item.explanation,
             "status": TaskStatus.LOADING.value,  # published by finish_load() when the whole load is in
+            "prediction_json": item.prediction_json,
             "created_at": now,
         }
         for item in batch
@@ -770,6 +864,7 @@ def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], m
             golden=item.golden,
             explanation=item.explanation,
             status=TaskStatus.LOADING,
+            prediction_json=item.prediction_json,
         )
         created += task_created
     return created, new, reused
@@ -847,24 +942,44 @@ def load(
     progress: Progress | None = None,
     threads: int | None = None,
     allow_outside: Sequence[Path] = (),
+    fmt: str | None = None,
+    coco_gt: Path | None = None,
+    selection: Selection | None = None,
+    show_score: bool = False,
 ) -> LoadSummary:
     """Validate ``source`` completely, then write it (all-or-nothing unless ``skip_bad``).
 
     ``copy=None`` uses the project's ``media_mode``. Raises ``DatasetError`` when the source
     cannot be read at all and ``LoadRejected`` (nothing written) when a row is bad.
+    ``selection`` sends only some predictions to people (a score window, a sample): it picks
+    among the rows read, before any is checked, so an audit of a huge set checks only its sample.
     """
     with db.read_session() as session:
         project = session.get(Project, project_id)
         if project is None:
             raise DatasetError(f"no project with id {project_id}")
         session.expunge(project)
-    rows, problems, fmt = read_source(source, images_root=images_root, allow_outside=allow_outside)
-    if fmt == "coco" and project.type != ProjectType.CONFIRM_MASK:
-        raise DatasetError(f"a COCO file makes confirm-mask tasks; project {project.id} is {project.type}")
+    rows, problems, fmt = read_source(
+        source, images_root=images_root, allow_outside=allow_outside, fmt=fmt, project_type=project.type, coco_gt=coco_gt
+    )
+    if fmt == "coco" and project.type not in (ProjectType.CONFIRM_MASK, ProjectType.CONFIRM_BOX):
+        raise DatasetError(
+            f"a COCO file makes confirm-mask tasks (confirm-box tasks from its boxes); project {project.id} is {project.type}"
+        )
+    if fmt == "yolo" and project.type != ProjectType.CONFIRM_BOX:
+        raise DatasetError(f"YOLO boxes make confirm-box tasks; project {project.id} is {project.type}")
+    read_rows = len(rows)
+    left_out = 0
+    if selection is not None and selection.active:
+        rows, by_score, by_sample = selection.apply(rows)
+        left_out = by_score + by_sample
+    for row in rows:
+        row.show_score = show_score
     with db.read_session() as session:
         to_write, row_problems, summary = plan(session, project, rows, limits=limits, progress=progress, threads=threads)
     summary.source = str(source)
-    summary.rows = len(rows) + len(problems)
+    summary.rows = read_rows + len(problems)
+    summary.left_out = left_out
     summary.bad = sorted(problems + row_problems, key=lambda p: (p.file, p.row or 0))
     if summary.bad and not skip_bad:
         log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,8 @@ class Format(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
     COCO = "coco"
+    YOLO = "yolo"  # confirm-box projects: a folder (bot.tasks.formats.export)
+    LABEL_STUDIO = "label-studio"
 
 
 class ExportError(ValueError):
@@ -525,14 +528,29 @@ def export(
     reveal_workers: bool = False,
     method: str = "auto",
     progress: Progress | None = None,
+    include_rejected: bool = False,
 ) -> ExportSummary:
-    """Write one export file; returns how many rows (answers, results or COCO annotations)."""
+    """Write one export file; returns how many rows (answers, results or COCO annotations).
+
+    Results of a confirm-box project (and YOLO / Label Studio exports of any project) are the
+    verified set in the source's format (:mod:`bot.tasks.formats.export`); ``include_rejected``
+    adds the rejected and unverified predictions, flagged.
+    """
     what = What(what)
     fmt = Format(fmt)
     started = time.perf_counter()
     pseudo = Pseudonyms(secret)
     with db.read_session() as session:
         project = _project(session, project_id)
+        if fmt in (Format.YOLO, Format.LABEL_STUDIO) or (what == What.RESULTS and project.type == ProjectType.CONFIRM_BOX.value):
+            if what != What.RESULTS:
+                raise ExportError(f"{fmt.value} export is of the verified results: use --what results")
+            rows = _verified_export(session, project, fmt, out, method, include_rejected)
+            seconds = time.perf_counter() - started
+            if progress is not None:
+                progress(rows, rows)
+            log.info("export.done", project_id=project_id, what=what.value, format=fmt.value, rows=rows, seconds=round(seconds, 3))
+            return ExportSummary(path=out, what=what.value, format=fmt.value, rows=rows, seconds=seconds)
         if fmt == Format.COCO and project.type not in MASK_TYPES:
             raise ExportError(f"COCO export is for mask projects; project {project_id} is {project.type}")
         total = (
@@ -569,6 +587,35 @@ def export(
     seconds = time.perf_counter() - started
     log.info("export.done", project_id=project_id, what=what.value, format=fmt.value, rows=rows, seconds=round(seconds, 3))
     return ExportSummary(path=out, what=what.value, format=fmt.value, rows=rows, seconds=seconds)
+
+
+def _verified_export(session: Session, project: Project, fmt: Format, out: Path, method: str, include_rejected: bool) -> int:
+    from bot.tasks.formats import export as boxes_out
+
+    assert project.id is not None
+    items = boxes_out.verified(session, project, _aggregate(session, project.id, method))
+    if fmt == Format.YOLO:
+        if project.type != ProjectType.CONFIRM_BOX.value:
+            raise ExportError(f"YOLO export is for confirm-box projects; project {project.id} is {project.type}")
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "data.yaml").exists())):
+            raise ExportError(f"{out}: a YOLO export is a folder; this one exists and holds other files")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            rows = boxes_out.write_yolo(project, items, tmp, include_rejected=include_rejected)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+        return rows
+    with _atomic_text(out) as fh:
+        if fmt == Format.COCO:
+            return boxes_out.write_coco(project, items, fh, include_rejected=include_rejected)
+        if fmt == Format.LABEL_STUDIO:
+            return boxes_out.write_label_studio(project, items, fh, include_rejected=include_rejected)
+        return boxes_out.write_box_rows(project, items, fh, fmt=fmt.value, include_rejected=include_rejected)
 
 
 __all__ = ["ANSWER_COLUMNS", "ExportError", "ExportSummary", "Format", "Pseudonyms", "What", "export"]

@@ -21,6 +21,7 @@ def add_task(
     golden: str | None = None,
     explanation: str | None = None,
     status: TaskStatus = TaskStatus.OPEN,
+    prediction_json: str | None = None,
 ) -> tuple[Task, bool]:
     existing = (
         session.execute(select(Task).where(col(Task.project_id) == project.id, col(Task.external_id) == external_id)).scalars().first()
@@ -38,6 +39,7 @@ def add_task(
         golden=golden,
         explanation=explanation,
         status=status.value,
+        prediction_json=prediction_json,
     )
     session.add(task)
     session.flush()

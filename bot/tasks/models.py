@@ -20,12 +20,16 @@ from bot.clock import utcnow
 CONFIRM_VALUES = ("yes", "no")
 PIN_MASK = "mask"  # a kept mask (its RLE travels with the answer)
 PIN_NONE = "none"  # no such object
+# Answer values of confirm-box: the predicted box and class are right / the box is wrong / the class is.
+BOX_CORRECT, BOX_WRONG_BOX, BOX_WRONG_CLASS = "correct", "wrong_box", "wrong_class"
+BOX_VALUES = (BOX_CORRECT, BOX_WRONG_BOX, BOX_WRONG_CLASS)
 
 
 class ProjectType(StrEnum):
     CLASSIFY = "classify"
     CONFIRM_MASK = "confirm-mask"
     MAGIC_PIN = "magic-pin"
+    CONFIRM_BOX = "confirm-box"
 
 
 class ProjectStatus(StrEnum):
@@ -121,6 +125,8 @@ class Task(SQLModel, table=True):
     status: str = Field(default=TaskStatus.OPEN, max_length=16)
     prelabel: str | None = Field(default=None, max_length=256)
     mask_rle: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # the model prediction the task validates: confirm-box box, score, source record (bot.tasks.boxes.Prediction)
+    prediction_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     golden: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     explanation: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     taken: int = Field(default=0)  # live leases + answers; never above the task's overlap

@@ -27,7 +27,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import structlog
+from PIL import Image as PILImage
+from PIL import ImageOps
 
+from bot.autoseg.box_overlay import Rect, render_box
 from bot.autoseg.overlay import draw_grid, render_candidates, render_overlay, to_jpeg
 from bot.cache import SharedLRU
 from bot.tasks import magic_pin
@@ -142,6 +145,32 @@ class MaskPictures:
             h, w = rgb.shape[:2]
             mask = magic_pin.display_mask(mask_json, (w, h))
             return to_jpeg(render_overlay(rgb, mask, max_side=self.long_side))
+
+        return _write_once(target, make)
+
+    def box_jpeg(self, ref: ImageRef, box: Rect, others: list[Rect]) -> bytes:
+        """A confirm-box picture (same for every worker of the task: written once, like overlays).
+
+        Boxes are in original pixels (as the worker sees the image, EXIF-rotated); the inset of
+        a small box is cut from the original, not the phone copy.
+        """
+        key = hashlib.sha1(json.dumps([box, others]).encode()).hexdigest()[:16]
+        target = self.media_dir / "boxes" / ref.sha256[:2] / f"{ref.sha256}-{key}.jpg"
+
+        def make() -> bytes:
+            rgb, (dw, _dh) = self.load(ref)
+            s = rgb.shape[1] / max(1, dw)
+
+            def scaled(b: Rect) -> Rect:
+                return (b[0] * s, b[1] * s, b[2] * s, b[3] * s)
+
+            def crop(region: Rect) -> PILImage.Image:
+                x, y, w, h = (v / s for v in region)
+                with PILImage.open(ref.path) as original:
+                    upright = ImageOps.exif_transpose(original) or original
+                    return upright.convert("RGB").crop((round(x), round(y), round(x + w), round(y + h)))
+
+            return to_jpeg(render_box(rgb, scaled(box), [scaled(o) for o in others], crop=crop))
 
         return _write_once(target, make)
 

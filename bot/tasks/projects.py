@@ -18,7 +18,7 @@ from sqlmodel import Session, col
 
 from bot.db.hot import execute, hot
 from bot.db.tables import table
-from bot.tasks.models import CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, Project, ProjectStatus, ProjectType
+from bot.tasks.models import BOX_VALUES, CONFIRM_VALUES, PIN_MASK, PIN_NONE, Answer, Project, ProjectStatus, ProjectType
 
 MAX_LABELS = 20  # buttons that fit on a phone screen
 MAX_LABEL_BYTES = 40  # a label travels in the button's text; keep it short
@@ -152,6 +152,8 @@ def answer_values(project: Project) -> list[str]:
         return labels(project)
     if project.type == ProjectType.CONFIRM_MASK:
         return list(CONFIRM_VALUES)
+    if project.type == ProjectType.CONFIRM_BOX:
+        return list(BOX_VALUES)
     return [PIN_MASK, PIN_NONE]
 
 

@@ -19,6 +19,7 @@ from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
 from bot.tasks import leasing, projects, quality
 from bot.tasks.models import (
+    BOX_VALUES,
     CONFIRM_VALUES,
     PIN_MASK,
     PIN_NONE,
@@ -237,6 +238,8 @@ def valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
         return value in CONFIRM_VALUES
     if project.type == ProjectType.MAGIC_PIN:
         return value == PIN_NONE or (value == PIN_MASK and bool(mask_rle))
+    if project.type == ProjectType.CONFIRM_BOX:
+        return value in BOX_VALUES
     return False
 
 

@@ -1,0 +1,120 @@
+"""YOLO detection folders: ``images/**`` with ``labels/**/<stem>.txt`` beside them (``class cx cy w
+h [conf]``, normalised to 0..1), class names from ``data.yaml`` (``names``: a list or an
+``{index: name}`` map) or ``classes.txt`` (one name per line). One confirm-box task per line.
+
+Written by hand: the format is five numbers a line, and the writer is the exact inverse of the
+reader (checked against ``globox`` in the tests where it is installed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Problem, Row
+
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+
+
+def is_yolo(source: Path) -> bool:
+    if source.is_file():
+        return source.suffix.lower() in (".yaml", ".yml")
+    return (source / "labels").is_dir() and (source / "images").is_dir()
+
+
+def _names_from_yaml(path: Path) -> list[str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path.name}: not readable YAML ({exc})") from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        try:
+            indexed = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path.name}: 'names' keys must be class indexes") from None
+        if sorted(indexed) != list(range(len(indexed))):
+            raise DatasetError(f"{path.name}: 'names' must number the classes 0..{len(indexed) - 1}")
+        return [indexed[i] for i in range(len(indexed))]
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    raise DatasetError(f"{path.name}: no 'names' list of classes")
+
+
+def class_names(root: Path, yaml_file: Path | None = None) -> list[str]:
+    """The class names of a YOLO folder (``data.yaml``, else ``classes.txt``)."""
+    for path in [yaml_file] if yaml_file else [root / n for n in YAML_NAMES]:
+        if path is not None and path.is_file():
+            return _names_from_yaml(path)
+    classes = root / "classes.txt"
+    if classes.is_file():
+        names = [line.strip() for line in classes.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        if names:
+            return names
+    raise DatasetError(f"{root.name}: no class names: add data.yaml (names: [...]) or classes.txt")
+
+
+def read(source: Path) -> tuple[list[Row], list[Problem]]:
+    """Rows of a YOLO folder (or its data.yaml); images without a label file have no boxes."""
+    root, yaml_file = (source.parent, source) if source.is_file() else (source, None)
+    names = class_names(root, yaml_file)
+    images_dir, labels_dir = root / "images", root / "labels"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise DatasetError(f"{root.name}: a YOLO folder needs images/ and labels/")
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    by_stem = {p.relative_to(images_dir).with_suffix("").as_posix(): p for p in images}
+    for label_file in sorted(labels_dir.rglob("*.txt")):
+        stem = label_file.relative_to(labels_dir).with_suffix("").as_posix()
+        file = f"labels/{stem}.txt"
+        image = by_stem.get(stem)
+        try:
+            lines = label_file.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError:
+            problems.append(Problem(file, None, "not UTF-8 text"))
+            continue
+        if image is None:
+            if any(line.strip() for line in lines):
+                problems.append(Problem(file, None, f"no image images/{stem}.* for this label file"))
+            continue
+        rel = image.relative_to(images_dir).as_posix()
+        for line_no, line in enumerate(lines, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            row = _row(parts, names, file=file, line_no=line_no, rel=rel, image=image, stem=stem)
+            if isinstance(row, str):
+                problems.append(Problem(file, line_no, row))
+            else:
+                rows.append(row)
+    return rows, problems
+
+
+def _row(parts: list[str], names: list[str], *, file: str, line_no: int, rel: str, image: Path, stem: str) -> Row | str:
+    if len(parts) not in (5, 6):
+        return f"expected 'class cx cy w h [conf]', got {len(parts)} values (segmentation lines are not boxes)"
+    try:
+        cls = int(parts[0])
+        values = [float(v) for v in parts[1:]]
+    except ValueError:
+        return f"not numbers: {' '.join(parts)!r}"
+    if not 0 <= cls < len(names):
+        return f"class {cls} is not one of the {len(names)} classes"
+    score = values[4] if len(values) == 5 else None
+    if score is not None and not 0.0 <= score <= 1.0:
+        return f"confidence {score:g} is not between 0 and 1"
+    src: dict[str, Any] = {"fmt": "yolo", "file": rel, "stem": stem, "line": line_no, "class_id": cls}
+    return Row(
+        file=file,
+        row=line_no,
+        image=f"images/{rel}",
+        image_path=image,
+        external_id=f"{rel}#{line_no}",
+        prelabel=names[cls],
+        box=("norm", values[:4]),
+        score=score,
+        src=src,
+    )
