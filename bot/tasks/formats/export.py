@@ -133,10 +133,10 @@ def write_coco(project: Project, items: Iterable[Verified], fh: IO[str], *, incl
     images: dict[Any, dict[str, Any]] = {}
     categories: dict[str, Any] = {}
     annotations: list[dict[str, Any]] = []
-    rows = list(_kept(items, include_rejected))
-    used_ids = {v.prediction.src.get("category_id") for v in rows if v.prediction.src.get("fmt") == "coco"}
+    everything = list(items)  # categories and images of every prediction, kept or not: ids stay stable
+    used_ids = {v.prediction.src.get("category_id") for v in everything if v.prediction.src.get("fmt") == "coco"}
     next_cat = max([c for c in used_ids if isinstance(c, int)] or [0]) + 1
-    for v in rows:
+    for v in everything:
         src = v.prediction.src
         if src.get("fmt") == "coco":
             image_id, cat_id, ann_id = src.get("image_id"), src.get("category_id"), src.get("ann_id", v.task_id)
@@ -153,6 +153,8 @@ def write_coco(project: Project, items: Iterable[Verified], fh: IO[str], *, incl
         if image_id not in images:
             name = src.get("file") if src.get("fmt") == "yolo" else v.file_name
             images[image_id] = {"id": image_id, "file_name": name, "width": v.width, "height": v.height}
+        if not (v.verdict == ACCEPTED or include_rejected):
+            continue
         assert v.prediction.box is not None
         x, y, w, h = v.prediction.box
         ann: dict[str, Any] = {
@@ -201,17 +203,19 @@ def write_yolo(project: Project, items: Iterable[Verified], out: Path, *, includ
     files: dict[tuple[bool, str], list[str]] = {}
     image_paths: dict[str, str] = {}
     n = 0
-    rows = list(_kept(items, include_rejected))
-    for v in rows:  # class indexes of a YOLO source stay what they were
+    everything = list(items)
+    for v in everything:  # class indexes of a YOLO source stay what they were
         if v.prediction.src.get("fmt") == "yolo" and v.label is not None:
             cid = int(v.prediction.src["class_id"])
             names.setdefault(cid, v.label)
             by_name.setdefault(v.label, cid)
-    for v in rows:
+    for v in everything:  # every class, kept boxes or not: indexes do not depend on the verdicts
         label = v.label or ""
         if label not in by_name:
             cid = max(names, default=-1) + 1
             names[cid], by_name[label] = label, cid
+    for v in _kept(everything, include_rejected):
+        label = v.label or ""
         src = v.prediction.src
         stem = str(src["stem"]) if src.get("fmt") == "yolo" else Path(v.file_name).with_suffix("").as_posix()
         assert v.prediction.box is not None
