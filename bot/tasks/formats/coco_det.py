@@ -42,6 +42,7 @@ def read(path: Path, data: Any, *, images_root: Path | None = None, gt: dict[str
         raise DatasetError(f"{name}: not a COCO detection file")
     rows: list[Row] = []
     problems: list[Problem] = []
+    paths: dict[str, Path] = {}  # an image holds many boxes: resolve its path once
     for index, ann in enumerate(annotations, start=1):
         if not isinstance(ann, dict):
             problems.append(Problem(name, index, "annotation is not a JSON object"))
@@ -76,7 +77,7 @@ def read(path: Path, data: Any, *, images_root: Path | None = None, gt: dict[str
                 file=name,
                 row=index,
                 image=file_name,
-                image_path=image_path(path.parent, file_name, images_root),
+                image_path=paths.get(file_name) or paths.setdefault(file_name, image_path(path.parent, file_name, images_root)),
                 external_id=f"{file_name}#{ann_id}",
                 prelabel=category,
                 golden=None if ann.get("golden") is None else str(ann["golden"]).strip() or None,

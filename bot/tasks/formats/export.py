@@ -175,7 +175,7 @@ def write_coco(project: Project, items: Iterable[Verified], fh: IO[str], *, incl
         "categories": [{"id": cid, "name": name, "supercategory": ""} for name, cid in sorted(categories.items(), key=lambda kv: kv[1])],
         "annotations": annotations,
     }
-    json.dump(data, fh, ensure_ascii=False, separators=(",", ":"))
+    fh.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))  # dumps: the C encoder (dump is pure Python)
     fh.write("\n")
     return len(annotations)
 
@@ -224,10 +224,14 @@ def write_yolo(project: Project, items: Iterable[Verified], out: Path, *, includ
         image_paths.setdefault(stem, v.image_path)
         n += 1
     out.mkdir(parents=True, exist_ok=True)
+    made: set[Path] = set()
     for (accepted, stem), lines in files.items():
         target = out / ("labels" if accepted else "rejected/labels") / f"{stem}.txt"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
     ordered = [names[i] if i in names else f"class{i}" for i in range(max(names, default=-1) + 1)]
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in ordered), encoding="utf-8")
     yaml_names = "\n".join(f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(ordered))
@@ -302,7 +306,7 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
         region["meta"] = {"text": [f"crowd: {crowd['verdict']} ({crowd['label']}, {crowd['confidence']:.2f}, {crowd['answers']} answers)"]}
         task["annotations"][0]["result"].append(region)
         n += 1
-    json.dump(list(tasks.values()), fh, ensure_ascii=False, separators=(",", ":"))
+    fh.write(json.dumps(list(tasks.values()), ensure_ascii=False, separators=(",", ":")))
     fh.write("\n")
     return n
 

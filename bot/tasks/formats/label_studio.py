@@ -126,6 +126,7 @@ def read(path: Path, data: Any, *, project_type: str, images_root: Path | None =
     rows: list[Row] = []
     problems: list[Problem] = []
     other_types: set[str] = set()
+    paths: dict[str, Path] = {}  # a task holds many results: resolve its image once
     for index, task in enumerate(data, start=1):
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             problems.append(Problem(name, index, "a task needs a 'data' object"))
@@ -142,7 +143,8 @@ def read(path: Path, data: Any, *, project_type: str, images_root: Path | None =
                 problems.append(Problem(name, index, f"task {task_id}: 'data' names no image"))
                 break
             try:
-                row = _row(item, task, task_id, origin, meta, name=name, index=index, ref=ref, base=path.parent, images_root=images_root)
+                where = paths.get(ref) or paths.setdefault(ref, image_path(path.parent, ref, images_root))
+                row = _row(item, task, task_id, origin, meta, name=name, index=index, ref=ref, where=where)
             except ValueError as exc:
                 problems.append(Problem(name, index, f"task {task_id}, result {item.get('id', '?')}: {exc}"))
                 continue
@@ -164,8 +166,7 @@ def _row(
     name: str,
     index: int,
     ref: str,
-    base: Path,
-    images_root: Path | None,
+    where: Path,
 ) -> Row:
     value = item.get("value")
     if not isinstance(value, dict):
@@ -192,7 +193,7 @@ def _row(
         file=name,
         row=index,
         image=ref,
-        image_path=image_path(base, ref, images_root),
+        image_path=where,
         external_id=f"ls{task_id}" if kind == "choices" else f"ls{task_id}#{item.get('id', index)}",
         prelabel=labels[0],
         declared_size=declared,
