@@ -334,3 +334,64 @@ def test_golden_boxes_and_their_answers(db: Database, tmp_path: Path) -> None:
     with db.session() as s:
         golden = dict(s.execute(select(Task.external_id, Task.golden).where(Task.kind == TaskKind.GOLDEN.value)).all())
     assert golden == {"img00000.jpg#1": WRONG_BOX, "img00000.jpg#2": RIGHT}
+
+
+def test_label_studio_classify_round_trip_puts_the_crowds_label_beside_the_suggestion(db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "ls"
+    tasks = []
+    for i in range(3):
+        jpeg(folder / f"p{i}.jpg", size=(40, 30), seed=i)
+        result = {"id": f"c{i}", "type": "choices", "from_name": "c", "to_name": "image", "value": {"choices": ["dog"]}}
+        tasks.append({"id": 10 + i, "data": {"image": f"/data/upload/1/p{i}.jpg"}, "predictions": [{"score": 0.5, "result": [result]}]})
+    path = folder / "tasks.json"
+    path.write_text(json.dumps(tasks))
+    project = classify_project(db, labels=("cat", "dog"), overlap=1)
+    datasets.load(db, project.id, path, media_dir=None, copy=False)  # type: ignore[arg-type]
+    with db.session() as s:
+        ids = dict(s.execute(select(Task.id, Task.external_id)).all())
+    from tests.admin.helpers import answer_all
+
+    answer_all(db, 1, lambda card, _wid: "cat" if ids[card.task_id] == "ls10" else "dog")
+    out = tmp_path / "out.json"
+    assert _export(db, project.id, "label-studio", out) == 3
+    exported = {t["id"]: t for t in json.loads(out.read_text())}
+    assert set(exported) == {10, 11, 12}
+    for tid, task in exported.items():
+        assert task["predictions"][0]["result"][0]["value"]["choices"] == ["dog"]  # the suggestion, as it came
+        crowd = task["annotations"][0]["result"][0]
+        assert crowd["value"]["choices"] == (["cat"] if tid == 10 else ["dog"])
+        assert task["data"]["image"] == f"/data/upload/1/p{tid - 10}.jpg"
+
+
+def test_dynamic_overlap_stops_when_the_verdicts_agree_and_asks_more_when_they_do_not(db: Database, tmp_path: Path) -> None:
+    source, preds = dataset(tmp_path / "ds", "coco", images=2)
+    # no golden history: every vote has the prior weight, and two agreeing ones give 2/3 over three verdicts
+    project = box_project(db, overlap=4, min_overlap=2, confidence_target=0.6)
+    datasets.load(db, project.id, source, media_dir=None, copy=False)  # type: ignore[arg-type]
+    truth = task_truth(db, preds)
+    disputed = min(truth)
+    from tests.admin.helpers import answer_all
+
+    def choose(card, wid: int) -> str:  # type: ignore[no-untyped-def]
+        # on one box the workers split; everywhere else they agree on the truth
+        if card.task_id == disputed:
+            return ("correct", "wrong_box", "wrong_class", "correct")[wid % 4]
+        return truth[card.task_id].truth
+
+    answer_all(db, 4, choose)
+    with db.session() as s:
+        counts = dict(s.execute(select(Task.id, Task.answers_count)).all())
+        status = dict(s.execute(select(Task.id, Task.status)).all())
+    assert all(counts[t] == 2 for t in truth if t != disputed), (counts, disputed)  # two agreeing answers were enough
+    assert counts[disputed] == 4 and set(status.values()) == {"done"}
+    out = tmp_path / "r.jsonl"
+    exporting.export(db, project.id, what="results", fmt="jsonl", out=out, secret="s", include_rejected=True)
+    rows = {r["external_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    with db.session() as s:
+        external = dict(s.execute(select(Task.id, Task.external_id)).all())
+    assert len(rows) == len(truth)
+    for tid, pred in truth.items():
+        row = rows[external[tid]]
+        assert row["crowd_answers"] == counts[tid]
+        if tid != disputed:
+            assert row["crowd_label"] == pred.truth and row["verdict"] == ("accepted" if pred.truth == RIGHT else "rejected")

@@ -268,6 +268,20 @@ def _ls_region(v: Verified, result_id: str) -> dict[str, Any]:
     }
 
 
+def _ls_choice(project: Project, v: Verified) -> dict[str, Any]:
+    """A classify task from another source as a ``choices`` result (masks from elsewhere are not
+    written: Label Studio would need them as brush RLE)."""
+    if project.type != ProjectType.CLASSIFY:
+        return {}
+    return {
+        "id": f"t{v.task_id}",
+        "type": "choices",
+        "from_name": "choice",
+        "to_name": "image",
+        "value": {"choices": [v.label or v.crowd_label or ""]},
+    }
+
+
 def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str], *, include_rejected: bool) -> int:
     """Label Studio tasks: the original ``predictions`` and one ``annotations`` entry holding the
     regions the crowd accepted (each with the crowd's verdict in its ``meta``); with
@@ -284,7 +298,7 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
             meta = src.get("meta") or {}
         else:
             key = f"image:{v.image_id}"
-            original = _ls_region(v, f"t{v.task_id}") if v.prediction.box is not None else {}
+            original = _ls_region(v, f"t{v.task_id}") if v.prediction.box is not None else _ls_choice(project, v)
             data = {"image": v.image_path}
             meta = {}
         task = tasks.get(key)
