@@ -41,10 +41,11 @@ def _rect(d: ImageDraw.ImageDraw, box: Rect, width: int, colour: tuple[int, int,
 
 
 def _inset_region(box: Rect, size: tuple[int, int]) -> Rect:
-    """A square around the box, three box-sizes wide (at least 1/10 of the picture), inside the picture."""
+    """A square around the box, four box-sizes wide (at least 1/25 of the picture), inside the picture:
+    the box fills about a quarter of the close-up, with enough around it to judge the fit."""
     w, h = size
     x, y, bw, bh = box
-    side = min(float(min(w, h)), max(3.0 * max(bw, bh), 0.1 * min(w, h)))
+    side = min(float(min(w, h)), max(4.0 * max(bw, bh), 0.04 * min(w, h)))
     cx, cy = x + bw / 2, y + bh / 2
     x0 = min(max(0.0, cx - side / 2), w - side)
     y0 = min(max(0.0, cy - side / 2), h - side)
@@ -89,8 +90,13 @@ def render_box(
     for other in others:
         _rect(d, other, thin, CONTEXT_RGB, halo=False)
     thick = max(3, round(4 * k))
-    _rect(d, box, thick, BOX_RGB, halo=True)
-    if needs_inset(box, (w, h)):
+    small = needs_inset(box, (w, h))
+    if small:  # drawn just outside a tiny box, which a thick line would cover; the inset shows the fit
+        pad = thick + 1
+        _rect(d, (box[0] - pad, box[1] - pad, box[2] + 2 * pad, box[3] + 2 * pad), thick, BOX_RGB, halo=True)
+    else:
+        _rect(d, box, thick, BOX_RGB, halo=True)
+    if small:
         region = _inset_region(box, (w, h))
         side = max(64, round(INSET_SHARE * min(w, h)))
         close = crop(region) if crop is not None else base.crop((region[0], region[1], region[0] + region[2], region[1] + region[3]))
