@@ -395,3 +395,29 @@ def test_dynamic_overlap_stops_when_the_verdicts_agree_and_asks_more_when_they_d
         assert row["crowd_answers"] == counts[tid]
         if tid != disputed:
             assert row["crowd_label"] == pred.truth and row["verdict"] == ("accepted" if pred.truth == RIGHT else "rejected")
+
+
+def test_our_label_studio_export_reads_in_label_studios_converter_as_the_accepted_boxes(db: Database, tmp_path: Path) -> None:
+    """crowdpin_ls_export.converter-coco.json is label-studio-sdk 2.1.2's ``Converter.convert_to_coco``
+    of this very scenario's export (2 images, 6 boxes, truthful workers): Label Studio reads our
+    file as exactly the boxes the workers accepted."""
+    source, preds = dataset(tmp_path / "ds", "label-studio", images=2)
+    project = box_project(db)
+    datasets.load(db, project.id, source, media_dir=None, copy=False)  # type: ignore[arg-type]
+    truth = task_truth(db, preds)
+    answer_truthfully(db, truth)
+    out = tmp_path / "export.json"
+    _export(db, project.id, "label-studio", out)
+    converted = json.loads((FIXTURES / "crowdpin_ls_export.converter-coco.json").read_text())
+    names = {c["id"]: c["name"] for c in converted["categories"]}
+    files = {i["id"]: i["file_name"] for i in converted["images"]}
+    theirs = {_key(files[a["image_id"]].split("=")[-1], names[a["category_id"]], a["bbox"]) for a in converted["annotations"]}
+    assert theirs == _accepted(truth)
+    ours = set()
+    for task in json.loads(out.read_text()):
+        assert isinstance(task["id"], int) and task["annotations"][0]["result"] is not None
+        for region in task["annotations"][0]["result"]:
+            v = region["value"]
+            box = [v["x"] * 3.2, v["y"] * 2.4, v["width"] * 3.2, v["height"] * 2.4]
+            ours.add(_key(task["data"]["image"].split("=")[-1], v["rectanglelabels"][0], box))
+    assert ours == theirs

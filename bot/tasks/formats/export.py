@@ -303,12 +303,16 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
             meta = {}
         task = tasks.get(key)
         if task is None:
-            task = tasks[key] = {"data": data, "predictions": [{"model_version": meta.get("model_version", "import"), "result": []}]}
-            if src.get("fmt") == "label-studio":
-                task["id"] = key
+            # Label Studio's converter needs every task's id: the source's, else the image's
+            task_id = key if src.get("fmt") == "label-studio" else v.image_id
+            task = tasks[key] = {
+                "id": task_id,
+                "data": data,
+                "predictions": [{"model_version": meta.get("model_version", "import"), "result": []}],
+            }
             if "score" in meta:
                 task["predictions"][0]["score"] = meta["score"]
-            task["annotations"] = [{"result": [], "ground_truth": False, "lead_time": 0}]
+            task["annotations"] = [{"id": len(tasks), "result": [], "ground_truth": False, "lead_time": 0, "completed_by": "crowdpin"}]
         if original:
             task["predictions"][0]["result"].append(original)
         if not original or not (v.verdict == ACCEPTED or include_rejected):
