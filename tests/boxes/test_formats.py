@@ -241,6 +241,18 @@ def test_label_studio_choices_polygons_and_brushes_make_classify_and_confirm_mas
 
     decoded = rle.decode(json.loads(brush_mask or ""))
     assert (decoded == np.array([[c == "1" for c in row] for row in brush["mask_rows"]])).all()
+    # confirm-mask verdicts go back to Label Studio: the polygon accepted, the brush rejected
+    from tests.admin.helpers import answer_all
+
+    with db.session() as s:
+        ext = dict(s.execute(select(Task.id, Task.external_id).where(Task.project_id == masks.id)).all())
+    answer_all(db, 1, lambda card, _wid: "yes" if ext.get(card.task_id) == "ls1#p" else "no" if card.task_id in ext else "dog")
+    out = tmp_path / "masks-ls.json"
+    assert _export(db, masks.id, "label-studio", out) == 1
+    (task,) = json.loads(out.read_text())
+    assert task["id"] == 1 and sorted(r["id"] for r in task["predictions"][0]["result"]) == ["b", "p"]
+    (region,) = task["annotations"][0]["result"]
+    assert region["id"] == "p" and region["value"]["points"][0] == [10, 10] and "accepted" in region["meta"]["text"][0]
     # a rectangle-only file says why it cannot fill a classify project
     boxes_only, _ = dataset(tmp_path / "b", "label-studio", images=1)
     with pytest.raises(DatasetError, match="no choices results for a classify project"):
