@@ -43,7 +43,7 @@ class Prediction:
             data["show_score"] = True
         if self.src:
             data["src"] = self.src
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Prediction:

@@ -25,8 +25,9 @@ def is_yolo(source: Path) -> bool:
 def _names_from_yaml(path: Path) -> list[str]:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # a safe loader: plain data only
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path.name}: not readable YAML ({exc})") from None
     names = data.get("names") if isinstance(data, dict) else None
