@@ -117,9 +117,9 @@ def test_yolo_export_is_the_exact_inverse_of_the_reader(db: Database, tmp_path: 
     answer_truthfully(db, truth)
     out = tmp_path / "back"
     _export(db, project.id, "yolo", out)
-    (out / "images").symlink_to(source / "images")
+    (out / "images").symlink_to(source / "images")  # outside the export's folder: allowed by name
     again = box_project(db, name="again")
-    datasets.load(db, again.id, out, media_dir=None, copy=False)  # type: ignore[arg-type]
+    datasets.load(db, again.id, out, media_dir=None, copy=False, allow_outside=[source])  # type: ignore[arg-type]
     with db.session() as s:
         rows = s.execute(select(Task.prelabel, Task.prediction_json).where(Task.project_id == again.id)).all()
     boxes = sorted((label, Prediction.from_json(p).box) for label, p in rows)
@@ -433,3 +433,35 @@ def test_our_label_studio_export_reads_in_label_studios_converter_as_the_accepte
             box = [v["x"] * 3.2, v["y"] * 2.4, v["width"] * 3.2, v["height"] * 2.4]
             ours.add(_key(task["data"]["image"].split("=")[-1], v["rectanglelabels"][0], box))
     assert ours == theirs
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "label-studio"])
+def test_images_outside_the_dataset_folder_are_bad_rows(db: Database, tmp_path: Path, fmt: str) -> None:
+    """Path confinement (bot.tasks.safety) holds for every format: ``..``, absolute paths and
+    symlinks out of the folder are named bad rows, never read, unless --allow-outside names the folder."""
+    source, preds = dataset(tmp_path / "ds", fmt, images=2)
+    secret = jpeg(tmp_path / "elsewhere" / "secret.jpg", size=(320, 240))
+    if fmt == "coco":
+        data = json.loads(source.read_text())
+        data["images"][0]["file_name"] = "../elsewhere/secret.jpg"
+        data["images"][1]["file_name"] = str(secret)
+        source.write_text(json.dumps(data))
+    elif fmt == "label-studio":
+        data = json.loads(source.read_text())
+        data[0]["data"]["image"] = "/data/local-files/?d=../elsewhere/secret.jpg"
+        data[1]["data"]["image"] = f"/data/local-files/?d={secret}"
+        source.write_text(json.dumps(data))
+    else:
+        for name in ("img00000.jpg", "img00001.jpg"):
+            (source / "images" / name).unlink()
+            (source / "images" / name).symlink_to(secret)
+    project = box_project(db)
+    with pytest.raises(LoadRejected) as caught:
+        datasets.load(db, project.id, source, media_dir=None, copy=False)  # type: ignore[arg-type]
+    assert all("outside the dataset folder" in p.problem for p in caught.value.problems)
+    assert len(caught.value.problems) == (2 if fmt == "yolo" else len(preds))  # YOLO: one per label file
+    with db.session() as s:
+        assert s.execute(select(func.count(Task.id))).scalar_one() == 0
+    if fmt == "yolo":  # the operator vouches for the folder
+        summary = datasets.load(db, project.id, source, media_dir=None, copy=False, allow_outside=[tmp_path / "elsewhere"])  # type: ignore[arg-type]
+        assert summary.created == len(preds)

@@ -9,6 +9,7 @@ only says which reader a source needs.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +54,21 @@ def read(
     images_root: Path | None = None,
     coco_gt: Path | None = None,
     data: Any = None,
+    allow_outside: Sequence[Path] = (),
 ) -> tuple[list[Any], list[Any]]:
     """Rows and problems of a COCO detection, YOLO or Label Studio source."""
     from bot.tasks.datasets import DatasetError
     from bot.tasks.formats import coco_det, label_studio, yolo
 
     if fmt == "yolo":
-        return yolo.read(source)
+        return yolo.read(source, allow_outside)
     if source.is_dir():
         raise DatasetError(f"{source.name}: a {fmt} source is a .json file")
     if data is None:
         data = _json(source)
     if fmt in ("coco", "coco-results"):
         gt = _json(coco_gt) if coco_gt is not None else None
-        return coco_det.read(source, data, images_root=images_root, gt=gt)
+        return coco_det.read(source, data, images_root=images_root, gt=gt, allow_outside=allow_outside)
     if fmt == "label-studio":
-        return label_studio.read(source, data, project_type=project_type, images_root=images_root)
+        return label_studio.read(source, data, project_type=project_type, images_root=images_root, allow_outside=allow_outside)
     raise DatasetError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")

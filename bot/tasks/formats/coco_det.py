@@ -8,6 +8,7 @@ Parsed by hand (a few dozen lines of dictionaries); what is written is read back
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ def _index(name: str, data: dict[str, Any]) -> tuple[dict[Any, dict[str, Any]], 
     return by_id, names
 
 
-def read(path: Path, data: Any, *, images_root: Path | None = None, gt: dict[str, Any] | None = None) -> tuple[list[Row], list[Problem]]:
+def read(
+    path: Path,
+    data: Any,
+    *,
+    images_root: Path | None = None,
+    gt: dict[str, Any] | None = None,
+    allow_outside: Sequence[Path] = (),
+) -> tuple[list[Row], list[Problem]]:
     """Rows of a COCO detection file; ``gt`` gives ``images``/``categories`` to a results list."""
     name = path.name
     if isinstance(data, list):
@@ -69,6 +77,11 @@ def read(path: Path, data: Any, *, images_root: Path | None = None, gt: dict[str
         if score is not None and not isinstance(score, (int, float)):
             problems.append(Problem(name, index, f"{label}: score {score!r} is not a number"))
             continue
+        try:
+            where = paths.get(file_name) or paths.setdefault(file_name, image_path(path.parent, file_name, images_root, allow_outside))
+        except ValueError as exc:  # outside the dataset's folder, or not a regular file
+            problems.append(Problem(name, index, f"{label}: {exc}"))
+            continue
         declared = None
         if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
             declared = (int(image["width"]), int(image["height"]))
@@ -77,7 +90,7 @@ def read(path: Path, data: Any, *, images_root: Path | None = None, gt: dict[str
                 file=name,
                 row=index,
                 image=file_name,
-                image_path=paths.get(file_name) or paths.setdefault(file_name, image_path(path.parent, file_name, images_root)),
+                image_path=where,
                 external_id=f"{file_name}#{ann_id}",
                 prelabel=category,
                 golden=None if ann.get("golden") is None else str(ann["golden"]).strip() or None,

@@ -1,43 +1,46 @@
 """What the format readers and writers share: where an image named in a source lives, how a CSV
 cell is written, and which rows a validation round sends to people (score window, sample).
 
-``image_path`` and ``csv_cell`` are the single places the dataset-safety work (issue 18:
-path confinement, CSV formula neutralising) plugs into.
+Image paths are confined to the dataset's folder (``bot.tasks.safety.confined_path``: a
+reference outside it, ``..`` or a symlink out, is a bad row unless ``--allow-outside`` names the
+folder) and CSV cells are neutralised (``bot.tasks.safety.csv_cell``), as for every source.
 """
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from bot.tasks.safety import confined_path, csv_cell
 
-def image_path(base: Path, name: str, images_root: Path | None = None) -> Path:
+__all__ = ["Selection", "csv_cell", "image_path"]
+
+
+def image_path(base: Path, name: str, images_root: Path | None = None, allow_outside: Sequence[Path] = ()) -> Path:
     """The file a source's image reference names, relative to ``images_root`` or the source's folder.
 
     Label Studio writes references as URLs (``/data/local-files/?d=images/a.jpg``,
     ``/data/upload/3/5f2a-a.jpg``, ``s3://bucket/a.jpg``): the ``d`` parameter is a path under
-    the storage root; any other URL is looked up by its file name.
+    the storage root; any other URL is looked up by its file name. Raises ``ValueError``
+    (``PathOutsideDataset``, ``NotARegularFile``) for a file outside the allowed folders.
     """
     ref = name.strip()
     if "://" in ref or ref.startswith("/data/"):
         parsed = urlparse(ref)
         query = parse_qs(parsed.query).get("d")
         ref = unquote(query[0]) if query else Path(unquote(parsed.path)).name
-    root = images_root if images_root is not None else base
-    candidate = root / ref
-    if images_root is None and not candidate.exists():
-        for other in (base / "images" / ref, base / Path(ref).name, base / "images" / Path(ref).name):
-            if other.exists():
-                return other
-    return candidate
-
-
-def csv_cell(value: Any) -> Any:
-    """A value as written to an exported CSV cell (one place to neutralise formulas)."""
-    return "" if value is None else value
+    if images_root is not None:
+        return confined_path(images_root, ref, allow_outside)
+    if not os.path.isabs(ref) and not (base / ref).exists():
+        for folder, other in ((base / "images", ref), (base, Path(ref).name), (base / "images", Path(ref).name)):
+            if (folder / other).exists():
+                return confined_path(folder, other, allow_outside)
+    return confined_path(base, ref, allow_outside)
 
 
 @dataclass(frozen=True, slots=True)

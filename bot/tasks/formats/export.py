@@ -351,7 +351,7 @@ def write_box_rows(project: Project, items: Iterable[Verified], fh: IO[str], *, 
         w.writerow(BOX_COLUMNS)
 
         def writer(record: dict[str, Any]) -> Any:
-            return w.writerow([csv_cell(record[c]) for c in BOX_COLUMNS])
+            return w.writerow(["" if record[c] is None else csv_cell(record[c]) for c in BOX_COLUMNS])
 
     else:
 

@@ -14,6 +14,7 @@ installed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,9 @@ def _mask(item: dict[str, Any]) -> Any:
     return rle.encode(mask)
 
 
-def read(path: Path, data: Any, *, project_type: str, images_root: Path | None = None) -> tuple[list[Row], list[Problem]]:
+def read(
+    path: Path, data: Any, *, project_type: str, images_root: Path | None = None, allow_outside: Sequence[Path] = ()
+) -> tuple[list[Row], list[Problem]]:
     name = path.name
     if not isinstance(data, list):
         raise DatasetError(f"{name}: a Label Studio file is a JSON list of tasks")
@@ -143,7 +146,7 @@ def read(path: Path, data: Any, *, project_type: str, images_root: Path | None =
                 problems.append(Problem(name, index, f"task {task_id}: 'data' names no image"))
                 break
             try:
-                where = paths.get(ref) or paths.setdefault(ref, image_path(path.parent, ref, images_root))
+                where = paths.get(ref) or paths.setdefault(ref, image_path(path.parent, ref, images_root, allow_outside))
                 row = _row(item, task, task_id, origin, meta, name=name, index=index, ref=ref, where=where)
             except ValueError as exc:
                 problems.append(Problem(name, index, f"task {task_id}, result {item.get('id', '?')}: {exc}"))

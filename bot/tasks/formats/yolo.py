@@ -8,10 +8,12 @@ reader (checked against ``globox`` in the tests where it is installed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bot.tasks.datasets import IMAGE_SUFFIXES, DatasetError, Problem, Row
+from bot.tasks.safety import confined_path
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 
@@ -57,8 +59,9 @@ def class_names(root: Path, yaml_file: Path | None = None) -> list[str]:
     raise DatasetError(f"{root.name}: no class names: add data.yaml (names: [...]) or classes.txt")
 
 
-def read(source: Path) -> tuple[list[Row], list[Problem]]:
-    """Rows of a YOLO folder (or its data.yaml); images without a label file have no boxes."""
+def read(source: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """Rows of a YOLO folder (or its data.yaml); images without a label file have no boxes.
+    An image that is a symlink out of the folder is a bad row (unless ``allow_outside``)."""
     root, yaml_file = (source.parent, source) if source.is_file() else (source, None)
     names = class_names(root, yaml_file)
     images_dir, labels_dir = root / "images", root / "labels"
@@ -82,6 +85,11 @@ def read(source: Path) -> tuple[list[Row], list[Problem]]:
                 problems.append(Problem(file, None, f"no image images/{stem}.* for this label file"))
             continue
         rel = image.relative_to(images_dir).as_posix()
+        try:
+            image = confined_path(images_dir, rel, allow_outside)
+        except ValueError as exc:
+            problems.append(Problem(file, None, f"image images/{rel}: {exc}"))
+            continue
         for line_no, line in enumerate(lines, start=1):
             parts = line.split()
             if not parts:

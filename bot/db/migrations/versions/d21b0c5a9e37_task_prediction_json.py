@@ -1,7 +1,7 @@
 """task.prediction_json: the model prediction a task validates (confirm-box: the box), its score and source record
 
 Revision ID: d21b0c5a9e37
-Revises: w7a1c3e5b9d2
+Revises: s18e4a2b6c90
 Create Date: 2026-12-07 00:45:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d21b0c5a9e37"
-down_revision: str | None = "w7a1c3e5b9d2"
+down_revision: str | None = "s18e4a2b6c90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
