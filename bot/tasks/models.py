@@ -79,6 +79,8 @@ class Project(SQLModel, table=True):
     min_overlap: int = Field(default=1, ge=1)  # with a confidence target: answers always collected
     confidence_target: float | None = Field(default=None)  # None: fixed overlap
     lease_seconds: int = Field(default=600, ge=10)
+    idle_lease_seconds: int = Field(default=120, ge=0)  # the task leased by an answer, until tapped
+    stuck_after_minutes: int = Field(default=30, ge=0)  # a worker unseen this long has left
     golden_share: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_days: int = Field(default=0, ge=0)
     # training and exam
@@ -86,9 +88,12 @@ class Project(SQLModel, table=True):
     exam_size: int = Field(default=0, ge=0)
     exam_pass: float = Field(default=0.8)
     exam_cooldown_minutes: int = Field(default=60)
+    exam_max_attempts: int = Field(default=3)  # 0: unlimited
     # quality rules (0 / None = off)
     min_golden_for_block: int = Field(default=0)
     accuracy_threshold: float | None = Field(default=None)
+    block_confidence: float | None = Field(default=0.95)  # None: no accuracy rule
+    block_margin: float = Field(default=0.05)  # "useful" = chance + margin (without a threshold)
     min_seconds: float = Field(default=0.0)
     fast_strikes_warn: int = Field(default=3)
     fast_strikes_block: int = Field(default=6)
@@ -197,6 +202,7 @@ class WorkerProject(SQLModel, table=True):
     stage: str = Field(default="work", max_length=16)  # training | exam | work | failed | blocked
     exam_correct: int = Field(default=0)
     exam_total: int = Field(default=0)
+    exam_attempts: int = Field(default=0)  # exams finished (passed or failed)
     cooldown_until: datetime | None = None
     golden_correct: int = Field(default=0)
     golden_total: int = Field(default=0)

@@ -53,14 +53,21 @@ class ProjectSettings(BaseModel):
     min_overlap: int = Field(default=1, ge=1, le=1000)  # with a confidence target: always collected
     confidence_target: float | None = Field(default=None, gt=0.0, lt=1.0)  # None: fixed overlap
     lease_seconds: int = Field(default=600, ge=10, le=7 * 86_400)
+    # The task an answer leases for the next round is held this long until the worker taps it
+    # (then it gets the full lease): a worker who answers and leaves does not stall the batch.
+    idle_lease_seconds: int = Field(default=120, ge=0, le=7 * 86_400)  # 0: the full lease
+    stuck_after_minutes: int = Field(default=30, ge=0, le=30 * 1440)  # unseen this long: gone
     golden_share: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_days: int = Field(default=0, ge=0, le=365)
     training_required: bool = False
     exam_size: int = Field(default=0, ge=0, le=1000)
     exam_pass: float = Field(default=0.8, ge=0.0, le=1.0)
     exam_cooldown_minutes: int = Field(default=60, ge=0)
+    exam_max_attempts: int = Field(default=3, ge=0, le=1000)  # 0: unlimited
     min_golden_for_block: int = Field(default=0, ge=0)
-    accuracy_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    accuracy_threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # None: chance + block_margin
+    block_confidence: float | None = Field(default=0.95, gt=0.5, lt=1.0)  # None: no accuracy rule
+    block_margin: float = Field(default=0.05, ge=0.0, le=0.5)
     min_seconds: float = Field(default=0.0, ge=0.0)
     fast_strikes_warn: int = Field(default=3, ge=0)
     fast_strikes_block: int = Field(default=6, ge=0)

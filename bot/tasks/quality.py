@@ -47,7 +47,7 @@ from sqlmodel import Session, col
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
 from bot.db.tables import table
-from bot.tasks import leasing
+from bot.tasks import leasing, worker_quality
 from bot.tasks.models import (
     PIN_MASK,
     Answer,
@@ -80,6 +80,7 @@ class Stage(StrEnum):
 
 class BlockReason(StrEnum):
     ACCURACY = "accuracy"
+    CONSTANT = "constant"
     FAST = "fast"
     OPERATOR = "operator"
 
@@ -149,6 +150,7 @@ class Standing:
     stage: str
     exam_correct: int
     exam_total: int
+    exam_attempts: int
     cooldown_until: datetime | None
     golden_correct: int
     golden_total: int
@@ -201,6 +203,7 @@ def standing(session: Session, worker_id: int, project: Project, now: datetime |
         "updated_at": now,
         "exam_correct": 0,
         "exam_total": 0,
+        "exam_attempts": 0,
         "golden_correct": 0,
         "golden_total": 0,
         "fast_strikes": 0,
@@ -253,7 +256,7 @@ def blocked_notice(project: Project, wp: Standing) -> Notice:
         reason = BlockReason.OPERATOR.value
     return Notice(
         f"quality.blocked.{reason}",
-        {"accuracy": pct(accuracy_of(wp)), "threshold": pct(project.accuracy_threshold or 0.0), "project": project.name},
+        {"accuracy": pct(accuracy_of(wp)), "threshold": pct(worker_quality.floor_of(project)), "project": project.name},
         stops=True,
     )
 
@@ -320,6 +323,8 @@ def claim(
     if wp.stage == Stage.BLOCKED:
         return blocked_notice(project, wp)
     if wp.stage == Stage.FAILED:
+        if exam_attempts_left(project, wp) == 0:
+            return Notice("quality.exam.no_attempts", {"attempts": wp.exam_attempts}, stops=True)
         if wp.cooldown_until is not None and wp.cooldown_until > now:
             return Notice("quality.exam.cooldown", {"minutes": _minutes_left(wp.cooldown_until, now)}, stops=True)
         _set(session, wp, now, stage=Stage.EXAM.value, exam_correct=0, exam_total=0, cooldown_until=None)
@@ -434,30 +439,59 @@ def after_answer(
     return out
 
 
+def exam_attempts_left(project: Project, wp: Standing) -> int | None:
+    """Exams the worker may still start in the project; None: no limit (``exam_max_attempts`` 0)."""
+    if project.exam_max_attempts <= 0:
+        return None
+    return max(0, project.exam_max_attempts - wp.exam_attempts)
+
+
+JUDGE_EVERY = 10  # besides every golden answer, the accuracy rule looks again every this many answers
+
+
+def judge_worker(session: Session, project: Project, wp: Standing) -> BlockReason | None:
+    """The posterior accuracy rule and the constant-answer rule (``bot.tasks.worker_quality``)."""
+    if project.block_confidence is None or wp.golden_total < project.min_golden_for_block:
+        return None
+    evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
+    verdict = worker_quality.judge(project, evidence, wp.golden_correct, wp.golden_total)
+    if verdict.reason is None:
+        return None
+    log.info(
+        "quality.judged",
+        worker_id=wp.worker_id,
+        project_id=wp.project_id,
+        reason=verdict.reason,
+        accuracy=round(verdict.accuracy, 3),
+        p_useless=round(verdict.p_useless, 4),
+        floor=round(verdict.floor, 3),
+    )
+    return BlockReason(verdict.reason)
+
+
 def _finish_exam(session: Session, project: Project, wp: Standing, now: datetime) -> Notice:
     score = wp.exam_correct / wp.exam_total if wp.exam_total else 0.0
     params = {"score": pct(score), "needed": pct(project.exam_pass), "correct": wp.exam_correct, "total": wp.exam_total}
+    attempts = col(WorkerProject.exam_attempts) + 1
     if score >= project.exam_pass:
-        _set(session, wp, now, stage=Stage.WORK.value)
+        _set(session, wp, now, stage=Stage.WORK.value, exam_attempts=attempts)
         log.info("quality.exam_passed", worker_id=wp.worker_id, project_id=wp.project_id, score=round(score, 3))
         return Notice("quality.exam.passed", params)
     until = now + timedelta(minutes=max(0, project.exam_cooldown_minutes))
-    _set(session, wp, now, stage=Stage.FAILED.value, cooldown_until=until)
-    log.info("quality.exam_failed", worker_id=wp.worker_id, project_id=wp.project_id, score=round(score, 3))
+    _set(session, wp, now, stage=Stage.FAILED.value, cooldown_until=until, exam_attempts=attempts)
+    left = exam_attempts_left(project, wp)
+    log.info("quality.exam_failed", worker_id=wp.worker_id, project_id=wp.project_id, score=round(score, 3), attempts_left=left)
+    if left == 0:
+        return Notice("quality.exam.failed_final", {**params, "attempts": wp.exam_attempts}, stops=True)
     return Notice("quality.exam.failed", {**params, "minutes": max(0, project.exam_cooldown_minutes)}, stops=True)
 
 
 def _apply_rules(session: Session, project: Project, wp: Standing, *, fast: bool, golden: bool, now: datetime, tz: str) -> Notice | None:
-    threshold = project.accuracy_threshold
-    if (
-        golden
-        and wp.stage == Stage.WORK
-        and threshold
-        and wp.golden_total >= max(1, project.min_golden_for_block)
-        and accuracy_of(wp) < threshold
-    ):
-        block(session, wp, BlockReason.ACCURACY, now)
-        return blocked_notice(project, wp)
+    if wp.stage == Stage.WORK and (golden or wp.answers_total % JUDGE_EVERY == 0):
+        reason = judge_worker(session, project, wp)
+        if reason is not None:
+            block(session, wp, reason, now)
+            return blocked_notice(project, wp)
     if fast and project.fast_strikes_block > 0 and wp.fast_strikes >= project.fast_strikes_block:
         block(session, wp, BlockReason.FAST, now)
         return blocked_notice(project, wp)

@@ -313,3 +313,77 @@ def test_stats_rank_by_accuracy_with_ties(db: Database, tmp_path: Path) -> None:
     (fresh,) = make_workers(db, 1, base=8000)
     with db.session() as s:
         assert quality.worker_stats(s, fresh) == []
+
+
+def test_exam_attempts_run_out_even_without_a_cool_down(db: Database, tmp_path: Path) -> None:
+    """With no cool-down the exam could be retaken until the golden tasks ran out: now it stops
+    after ``exam_max_attempts`` with a clear message, and stays stopped."""
+    project = make_project(
+        db, tmp_path / "imgs", count=2, golden=12, exam_size=2, exam_pass=0.8, exam_cooldown_minutes=0, exam_max_attempts=2
+    )
+    (w,) = make_workers(db, 1)
+    d = Driver(db, w)
+    notices = []
+    for _attempt in range(2):
+        for _ in range(2):
+            card = d.next()
+            assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
+            result = d.answer(card, WRONG[truth_of(db, card.task_id)])  # type: ignore[index]
+        assert isinstance(result, Submitted) and result.notice is not None
+        notices.append(result.notice)
+    assert notices[0].key == "quality.exam.failed"
+    assert notices[1].key == "quality.exam.failed_final" and notices[1].stops and notices[1].params["attempts"] == 2
+    for _ in range(2):  # a later claim (cool-down long over) gets the same answer, and no golden task
+        d.wait(minutes=120)
+        after = d.next()
+        assert isinstance(after, NoTask) and after.notice is not None and after.notice.key == "quality.exam.no_attempts"
+        assert after.notice.params == {"attempts": 2}
+    wp = _standing(db, w, project.id)
+    assert (wp.stage, wp.exam_attempts, wp.exam_total) == ("failed", 2, 2)
+
+
+def test_exam_attempts_zero_means_unlimited(db: Database, tmp_path: Path) -> None:
+    make_project(db, tmp_path / "imgs", count=2, golden=8, exam_size=1, exam_pass=1.0, exam_cooldown_minutes=0, exam_max_attempts=0)
+    (w,) = make_workers(db, 1)
+    d = Driver(db, w)
+    for _ in range(5):
+        card = d.next()
+        assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
+        result = d.answer(card, WRONG[truth_of(db, card.task_id)])  # type: ignore[index]
+        assert isinstance(result, Submitted) and result.notice is not None and result.notice.key == "quality.exam.failed"
+
+
+def test_an_honest_worker_on_a_hard_task_is_kept(db: Database, tmp_path: Path) -> None:
+    """60 % right on golden tasks of a three-label project is far above chance (33 %): a fixed
+    70 % threshold would block; the posterior rule (default floor 0.38) keeps the worker."""
+    project = make_project(db, tmp_path / "imgs", count=2, golden=20, golden_share=1.0)
+    (w,) = make_workers(db, 1)
+    d = Driver(db, w)
+    for i in range(20):
+        card = d.next()
+        assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
+        truth = truth_of(db, card.task_id)
+        result = d.answer(card, truth if i % 5 < 3 else WRONG[truth])  # type: ignore[index]
+        assert isinstance(result, Submitted) and result.notice is None
+    assert _standing(db, w, project.id).stage == "work"
+
+
+def test_a_worker_at_chance_is_blocked_once_the_evidence_is_sure(db: Database, tmp_path: Path) -> None:
+    project = make_project(db, tmp_path / "imgs", count=2, golden=30, golden_share=1.0)
+    (w,) = make_workers(db, 1)
+    d = Driver(db, w)
+    answered = 0
+    while True:
+        card = d.next()
+        if not isinstance(card, TaskCard):
+            break
+        truth = truth_of(db, card.task_id)
+        result = d.answer(card, WRONG[truth])  # type: ignore[index]
+        answered += 1
+        assert isinstance(result, Submitted)
+        if result.notice is not None:
+            assert result.notice.key == "quality.blocked.accuracy"
+            break
+    # Beta(1, 1 + n): P(accuracy <= 1/3 + 0.05) = 1 - 0.617^(n + 1): 0.945 at n = 5, 0.966 at n = 6
+    assert answered == 6
+    assert _standing(db, w, project.id).blocked_reason == "accuracy"
