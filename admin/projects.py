@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from admin.common import fail, open_db, resolve_project
-from admin.progress import out_console
+from admin.progress import err_console, out_console
 from admin.terminal import term_safe
 from bot.tasks import projects, stats
 from bot.tasks.models import ProjectStatus, ProjectType
@@ -153,6 +153,28 @@ app.command("pause", help="Stop handing out the project's tasks (answers in prog
 )
 app.command("resume", help="Hand out the project's tasks again.")(_status_command(ProjectStatus.ACTIVE, "resumed"))
 app.command("close", help="Close the project for good: no more tasks are handed out.")(_status_command(ProjectStatus.CLOSED, "closed"))
+
+
+@app.command("finish")
+def finish(project: str = typer.Argument(..., help="Project id or name.")) -> None:
+    """Close the batch now: no more tasks handed out, live leases end, every task with answers
+    is finished with what it has and aggregated as the export will (tasks nobody answered stay
+    without a result)."""
+    from bot.tasks import stuck
+
+    with open_db() as db:
+        target = resolve_project(db, project)
+        with err_console.status("finishing and aggregating..."):
+            with db.session() as session:
+                assert target.id is not None
+                fresh = projects.find(session, target.id)
+                done = stuck.finish_project(session, fresh)
+    mean = "-" if done.mean_confidence is None else f"{done.mean_confidence:.3f}"
+    typer.echo(
+        f"project {done.project_id} finished: {done.tasks_finished} open tasks finished with the answers they have, "
+        f"{done.leases_ended} leases ended, {done.tasks_unanswered} tasks without answers; "
+        f"{done.labelled} tasks labelled (mean confidence {mean}); export with: crowdpin admin export {done.project_id}"
+    )
 
 
 @app.command("list")

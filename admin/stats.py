@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from sqlmodel import Session
 
 from admin import report_html
 from admin.common import open_db, pseudonym_secret, resolve_project
 from admin.progress import err_console, out_console
 from admin.terminal import term_safe
 from bot.config import get_settings
-from bot.tasks import stats
+from bot.tasks import stats, stuck
 from bot.tasks.export import Pseudonyms
+from bot.tasks.models import Project
+from bot.tasks.stuck import StuckTask
 
 
 def stats_command(
@@ -29,6 +32,7 @@ def stats_command(
         with err_console.status("counting..."):
             with db.read_session() as session:
                 report = stats.report(session, project_id, leaders=max(top, 1))
+                stuck_rows = _stuck(session, [p.id for p in report.projects])
                 if html is not None:
                     stats.add_reliability(session, report, settings.quality.aggregation)
         secret = pseudonym_secret(db, settings) if html is not None and not reveal_workers else None
@@ -48,6 +52,8 @@ def stats_command(
             f"₩{p.earned:,}",
         )
     out_console.print(table)
+    if stuck_rows:
+        out_console.print(_stuck_table(stuck_rows))
     board = Table(title="Leaderboard")
     for column in ("#", "worker", "answers", "earned", "golden accuracy", "mean s"):
         board.add_column(column)
@@ -61,3 +67,40 @@ def stats_command(
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(report_html.render(report, pseudonym=pseudonym), encoding="utf-8")
         typer.echo(f"report written to {html}")
+
+
+def _stuck(session: Session, project_ids: list[int]) -> list[tuple[int, StuckTask]]:
+    """Open tasks that cannot reach their overlap with the workers still eligible (read only)."""
+    out = []
+    for project_id in project_ids:
+        project = session.get(Project, project_id)
+        if project is not None:
+            out += [(project_id, row) for row in stuck.sweep(session, project, finish=False).stuck]
+    return out
+
+
+STUCK_SHOWN = 30
+_REASONS = {"no_workers": "no worker left", "few_workers": "too few workers"}
+
+
+def _stuck_table(rows: list[tuple[int, StuckTask]]) -> Table:
+    table = Table(
+        title=f"Stuck tasks ({len(rows):,})",
+        caption="eligible: workers seen recently who may still answer it; close with: crowdpin admin project finish PROJECT",
+    )
+    for column in ("project", "task", "answers", "missing", "eligible", "confidence", "reason"):
+        table.add_column(column)
+    for project_id, row in rows[:STUCK_SHOWN]:
+        conf = "-" if row.confidence is None else f"{row.confidence:.2f}"
+        table.add_row(
+            str(project_id),
+            row.external_id,
+            str(row.answers),
+            str(row.needed),
+            str(row.eligible),
+            conf,
+            _REASONS.get(row.reason, row.reason),
+        )
+    if len(rows) > STUCK_SHOWN:
+        table.caption = f"... and {len(rows) - STUCK_SHOWN:,} more; {table.caption}"
+    return table

@@ -162,6 +162,8 @@ class AggregationSettings(BaseSettings):
 
     # a built-in method, or crowdkit:<Class> with the optional extra crowdpin[crowdkit]
     aggregation: str = Field(default="auto", alias="AGGREGATION")
+    # how often the bot looks for tasks that can no longer reach their overlap (bot.tasks.stuck)
+    stuck_sweep_seconds: float = Field(default=60.0, gt=0, alias="STUCK_SWEEP_SECONDS")
 
     @field_validator("aggregation")
     @classmethod

@@ -5,7 +5,8 @@
 same jobs; the running handle is ``app.jobs``. Each job survives database hiccups on its own.
 
 * ``broadcasts``: sends queued broadcasts and resumes those whose runner died;
-* ``payout_notices``: tells workers their withdrawal was paid or failed.
+* ``payout_notices``: tells workers their withdrawal was paid or failed;
+* ``batches``: finishes tasks that can no longer reach their overlap (``bot.tasks.stuck``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 from aiogram import Bot
 
+from bot.jobs.batches import BatchSweeper
 from bot.jobs.broadcasts import BroadcastWorker
 from bot.jobs.payout_notices import PayoutNotifier
 from bot.telegram.runtime import App
@@ -28,19 +30,23 @@ class Jobs:
 
     broadcasts: BroadcastWorker
     payout_notices: PayoutNotifier
+    batches: BatchSweeper
 
     async def stop(self) -> None:
         """Let deliveries finish their in-flight message, then end every loop."""
         await self.broadcasts.stop()
         await self.payout_notices.stop()
+        await self.batches.stop()
 
 
 def start_jobs(app: App, bot: Bot) -> Jobs:
     jobs = Jobs(
         broadcasts=BroadcastWorker(app, bot),
         payout_notices=PayoutNotifier(app, bot, interval=app.settings.wallet.payout_notify_seconds),
+        batches=BatchSweeper(app, interval=app.settings.quality.stuck_sweep_seconds),
     )
     jobs.broadcasts.start()
     jobs.payout_notices.start()
-    log.info("jobs.started", jobs=["broadcasts", "payout_notices"])
+    jobs.batches.start()
+    log.info("jobs.started", jobs=["broadcasts", "payout_notices", "batches"])
     return jobs

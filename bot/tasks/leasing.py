@@ -182,10 +182,14 @@ def claim_in_project(
     now: datetime | None = None,
     chat_id: int | None = None,
     message_id: int | None = None,
+    idle: bool = False,
 ) -> NewLease | None:
     """Lease one task of ``kind`` in ``project`` to the worker, or None when there is none.
 
     ``chat_id``/``message_id`` attach the lease to the message that will show it, when known.
+    ``idle``: the task is leased by an answer for the next round, before the worker has seen
+    it; it is held for ``idle_lease_seconds`` only, and the worker's first tap on it extends it
+    to the full lease (:func:`extend`), so a worker who answers and leaves holds no slot long.
     """
     now = now or utcnow()
     statement = _claim_statement(_dialect(session), kind, project.confidence_target is not None)
@@ -204,13 +208,81 @@ def claim_in_project(
             "project_id": project.id,
             "status": AssignmentStatus.LEASED.value,
             "leased_at": now,
-            "expires_at": now + timedelta(seconds=project.lease_seconds),
+            "expires_at": now + timedelta(seconds=lease_length(project, idle=idle)),
             "chat_id": chat_id,
             "message_id": message_id,
         }
         assignment_id = execute(session, _INSERT_LEASE, values).scalar_one()
         return NewLease(id=assignment_id, **values)
     return None
+
+
+def lease_length(project: Project, *, idle: bool = False) -> int:
+    """Seconds a lease lasts: the full ``lease_seconds``, or the idle lease when it is shorter."""
+    if idle and 0 < project.idle_lease_seconds < project.lease_seconds:
+        return int(project.idle_lease_seconds)
+    return int(project.lease_seconds)
+
+
+_EXTEND = hot(
+    update(Assignment)
+    .where(
+        col(Assignment.id) == bindparam("assignment_id"),
+        col(Assignment.status) == AssignmentStatus.LEASED.value,
+        col(Assignment.expires_at) > bindparam("now"),
+        col(Assignment.expires_at) < bindparam("until"),
+    )
+    .values(expires_at=bindparam("until"))
+)
+
+
+def extend(session: Session, assignment_id: int, project: Project, now: datetime) -> None:
+    """A tap on a live lease: it gets the full lease from now (an idle lease becomes a real one)."""
+    until = now + timedelta(seconds=project.lease_seconds)
+    execute(session, _EXTEND, {"assignment_id": assignment_id, "now": now, "until": until})
+
+
+_REFRESH = hot(
+    update(Assignment)
+    .where(col(Assignment.id) == bindparam("assignment_id"), col(Assignment.status) == AssignmentStatus.LEASED.value)
+    .values(expires_at=bindparam("until"))
+)
+_REVIVE = hot(
+    update(Assignment)
+    .where(col(Assignment.id) == bindparam("assignment_id"), col(Assignment.status) == AssignmentStatus.EXPIRED.value)
+    .values(status=AssignmentStatus.LEASED.value, expires_at=bindparam("until"), closed_at=None)
+)
+_RETAKE_SLOT = hot(
+    update(Task)
+    .where(
+        col(Task.id) == bindparam("task_id"),
+        col(Task.status) == TaskStatus.OPEN.value,
+        or_(col(Task.kind) != TaskKind.NORMAL.value, col(Task.taken) < bindparam("overlap")),
+    )
+    .values(taken=col(Task.taken) + 1)
+)
+
+
+def revive(session: Session, assignment_id: int, task_id: int, project: Project, now: datetime) -> bool:
+    """A tap on a lapsed lease: take it back, if the task still has a free slot.
+
+    A lapsed lease not yet swept still holds its slot: it is simply renewed. A swept one
+    (``expired``) needs a slot again: the same conditional ``taken < overlap`` UPDATE as a claim
+    takes it, then the assignment goes back to ``leased`` only if it is still ``expired``
+    (a conditional UPDATE: of two racing taps one wins). Answering then closes the lease once,
+    as always, so the answer is recorded and paid once. False: the slot is gone (the task was
+    finished or filled by others meanwhile); the caller refuses the tap as expired.
+    """
+    until = now + timedelta(seconds=project.lease_seconds)
+    params = {"assignment_id": assignment_id, "until": until}
+    if execute(session, _REFRESH, params).rowcount == 1:
+        return True
+    if execute(session, _RETAKE_SLOT, {"task_id": task_id, "overlap": project.overlap}).rowcount != 1:
+        return False
+    if execute(session, _REVIVE, params).rowcount != 1:
+        release_slot(session, task_id)
+        return False
+    return True
 
 
 def claimable_projects(session: Session, project_id: int | None = None) -> list[Project]:

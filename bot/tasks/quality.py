@@ -313,12 +313,13 @@ def claim(
     tz: str = "Asia/Seoul",
     chat_id: int | None = None,
     message_id: int | None = None,
+    idle: bool = False,
 ) -> leasing.NewLease | Notice | None:
     """Lease the task this worker should get next in ``project``: a training task, an exam task,
     a golden or a normal task. A :class:`Notice` says why the worker gets nothing here.
     ``chat_id``/``message_id``: the message that will show the lease, when known."""
     now = now or utcnow()
-    shown = {"chat_id": chat_id, "message_id": message_id}
+    shown: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "idle": idle}
     wp = standing(session, worker_id, project, now)
     if wp.stage == Stage.BLOCKED:
         return blocked_notice(project, wp)

@@ -204,7 +204,10 @@ def next_task(
         return NoTask(NoTaskReason.BANNED, found[1])
     leasing.expire_leases(session, now)
     current = leasing.active_lease(session, worker_id, now, project_id) if check_current else None
-    if current is not None:
+    if current is not None:  # shown again: a lease held idle becomes a full one
+        project = projects.read(session, current.project_id)
+        if project is not None and current.id is not None:
+            leasing.extend(session, current.id, project, now)
         return card_for(session, current, lang, now, tz)
     return claim_next(session, worker_id, leasing.claimable_projects(session, project_id), lang, now, tz, chat_id, message_id)
 
@@ -218,10 +221,14 @@ def claim_next(
     tz: str,
     chat_id: int | None,
     message_id: int | None,
+    *,
+    idle: bool = False,
 ) -> TaskCard | NoTask:
+    """The first task any of ``candidates`` has for the worker. ``idle``: leased by an answer
+    for the next round (see ``leasing.claim_in_project``)."""
     notices: list[quality.Notice] = []
     for project in candidates:
-        assignment = quality.claim(session, project, worker_id, now=now, tz=tz, chat_id=chat_id, message_id=message_id)
+        assignment = quality.claim(session, project, worker_id, now=now, tz=tz, chat_id=chat_id, message_id=message_id, idle=idle)
         if isinstance(assignment, quality.Notice):
             notices.append(assignment)
         elif assignment is not None:
@@ -298,12 +305,23 @@ def read_lease(session: Session, assignment_id: int) -> Lease | None:
 
 
 def _open_assignment(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Assignment | Refusal:
-    """The ORM row of a lease the worker may act on (magic pin keeps its state in it)."""
+    """The ORM row of a lease the worker may act on (magic pin keeps its state in it).
+
+    Any tap on the lease extends it to the full lease; a tap on a lapsed one takes it back if
+    the task still has a free slot (``leasing.revive``)."""
     assignment = session.get(Assignment, assignment_id)
     refusal = check_lease(assignment, worker_id, now)
-    if refusal is not None:
+    if refusal is not None and refusal != Refusal.EXPIRED:
         return refusal
-    assert assignment is not None
+    assert assignment is not None and assignment.id is not None
+    project = projects.read(session, assignment.project_id)
+    assert project is not None
+    if refusal == Refusal.EXPIRED:
+        if not leasing.revive(session, assignment.id, assignment.task_id, project, now):
+            return refusal
+    else:
+        leasing.extend(session, assignment.id, project, now)
+    session.refresh(assignment)
     return assignment
 
 
@@ -313,8 +331,8 @@ def check_lease(lease: Lease | Assignment | None, worker_id: int, now: datetime)
         return Refusal.UNKNOWN
     if lease.worker_id != worker_id:
         return Refusal.NOT_YOURS
-    if lease.status == AssignmentStatus.EXPIRED:  # the sweeper took it back: say so, not "answered"
-        return Refusal.EXPIRED
+    if lease.status == AssignmentStatus.EXPIRED:
+        return Refusal.EXPIRED  # swept back to the pool; ``revived`` may take it back
     if lease.status != AssignmentStatus.LEASED:
         return Refusal.ALREADY
     if lease.expires_at <= now:
@@ -322,9 +340,19 @@ def check_lease(lease: Lease | Assignment | None, worker_id: int, now: datetime)
     return None
 
 
+def revived(session: Session, lease: Lease, now: datetime) -> bool:
+    """A tap on a lapsed lease is still accepted, once, if the task has a free slot."""
+    if not leasing.revive(session, lease.assignment_id, lease.task.id, lease.project, now):
+        return False
+    lease.status = AssignmentStatus.LEASED.value
+    return True
+
+
 def open_lease(session: Session, worker_id: int, assignment_id: int, now: datetime) -> Lease | Refusal:
     lease = read_lease(session, assignment_id)
     refusal = check_lease(lease, worker_id, now)
+    if refusal == Refusal.EXPIRED and lease is not None and revived(session, lease, now):
+        refusal = None
     if refusal is not None:
         return refusal
     assert lease is not None

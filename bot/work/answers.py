@@ -34,6 +34,7 @@ from bot.tasks.service import (
     close_skipped,
     open_lease,
     read_lease,
+    revived,
     valid_value,
 )
 from bot.wallet.ledger import credit_earning
@@ -136,6 +137,8 @@ def act_and_next(
     if action not in ("answer", "skip", "report"):
         raise ValueError(f"unknown action {action!r}")
     refusal = check_lease(lease, worker_id, now)
+    if refusal == Refusal.EXPIRED and lease is not None and revived(session, lease, now):
+        refusal = None
     if refusal is not None:
         return AnswerOutcome(refusal, None)
     assert lease is not None
@@ -154,10 +157,11 @@ def act_and_next(
         chat_id = None  # a lease is attached to a message only once it is shown in one
     leasing.expire_leases(session, now)
     here = [lease.project] if lease.project.status == ProjectStatus.ACTIVE else []
-    nxt = claim_next(session, worker_id, here, lang, now, tz, chat_id, message_id)
+    # the next task is leased before the worker sees it: an idle lease until they tap it
+    nxt = claim_next(session, worker_id, here, lang, now, tz, chat_id, message_id, idle=True)
     if isinstance(nxt, NoTask) and nxt.reason == NoTaskReason.NONE_LEFT:
         others = [p for p in leasing.claimable_projects(session) if p.id != lease.project.id]
-        nxt = claim_next(session, worker_id, others, lang, now, tz, chat_id, message_id)
+        nxt = claim_next(session, worker_id, others, lang, now, tz, chat_id, message_id, idle=True)
     return AnswerOutcome(result, nxt)
 
 

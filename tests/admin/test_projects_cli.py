@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bot.clock import utcnow
 from bot.db import Database
-from bot.tasks.models import Project
+from bot.tasks.models import Project, Task
+from bot.tasks.service import TaskCard
 from tests.admin.conftest import Cli
+from tests.quality.helpers import Driver, make_project, make_workers
 
 
 def _project(db: Database, project_id: int) -> Project:
@@ -117,3 +122,30 @@ def test_list_show_pause_resume_close_and_set(cli: Cli, db: Database) -> None:
     assert _project(db, pid).status == "closed"
     missing = cli("project", "show", "999", ok=False)
     assert missing.exit_code == 1 and "no project" in missing.stderr
+
+
+def test_stats_show_stuck_tasks_and_finish_closes_the_batch(cli: Cli, db: Database, tmp_path: Path) -> None:
+    """Two workers answered and left two hours ago; overlap 3 can never be reached: stats name the
+    stuck tasks with the reason, and ``project finish`` finishes them with the answers they have."""
+    project = make_project(db, tmp_path / "imgs", count=2, overlap=3)
+    assert project.id is not None
+    long_ago = utcnow() - timedelta(hours=2)
+    for worker_id in make_workers(db, 2):
+        d = Driver(db, worker_id, long_ago)
+        while isinstance(card := d.next(), TaskCard):
+            d.answer(card, "a")
+    shown = cli("stats", str(project.id)).stdout
+    assert "Stuck tasks (2)" in shown and "no worker left" in shown and "t0" in shown and "t1" in shown
+    assert {t.status for t in _tasks(db, project.id)} == {"open"}  # stats change nothing
+    out = cli("project", "finish", str(project.id)).stdout
+    assert "2 open tasks finished" in out and "2 tasks labelled" in out
+    assert _project(db, project.id).status == "closed"
+    assert {(t.status, t.answers_count) for t in _tasks(db, project.id)} == {("done", 2)}
+    assert "Stuck tasks" not in cli("stats", str(project.id)).stdout
+    missing = cli("project", "finish", "nope", ok=False)
+    assert missing.exit_code == 1 and "no project" in missing.stderr
+
+
+def _tasks(db: Database, project_id: int) -> list[Task]:
+    with db.read_session() as s:
+        return list(s.execute(select(Task).where(Task.project_id == project_id)).scalars())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -90,6 +91,7 @@ async def test_double_tap_pays_once(sandbox: Sandbox, tmp_path) -> None:  # type
 
 
 async def test_stale_button_after_lease_expired(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A lapsed lease whose slot another worker has taken: the late tap is refused, nothing recorded."""
     box = sandbox
     create_sample_project(box.db, tmp_path / "images", count=3, overlap=1, lease_seconds=60)
     sim = SimWorker.create(box.emulator, "w", "en")
@@ -97,12 +99,27 @@ async def test_stale_button_after_lease_expired(sandbox: Sandbox, tmp_path) -> N
     screen = await sim.request_task()
     assert screen is not None
     clock.advance(120)
+    other = SimWorker.create(box.emulator, "v", "en")
+    await other.start()
+    taken = await other.request_task()  # the lapsed task went back to the pool: the only slot is theirs now
+    assert taken is not None and taken.assignment_id != screen.assignment_id
     cq = await box.emulator.tap(sim.user_id, screen.message_id, text=screen.labels()[0])
     await box.emulator.wait_for(lambda: box.emulator.callback_answer(cq) is not None)
     assert box.emulator.callback_answer(cq)["text"] == t("refuse.expired", "en")  # type: ignore[index]
     assert _answers(box) == 0
-    fresh = await sim.request_task()  # the expired task went back to the pool
-    assert fresh is not None and fresh.assignment_id != screen.assignment_id
+
+
+async def test_late_tap_on_a_lapsed_lease_is_accepted_once_while_the_slot_is_free(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = sandbox
+    create_sample_project(box.db, tmp_path / "images", count=3, overlap=1, lease_seconds=60)
+    sim = SimWorker.create(box.emulator, "w", "en")
+    await sim.start()
+    screen = await sim.request_task()
+    assert screen is not None
+    clock.advance(120)
+    nxt = await sim.tap(screen, screen.labels()[0])  # nobody took it meanwhile: no lost work
+    assert nxt is not None and nxt.assignment_id != screen.assignment_id
+    assert _answers(box) == 1
 
 
 async def test_restart_mid_task_loses_nothing(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -315,6 +315,12 @@ def test_stats_rank_by_accuracy_with_ties(db: Database, tmp_path: Path) -> None:
         assert quality.worker_stats(s, fresh) == []
 
 
+def _wrong(db: Database, task_id: int) -> str:
+    truth = truth_of(db, task_id)
+    assert truth is not None
+    return WRONG[truth]
+
+
 def test_exam_attempts_run_out_even_without_a_cool_down(db: Database, tmp_path: Path) -> None:
     """With no cool-down the exam could be retaken until the golden tasks ran out: now it stops
     after ``exam_max_attempts`` with a clear message, and stays stopped."""
@@ -328,7 +334,7 @@ def test_exam_attempts_run_out_even_without_a_cool_down(db: Database, tmp_path: 
         for _ in range(2):
             card = d.next()
             assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
-            result = d.answer(card, WRONG[truth_of(db, card.task_id)])  # type: ignore[index]
+            result = d.answer(card, _wrong(db, card.task_id))
         assert isinstance(result, Submitted) and result.notice is not None
         notices.append(result.notice)
     assert notices[0].key == "quality.exam.failed"
@@ -349,7 +355,7 @@ def test_exam_attempts_zero_means_unlimited(db: Database, tmp_path: Path) -> Non
     for _ in range(5):
         card = d.next()
         assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
-        result = d.answer(card, WRONG[truth_of(db, card.task_id)])  # type: ignore[index]
+        result = d.answer(card, _wrong(db, card.task_id))
         assert isinstance(result, Submitted) and result.notice is not None and result.notice.key == "quality.exam.failed"
 
 
@@ -363,7 +369,8 @@ def test_an_honest_worker_on_a_hard_task_is_kept(db: Database, tmp_path: Path) -
         card = d.next()
         assert isinstance(card, TaskCard) and card.kind == TaskKind.GOLDEN
         truth = truth_of(db, card.task_id)
-        result = d.answer(card, truth if i % 5 < 3 else WRONG[truth])  # type: ignore[index]
+        assert truth is not None
+        result = d.answer(card, truth if i % 5 < 3 else WRONG[truth])
         assert isinstance(result, Submitted) and result.notice is None
     assert _standing(db, w, project.id).stage == "work"
 
@@ -377,8 +384,7 @@ def test_a_worker_at_chance_is_blocked_once_the_evidence_is_sure(db: Database, t
         card = d.next()
         if not isinstance(card, TaskCard):
             break
-        truth = truth_of(db, card.task_id)
-        result = d.answer(card, WRONG[truth])  # type: ignore[index]
+        result = d.answer(card, _wrong(db, card.task_id))
         answered += 1
         assert isinstance(result, Submitted)
         if result.notice is not None:
