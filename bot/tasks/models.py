@@ -80,7 +80,7 @@ class Project(SQLModel, table=True):
     confidence_target: float | None = Field(default=None)  # None: fixed overlap
     lease_seconds: int = Field(default=600, ge=10)
     idle_lease_seconds: int = Field(default=120, ge=0)  # the task leased by an answer, until tapped
-    stuck_after_minutes: int = Field(default=30, ge=0)  # a worker unseen this long has left
+    stuck_after_seconds: int = Field(default=1800, ge=0)  # a worker unseen this long has left
     golden_share: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_days: int = Field(default=0, ge=0)
     # training and exam

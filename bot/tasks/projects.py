@@ -56,7 +56,7 @@ class ProjectSettings(BaseModel):
     # The task an answer leases for the next round is held this long until the worker taps it
     # (then it gets the full lease): a worker who answers and leaves does not stall the batch.
     idle_lease_seconds: int = Field(default=120, ge=0, le=7 * 86_400)  # 0: the full lease
-    stuck_after_minutes: int = Field(default=30, ge=0, le=30 * 1440)  # unseen this long: gone
+    stuck_after_seconds: int = Field(default=1800, ge=0, le=30 * 86_400)  # unseen this long: gone
     golden_share: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_days: int = Field(default=0, ge=0, le=365)
     training_required: bool = False

@@ -6,7 +6,7 @@ offer forever and the project would never finish. :func:`sweep` finds such tasks
 
 * *eligible* workers are those with a standing in the project that may still answer (in work,
   training or exam, or failed with exam attempts and time left), seen within
-  ``stuck_after_minutes`` (a worker unseen longer has left), who have never been handed the task;
+  ``stuck_after_seconds`` (a worker unseen longer has left), who have never been handed the task;
 * a task *cannot fill* when its live leases plus its eligible workers are fewer than the
   answers it still needs;
 * such a task is finished with the answers it has once its **aggregated** confidence (the
@@ -68,8 +68,8 @@ class Sweep:
 
 
 def eligible_workers(session: Session, project: Project, now: datetime) -> set[int]:
-    """Workers who may still answer in the project and were seen within ``stuck_after_minutes``."""
-    since = now - timedelta(minutes=project.stuck_after_minutes)
+    """Workers who may still answer in the project and were seen within ``stuck_after_seconds``."""
+    since = now - timedelta(seconds=project.stuck_after_seconds)
     rows = session.execute(
         select(col(WorkerProject.worker_id), col(WorkerProject.stage), col(WorkerProject.exam_attempts)).where(
             col(WorkerProject.project_id) == project.id, col(WorkerProject.updated_at) >= since
@@ -116,7 +116,7 @@ def sweep(session: Session, project: Project, *, now: datetime | None = None, fi
     assert project.id is not None
     now = now or utcnow()
     result = Sweep(project.id)
-    if project.stuck_after_minutes <= 0 or project.status != ProjectStatus.ACTIVE:
+    if project.stuck_after_seconds <= 0 or project.status != ProjectStatus.ACTIVE:
         return result
     short = _short(session, project, now)
     if not short:

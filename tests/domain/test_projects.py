@@ -32,7 +32,7 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("confidence_target", 0.0),
     ("lease_seconds", 9),
     ("idle_lease_seconds", -1),
-    ("stuck_after_minutes", -1),
+    ("stuck_after_seconds", -1),
     ("golden_share", 1.5),
     ("hold_days", -1),
     ("training_required", "perhaps"),

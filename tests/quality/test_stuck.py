@@ -38,7 +38,7 @@ def test_a_task_short_of_workers_finishes_when_confident_else_is_reported(db: Da
     """Overlap 3, only two workers ever came: t0 (both agree) finishes at the target once they
     have left; t1 (they disagree) stays stuck with the reason; nothing happens while they may
     still come back."""
-    project = make_project(db, tmp_path / "imgs", count=2, overlap=3, confidence_target=0.6, min_overlap=2, stuck_after_minutes=30)
+    project = make_project(db, tmp_path / "imgs", count=2, overlap=3, confidence_target=0.6, min_overlap=2, stuck_after_seconds=1800)
     assert project.id is not None
     w1, w2 = make_workers(db, 2)
     start = utcnow()
@@ -61,7 +61,7 @@ def test_a_task_short_of_workers_finishes_when_confident_else_is_reported(db: Da
 
 
 def test_an_eligible_worker_keeps_a_task_waiting(db: Database, tmp_path: Path) -> None:
-    project = make_project(db, tmp_path / "imgs", count=1, overlap=2, stuck_after_minutes=30)
+    project = make_project(db, tmp_path / "imgs", count=1, overlap=2, stuck_after_seconds=1800)
     assert project.id is not None
     w1, w2 = make_workers(db, 2)
     now = utcnow()

@@ -24,7 +24,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("block_confidence", sa.Float(), nullable=True, server_default="0.95"))
         batch_op.add_column(sa.Column("block_margin", sa.Float(), nullable=False, server_default="0.05"))
         batch_op.add_column(sa.Column("idle_lease_seconds", sa.Integer(), nullable=False, server_default="120"))
-        batch_op.add_column(sa.Column("stuck_after_minutes", sa.Integer(), nullable=False, server_default="30"))
+        batch_op.add_column(sa.Column("stuck_after_seconds", sa.Integer(), nullable=False, server_default="1800"))
     with op.batch_alter_table("workerproject", schema=None) as batch_op:
         batch_op.add_column(sa.Column("exam_attempts", sa.Integer(), nullable=False, server_default="0"))
 
@@ -33,7 +33,7 @@ def downgrade() -> None:
     with op.batch_alter_table("workerproject", schema=None) as batch_op:
         batch_op.drop_column("exam_attempts")
     with op.batch_alter_table("project", schema=None) as batch_op:
-        batch_op.drop_column("stuck_after_minutes")
+        batch_op.drop_column("stuck_after_seconds")
         batch_op.drop_column("idle_lease_seconds")
         batch_op.drop_column("block_margin")
         batch_op.drop_column("block_confidence")
