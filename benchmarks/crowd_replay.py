@@ -60,11 +60,13 @@ from bot.sample import generate
 from bot.tasks import aggregate, intake, media, projects, stuck
 from bot.tasks import crowd_models as models
 from bot.tasks.models import TaskKind
+from bot.tasks.service import Refusal
 
 TOKEN = "4242424242:crowdpin-replay-token-aaaaaaaaaaaaaa"
 GOLDEN_SHARE = 0.1
 CHURN = 0.3
 WAIT_S = 60.0
+REFUSALS = {t(f"refuse.{r.value}", "ko") for r in Refusal}
 
 
 @dataclass
@@ -165,6 +167,8 @@ class Replayer:
     answered: int = 0
     skipped: int = 0
     stopped: str | None = None  # why the bot stopped giving tasks (a notice), if it did
+    arrived: bool = False  # has asked for a first task
+    refused: int = 0  # taps the bot refused (a lapsed lease whose slot was gone...)
     message: Any = None
     version: int = 0
     log: list[str] = field(default_factory=list)
@@ -187,29 +191,30 @@ class Replayer:
             ).fetchall()
         return sum(1 for (ext,) in rows if ext in self.mine)
 
-    async def _wait_change(self, current: int | None) -> Any | None:
+    async def _wait_change(self, current: int | None, callback: str) -> Any | None:
+        """The next screen after a tap; None when the bot refused the tap (an alert, no new screen)."""
         from bot.emulator.state import TranscriptMessage
 
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             result = await self.client._call(
-                "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": 10}, timeout=20
+                "GET", "/wait", params={"chat_id": self.user_id, "after_version": self.version, "timeout": 2}, timeout=20
             )
             if result["timed_out"]:
+                answer = await self.client.callback_answer(callback)
+                if answer is not None and answer.get("text") in REFUSALS:
+                    self.refused += 1
+                    return None
                 continue
             self.version = result["version"]
             message = TranscriptMessage.from_dict(result["message"])
             assignment = _assignment(message)
             if assignment is not None and assignment != current:
                 return message
-            if (
-                assignment is None
-                and message.text
-                and not message.reply_markup
-                and message.message_id != getattr(self.message, "message_id", None)
-            ):
+            previous = getattr(self.message, "message_id", None)
+            if assignment is None and message.text and not message.reply_markup and message.message_id != previous:
                 return message
-        return None  # the tap was refused (an alert, no new screen): ask again
+        return None
 
     async def ask(self) -> Any:
         newest = await self.client.last_message(self.user_id)
@@ -223,6 +228,7 @@ class Replayer:
         await self.client.wait_for_bot_message(self.user_id, 0, timeout=WAIT_S)
         idle_rounds = 0
         self.message = await self.ask()
+        self.arrived = True
         while True:
             if self.leave_after is not None and self.answered >= self.leave_after:
                 self.stopped = "left"
@@ -246,12 +252,12 @@ class Replayer:
             label = self.mine.get(task)
             text = label if label is not None else t("task.skip", "ko")
             self.version = await self.client.chat_version(self.user_id)
-            await self.client.tap(self.user_id, self.message.message_id, text=text)
+            callback = await self.client.tap(self.user_id, self.message.message_id, text=text)
             if label is None:
                 self.skipped += 1
             else:
                 self.answered += 1
-            changed = await self._wait_change(assignment)
+            changed = await self._wait_change(assignment, callback)
             self.message = changed if changed is not None else await self.ask()
 
 
@@ -266,11 +272,12 @@ def _counts(db_path: Path, project_id: int) -> tuple[int, int]:
 
 
 async def _until_complete(
-    db: Database, project_id: int, db_path: Path, runners: list[asyncio.Task[None]], started: float
+    db: Database, project_id: int, db_path: Path, runners: list[asyncio.Task[None]], replayers: list[Replayer], started: float
 ) -> tuple[float, int]:
-    """Seconds until every normal task is done, or open with no eligible worker left (then the
-    batch is finished by the operator's command); and how many were finished that way."""
-    last = 0.0
+    """Seconds until every normal task is done, or the open ones are out of everyone's hands with
+    no eligible worker left (then the operator's ``project finish`` closes the batch); and how
+    many tasks were finished that way."""
+    last = checked = 0.0
     while True:
         await asyncio.sleep(0.5)
         open_tasks, live = _counts(db_path, project_id)
@@ -281,7 +288,11 @@ async def _until_complete(
             print(f"  {now:.0f} s: {open_tasks} tasks open ({live} with live leases), {busy} workers still at it", flush=True)
         if open_tasks == 0:
             return time.perf_counter() - started, 0
-        if all(r.done() for r in runners):
+        arrived = all(
+            r.arrived or task.done() for r, task in zip(replayers, runners, strict=True)
+        )  # (before that, absent workers are not "gone")
+        if arrived and live == 0 and now - checked >= 2:  # nothing in anyone's hands: can anything still happen?
+            checked = now
             with db.read_session() as s:
                 report = stuck.sweep(s, projects.find(s, project_id), finish=False)
             if len(report.stuck) == open_tasks and all(row.eligible == 0 for row in report.stuck):
@@ -306,11 +317,14 @@ async def replay(base: str, crowd: Crowd, url: str, project_id: int, churn: bool
         runners = [asyncio.create_task(r.run()) for r in replayers]
         db = Database(url)
         try:
-            completion, finished_by_operator = await _until_complete(db, project_id, db_path, runners, started)
+            completion, finished_by_operator = await _until_complete(db, project_id, db_path, runners, replayers, started)
         finally:
+            crashed = [r.exception() for r in runners if r.done() and not r.cancelled() and r.exception() is not None]
             for r in runners:
                 r.cancel()
             await asyncio.gather(*runners, return_exceptions=True)
+            if crashed:
+                print(f"  {len(crashed)} simulated workers failed, e.g. {crashed[0]!r}", flush=True)
         with db.read_session() as s:
             results = {r.external_id: r.label for r in aggregate.aggregate_project(s, project_id)}
         db.dispose()
@@ -334,6 +348,7 @@ async def replay(base: str, crowd: Crowd, url: str, project_id: int, churn: bool
         "accepted": accepted,
         "answered": sum(r.answered for r in replayers),
         "skipped": sum(r.skipped for r in replayers),
+        "refused": sum(r.refused for r in replayers),
     }
 
 
@@ -343,9 +358,10 @@ def worker_accuracy(crowd: Crowd) -> dict[str, float]:
 
 def run_set(args: argparse.Namespace, name: str) -> dict[str, Any]:
     crowd = load(args.data, name, args.limit)
-    accuracy_of = worker_accuracy(crowd)
+    # "honest": above the crowd's median accuracy, measured on each worker's answers in the whole set
+    accuracy_of = worker_accuracy(load(args.data, name, None))
     median_acc = statistics.median(accuracy_of.values())
-    honest = {w for w, a in accuracy_of.items() if a > median_acc}
+    honest = {w for w, a in accuracy_of.items() if a > median_acc and w in crowd.answers}
     out: dict[str, Any] = {"tasks": len(crowd.tasks), "workers": len(crowd.answers), "source_answers": crowd.n_answers}
     for churn in (False, True):
         label = "churn" if churn else "plain"
@@ -382,7 +398,7 @@ def run_set(args: argparse.Namespace, name: str) -> dict[str, Any]:
         blocked_honest = sum(1 for w in honest if run["stopped"][w])
         print(
             f"{name} {label}: {run['completion_s']:.1f} s, accuracy {accuracy:.4f}, {run['accepted']} answers on normal tasks accepted, "
-            f"{run['skipped']} skips, {sum(run['stopped'].values())} workers stopped ({blocked_honest} of {len(honest)} honest), "
+            f"{run['skipped']} skips, {run['refused']} taps refused, {sum(run['stopped'].values())} workers stopped ({blocked_honest} of {len(honest)} honest), "
             f"{run['finished_by_operator']} tasks closed by project finish",
             flush=True,
         )

@@ -295,6 +295,9 @@ def answers_today(session: Session, worker_id: int, project_id: int, now: dateti
     )
 
 
+SEEN_EVERY = timedelta(seconds=5)
+
+
 def golden_probability(project: Project, wp: Standing) -> float:
     share = project.golden_share
     if share <= 0:
@@ -355,6 +358,8 @@ def claim(
         assignment = leasing.claim_in_project(session, project, worker_id, kind=kind, now=now, **shown)
         if assignment is not None:
             return assignment
+    if wp.updated_at < now - SEEN_EVERY:  # asking and finding nothing is being present (bot.tasks.stuck)
+        _set(session, wp, now)
     return None
 
 
