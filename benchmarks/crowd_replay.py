@@ -65,7 +65,8 @@ from bot.tasks.service import Refusal
 TOKEN = "4242424242:crowdpin-replay-token-aaaaaaaaaaaaaa"
 GOLDEN_SHARE = 0.1
 CHURN = 0.3
-WAIT_S = 60.0
+ARRIVAL_S = 0.2  # between two workers' first /start
+WAIT_S = 240.0  # on a loaded 2-core machine the first replies to 100+ workers take a while
 REFUSALS = {t(f"refuse.{r.value}", "ko") for r in Refusal}
 
 
@@ -223,7 +224,8 @@ class Replayer:
         await self.client.send_text(self.user_id, t("menu.get_task", "ko"))
         return await self.client.wait_for_bot_message(self.user_id, after, timeout=WAIT_S)
 
-    async def run(self) -> None:
+    async def run(self, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)  # people arrive one after another, not all in the same instant
         await self.client.send_text(self.user_id, "/start")
         await self.client.wait_for_bot_message(self.user_id, 0, timeout=WAIT_S)
         idle_rounds = 0
@@ -314,7 +316,7 @@ async def replay(base: str, crowd: Crowd, url: str, project_id: int, churn: bool
             n = len(crowd.answers[w])
             replayers.append(Replayer(client, user.id, crowd.answers[w], db_path, leave_after=rng.randrange(n) if w in leaving else None))
         started = time.perf_counter()
-        runners = [asyncio.create_task(r.run()) for r in replayers]
+        runners = [asyncio.create_task(r.run(ARRIVAL_S * i)) for i, r in enumerate(replayers)]
         db = Database(url)
         try:
             completion, finished_by_operator = await _until_complete(db, project_id, db_path, runners, replayers, started)
