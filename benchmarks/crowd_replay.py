@@ -212,8 +212,7 @@ class Replayer:
             assignment = _assignment(message)
             if assignment is not None and assignment != current:
                 return message
-            previous = getattr(self.message, "message_id", None)
-            if assignment is None and message.text and not message.reply_markup and message.message_id != previous:
+            if assignment is None and message.text:  # no next task: a notice or "nothing for now" (maybe edited in place)
                 return message
         return None
 

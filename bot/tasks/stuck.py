@@ -31,7 +31,7 @@ from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db import rowcount
-from bot.tasks import aggregate
+from bot.tasks import aggregate, leasing
 from bot.tasks.models import (
     Assignment,
     AssignmentStatus,
@@ -101,10 +101,20 @@ def _short(session: Session, project: Project, now: datetime) -> list[tuple[int,
         ):
             if int(worker_id) in present:
                 handed[int(task_id)] += 1
+    live_leases: Counter[int] = Counter(
+        int(task_id)
+        for (task_id,) in session.execute(
+            select(col(Assignment.task_id)).where(
+                col(Assignment.project_id) == project.id,
+                col(Assignment.status) == AssignmentStatus.LEASED.value,
+                col(Assignment.expires_at) > now,
+            )
+        )
+    )
     out = []
-    for task_id, external_id, answers, taken in tasks:
+    for task_id, external_id, answers, _taken in tasks:
         needed = project.overlap - int(answers)
-        live = max(0, int(taken) - int(answers))
+        live = live_leases[int(task_id)]  # lapsed leases not yet swept hold no one
         eligible = len(present) - handed[int(task_id)]
         if needed > 0 and live + eligible < needed:
             out.append((int(task_id), str(external_id), int(answers), needed, max(0, eligible)))
@@ -140,7 +150,10 @@ def sweep(session: Session, project: Project, *, now: datetime | None = None, fi
 
 
 def sweep_all(session: Session, *, now: datetime | None = None) -> list[Sweep]:
-    """:func:`sweep` over every active project (the bot's ``batches`` job)."""
+    """:func:`sweep` over every active project (the bot's ``batches`` job). Lapsed leases are
+    returned to the pool first: claims sweep them, but at the end of a batch nobody claims."""
+    now = now or utcnow()
+    leasing.expire_leases(session, now, force=True)
     projects = session.execute(select(Project).where(col(Project.status) == ProjectStatus.ACTIVE.value)).scalars().all()
     return [sweep(session, p, now=now) for p in projects]
 

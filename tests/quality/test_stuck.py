@@ -91,3 +91,22 @@ def test_finish_project_closes_the_batch_and_keeps_every_answer(db: Database, tm
     with db.read_session() as s:
         assert projects.find(s, project.id).status == "closed"
         assert {a.status for a in s.execute(select(Assignment)).scalars()} == {"answered", "expired"}
+
+
+def test_the_sweep_returns_lapsed_leases_of_departed_workers_first(db: Database, tmp_path: Path) -> None:
+    """At the end of a batch nobody claims, so nobody sweeps lapsed leases: a worker who took a
+    task and left would hold it forever. The batches job expires them, then finishes the task."""
+    project = make_project(db, tmp_path / "imgs", count=1, overlap=3, lease_seconds=60, stuck_after_seconds=600)
+    assert project.id is not None
+    w1, w2, w3 = make_workers(db, 3)
+    start = utcnow()
+    _answer_all(Driver(db, w1, start), {"t0": "a"})
+    _answer_all(Driver(db, w2, start), {"t0": "a"})
+    assert isinstance(Driver(db, w3, start).next(), TaskCard)  # takes the last slot and leaves
+    with db.session() as s:
+        assert stuck.sweep_all(s, now=start + timedelta(seconds=30))[0].finished == []  # the lease is live
+    with db.session() as s:
+        sweeps = stuck.sweep_all(s, now=start + timedelta(seconds=700))
+    assert [task for sw in sweeps for task in sw.finished] == [_tasks(db, project.id)["t0"].id]
+    with db.read_session() as s:
+        assert {a.status for a in s.execute(select(Assignment)).scalars()} == {"answered", "expired"}
