@@ -331,7 +331,11 @@ async def replay(base: str, crowd: Crowd, url: str, project_id: int, churn: bool
         db.dispose()
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as conn:
         accepted = int(
-            conn.execute("SELECT COUNT(*) FROM answer WHERE project_id = ? AND status = 'accepted'", (project_id,)).fetchone()[0]
+            conn.execute(
+                "SELECT COUNT(*) FROM answer JOIN task ON task.id = answer.task_id "
+                "WHERE answer.project_id = ? AND answer.status = 'accepted' AND task.kind = 'normal'",
+                (project_id,),
+            ).fetchone()[0]
         )
         stages = {
             int(tg): (str(stage), int(attempts))
