@@ -17,7 +17,11 @@ Stages (``WorkerProject.stage``)::
 
 Rules, each producing a :class:`Notice` the bot shows (i18n key + parameters):
 
-* accuracy below ``accuracy_threshold`` after ``min_golden_for_block`` golden answers: blocked;
+* the posterior accuracy rule (``bot.tasks.worker_quality``; docs/quality.md): blocked when
+  P(accuracy <= floor) > ``block_confidence`` given golden answers and the worker's agreement in
+  the export's Dawid–Skene fit (floor: ``accuracy_threshold``, else chance + ``block_margin``),
+  not before ``min_golden_for_block`` golden answers; and the constant-answer rule;
+* at most ``exam_max_attempts`` exams (0: no limit): then the worker stays out of the project;
 * answers faster than ``min_seconds``: each is a strike, each answer at normal speed forgives one;
   a warning at ``fast_strikes_warn`` strikes, blocked at ``fast_strikes_block``;
 * ``daily_cap`` answers per local day in the project: no more tasks there today;
