@@ -285,7 +285,7 @@ def commit_step(
     """Store ``step.state`` if the state is still the one the step was decided on."""
     now = now or utcnow()
     state_guard = col(Assignment.state_json).is_(None) if step.old_json is None else col(Assignment.state_json) == step.old_json
-    result = session.execute(
+    store = (
         update(Assignment)
         .where(
             col(Assignment.id) == step.assignment_id,
@@ -296,9 +296,14 @@ def commit_step(
         )
         .values(state_json=step.state.to_json())
     )
-    if rowcount(result) != 1:
+    if rowcount(session.execute(store)) != 1:
+        # why not: not the worker's, answered, stale... A lapsed lease is taken back if its
+        # task still has a free slot (service._open_assignment), and then the step is stored.
         found = service._open_assignment(session, worker_id, step.assignment_id, now)
-        return found if isinstance(found, Refusal) else PinRefusal.STALE
+        if isinstance(found, Refusal):
+            return found
+        if rowcount(session.execute(store)) != 1:
+            return PinRefusal.STALE
     assignment = session.execute(
         select(Assignment).where(col(Assignment.id) == step.assignment_id).execution_options(populate_existing=True)
     ).scalar_one()

@@ -198,8 +198,25 @@ def test_expired_lease_refuses_pin_steps(db: Database, tmp_path: Path) -> None:
     step = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", pack(0, best_cell(sample), CELL_BASE))
     assert isinstance(step, Step)
     clock.advance(3600)
+    (other,) = make_workers(db, 1, base=8000)
+    taken = _lease(db, other)  # the lapsed task went back to the pool and its only slot is taken
+    assert taken.task_id == card.task_id
     assert db.call(magic_pin.commit_step, w, step) == Refusal.EXPIRED
     assert db.call(magic_pin.pin_step, w, card.assignment_id, "cell", 0) == Refusal.EXPIRED
+
+
+def test_a_lapsed_pin_lease_with_a_free_slot_is_taken_back(db: Database, tmp_path: Path) -> None:
+    """No lost work: nobody took the slot, so the late step is stored and the lease renewed."""
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    step = db.call(magic_pin.pin_step, w, card.assignment_id, "cell", pack(0, best_cell(_sample_of(samples, card)), CELL_BASE))
+    assert isinstance(step, Step)
+    clock.advance(3600)
+    assert isinstance(db.call(magic_pin.commit_step, w, step), TaskCard)
+    with db.session() as s:
+        assignment = s.get(Assignment, card.assignment_id)
+        assert assignment is not None and assignment.status == "leased" and assignment.state_json is not None
 
 
 def test_pin_actions_refused_on_other_project_types(db: Database, tmp_path: Path) -> None:
