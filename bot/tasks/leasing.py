@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
@@ -192,6 +193,31 @@ def claim_in_project(
     to the full lease (:func:`extend`), so a worker who answers and leaves holds no slot long.
     """
     now = now or utcnow()
+    if _dialect(session) == "postgresql":
+        # Two claims of the same worker at once (two taps, two replicas): the pick's "not seen
+        # by this worker" check reads the statement's snapshot, so both may pick one task and
+        # the second INSERT hits UNIQUE(task_id, worker_id). That claim gives its slot back and
+        # picks again (SQLite claims are serialised by its write lock and cannot race).
+        for _ in range(3):
+            try:
+                with session.begin_nested():
+                    return _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
+            except IntegrityError:
+                continue
+        return None
+    return _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
+
+
+def _claim_once(
+    session: Session,
+    project: Project,
+    worker_id: int,
+    kind: TaskKind,
+    now: datetime,
+    chat_id: int | None,
+    message_id: int | None,
+    idle: bool,
+) -> NewLease | None:
     statement = _claim_statement(_dialect(session), kind, project.confidence_target is not None)
     params = {
         "b_project_id": project.id,
