@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
@@ -155,6 +155,9 @@ def _golden_multiplier(worker_id: int) -> int:
 
 
 _INSERT_LEASE = hot(insert(Assignment).returning(col(Assignment.id)))
+_INSERT_LEASE_PG = hot(pg_insert(Assignment).on_conflict_do_nothing(constraint="uq_assignment_task_worker").returning(col(Assignment.id)))
+_GIVE_BACK_SLOT = hot(update(Task).where(col(Task.id) == bindparam("task_id")).values(taken=col(Task.taken) - 1))
+_RACED: Any = object()
 
 
 @dataclass(slots=True)
@@ -193,19 +196,16 @@ def claim_in_project(
     to the full lease (:func:`extend`), so a worker who answers and leaves holds no slot long.
     """
     now = now or utcnow()
-    if _dialect(session) == "postgresql":
-        # Two claims of the same worker at once (two taps, two replicas): the pick's "not seen
-        # by this worker" check reads the statement's snapshot, so both may pick one task and
-        # the second INSERT hits UNIQUE(task_id, worker_id). That claim gives its slot back and
-        # picks again (SQLite claims are serialised by its write lock and cannot race).
-        for _ in range(3):
-            try:
-                with session.begin_nested():
-                    return _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
-            except IntegrityError:
-                continue
-        return None
-    return _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
+    # Two claims of the same worker at once (two taps, two replicas on PostgreSQL): the pick's
+    # "not seen by this worker" check reads the statement's snapshot, so both may pick one task.
+    # The second lease INSERT then finds the first (ON CONFLICT DO NOTHING: no error, no
+    # savepoint round trips on every tap), gives its slot back and picks again. SQLite claims
+    # are serialised by its write lock and cannot race.
+    for _ in range(3):
+        lease = _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
+        if lease is not _RACED:
+            return lease
+    return None
 
 
 def _claim_once(
@@ -217,7 +217,8 @@ def _claim_once(
     chat_id: int | None,
     message_id: int | None,
     idle: bool,
-) -> NewLease | None:
+) -> Any:
+    """One pick and lease: the lease, None (nothing to do), or ``_RACED`` (pick again)."""
     statement = _claim_statement(_dialect(session), kind, project.confidence_target is not None)
     params = {
         "b_project_id": project.id,
@@ -238,7 +239,13 @@ def _claim_once(
             "chat_id": chat_id,
             "message_id": message_id,
         }
-        assignment_id = execute(session, _INSERT_LEASE, values).scalar_one()
+        if _dialect(session) == "postgresql":
+            assignment_id = execute(session, _INSERT_LEASE_PG, values).scalar()
+            if assignment_id is None:
+                execute(session, _GIVE_BACK_SLOT, {"task_id": task_id})
+                return _RACED
+        else:
+            assignment_id = execute(session, _INSERT_LEASE, values).scalar_one()
         return NewLease(id=assignment_id, **values)
     return None
 
