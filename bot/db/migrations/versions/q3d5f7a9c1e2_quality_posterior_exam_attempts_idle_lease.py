@@ -1,7 +1,7 @@
 """quality: posterior accuracy rule, exam attempts, idle leases, stuck-task window
 
 Revision ID: q3d5f7a9c1e2
-Revises: s18e4a2b6c90
+Revises: d21b0c5a9e37
 Create Date: 2026-12-07 01:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "q3d5f7a9c1e2"
-down_revision: str | None = "s18e4a2b6c90"
+down_revision: str | None = "d21b0c5a9e37"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
