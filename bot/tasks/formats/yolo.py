@@ -8,6 +8,7 @@ reader (checked against ``globox`` in the tests where it is installed).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,24 @@ def is_yolo(source: Path) -> bool:
 
 
 def _names_from_yaml(path: Path) -> list[str]:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+    """The ``names`` of a data.yaml: with PyYAML when it is installed, else with
+    :func:`read_names`, which reads the forms Ultralytics and Roboflow write. A full YAML parser
+    (3 MB) is not worth a place in every install for one key."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # a safe loader: plain data only
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise DatasetError(f"{path.name}: not readable YAML ({exc})") from None
-    names = data.get("names") if isinstance(data, dict) else None
+    try:
+        import yaml
+    except ImportError:
+        names: Any = read_names(text, path.name)
+    else:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+        try:
+            data = yaml.load(text, Loader=loader)  # a safe loader: plain data only
+        except yaml.YAMLError as exc:
+            raise DatasetError(f"{path.name}: not readable YAML ({exc})") from None
+        names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
         try:
             indexed = {int(k): str(v) for k, v in names.items()}
@@ -44,6 +55,74 @@ def _names_from_yaml(path: Path) -> list[str]:
     if isinstance(names, list) and names:
         return [str(n) for n in names]
     raise DatasetError(f"{path.name}: no 'names' list of classes")
+
+
+def _scalar(token: str) -> str:
+    token = token.strip()
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+        inner = token[1:-1]
+        return inner.replace("''", "'") if token[0] == "'" else json.loads(token)
+    return token.split(" #", 1)[0].strip()
+
+
+def _split_flow(body: str) -> list[str]:
+    """Items of a one-line flow collection, commas inside quotes kept."""
+    items, current, quote = [], "", ""
+    for ch in body:
+        if quote:
+            current += ch
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            current += ch
+        elif ch == ",":
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        items.append(current)
+    return [item for item in items if item.strip()]
+
+
+def read_names(text: str, name: str = "data.yaml") -> list[str] | dict[str, str] | None:
+    """``names`` of a YOLO data.yaml without a YAML library: a flow list (``[a, b]``) or map
+    (``{0: a}``) on its line, or a block list (``- a``) or map (``0: a``) indented below it."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("names:"):
+            continue
+        rest = line[len("names:") :].split(" #", 1)[0].strip()
+        if rest.startswith("["):
+            if not rest.endswith("]"):
+                raise DatasetError(f"{name}: 'names' list must end on its line (or install PyYAML)")
+            return [_scalar(x) for x in _split_flow(rest[1:-1])]
+        if rest.startswith("{"):
+            if not rest.endswith("}"):
+                raise DatasetError(f"{name}: 'names' map must end on its line (or install PyYAML)")
+            pairs = [x.split(":", 1) for x in _split_flow(rest[1:-1])]
+            return {_scalar(k): _scalar(v) for k, v in pairs}
+        if rest:
+            raise DatasetError(f"{name}: 'names' must be a list or a map of classes")
+        block = list(lines[i + 1 :])
+        items: list[str] = []
+        mapping: dict[str, str] = {}
+        for entry in block:
+            if not entry.strip() or entry.lstrip().startswith("#"):
+                continue
+            if not entry[:1].isspace() and not entry.startswith("-"):
+                break  # the next top-level key
+            stripped = entry.strip()
+            if stripped.startswith("- "):
+                items.append(_scalar(stripped[2:]))
+            elif ":" in stripped:
+                key, value = stripped.split(":", 1)
+                mapping[_scalar(key)] = _scalar(value)
+            else:
+                raise DatasetError(f"{name}: cannot read the 'names' line {stripped!r} (or install PyYAML)")
+        return mapping or items or None
+    return None
 
 
 def class_names(root: Path, yaml_file: Path | None = None) -> list[str]:
