@@ -7,15 +7,13 @@ wait in the database (``bot.wallet.payouts.claim_notices``) until this job deliv
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 
 from bot import workers
 from bot.i18n import t, won
+from bot.jobs.periodic import PeriodicJob
 from bot.telegram.runtime import App
 from bot.wallet import payouts
 
@@ -65,31 +63,17 @@ async def deliver_notices(bot: Bot, app: App, *, limit: int = NOTICE_BATCH) -> i
     return delivered
 
 
-class PayoutNotifier:
+class PayoutNotifier(PeriodicJob):
     """Looks for closed requests every ``interval`` seconds and tells their workers."""
 
+    name = "wallet-notifier"
+    error_event = "wallet.notifier_error"
+    log = log
+
     def __init__(self, app: App, bot: Bot, *, interval: float) -> None:
+        super().__init__(interval=interval)
         self.app = app
         self.bot = bot
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="wallet-notifier")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await deliver_notices(self.bot, self.app)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
-                log.warning("wallet.notifier_error", error=str(exc))
-            await asyncio.sleep(self.interval)
+    async def tick(self) -> object:
+        return await deliver_notices(self.bot, self.app)
