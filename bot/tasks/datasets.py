@@ -299,6 +299,31 @@ def _coco_image_path(base: Path, file_name: str, images_root: Path | None, allow
     return confined_path(base, file_name, allow_outside)
 
 
+def coco_refs(
+    name: str, index: int, ann: Any, images: dict[Any, dict[str, Any]], categories: dict[Any, Any], problems: list[Problem]
+) -> tuple[str, dict[str, Any], str, str] | None:
+    """What every COCO annotation must name (its image, that image's file, its category), checked
+    once for the segmentation and the detection loaders: ``(label, image entry, file_name,
+    category)``, or None with the reason added to ``problems``."""
+    if not isinstance(ann, dict):
+        problems.append(Problem(name, index, "annotation is not a JSON object"))
+        return None
+    label = f"annotation {ann.get('id', index)}"
+    image = images.get(ann.get("image_id"))
+    if image is None:
+        problems.append(Problem(name, index, f"{label}: image_id {ann.get('image_id')!r} is not in 'images'"))
+        return None
+    file_name = str(image.get("file_name") or "").strip()
+    if not file_name:
+        problems.append(Problem(name, index, f"{label}: image {image.get('id')!r} has no file_name"))
+        return None
+    category = categories.get(ann.get("category_id"))
+    if not category:
+        problems.append(Problem(name, index, f"{label}: category_id {ann.get('category_id')!r} is not in 'categories'"))
+        return None
+    return label, image, file_name, str(category)
+
+
 def read_coco(
     path: Path, data: dict[str, Any], images_root: Path | None = None, allow_outside: Sequence[Path] = ()
 ) -> tuple[list[Row], list[Problem]]:
@@ -320,22 +345,10 @@ def read_coco(
             by_id[entry["id"]] = entry
     rows: list[Row] = []
     for index, ann in enumerate(annotations, start=1):
-        if not isinstance(ann, dict):
-            problems.append(Problem(name, index, "annotation is not a JSON object"))
+        refs = coco_refs(name, index, ann, by_id, categories, problems)
+        if refs is None:
             continue
-        label = f"annotation {ann.get('id', index)}"
-        image = by_id.get(ann.get("image_id"))
-        if image is None:
-            problems.append(Problem(name, index, f"{label}: image_id {ann.get('image_id')!r} is not in 'images'"))
-            continue
-        file_name = str(image.get("file_name") or "").strip()
-        if not file_name:
-            problems.append(Problem(name, index, f"{label}: image {image.get('id')!r} has no file_name"))
-            continue
-        category = categories.get(ann.get("category_id"))
-        if not category:
-            problems.append(Problem(name, index, f"{label}: category_id {ann.get('category_id')!r} is not in 'categories'"))
-            continue
+        label, image, file_name, category = refs
         segmentation = ann.get("segmentation")
         if isinstance(segmentation, list):
             mask: Any = ("polygons", segmentation)

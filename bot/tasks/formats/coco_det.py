@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.tasks.datasets import DatasetError, Problem, Row
+from bot.tasks.datasets import DatasetError, Problem, Row, coco_refs
 from bot.tasks.formats.common import image_path
 
 
@@ -52,23 +52,11 @@ def read(
     problems: list[Problem] = []
     paths: dict[str, Path] = {}  # an image holds many boxes: resolve its path once
     for index, ann in enumerate(annotations, start=1):
-        if not isinstance(ann, dict):
-            problems.append(Problem(name, index, "annotation is not a JSON object"))
+        refs = coco_refs(name, index, ann, images, categories, problems)
+        if refs is None:
             continue
+        label, image, file_name, category = refs
         ann_id = ann.get("id", index)
-        label = f"annotation {ann_id}"
-        image = images.get(ann.get("image_id"))
-        if image is None:
-            problems.append(Problem(name, index, f"{label}: image_id {ann.get('image_id')!r} is not in 'images'"))
-            continue
-        file_name = str(image.get("file_name") or "").strip()
-        if not file_name:
-            problems.append(Problem(name, index, f"{label}: image {image.get('id')!r} has no file_name"))
-            continue
-        category = categories.get(ann.get("category_id"))
-        if not category:
-            problems.append(Problem(name, index, f"{label}: category_id {ann.get('category_id')!r} is not in 'categories'"))
-            continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             problems.append(Problem(name, index, f"{label}: has no bbox [x, y, width, height]"))
