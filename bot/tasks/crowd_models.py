@@ -121,6 +121,15 @@ def log_odds_vote(a: Answers, weights: FloatArray) -> Fit:
 # --- Dawid–Skene -------------------------------------------------------------------------------
 
 
+def sum_rows(index: IntArray, rows: FloatArray, n: int) -> FloatArray:
+    """``out[i] = sum of rows[j] where index[j] == i`` for an (N, k) ``rows``: ``np.add.at``'s
+    result, with one ``np.bincount`` per column, which is several times faster (the EM's cost)."""
+    out = np.empty((n, rows.shape[1]))
+    for j in range(rows.shape[1]):
+        out[:, j] = np.bincount(index, weights=rows[:, j], minlength=n)
+    return out
+
+
 def _golden_onehot(a: Answers, golden: dict[int, int] | None) -> tuple[IntArray, IntArray]:
     if not golden:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
@@ -135,7 +144,7 @@ def _prior_mean(a: Answers, probas: FloatArray) -> FloatArray:
     pulled up to at least chance on the diagonal: the 'average worker' a newcomer is assumed to be."""
     k = a.n_labels
     pooled = np.zeros((k, k))
-    np.add.at(pooled, a.label, probas[a.task])
+    pooled += sum_rows(a.label, probas[a.task], k)
     pooled += 1.0 / k  # one pseudo-answer per cell: a label nobody gave keeps some mass
     pooled /= pooled.sum(axis=0, keepdims=True)
     diag = np.diag(pooled).copy()
@@ -196,8 +205,7 @@ def dawid_skene(
             errors = np.repeat(off[:, None, None], k, axis=1).repeat(k, axis=2)
             errors[:, np.arange(k), np.arange(k)] = skills[:, None]
             return np.clip(errors, _EPS, 1 - _EPS), skills
-        counts = np.zeros((a.n_workers, k, k))
-        np.add.at(counts, (a.worker, a.label), probas[a.task])
+        counts = sum_rows(a.worker * k + a.label, probas[a.task], a.n_workers * k).reshape(a.n_workers, k, k)
         if prior > 0:
             counts += prior * _prior_mean(a, probas)[None, :, :]
         else:  # crowd-kit: a floor on the (worker, label) cells the worker used, 0 elsewhere
@@ -212,8 +220,7 @@ def dawid_skene(
         return np.log(errors[a.worker, a.label]) + np.log(np.maximum(priors, _EPS))[None, :]
 
     def e_step(priors: FloatArray, errors: FloatArray) -> FloatArray:
-        scores = np.zeros((a.n_tasks, k))
-        np.add.at(scores, a.task, np.log(errors[a.worker, a.label]))
+        scores = sum_rows(a.task, np.log(errors[a.worker, a.label]), a.n_tasks)
         scores += np.log(np.maximum(priors, _EPS))[None, :]
         scores -= scores.max(axis=1, keepdims=True)
         return _normalize(np.exp(scores))
@@ -243,7 +250,7 @@ def log_scores(a: Answers, fit: Fit) -> FloatArray:
     scores = np.zeros((a.n_tasks, k))
     if fit.errors is None or fit.priors is None or a.task.size == 0:
         return scores
-    np.add.at(scores, a.task, np.log(np.maximum(fit.errors[a.worker, a.label], _EPS)))
+    scores += sum_rows(a.task, np.log(np.maximum(fit.errors[a.worker, a.label], _EPS)), a.n_tasks)
     scores += np.log(np.maximum(fit.priors, _EPS))[None, :]
     return scores
 
