@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,8 +41,43 @@ class NotARegularFile(ValueError):
     would block the loader forever, a device could be read without end)."""
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
+_DIRS: dict[str, tuple[int, int, str]] = {}  # folder as named -> (st_dev, st_ino, real path)
+_DIRS_LOCK = threading.Lock()
+_DIRS_MAX = 4096
+
+
+def real_dir(folder: str) -> str:
+    """``os.path.realpath(folder)`` for an existing folder, remembered by the folder's identity.
+
+    A manifest of 300,000 rows names a few folders 300,000 times; resolving each component of
+    each path again (one ``lstat`` per component) was the largest cost of checking paths. The
+    remembered answer is used only while ``os.stat(folder)`` (which follows every symlink) still
+    gives the same device and inode: a folder has exactly one real path, so a component swapped
+    for a symlink to somewhere else changes the identity and the path is resolved again.
+    """
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return os.path.realpath(folder)
+    held = _DIRS.get(folder)
+    if held is not None and held[0] == st.st_dev and held[1] == st.st_ino:
+        return held[2]
+    real = os.path.realpath(folder)
+    with _DIRS_LOCK:
+        if len(_DIRS) >= _DIRS_MAX:
+            _DIRS.clear()
+        _DIRS[folder] = (st.st_dev, st.st_ino, real)
+    return real
+
+
+def _real_file(candidate: str) -> str:
+    """The real path of ``candidate``: its folder through :func:`real_dir`, then the last
+    component resolved only when it is itself a symlink (or names ``.``/``..``)."""
+    head, tail = os.path.split(candidate)
+    if not tail or tail in (".", ".."):
+        return os.path.realpath(candidate)
+    joined = os.path.join(real_dir(head or "."), tail)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def confined_path(base: Path, name: str, allow_outside: Sequence[Path] = ()) -> Path:
@@ -52,20 +88,20 @@ def confined_path(base: Path, name: str, allow_outside: Sequence[Path] = ()) -> 
     exists but is a FIFO, device, socket or folder. A missing file inside the folder is
     returned as is: the caller reports "not found" (which reveals nothing about other folders).
     """
-    folders = [Path(os.path.realpath(base))] + [Path(os.path.realpath(p)) for p in allow_outside]
     if "\x00" in name:
         raise PathOutsideDataset(f"{printable(name)!r} is not a file name")
-    candidate = Path(name) if os.path.isabs(name) else Path(base) / name
-    real = Path(os.path.realpath(candidate))
-    if not any(_inside(real, folder) for folder in folders):
+    folders = [real_dir(os.fspath(base))] + [real_dir(os.fspath(p)) for p in allow_outside]
+    candidate = name if os.path.isabs(name) else os.path.join(os.fspath(base), name)
+    real = _real_file(os.path.normpath(candidate) if ".." not in candidate.split(os.sep) else candidate)
+    if not any(real == folder or real.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders):
         raise PathOutsideDataset(f"{printable(name)!r} is outside the dataset folder (use --allow-outside DIR to permit a folder)")
     try:
         mode = os.stat(real).st_mode  # stat, never open: opening a FIFO blocks
     except FileNotFoundError:
-        return real
+        return Path(real)
     except OSError as exc:
         raise NotARegularFile(f"{printable(name)!r} cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "not a regular file"
         raise NotARegularFile(f"{printable(name)!r} is {kind}")
-    return real
+    return Path(real)

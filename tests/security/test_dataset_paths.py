@@ -74,6 +74,26 @@ def test_confined_path_rules(layout: dict[str, Path]) -> None:
     assert time.monotonic() - started < 1
 
 
+def test_a_folder_swapped_for_a_symlink_out_is_resolved_again(layout: dict[str, Path]) -> None:
+    """Folders' real paths are remembered between rows (``real_dir``); swapping a folder of the
+    dataset for a symlink to somewhere else between two checks must not reuse the old answer."""
+    ds, private = layout["ds"], layout["private"]
+    sub = ds / "sub"
+    jpeg(sub / "a.jpg", seed=3)
+    jpeg(private / "a.jpg", seed=4)
+    assert confined_path(ds, "sub/a.jpg") == (sub / "a.jpg").resolve()
+    sub.rename(ds / "old-sub")
+    sub.symlink_to(private, target_is_directory=True)
+    with pytest.raises(PathOutsideDataset):
+        confined_path(ds, "sub/a.jpg")
+    sub.unlink()
+    (ds / "old-sub").rename(sub)
+    assert confined_path(ds, "sub/a.jpg") == (sub / "a.jpg").resolve()
+    with pytest.raises(PathOutsideDataset):  # ".." after a symlinked folder follows the link
+        (ds / "hop").symlink_to(private / "..", target_is_directory=True)
+        confined_path(ds, "hop/ds/../private/a.jpg")
+
+
 def test_manifest_rows_outside_the_folder_are_bad_rows(db: Database, layout: dict[str, Path], tmp_path: Path) -> None:
     ds, private = layout["ds"], layout["private"]
     project = classify_project(db)
