@@ -27,6 +27,8 @@ from bot.autoseg import rle as coco_rle
 from bot.i18n import t
 from bot.sample import deepest_cell, generate, true_mask
 from bot.sandbox import truth_label
+from tests.webapp.browser import state, tap_image, wait_until
+from tests.webapp.test_miniapp_api import deepest_point
 from tests.webchat.browser import DESKTOP, PHONE, artifacts_dir, chromium, set_viewport
 
 pytestmark = pytest.mark.timeout(240)
@@ -61,7 +63,7 @@ class WebDemo:
 @pytest.fixture
 def web_demo(tmp_path: Path) -> Iterator[WebDemo]:
     workdir = tmp_path / "sandbox"
-    cmd = [sys.executable, "-m", "bot.cli", "demo", "--web", "--port", "0", "--workdir", str(workdir), "--tasks", "1", "--mask-tasks", "1"]
+    cmd = [sys.executable, "-m", "bot.cli", "demo", "--web", "--port", "0", "--workdir", str(workdir), "--tasks", "1", "--mask-tasks", "2"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("BOT_TOKEN", None)
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
@@ -151,8 +153,8 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
 
     # What a careful worker answers: the sample images are deterministic (bot.demo.load_sample_projects).
     shape = generate(tmp_path / "c", count=1, seed=7)[0]
-    pin_sample = generate(tmp_path / "p", count=1, seed=33)[0]
-    label, cell = truth_label(shape), deepest_cell(pin_sample)
+    pin_samples = generate(tmp_path / "p", count=2, seed=33)
+    label, cell = truth_label(shape), deepest_cell(pin_samples[0])
 
     driver = chromium(PHONE)
     try:
@@ -173,15 +175,16 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         _wait(driver, lambda d: _button(d, ".msg.bot .ib", label) and _photo_loaded(d), what="the classify task")
         task_id = _click_inline(driver, label, shots / "03-phone-classify.png")
 
-        # 2. confirm-mask: the same message, edited in place into the next task.
+        # 2. confirm-mask (two tasks): the same message, edited in place into the next task.
         correct = t("masks.correct", "ko")
-        _wait(driver, lambda d: _button(d, ".msg.bot .ib", correct) and _photo_loaded(d), what="the confirm-mask task")
-        assert _click_inline(driver, correct, shots / "04-phone-confirm-mask.png") == task_id
+        for n in range(2):
+            _wait(driver, lambda d: _button(d, ".msg.bot .ib", correct) and _photo_loaded(d), what="the confirm-mask task")
+            assert _click_inline(driver, correct, shots / f"04-phone-confirm-mask-{n + 1}.png") == task_id
         edited = t("webchat.edited", "ko")
         _wait(driver, lambda d: edited in d.find_element("css selector", f'.msg.bot[data-id="{task_id}"] .meta').text, what="marked edited")
         assert len(driver.find_elements("css selector", f'.msg.bot[data-id="{task_id}"]')) == 1
 
-        # 3. Magic Pin: a grid cell, then keep the outline the bot drew from it.
+        # 3. Magic Pin in the chat: a grid cell, then keep the outline the bot drew from it.
         _wait(driver, lambda d: _button(d, ".msg.bot .ib", cell) and _photo_loaded(d), what="the Magic Pin grid")
         # the sandbox serves the Mini App too: the task carries its ✏️ Precise web_app button
         precise = _wait(driver, lambda d: _button(d, ".msg.bot .ib[data-webapp]", PRECISE), what="the ✏️ Precise button")
@@ -195,16 +198,43 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         keep = _wait(driver, lambda d: keep_button(d) if _photo_loaded(d) else None, what="the outline to keep")
         _click_inline(driver, keep.text.replace("↗", "").strip(), shots / "06-phone-magic-pin-mask.png")
 
+        # 4. Magic Pin in the Mini App: ✏️ Precise opens it in a phone-sized panel over the chat;
+        # an exact tap, Keep, and the app closes its panel (web_app_close) with nothing left to do.
+        _wait(driver, lambda d: _button(d, ".msg.bot .ib[data-webapp]", PRECISE) and _photo_loaded(d), what="the second pin task")
+        _click_inline(driver, PRECISE)
+        _wait(driver, lambda d: d.find_element("css selector", "#panel").is_displayed(), what="the Mini App panel")
+        driver.switch_to.frame(driver.find_element("css selector", "#panel-frame"))
+        wait_until(driver, lambda d: state(d) == "ready", what="the Mini App's photo")
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(shots / "10-phone-mini-app-panel.png"))
+        driver.switch_to.frame(driver.find_element("css selector", "#panel-frame"))
+        fx, fy = deepest_point(true_mask(pin_samples[1]))
+        tap_image(driver, fx * 319, fy * 239)
+        wait_until(driver, lambda d: state(d) == "mask", what="the Mini App's outline")
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(shots / "11-phone-mini-app-mask.png"))
+        driver.switch_to.frame(driver.find_element("css selector", "#panel-frame"))
+        driver.find_element("id", "keep").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved in the Mini App")
+        driver.switch_to.default_content()
+        _wait(driver, lambda d: not d.find_element("css selector", "#panel").is_displayed(), what="the panel closed by the app")
+
         done = t("task.all_done", "ko").split("\n")[0]
         _wait(driver, lambda d: done in (_last_bot_message(d).text if _last_bot_message(d) else ""), what="all done")
         driver.save_screenshot(str(shots / "07-phone-done.png"))
 
         # Stored: one answer per task, each paid, and the Magic Pin mask is the object.
         answers = web_demo.answers()
-        assert [(kind, value) for kind, value, _, _ in answers] == [("classify", label), ("confirm-mask", "yes"), ("magic-pin", "mask")]
-        assert [reward for *_, reward in answers] == [10, 10, 10]
-        mask = coco_rle.decode(json.loads(answers[2][2] or "{}"))
-        assert coco_rle.mask_iou(mask, true_mask(pin_sample)) >= 0.85
+        assert [(kind, value) for kind, value, _, _ in answers] == [
+            ("classify", label),
+            ("confirm-mask", "yes"),
+            ("confirm-mask", "yes"),
+            ("magic-pin", "mask"),
+            ("magic-pin", "mask"),
+        ]
+        assert [reward for *_, reward in answers] == [10] * 5
+        for sample, (*_, rle, _reward) in zip(pin_samples, answers[3:], strict=True):  # the grid's and the exact tap's
+            assert coco_rle.mask_iou(coco_rle.decode(json.loads(rle or "{}")), true_mask(sample)) >= 0.85
 
         # Korean is drawn with a CJK font, not tofu boxes (fonts-noto-cjk; .ci/run installs it).
         korean_fonts = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True, check=False).stdout
@@ -235,7 +265,7 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         assert driver.find_element("css selector", "#panel-frame").get_attribute("src").split("#")[0] == app_url
         assert driver.find_element("css selector", "#panel-title").text == "✏️ Precise"
         time.sleep(1)
-        driver.save_screenshot(str(shots / "10-phone-web-app-panel.png"))
+        driver.save_screenshot(str(shots / "12-phone-web-app-panel.png"))
         driver.find_element("css selector", "#panel-close").click()
         _wait(driver, lambda d: not d.find_element("css selector", "#panel").is_displayed(), what="the panel closed")
     finally:

@@ -396,6 +396,17 @@
     });
   }
 
+  // Close the app: Telegram's own call inside Telegram; in a page that framed it (the browser
+  // sandbox, Telegram's web clients without the script) the same postMessage event that
+  // telegram-web-app.js sends there ({eventType: "web_app_close"}).
+  function closeApp() {
+    probe.closed = true;
+    if (tg) { tg.close(); return; }
+    if (window.parent && window.parent !== window) {
+      window.parent.postMessage(JSON.stringify({ eventType: "web_app_close", eventData: {} }), "*");
+    }
+  }
+
   function failed(err) {
     setState("error");
     haptic("error");
@@ -424,7 +435,7 @@
       notice(data.message, data.next ? "" : T("next_in_chat"));
       setTimeout(function () {
         if (data.next) { $("notice").hidden = true; start(data.next); }
-        else if (tg) tg.close();
+        else closeApp();
       }, data.next ? 900 : 1500);
     }).catch(function (err) {
       if (tg) tg.MainButton.hideProgress();
