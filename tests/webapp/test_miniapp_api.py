@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -299,3 +300,23 @@ async def test_webhook_server_serves_the_page_under_app(tmp_path: Path) -> None:
         assert (await http.get("/app/api/task")).status == 401
     await bot.session.close()
     db.dispose()
+
+
+async def test_one_segmentation_per_task_at_a_time(tmp_path: Path) -> None:
+    """A client cannot queue up CPU: while a segmentation of a task runs, another one for the
+    same task is refused with 429 and the busy message; once it is done, the next is served."""
+    async with webapp_sandbox(tmp_path, count=1) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        x, y = deepest_point(true_mask(sample_of(box, samples, aid)))
+        before = counts(box)
+        replies = await asyncio.gather(*(call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]}) for _ in range(4)))
+        statuses = sorted(status for status, _ in replies)
+        assert statuses[0] == 200 and statuses[-1] == 429, statuses
+        for status, reply in replies:
+            if status == 429:
+                assert reply["ok"] is False and reply["error"] == "busy"
+                assert reply["message"] == t("masks.refuse.busy", "en")
+        status, reply = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
+        assert status == 200 and reply["candidates"], reply
+        assert counts(box) == before  # segmenting stores nothing
