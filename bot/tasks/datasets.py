@@ -205,67 +205,93 @@ def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path, 
     )
 
 
-def read_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
+Item = Row | Problem
+"""What a streaming reader yields, in source order: a row, or why a row could not be read."""
 
-    The default external id is the path relative to the folder, so reloading the same folder,
-    or the same folder with new files added, only adds the new files.
-    """
+
+def _split(items: Iterable[Item]) -> tuple[list[Row], list[Problem]]:
     rows: list[Row] = []
     problems: list[Problem] = []
-    paths = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    for i, path in enumerate(paths, start=1):
-        rel = path.relative_to(folder).as_posix()
-        try:  # a symlink in the folder may point anywhere
-            real = confined_path(folder, rel, allow_outside)
-        except ValueError as exc:
-            problems.append(Problem(rel, i, str(exc)))
-            continue
-        rows.append(Row(file=rel, row=i, image=rel, image_path=real, external_id=rel))
+    for item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            rows.append(item)
     return rows, problems
 
 
-def read_csv(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    rows: list[Row] = []
-    problems: list[Problem] = []
+def iter_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
+
+    The default external id is the path relative to the folder, so reloading the same folder,
+    or the same folder with new files added, only adds the new files. Only the relative names
+    are held (to sort them); each :class:`Row` is made when it is consumed.
+    """
+    names = sorted(
+        (
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        ),
+        key=lambda rel: rel.split("/"),  # the order of the Paths themselves (part by part)
+    )
+    for i, rel in enumerate(names, start=1):
+        try:  # a symlink in the folder may point anywhere
+            real = confined_path(folder, rel, allow_outside)
+        except ValueError as exc:
+            yield Problem(rel, i, str(exc))
+            continue
+        yield Row(file=rel, row=i, image=rel, image_path=real, external_id=rel)
+
+
+def read_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_folder` as lists."""
+    return _split(iter_folder(folder, allow_outside))
+
+
+def iter_csv(path: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """The rows of a CSV manifest, one at a time (the file is never held whole).
+
+    Raises :class:`DatasetError` (when iterated) if the file as a whole cannot be read."""
+    name = path.name
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
-                raise DatasetError(f"{path.name}: the manifest is empty")
+                raise DatasetError(f"{name}: the manifest is empty")
             columns = [h.strip().lower() for h in header]
             if "image" not in columns:
-                raise DatasetError(f"{path.name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})")
+                raise DatasetError(f"{name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})")
             for values in reader:
                 line = reader.line_num
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) != len(columns):
-                    problems.append(Problem(path.name, line, f"has {len(values)} fields, the header has {len(columns)}"))
+                    yield Problem(name, line, f"has {len(values)} fields, the header has {len(columns)}")
                     continue
                 try:
-                    rows.append(
-                        _row_from_mapping(
-                            dict(zip(columns, values, strict=True)), file=path.name, row=line, base=path.parent, allow_outside=allow_outside
-                        )
+                    row = _row_from_mapping(
+                        dict(zip(columns, values, strict=True)), file=name, row=line, base=path.parent, allow_outside=allow_outside
                     )
                 except ValueError as exc:
-                    problems.append(Problem(path.name, line, str(exc)))
+                    yield Problem(name, line, str(exc))
+                    continue
+                yield row
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DatasetError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
-        raise DatasetError(f"{path.name}: not a readable CSV file ({exc})") from None
-    return rows, problems
+        raise DatasetError(f"{name}: not a readable CSV file ({exc})") from None
 
 
-def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    rows: list[Row] = []
-    problems: list[Problem] = []
+def read_csv(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_csv` as lists."""
+    return _split(iter_csv(path, allow_outside))
+
+
+def iter_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """The rows of a JSON Lines manifest, one at a time (the file is never held whole)."""
+    name = path.name
     try:
         with path.open(encoding="utf-8-sig") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -274,18 +300,24 @@ def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    problems.append(Problem(path.name, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                    yield Problem(name, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})")
                     continue
                 if not isinstance(data, dict):
-                    problems.append(Problem(path.name, line_no, "each line must be a JSON object"))
+                    yield Problem(name, line_no, "each line must be a JSON object")
                     continue
                 try:
-                    rows.append(_row_from_mapping(data, file=path.name, row=line_no, base=path.parent, allow_outside=allow_outside))
+                    row = _row_from_mapping(data, file=name, row=line_no, base=path.parent, allow_outside=allow_outside)
                 except ValueError as exc:
-                    problems.append(Problem(path.name, line_no, str(exc)))
+                    yield Problem(name, line_no, str(exc))
+                    continue
+                yield row
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return rows, problems
+        raise DatasetError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_jsonl` as lists."""
+    return _split(iter_jsonl(path, allow_outside))
 
 
 def _coco_image_path(base: Path, file_name: str, images_root: Path | None, allow_outside: Sequence[Path] = ()) -> Path:
@@ -381,6 +413,10 @@ def read_coco(
     return rows, problems
 
 
+Opener = Callable[[], Iterator[Item]]
+"""Starts a fresh pass over a source's rows (a load reads its source twice: to count, then to load)."""
+
+
 def read_source(
     source: Path,
     *,
@@ -390,7 +426,40 @@ def read_source(
     project_type: str = ProjectType.CONFIRM_MASK,
     coco_gt: Path | None = None,
 ) -> tuple[list[Row], list[Problem], str]:
-    """Rows and row-level problems of any supported source; returns (rows, problems, format).
+    """Rows and row-level problems of any supported source, as lists; returns (rows, problems, format).
+
+    :func:`open_source` is the same without holding the rows of a folder or a CSV/JSONL manifest.
+    """
+    opener, found = open_source(
+        source, images_root=images_root, allow_outside=allow_outside, fmt=fmt, project_type=project_type, coco_gt=coco_gt
+    )
+    return (*_split(opener()), found)
+
+
+def _replay(rows: list[Row], problems: list[Problem]) -> Opener:
+    def opener() -> Iterator[Item]:
+        yield from rows
+        yield from problems
+
+    return opener
+
+
+def open_source(
+    source: Path,
+    *,
+    images_root: Path | None = None,
+    allow_outside: Sequence[Path] = (),
+    fmt: str | None = None,
+    project_type: str = ProjectType.CONFIRM_MASK,
+    coco_gt: Path | None = None,
+) -> tuple[Opener, str]:
+    """How to read the rows and row-level problems of any supported source; returns (opener, format).
+
+    A folder and a CSV or JSONL manifest are *streamed*: each call of the opener reads the
+    source again, one row at a time, so a load holds a chunk of rows, never the whole source.
+    JSON sources (COCO, COCO detection, Label Studio, a JSON list of rows) and YOLO folders
+    are read here, whole, and replayed: a JSON document is parsed whole anyway, and their
+    rows (one per annotation) are small next to it.
 
     Every file a row names must resolve (symlinks followed) inside the source's folder, or
     inside one of ``allow_outside``: anything else is a bad row (see :func:`confined_path`).
@@ -409,60 +478,89 @@ def read_source(
         rows, problems = formats.read(
             source, fmt, project_type=project_type, images_root=images_root, coco_gt=coco_gt, allow_outside=allow_outside
         )
-        return rows, problems, fmt
+        return _replay(rows, problems), fmt
     if fmt is None and source.is_dir() and formats.detect(source) == "yolo":
-        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
+        return _replay(*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside)), "yolo"
     if source.is_dir():
-        return (*read_folder(source, allow_outside), "folder")
+        return (lambda: iter_folder(source, allow_outside)), "folder"
     if fmt is None and source.suffix.lower() in (".yaml", ".yml"):
-        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
+        return _replay(*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside)), "yolo"
     suffix = source.suffix.lower()
     if suffix == ".csv":
-        return (*read_csv(source, allow_outside), "csv")
+        return (lambda: iter_csv(source, allow_outside)), "csv"
     if suffix in (".jsonl", ".ndjson"):
-        return (*read_jsonl(source, allow_outside), "jsonl")
+        return (lambda: iter_jsonl(source, allow_outside)), "jsonl"
     if suffix == ".json":
-        try:
-            with source.open(encoding="utf-8-sig") as fh:
-                data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except UnicodeDecodeError as exc:
-            raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
-        if isinstance(data, dict) and ("annotations" in data or "images" in data):
-            if boxes:
-                rows, problems = formats.read(
-                    source, "coco", project_type=project_type, images_root=images_root, data=data, allow_outside=allow_outside
-                )
-                return rows, problems, "coco"
-            return (*read_coco(source, data, images_root, allow_outside), "coco")
-        detected = formats.detect(source, data) if fmt is None else None
-        if detected is not None:
-            rows, problems = formats.read(
-                source,
-                detected,
-                project_type=project_type,
-                images_root=images_root,
-                coco_gt=coco_gt,
-                data=data,
-                allow_outside=allow_outside,
-            )
-            return rows, problems, "coco" if detected == "coco-results" else detected
-        if isinstance(data, list):  # a JSON array of manifest rows
-            rows, problems = [], []
-            for i, item in enumerate(data, start=1):
-                if not isinstance(item, dict):
-                    problems.append(Problem(source.name, i, "each entry must be a JSON object"))
-                    continue
-                try:
-                    rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent, allow_outside=allow_outside))
-                except ValueError as exc:
-                    problems.append(Problem(source.name, i, str(exc)))
-            return rows, problems, "json"
-        raise DatasetError(f"{source.name}: neither a COCO file (images + annotations) nor a list of rows")
+        rows, problems, found = _read_json(
+            source,
+            data=_json_document(source),
+            images_root=images_root,
+            allow_outside=allow_outside,
+            fmt=fmt,
+            project_type=project_type,
+            coco_gt=coco_gt,
+        )
+        return _replay(rows, problems), found
     if suffix in IMAGE_SUFFIXES:
         raise DatasetError(f"{source.name}: give the folder that holds the images, not one image")
     raise DatasetError(f"{source.name}: unknown source type (use a folder, .csv, .jsonl or a COCO .json)")
+
+
+def _json_document(source: Path) -> Any:
+    try:
+        with source.open(encoding="utf-8-sig") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
+
+
+def _read_json(
+    source: Path,
+    *,
+    data: Any,
+    images_root: Path | None,
+    allow_outside: Sequence[Path],
+    fmt: str | None,
+    project_type: str,
+    coco_gt: Path | None,
+) -> tuple[list[Row], list[Problem], str]:
+    """A parsed ``.json`` source: COCO, another detected format, or a list of manifest rows."""
+    from bot.tasks import formats
+
+    boxes = project_type == ProjectType.CONFIRM_BOX
+    if isinstance(data, dict) and ("annotations" in data or "images" in data):
+        if boxes:
+            rows, problems = formats.read(
+                source, "coco", project_type=project_type, images_root=images_root, data=data, allow_outside=allow_outside
+            )
+            return rows, problems, "coco"
+        return (*read_coco(source, data, images_root, allow_outside), "coco")
+    detected = formats.detect(source, data) if fmt is None else None
+    if detected is not None:
+        rows, problems = formats.read(
+            source,
+            detected,
+            project_type=project_type,
+            images_root=images_root,
+            coco_gt=coco_gt,
+            data=data,
+            allow_outside=allow_outside,
+        )
+        return rows, problems, "coco" if detected == "coco-results" else detected
+    if isinstance(data, list):  # a JSON array of manifest rows
+        rows, problems = [], []
+        for i, item in enumerate(data, start=1):
+            if not isinstance(item, dict):
+                problems.append(Problem(source.name, i, "each entry must be a JSON object"))
+                continue
+            try:
+                rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent, allow_outside=allow_outside))
+            except ValueError as exc:
+                problems.append(Problem(source.name, i, str(exc)))
+        return rows, problems, "json"
+    raise DatasetError(f"{source.name}: neither a COCO file (images + annotations) nor a list of rows")
 
 
 # --------------------------------------------------------------------------- validation
