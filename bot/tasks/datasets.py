@@ -1,14 +1,21 @@
 """Loading datasets into a project: a folder of images, a CSV/JSONL manifest, or a COCO file.
 
-Loading is two-phase so that a bad dataset never half-lands in the database:
+A load streams its source in chunks of ``CHUNK_ROWS`` rows (see :mod:`bot.tasks.load_stream`),
+so its memory does not grow with the source; for each chunk:
 
 1. *Validate* every row: the image decodes and is within limits (checked on a thread pool;
    Pillow and hashlib release the GIL, so two cores are used), labels and golden answers are
-   valid for the project type, masks decode and match the image size, external ids are unique.
+   valid for the project type, masks decode and match the image size, external ids are unique
+   (across chunks too: the ids seen so far are kept, not the rows).
 2. *Write* the good rows in batches, each its own short transaction so the running bot (which
-   shares the database) is never locked out for long. By default phase 2 only starts when
-   phase 1 found no problem at all (``LoadRejected`` lists them); with ``skip_bad`` the bad rows
-   are reported and the rest is loaded.
+   shares the database) is never locked out for long, as ``loading`` tasks: invisible to
+   workers until the whole source is in, then published in one commit (:func:`finish_load`).
+
+By default a load is all-or-nothing: at the first bad row what was written is deleted and no
+more is written, the rest is still checked, and ``LoadRejected`` lists every bad row; with
+``skip_bad`` the bad rows are reported and the rest is loaded. A folder and CSV/JSONL manifests
+are read row by row; JSON sources (COCO, Label Studio) and YOLO folders are parsed whole, as a
+JSON document must be, and then go through the same chunks.
 
 Reloading is idempotent: ``(project, external_id)`` is unique and rows already loaded are
 counted, not duplicated; identical content (same image bytes, prelabel, mask and golden answer)
@@ -33,16 +40,17 @@ from typing import Any
 import numpy as np
 import structlog
 from PIL import Image as PILImage
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
 from bot.autoseg import rle
 from bot.clock import utcnow
-from bot.db import Database, rowcount
+from bot.db import Database
 from bot.db.tables import table
 from bot.tasks import intake, media
 from bot.tasks.formats.common import Selection
+from bot.tasks.load_stream import CHUNK_ROWS, LoadTasks, SeenIds, chunked
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import (
     BOX_CORRECT,
@@ -780,16 +788,26 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def _existing_by_external_id(session: Session, project_id: int, external_ids: Sequence[str]) -> dict[str, str]:
-    """external_id -> image sha256 of tasks already in the project."""
-    found: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    """A task the project already holds under an external id the source names."""
+
+    sha256: str
+    task_id: int
+    status: str
+
+
+def _existing_by_external_id(session: Session, project_id: int, external_ids: Sequence[str]) -> dict[str, _Existing]:
+    """external_id -> (image sha256, task id, status) of tasks already in the project."""
+    found: dict[str, _Existing] = {}
     for chunk in _chunks(external_ids, _LOOKUP_CHUNK):
         rows = session.execute(
-            select(col(Task.external_id), col(Image.sha256))
+            select(col(Task.external_id), col(Image.sha256), col(Task.id), col(Task.status))
             .join(Image, col(Image.id) == col(Task.image_id))
             .where(col(Task.project_id) == project_id, col(Task.external_id).in_(chunk))
         )
-        found.update((ext, sha) for ext, sha in rows)  # (a Result has keys(): dict(rows) would misread it)
+        for ext, sha, task_id, status in rows:
+            found[ext] = _Existing(sha, task_id, status)
     return found
 
 
@@ -807,6 +825,90 @@ def _existing_content(session: Session, project_id: int, hashes: Sequence[str]) 
     return keys
 
 
+class ChunkPlanner:
+    """Phase 1 of a load, one chunk of rows at a time: check the images, validate the rows, and
+    sort out duplicates against the chunks before (``seen``) and the project. Holds nothing of a
+    chunk once :meth:`plan` returns; counts go to ``summary``, tasks of a killed earlier load
+    that this source names again are taken over into ``tasks`` (published with this load)."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        limits: Limits = Limits(),
+        threads: int | None = None,
+        summary: LoadSummary | None = None,
+        tasks: LoadTasks | None = None,
+    ) -> None:
+        assert project.id is not None
+        self.project = project
+        self.limits = limits
+        self.threads = threads
+        self.summary = summary if summary is not None else LoadSummary(source="")
+        self.tasks = tasks if tasks is not None else LoadTasks()
+        self.seen = SeenIds()
+
+    def plan(self, session: Session, rows: Sequence[Row], progress: Progress | None = None) -> tuple[list[ReadyRow], list[Problem]]:
+        """The chunk's rows to write, and its bad rows (in source order)."""
+        assert self.project.id is not None
+        summary = self.summary
+        problems: list[Problem] = []
+        distinct = list(dict.fromkeys(row.image_path for row in rows))
+        checked = _check_all(distinct, self.limits, progress, self.threads)
+        unique: list[ReadyRow] = []
+        for row in rows:
+            result = checked[row.image_path]
+            if isinstance(result, str):
+                problems.append(Problem(row.file, row.row, f"image {row.image}: {result}"))
+                continue
+            try:
+                item = validate_row(self.project, row, result, self.limits)
+            except ValueError as exc:
+                problems.append(Problem(row.file, row.row, str(exc)))
+                continue
+            # Uniqueness inside the source, this chunk and every one before it.
+            content = _digest(item.content_key())
+            earlier = self.seen.first(item.external_id)
+            if earlier is not None:
+                file, line, earlier_content = earlier
+                if earlier_content == content:
+                    summary.duplicates += 1
+                else:
+                    problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already used by {file} row {line}"))
+                continue
+            self.seen.add(item.external_id, item.file, item.row, content)
+            unique.append(item)
+        del checked
+        # Against what the project already holds (earlier chunks of this load included).
+        existing = _existing_by_external_id(session, self.project.id, [r.external_id for r in unique])
+        fresh: list[ReadyRow] = []
+        for item in unique:
+            found = existing.get(item.external_id)
+            if found is None:
+                fresh.append(item)
+            elif found.sha256 == item.checked.sha256:
+                summary.already_loaded += 1
+                if found.status == TaskStatus.LOADING.value:  # written by a load that was killed: ours now
+                    self.tasks.adopted.append(found.task_id)
+            else:
+                problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image"))
+        content_keys = _existing_content(session, self.project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
+        to_write: list[ReadyRow] = []
+        for item in fresh:
+            key = item.content_key()
+            if key in content_keys:
+                summary.duplicates += 1
+                continue
+            content_keys.add(key)
+            to_write.append(item)
+        return to_write, problems
+
+
+def _digest(key: tuple[str, ...]) -> bytes:
+    """16 bytes standing for a content key (kept per row by :class:`SeenIds`, so not the key itself)."""
+    return hashlib.blake2b(json.dumps(key).encode(), digest_size=16).digest()
+
+
 def plan(
     session: Session,
     project: Project,
@@ -816,59 +918,11 @@ def plan(
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> tuple[list[ReadyRow], list[Problem], LoadSummary]:
-    """Phase 1: check every row; returns the rows to write, the problems and the counts so far."""
-    summary = LoadSummary(source="", rows=len(rows))
-    problems: list[Problem] = []
-    distinct = list(dict.fromkeys(row.image_path for row in rows))
-    checked = _check_all(distinct, limits, progress, threads)
-    ready: list[ReadyRow] = []
-    for row in rows:
-        result = checked[row.image_path]
-        if isinstance(result, str):
-            problems.append(Problem(row.file, row.row, f"image {row.image}: {result}"))
-            continue
-        try:
-            ready.append(validate_row(project, row, result, limits))
-        except ValueError as exc:
-            problems.append(Problem(row.file, row.row, str(exc)))
-    # Uniqueness inside the source.
-    first_seen: dict[str, ReadyRow] = {}
-    unique: list[ReadyRow] = []
-    for item in ready:
-        earlier = first_seen.get(item.external_id)
-        if earlier is not None:
-            if earlier.content_key() == item.content_key():
-                summary.duplicates += 1
-                continue
-            problems.append(
-                Problem(item.file, item.row, f"external_id {item.external_id!r} is already used by {earlier.file} row {earlier.row}")
-            )
-            continue
-        first_seen[item.external_id] = item
-        unique.append(item)
-    # Against what the project already holds.
-    assert project.id is not None
-    existing = _existing_by_external_id(session, project.id, [r.external_id for r in unique])
-    fresh: list[ReadyRow] = []
-    for item in unique:
-        sha = existing.get(item.external_id)
-        if sha is None:
-            fresh.append(item)
-        elif sha == item.checked.sha256:
-            summary.already_loaded += 1
-        else:
-            problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image"))
-    content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
-    to_write: list[ReadyRow] = []
-    for item in fresh:
-        key = item.content_key()
-        if key in content:
-            summary.duplicates += 1
-            continue
-        content.add(key)
-        to_write.append(item)
+    """Phase 1 for a list of rows as one chunk: the rows to write, the problems and the counts so far."""
+    planner = ChunkPlanner(project, limits=limits, threads=threads, summary=LoadSummary(source="", rows=len(rows)))
+    to_write, problems = planner.plan(session, rows, progress)
     problems.sort(key=lambda p: (p.file, p.row or 0))
-    return to_write, problems, summary
+    return to_write, problems, planner.summary
 
 
 @cache
@@ -905,9 +959,17 @@ def _stored_paths(
     return dict(zip(pending, copied, strict=True))
 
 
-def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], paths: dict[str, str]) -> tuple[int, int, int]:
-    """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows);
-    returns (tasks created, images new, images reused)."""
+@dataclass(slots=True)
+class Written:
+    """What one batch wrote: tasks created (their ids), images new and reused."""
+
+    task_ids: list[int]
+    images_new: int
+    images_reused: int
+
+
+def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], paths: dict[str, str]) -> Written:
+    """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows)."""
     hashes = list(dict.fromkeys(r.checked.sha256 for r in batch))
     ids: dict[str, int] = {}
 
@@ -954,17 +1016,23 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
         for item in batch
     ]
     session.execute(insert(Task), tasks)
-    return len(tasks), len(new_images), reused
+    task_ids: list[int] = []
+    for chunk in _chunks([item.external_id for item in batch], _LOOKUP_CHUNK):  # ours: the insert would have failed otherwise
+        task_ids.extend(
+            session.execute(select(col(Task.id)).where(col(Task.project_id) == project.id, col(Task.external_id).in_(chunk))).scalars()
+        )
+    return Written(task_ids, len(new_images), reused)
 
 
-def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
+def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> Written:
     """Row by row through the shared intake helpers: used after a batch met a concurrent loader."""
-    created = new = reused = 0
+    created: list[int] = []
+    new = reused = 0
     for item in batch:
         image, image_created = media.store_image(session, item.checked, media_dir=media_dir, copy=copy)
         new += image_created
         reused += not image_created
-        _, task_created = intake.add_task(
+        task, task_created = intake.add_task(
             session,
             project,
             image,
@@ -977,8 +1045,10 @@ def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], m
             status=TaskStatus.LOADING,
             prediction_json=item.prediction_json,
         )
-        created += task_created
-    return created, new, reused
+        if task_created:
+            assert task.id is not None
+            created.append(task.id)
+    return Written(created, new, reused)
 
 
 def write(
@@ -991,8 +1061,13 @@ def write(
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
     threads: int | None = None,
+    tasks: LoadTasks | None = None,
 ) -> tuple[int, int, int]:
-    """Phase 2: one short transaction per batch, so the bot's writes interleave with the load."""
+    """Phase 2: one short transaction per batch, so the bot's writes interleave with the load.
+
+    Tasks are written ``loading`` (invisible); the ids of those created go to ``tasks``, which
+    publishes them when the whole load is in. Returns (tasks created, images new, images reused).
+    """
     created = new = reused = 0
     total = len(rows)
     # Copying is mostly waiting on the file system (creating files), so more threads than cores.
@@ -1001,9 +1076,11 @@ def write(
         for start in range(0, total, batch_rows):
             batch = rows[start : start + batch_rows]
             result = _write_one(db, project_id, batch, _stored_paths(db, batch, media_dir, copy, pool), media_dir, copy, start)
-            created += result[0]
-            new += result[1]
-            reused += result[2]
+            if tasks is not None:
+                tasks.created.extend(result.task_ids)
+            created += len(result.task_ids)
+            new += result.images_new
+            reused += result.images_reused
             if progress:
                 progress("write", min(start + batch_rows, total), total)
     return created, new, reused
@@ -1011,7 +1088,7 @@ def write(
 
 def _write_one(
     db: Database, project_id: int, batch: Sequence[ReadyRow], paths: dict[str, str], media_dir: Path | None, copy: bool, start: int
-) -> tuple[int, int, int]:
+) -> Written:
     try:
         with db.session() as session:
             project = session.get(Project, project_id)
@@ -1026,18 +1103,67 @@ def _write_one(
             return _write_slow(session, project, batch, media_dir, copy)
 
 
-def finish_load(db: Database, project_id: int) -> int:
-    """Make every task written by a load of this project visible to workers, in one statement
-    (one commit): a load is invisible until it has finished. Tasks left ``loading`` by a load
-    that was killed were validated like any other and are published by the next load of the
-    project. Returns how many tasks became visible."""
-    with db.session() as session:
-        result = session.execute(
-            update(Task)
-            .where(col(Task.project_id) == project_id, col(Task.status) == TaskStatus.LOADING.value)
-            .values(status=TaskStatus.OPEN.value)
-        )
-        return rowcount(result)
+def finish_load(db: Database, project_id: int, tasks: LoadTasks) -> int:
+    """Make the tasks of a finished load visible to workers, in one transaction (one commit): a
+    load is invisible until it has finished. ``tasks`` are the ones it wrote and the ones a
+    killed earlier load had written for rows this source names again (so rerunning a killed
+    load finishes it). Leftovers it does not name stay ``loading``: since loads stream, a killed
+    load may have been refused further on, so nothing but a finished load may publish a row.
+    Returns how many tasks became visible."""
+    return tasks.publish(db, project_id)
+
+
+@dataclass(slots=True)
+class _Count:
+    """The first, cheap pass over a source: how many entries, and how many rows are within the
+    score window (the sample is drawn among those)."""
+
+    items: int = 0
+    kept: int = 0
+
+
+def _count(opener: Opener, selection: Selection | None) -> _Count:
+    """Reads the whole source once without keeping anything: totals for the progress bars and
+    the sample, and an unreadable file (bad UTF-8, broken CSV quoting) fails here, before any write."""
+    count = _Count()
+    for item in opener():
+        count.items += 1
+        if isinstance(item, Row) and (selection is None or selection.keep(item.score)):
+            count.kept += 1
+    return count
+
+
+def _selected(
+    items: Iterable[Item],
+    selection: Selection | None,
+    chosen: set[int] | None,
+    show_score: bool,
+    summary: LoadSummary,
+    problems: list[Problem],
+) -> Iterator[Row]:
+    """The rows the load works on, in source order: reader problems go to ``problems``, rows
+    outside the score window or the sample are counted in ``summary.left_out``."""
+    kept = -1
+    for item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        if selection is not None and not selection.keep(item.score):
+            summary.left_out += 1
+            continue
+        kept += 1
+        if chosen is not None and kept not in chosen:
+            summary.left_out += 1
+            continue
+        item.show_score = show_score
+        yield item
+
+
+def _shifted(progress: Progress | None, stage: str, before: int, total: int) -> Progress | None:
+    """``progress`` for the part of a stage one chunk does: ``done`` counts from ``before`` of ``total``."""
+    if progress is None:
+        return None
+    return lambda _stage, done, _total: progress(stage, min(before + done, total), total)
 
 
 def load(
@@ -1057,11 +1183,20 @@ def load(
     coco_gt: Path | None = None,
     selection: Selection | None = None,
     show_score: bool = False,
+    chunk_rows: int | None = None,
 ) -> LoadSummary:
-    """Validate ``source`` completely, then write it (all-or-nothing unless ``skip_bad``).
+    """Load ``source`` into the project, all-or-nothing unless ``skip_bad``.
+
+    The source is streamed in chunks of ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows: each
+    is checked, validated, deduplicated (against the chunks before and the project) and written
+    as ``loading`` tasks, then dropped, so memory does not grow with the source (a few hundred
+    bytes a row, for the duplicate index). Nothing is visible to workers until the whole source
+    is in (:func:`finish_load`). At the first bad row of an all-or-nothing load the tasks written
+    so far are deleted and nothing more is written, but every row is still checked so that
+    ``LoadRejected`` names them all; an error or interruption deletes them too.
 
     ``copy=None`` uses the project's ``media_mode``. Raises ``DatasetError`` when the source
-    cannot be read at all and ``LoadRejected`` (nothing written) when a row is bad.
+    cannot be read at all and ``LoadRejected`` (nothing loaded) when a row is bad.
     ``selection`` sends only some predictions to people (a score window, a sample): it picks
     among the rows read, before any is checked, so an audit of a huge set checks only its sample.
     """
@@ -1070,7 +1205,7 @@ def load(
         if project is None:
             raise DatasetError(f"no project with id {project_id}")
         session.expunge(project)
-    rows, problems, fmt = read_source(
+    opener, fmt = open_source(
         source, images_root=images_root, allow_outside=allow_outside, fmt=fmt, project_type=project.type, coco_gt=coco_gt
     )
     if fmt == "coco" and project.type not in (ProjectType.CONFIRM_MASK, ProjectType.CONFIRM_BOX):
@@ -1079,37 +1214,64 @@ def load(
         )
     if fmt == "yolo" and project.type != ProjectType.CONFIRM_BOX:
         raise DatasetError(f"YOLO boxes make confirm-box tasks; project {project.id} is {project.type}")
-    read_rows = len(rows)
-    left_out = 0
-    if selection is not None and selection.active:
-        rows, by_score, by_sample = selection.apply(rows)
-        left_out = by_score + by_sample
-    for row in rows:
-        row.show_score = show_score
-    with db.read_session() as session:
-        to_write, row_problems, summary = plan(session, project, rows, limits=limits, progress=progress, threads=threads)
-    summary.source = str(source)
-    summary.rows = read_rows + len(problems)
-    summary.left_out = left_out
-    summary.bad = sorted(problems + row_problems, key=lambda p: (p.file, p.row or 0))
-    if summary.bad and not skip_bad:
-        log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
-        raise LoadRejected(summary.bad)
+    if selection is not None and not selection.active:
+        selection = None
+    counted = _count(opener, selection)
+    chosen = selection.sampled(counted.kept) if selection is not None else None
+    total = counted.kept if chosen is None else len(chosen)
+    summary = LoadSummary(source=str(source), rows=counted.items)
+    tasks = LoadTasks()
+    planner = ChunkPlanner(project, limits=limits, threads=threads, summary=summary, tasks=tasks)
     use_copy = (project.media_mode == "copy") if copy is None else copy  # "ref" / "reference": in place
     if use_copy and media_dir is not None:
         summary.partial_files_removed = media.remove_partial_copies(media_dir)
-    created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress, threads=threads)
-    summary.resumed = max(0, finish_load(db, project_id) - created)
-    summary.created = created
-    summary.already_loaded += len(to_write) - created
-    summary.images_new = new
-    summary.images_reused = reused
+    problems: list[Problem] = []
+    checked = queued = 0
+    try:
+        for chunk in chunked(_selected(opener(), selection, chosen, show_score, summary, problems), chunk_rows or CHUNK_ROWS):
+            with db.read_session() as session:
+                to_write, bad = planner.plan(session, chunk, _shifted(progress, "check", checked, total))
+            checked += len(chunk)
+            if progress:
+                progress("check", checked, total)
+            problems.extend(bad)
+            del chunk
+            if problems and not skip_bad:
+                if tasks.created:  # refused: what was written goes, and nothing more is
+                    tasks.discard(db, project_id)
+                continue
+            created, new, reused = write(
+                db,
+                project_id,
+                to_write,
+                media_dir=media_dir,
+                copy=use_copy,
+                progress=_shifted(progress, "write", queued, max(total, queued + len(to_write))),
+                threads=threads,
+                tasks=tasks,
+            )
+            queued += len(to_write)
+            summary.created += created
+            summary.already_loaded += len(to_write) - created
+            summary.images_new += new
+            summary.images_reused += reused
+        if problems and not skip_bad:
+            problems.sort(key=lambda p: (p.file, p.row or 0))
+            log.info("load.rejected", project_id=project_id, source=str(source), bad=len(problems))
+            raise LoadRejected(problems)
+    except BaseException:
+        _discard_quietly(db, project_id, tasks)
+        raise
+    if progress and queued:
+        progress("write", queued, queued)
+    summary.resumed = max(0, finish_load(db, project_id, tasks) - summary.created)
+    summary.bad = sorted(problems, key=lambda p: (p.file, p.row or 0))
     log.info(
         "load.done",
         project_id=project_id,
         source=str(source),
         format=fmt,
-        created=created,
+        created=summary.created,
         already=summary.already_loaded,
         duplicates=summary.duplicates,
         bad=len(summary.bad),
@@ -1117,6 +1279,17 @@ def load(
         partial_files_removed=summary.partial_files_removed,
     )
     return summary
+
+
+def _discard_quietly(db: Database, project_id: int, tasks: LoadTasks) -> None:
+    """Delete what a failed load wrote; a failure here must not hide the one that got us here
+    (the tasks stay ``loading``, invisible, and a rerun of the load takes them over)."""
+    if not tasks.created:
+        return
+    try:
+        tasks.discard(db, project_id)
+    except Exception:
+        log.exception("load.discard_failed", project_id=project_id, tasks=len(tasks.created))
 
 
 def write_report(problems: Iterable[Problem], path: Path) -> Path:
