@@ -1,14 +1,21 @@
 """Loading datasets into a project: a folder of images, a CSV/JSONL manifest, or a COCO file.
 
-Loading is two-phase so that a bad dataset never half-lands in the database:
+A load streams its source in chunks of ``CHUNK_ROWS`` rows (see :mod:`bot.tasks.load_stream`),
+so its memory does not grow with the source; for each chunk:
 
 1. *Validate* every row: the image decodes and is within limits (checked on a thread pool;
    Pillow and hashlib release the GIL, so two cores are used), labels and golden answers are
-   valid for the project type, masks decode and match the image size, external ids are unique.
+   valid for the project type, masks decode and match the image size, external ids are unique
+   (across chunks too: the ids seen so far are kept, not the rows).
 2. *Write* the good rows in batches, each its own short transaction so the running bot (which
-   shares the database) is never locked out for long. By default phase 2 only starts when
-   phase 1 found no problem at all (``LoadRejected`` lists them); with ``skip_bad`` the bad rows
-   are reported and the rest is loaded.
+   shares the database) is never locked out for long, as ``loading`` tasks: invisible to
+   workers until the whole source is in, then published in one commit (:func:`finish_load`).
+
+By default a load is all-or-nothing: at the first bad row what was written is deleted and no
+more is written, the rest is still checked, and ``LoadRejected`` lists every bad row; with
+``skip_bad`` the bad rows are reported and the rest is loaded. A folder and CSV/JSONL manifests
+are read row by row; JSON sources (COCO, Label Studio) and YOLO folders are parsed whole, as a
+JSON document must be, and then go through the same chunks.
 
 Reloading is idempotent: ``(project, external_id)`` is unique and rows already loaded are
 counted, not duplicated; identical content (same image bytes, prelabel, mask and golden answer)
@@ -33,16 +40,17 @@ from typing import Any
 import numpy as np
 import structlog
 from PIL import Image as PILImage
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
 from bot.autoseg import rle
 from bot.clock import utcnow
-from bot.db import Database, rowcount
+from bot.db import Database
 from bot.db.tables import table
 from bot.tasks import intake, media
 from bot.tasks.formats.common import Selection
+from bot.tasks.load_stream import CHUNK_ROWS, LoadTasks, SeenIds, chunked
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import (
     BOX_CORRECT,
@@ -205,67 +213,93 @@ def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path, 
     )
 
 
-def read_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
+Item = Row | Problem
+"""What a streaming reader yields, in source order: a row, or why a row could not be read."""
 
-    The default external id is the path relative to the folder, so reloading the same folder,
-    or the same folder with new files added, only adds the new files.
-    """
+
+def _split(items: Iterable[Item]) -> tuple[list[Row], list[Problem]]:
     rows: list[Row] = []
     problems: list[Problem] = []
-    paths = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    for i, path in enumerate(paths, start=1):
-        rel = path.relative_to(folder).as_posix()
-        try:  # a symlink in the folder may point anywhere
-            real = confined_path(folder, rel, allow_outside)
-        except ValueError as exc:
-            problems.append(Problem(rel, i, str(exc)))
-            continue
-        rows.append(Row(file=rel, row=i, image=rel, image_path=real, external_id=rel))
+    for item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            rows.append(item)
     return rows, problems
 
 
-def read_csv(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    rows: list[Row] = []
-    problems: list[Problem] = []
+def iter_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """Every image file under ``folder`` (recursively, hidden files skipped), sorted by path.
+
+    The default external id is the path relative to the folder, so reloading the same folder,
+    or the same folder with new files added, only adds the new files. Only the relative names
+    are held (to sort them); each :class:`Row` is made when it is consumed.
+    """
+    names = sorted(
+        (
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        ),
+        key=lambda rel: rel.split("/"),  # the order of the Paths themselves (part by part)
+    )
+    for i, rel in enumerate(names, start=1):
+        try:  # a symlink in the folder may point anywhere
+            real = confined_path(folder, rel, allow_outside)
+        except ValueError as exc:
+            yield Problem(rel, i, str(exc))
+            continue
+        yield Row(file=rel, row=i, image=rel, image_path=real, external_id=rel)
+
+
+def read_folder(folder: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_folder` as lists."""
+    return _split(iter_folder(folder, allow_outside))
+
+
+def iter_csv(path: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """The rows of a CSV manifest, one at a time (the file is never held whole).
+
+    Raises :class:`DatasetError` (when iterated) if the file as a whole cannot be read."""
+    name = path.name
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
-                raise DatasetError(f"{path.name}: the manifest is empty")
+                raise DatasetError(f"{name}: the manifest is empty")
             columns = [h.strip().lower() for h in header]
             if "image" not in columns:
-                raise DatasetError(f"{path.name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})")
+                raise DatasetError(f"{name}: the header has no 'image' column (found: {', '.join(columns) or 'nothing'})")
             for values in reader:
                 line = reader.line_num
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) != len(columns):
-                    problems.append(Problem(path.name, line, f"has {len(values)} fields, the header has {len(columns)}"))
+                    yield Problem(name, line, f"has {len(values)} fields, the header has {len(columns)}")
                     continue
                 try:
-                    rows.append(
-                        _row_from_mapping(
-                            dict(zip(columns, values, strict=True)), file=path.name, row=line, base=path.parent, allow_outside=allow_outside
-                        )
+                    row = _row_from_mapping(
+                        dict(zip(columns, values, strict=True)), file=name, row=line, base=path.parent, allow_outside=allow_outside
                     )
                 except ValueError as exc:
-                    problems.append(Problem(path.name, line, str(exc)))
+                    yield Problem(name, line, str(exc))
+                    continue
+                yield row
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DatasetError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
-        raise DatasetError(f"{path.name}: not a readable CSV file ({exc})") from None
-    return rows, problems
+        raise DatasetError(f"{name}: not a readable CSV file ({exc})") from None
 
 
-def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
-    rows: list[Row] = []
-    problems: list[Problem] = []
+def read_csv(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_csv` as lists."""
+    return _split(iter_csv(path, allow_outside))
+
+
+def iter_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> Iterator[Item]:
+    """The rows of a JSON Lines manifest, one at a time (the file is never held whole)."""
+    name = path.name
     try:
         with path.open(encoding="utf-8-sig") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -274,18 +308,24 @@ def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    problems.append(Problem(path.name, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                    yield Problem(name, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})")
                     continue
                 if not isinstance(data, dict):
-                    problems.append(Problem(path.name, line_no, "each line must be a JSON object"))
+                    yield Problem(name, line_no, "each line must be a JSON object")
                     continue
                 try:
-                    rows.append(_row_from_mapping(data, file=path.name, row=line_no, base=path.parent, allow_outside=allow_outside))
+                    row = _row_from_mapping(data, file=name, row=line_no, base=path.parent, allow_outside=allow_outside)
                 except ValueError as exc:
-                    problems.append(Problem(path.name, line_no, str(exc)))
+                    yield Problem(name, line_no, str(exc))
+                    continue
+                yield row
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return rows, problems
+        raise DatasetError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_jsonl(path: Path, allow_outside: Sequence[Path] = ()) -> tuple[list[Row], list[Problem]]:
+    """:func:`iter_jsonl` as lists."""
+    return _split(iter_jsonl(path, allow_outside))
 
 
 def _coco_image_path(base: Path, file_name: str, images_root: Path | None, allow_outside: Sequence[Path] = ()) -> Path:
@@ -381,6 +421,10 @@ def read_coco(
     return rows, problems
 
 
+Opener = Callable[[], Iterator[Item]]
+"""Starts a fresh pass over a source's rows (a load reads its source twice: to count, then to load)."""
+
+
 def read_source(
     source: Path,
     *,
@@ -390,7 +434,40 @@ def read_source(
     project_type: str = ProjectType.CONFIRM_MASK,
     coco_gt: Path | None = None,
 ) -> tuple[list[Row], list[Problem], str]:
-    """Rows and row-level problems of any supported source; returns (rows, problems, format).
+    """Rows and row-level problems of any supported source, as lists; returns (rows, problems, format).
+
+    :func:`open_source` is the same without holding the rows of a folder or a CSV/JSONL manifest.
+    """
+    opener, found = open_source(
+        source, images_root=images_root, allow_outside=allow_outside, fmt=fmt, project_type=project_type, coco_gt=coco_gt
+    )
+    return (*_split(opener()), found)
+
+
+def _replay(rows: list[Row], problems: list[Problem]) -> Opener:
+    def opener() -> Iterator[Item]:
+        yield from rows
+        yield from problems
+
+    return opener
+
+
+def open_source(
+    source: Path,
+    *,
+    images_root: Path | None = None,
+    allow_outside: Sequence[Path] = (),
+    fmt: str | None = None,
+    project_type: str = ProjectType.CONFIRM_MASK,
+    coco_gt: Path | None = None,
+) -> tuple[Opener, str]:
+    """How to read the rows and row-level problems of any supported source; returns (opener, format).
+
+    A folder and a CSV or JSONL manifest are *streamed*: each call of the opener reads the
+    source again, one row at a time, so a load holds a chunk of rows, never the whole source.
+    JSON sources (COCO, COCO detection, Label Studio, a JSON list of rows) and YOLO folders
+    are read here, whole, and replayed: a JSON document is parsed whole anyway, and their
+    rows (one per annotation) are small next to it.
 
     Every file a row names must resolve (symlinks followed) inside the source's folder, or
     inside one of ``allow_outside``: anything else is a bad row (see :func:`confined_path`).
@@ -409,60 +486,89 @@ def read_source(
         rows, problems = formats.read(
             source, fmt, project_type=project_type, images_root=images_root, coco_gt=coco_gt, allow_outside=allow_outside
         )
-        return rows, problems, fmt
+        return _replay(rows, problems), fmt
     if fmt is None and source.is_dir() and formats.detect(source) == "yolo":
-        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
+        return _replay(*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside)), "yolo"
     if source.is_dir():
-        return (*read_folder(source, allow_outside), "folder")
+        return (lambda: iter_folder(source, allow_outside)), "folder"
     if fmt is None and source.suffix.lower() in (".yaml", ".yml"):
-        return (*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside), "yolo")
+        return _replay(*formats.read(source, "yolo", project_type=project_type, allow_outside=allow_outside)), "yolo"
     suffix = source.suffix.lower()
     if suffix == ".csv":
-        return (*read_csv(source, allow_outside), "csv")
+        return (lambda: iter_csv(source, allow_outside)), "csv"
     if suffix in (".jsonl", ".ndjson"):
-        return (*read_jsonl(source, allow_outside), "jsonl")
+        return (lambda: iter_jsonl(source, allow_outside)), "jsonl"
     if suffix == ".json":
-        try:
-            with source.open(encoding="utf-8-sig") as fh:
-                data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except UnicodeDecodeError as exc:
-            raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
-        if isinstance(data, dict) and ("annotations" in data or "images" in data):
-            if boxes:
-                rows, problems = formats.read(
-                    source, "coco", project_type=project_type, images_root=images_root, data=data, allow_outside=allow_outside
-                )
-                return rows, problems, "coco"
-            return (*read_coco(source, data, images_root, allow_outside), "coco")
-        detected = formats.detect(source, data) if fmt is None else None
-        if detected is not None:
-            rows, problems = formats.read(
-                source,
-                detected,
-                project_type=project_type,
-                images_root=images_root,
-                coco_gt=coco_gt,
-                data=data,
-                allow_outside=allow_outside,
-            )
-            return rows, problems, "coco" if detected == "coco-results" else detected
-        if isinstance(data, list):  # a JSON array of manifest rows
-            rows, problems = [], []
-            for i, item in enumerate(data, start=1):
-                if not isinstance(item, dict):
-                    problems.append(Problem(source.name, i, "each entry must be a JSON object"))
-                    continue
-                try:
-                    rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent, allow_outside=allow_outside))
-                except ValueError as exc:
-                    problems.append(Problem(source.name, i, str(exc)))
-            return rows, problems, "json"
-        raise DatasetError(f"{source.name}: neither a COCO file (images + annotations) nor a list of rows")
+        rows, problems, found = _read_json(
+            source,
+            data=_json_document(source),
+            images_root=images_root,
+            allow_outside=allow_outside,
+            fmt=fmt,
+            project_type=project_type,
+            coco_gt=coco_gt,
+        )
+        return _replay(rows, problems), found
     if suffix in IMAGE_SUFFIXES:
         raise DatasetError(f"{source.name}: give the folder that holds the images, not one image")
     raise DatasetError(f"{source.name}: unknown source type (use a folder, .csv, .jsonl or a COCO .json)")
+
+
+def _json_document(source: Path) -> Any:
+    try:
+        with source.open(encoding="utf-8-sig") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
+
+
+def _read_json(
+    source: Path,
+    *,
+    data: Any,
+    images_root: Path | None,
+    allow_outside: Sequence[Path],
+    fmt: str | None,
+    project_type: str,
+    coco_gt: Path | None,
+) -> tuple[list[Row], list[Problem], str]:
+    """A parsed ``.json`` source: COCO, another detected format, or a list of manifest rows."""
+    from bot.tasks import formats
+
+    boxes = project_type == ProjectType.CONFIRM_BOX
+    if isinstance(data, dict) and ("annotations" in data or "images" in data):
+        if boxes:
+            rows, problems = formats.read(
+                source, "coco", project_type=project_type, images_root=images_root, data=data, allow_outside=allow_outside
+            )
+            return rows, problems, "coco"
+        return (*read_coco(source, data, images_root, allow_outside), "coco")
+    detected = formats.detect(source, data) if fmt is None else None
+    if detected is not None:
+        rows, problems = formats.read(
+            source,
+            detected,
+            project_type=project_type,
+            images_root=images_root,
+            coco_gt=coco_gt,
+            data=data,
+            allow_outside=allow_outside,
+        )
+        return rows, problems, "coco" if detected == "coco-results" else detected
+    if isinstance(data, list):  # a JSON array of manifest rows
+        rows, problems = [], []
+        for i, item in enumerate(data, start=1):
+            if not isinstance(item, dict):
+                problems.append(Problem(source.name, i, "each entry must be a JSON object"))
+                continue
+            try:
+                rows.append(_row_from_mapping(item, file=source.name, row=i, base=source.parent, allow_outside=allow_outside))
+            except ValueError as exc:
+                problems.append(Problem(source.name, i, str(exc)))
+        return rows, problems, "json"
+    raise DatasetError(f"{source.name}: neither a COCO file (images + annotations) nor a list of rows")
 
 
 # --------------------------------------------------------------------------- validation
@@ -682,16 +788,26 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def _existing_by_external_id(session: Session, project_id: int, external_ids: Sequence[str]) -> dict[str, str]:
-    """external_id -> image sha256 of tasks already in the project."""
-    found: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    """A task the project already holds under an external id the source names."""
+
+    sha256: str
+    task_id: int
+    status: str
+
+
+def _existing_by_external_id(session: Session, project_id: int, external_ids: Sequence[str]) -> dict[str, _Existing]:
+    """external_id -> (image sha256, task id, status) of tasks already in the project."""
+    found: dict[str, _Existing] = {}
     for chunk in _chunks(external_ids, _LOOKUP_CHUNK):
         rows = session.execute(
-            select(col(Task.external_id), col(Image.sha256))
+            select(col(Task.external_id), col(Image.sha256), col(Task.id), col(Task.status))
             .join(Image, col(Image.id) == col(Task.image_id))
             .where(col(Task.project_id) == project_id, col(Task.external_id).in_(chunk))
         )
-        found.update((ext, sha) for ext, sha in rows)  # (a Result has keys(): dict(rows) would misread it)
+        for ext, sha, task_id, status in rows:
+            found[ext] = _Existing(sha, task_id, status)
     return found
 
 
@@ -709,6 +825,90 @@ def _existing_content(session: Session, project_id: int, hashes: Sequence[str]) 
     return keys
 
 
+class ChunkPlanner:
+    """Phase 1 of a load, one chunk of rows at a time: check the images, validate the rows, and
+    sort out duplicates against the chunks before (``seen``) and the project. Holds nothing of a
+    chunk once :meth:`plan` returns; counts go to ``summary``, tasks of a killed earlier load
+    that this source names again are taken over into ``tasks`` (published with this load)."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        limits: Limits = Limits(),
+        threads: int | None = None,
+        summary: LoadSummary | None = None,
+        tasks: LoadTasks | None = None,
+    ) -> None:
+        assert project.id is not None
+        self.project = project
+        self.limits = limits
+        self.threads = threads
+        self.summary = summary if summary is not None else LoadSummary(source="")
+        self.tasks = tasks if tasks is not None else LoadTasks()
+        self.seen = SeenIds()
+
+    def plan(self, session: Session, rows: Sequence[Row], progress: Progress | None = None) -> tuple[list[ReadyRow], list[Problem]]:
+        """The chunk's rows to write, and its bad rows (in source order)."""
+        assert self.project.id is not None
+        summary = self.summary
+        problems: list[Problem] = []
+        distinct = list(dict.fromkeys(row.image_path for row in rows))
+        checked = _check_all(distinct, self.limits, progress, self.threads)
+        unique: list[ReadyRow] = []
+        for row in rows:
+            result = checked[row.image_path]
+            if isinstance(result, str):
+                problems.append(Problem(row.file, row.row, f"image {row.image}: {result}"))
+                continue
+            try:
+                item = validate_row(self.project, row, result, self.limits)
+            except ValueError as exc:
+                problems.append(Problem(row.file, row.row, str(exc)))
+                continue
+            # Uniqueness inside the source, this chunk and every one before it.
+            content = _digest(item.content_key())
+            earlier = self.seen.first(item.external_id)
+            if earlier is not None:
+                file, line, earlier_content = earlier
+                if earlier_content == content:
+                    summary.duplicates += 1
+                else:
+                    problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already used by {file} row {line}"))
+                continue
+            self.seen.add(item.external_id, item.file, item.row, content)
+            unique.append(item)
+        del checked
+        # Against what the project already holds (earlier chunks of this load included).
+        existing = _existing_by_external_id(session, self.project.id, [r.external_id for r in unique])
+        fresh: list[ReadyRow] = []
+        for item in unique:
+            found = existing.get(item.external_id)
+            if found is None:
+                fresh.append(item)
+            elif found.sha256 == item.checked.sha256:
+                summary.already_loaded += 1
+                if found.status == TaskStatus.LOADING.value:  # written by a load that was killed: ours now
+                    self.tasks.adopted.append(found.task_id)
+            else:
+                problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image"))
+        content_keys = _existing_content(session, self.project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
+        to_write: list[ReadyRow] = []
+        for item in fresh:
+            key = item.content_key()
+            if key in content_keys:
+                summary.duplicates += 1
+                continue
+            content_keys.add(key)
+            to_write.append(item)
+        return to_write, problems
+
+
+def _digest(key: tuple[str, ...]) -> bytes:
+    """16 bytes standing for a content key (kept per row by :class:`SeenIds`, so not the key itself)."""
+    return hashlib.blake2b(json.dumps(key).encode(), digest_size=16).digest()
+
+
 def plan(
     session: Session,
     project: Project,
@@ -718,59 +918,11 @@ def plan(
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> tuple[list[ReadyRow], list[Problem], LoadSummary]:
-    """Phase 1: check every row; returns the rows to write, the problems and the counts so far."""
-    summary = LoadSummary(source="", rows=len(rows))
-    problems: list[Problem] = []
-    distinct = list(dict.fromkeys(row.image_path for row in rows))
-    checked = _check_all(distinct, limits, progress, threads)
-    ready: list[ReadyRow] = []
-    for row in rows:
-        result = checked[row.image_path]
-        if isinstance(result, str):
-            problems.append(Problem(row.file, row.row, f"image {row.image}: {result}"))
-            continue
-        try:
-            ready.append(validate_row(project, row, result, limits))
-        except ValueError as exc:
-            problems.append(Problem(row.file, row.row, str(exc)))
-    # Uniqueness inside the source.
-    first_seen: dict[str, ReadyRow] = {}
-    unique: list[ReadyRow] = []
-    for item in ready:
-        earlier = first_seen.get(item.external_id)
-        if earlier is not None:
-            if earlier.content_key() == item.content_key():
-                summary.duplicates += 1
-                continue
-            problems.append(
-                Problem(item.file, item.row, f"external_id {item.external_id!r} is already used by {earlier.file} row {earlier.row}")
-            )
-            continue
-        first_seen[item.external_id] = item
-        unique.append(item)
-    # Against what the project already holds.
-    assert project.id is not None
-    existing = _existing_by_external_id(session, project.id, [r.external_id for r in unique])
-    fresh: list[ReadyRow] = []
-    for item in unique:
-        sha = existing.get(item.external_id)
-        if sha is None:
-            fresh.append(item)
-        elif sha == item.checked.sha256:
-            summary.already_loaded += 1
-        else:
-            problems.append(Problem(item.file, item.row, f"external_id {item.external_id!r} is already loaded with a different image"))
-    content = _existing_content(session, project.id, list(dict.fromkeys(r.checked.sha256 for r in fresh)))
-    to_write: list[ReadyRow] = []
-    for item in fresh:
-        key = item.content_key()
-        if key in content:
-            summary.duplicates += 1
-            continue
-        content.add(key)
-        to_write.append(item)
+    """Phase 1 for a list of rows as one chunk: the rows to write, the problems and the counts so far."""
+    planner = ChunkPlanner(project, limits=limits, threads=threads, summary=LoadSummary(source="", rows=len(rows)))
+    to_write, problems = planner.plan(session, rows, progress)
     problems.sort(key=lambda p: (p.file, p.row or 0))
-    return to_write, problems, summary
+    return to_write, problems, planner.summary
 
 
 @cache
@@ -807,9 +959,17 @@ def _stored_paths(
     return dict(zip(pending, copied, strict=True))
 
 
-def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], paths: dict[str, str]) -> tuple[int, int, int]:
-    """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows);
-    returns (tasks created, images new, images reused)."""
+@dataclass(slots=True)
+class Written:
+    """What one batch wrote: tasks created (their ids), images new and reused."""
+
+    task_ids: list[int]
+    images_new: int
+    images_reused: int
+
+
+def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], paths: dict[str, str]) -> Written:
+    """Insert the batch's images and tasks (Core bulk inserts: a few ms per thousand rows)."""
     hashes = list(dict.fromkeys(r.checked.sha256 for r in batch))
     ids: dict[str, int] = {}
 
@@ -856,17 +1016,23 @@ def _write_batch(session: Session, project: Project, batch: Sequence[ReadyRow], 
         for item in batch
     ]
     session.execute(insert(Task), tasks)
-    return len(tasks), len(new_images), reused
+    task_ids: list[int] = []
+    for chunk in _chunks([item.external_id for item in batch], _LOOKUP_CHUNK):  # ours: the insert would have failed otherwise
+        task_ids.extend(
+            session.execute(select(col(Task.id)).where(col(Task.project_id) == project.id, col(Task.external_id).in_(chunk))).scalars()
+        )
+    return Written(task_ids, len(new_images), reused)
 
 
-def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> tuple[int, int, int]:
+def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], media_dir: Path | None, copy: bool) -> Written:
     """Row by row through the shared intake helpers: used after a batch met a concurrent loader."""
-    created = new = reused = 0
+    created: list[int] = []
+    new = reused = 0
     for item in batch:
         image, image_created = media.store_image(session, item.checked, media_dir=media_dir, copy=copy)
         new += image_created
         reused += not image_created
-        _, task_created = intake.add_task(
+        task, task_created = intake.add_task(
             session,
             project,
             image,
@@ -879,8 +1045,10 @@ def _write_slow(session: Session, project: Project, batch: Sequence[ReadyRow], m
             status=TaskStatus.LOADING,
             prediction_json=item.prediction_json,
         )
-        created += task_created
-    return created, new, reused
+        if task_created:
+            assert task.id is not None
+            created.append(task.id)
+    return Written(created, new, reused)
 
 
 def write(
@@ -893,8 +1061,13 @@ def write(
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
     threads: int | None = None,
+    tasks: LoadTasks | None = None,
 ) -> tuple[int, int, int]:
-    """Phase 2: one short transaction per batch, so the bot's writes interleave with the load."""
+    """Phase 2: one short transaction per batch, so the bot's writes interleave with the load.
+
+    Tasks are written ``loading`` (invisible); the ids of those created go to ``tasks``, which
+    publishes them when the whole load is in. Returns (tasks created, images new, images reused).
+    """
     created = new = reused = 0
     total = len(rows)
     # Copying is mostly waiting on the file system (creating files), so more threads than cores.
@@ -903,9 +1076,11 @@ def write(
         for start in range(0, total, batch_rows):
             batch = rows[start : start + batch_rows]
             result = _write_one(db, project_id, batch, _stored_paths(db, batch, media_dir, copy, pool), media_dir, copy, start)
-            created += result[0]
-            new += result[1]
-            reused += result[2]
+            if tasks is not None:
+                tasks.created.extend(result.task_ids)
+            created += len(result.task_ids)
+            new += result.images_new
+            reused += result.images_reused
             if progress:
                 progress("write", min(start + batch_rows, total), total)
     return created, new, reused
@@ -913,7 +1088,7 @@ def write(
 
 def _write_one(
     db: Database, project_id: int, batch: Sequence[ReadyRow], paths: dict[str, str], media_dir: Path | None, copy: bool, start: int
-) -> tuple[int, int, int]:
+) -> Written:
     try:
         with db.session() as session:
             project = session.get(Project, project_id)
@@ -928,18 +1103,67 @@ def _write_one(
             return _write_slow(session, project, batch, media_dir, copy)
 
 
-def finish_load(db: Database, project_id: int) -> int:
-    """Make every task written by a load of this project visible to workers, in one statement
-    (one commit): a load is invisible until it has finished. Tasks left ``loading`` by a load
-    that was killed were validated like any other and are published by the next load of the
-    project. Returns how many tasks became visible."""
-    with db.session() as session:
-        result = session.execute(
-            update(Task)
-            .where(col(Task.project_id) == project_id, col(Task.status) == TaskStatus.LOADING.value)
-            .values(status=TaskStatus.OPEN.value)
-        )
-        return rowcount(result)
+def finish_load(db: Database, project_id: int, tasks: LoadTasks) -> int:
+    """Make the tasks of a finished load visible to workers, in one transaction (one commit): a
+    load is invisible until it has finished. ``tasks`` are the ones it wrote and the ones a
+    killed earlier load had written for rows this source names again (so rerunning a killed
+    load finishes it). Leftovers it does not name stay ``loading``: since loads stream, a killed
+    load may have been refused further on, so nothing but a finished load may publish a row.
+    Returns how many tasks became visible."""
+    return tasks.publish(db, project_id)
+
+
+@dataclass(slots=True)
+class _Count:
+    """The first, cheap pass over a source: how many entries, and how many rows are within the
+    score window (the sample is drawn among those)."""
+
+    items: int = 0
+    kept: int = 0
+
+
+def _count(opener: Opener, selection: Selection | None) -> _Count:
+    """Reads the whole source once without keeping anything: totals for the progress bars and
+    the sample, and an unreadable file (bad UTF-8, broken CSV quoting) fails here, before any write."""
+    count = _Count()
+    for item in opener():
+        count.items += 1
+        if isinstance(item, Row) and (selection is None or selection.keep(item.score)):
+            count.kept += 1
+    return count
+
+
+def _selected(
+    items: Iterable[Item],
+    selection: Selection | None,
+    chosen: set[int] | None,
+    show_score: bool,
+    summary: LoadSummary,
+    problems: list[Problem],
+) -> Iterator[Row]:
+    """The rows the load works on, in source order: reader problems go to ``problems``, rows
+    outside the score window or the sample are counted in ``summary.left_out``."""
+    kept = -1
+    for item in items:
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        if selection is not None and not selection.keep(item.score):
+            summary.left_out += 1
+            continue
+        kept += 1
+        if chosen is not None and kept not in chosen:
+            summary.left_out += 1
+            continue
+        item.show_score = show_score
+        yield item
+
+
+def _shifted(progress: Progress | None, stage: str, before: int, total: int) -> Progress | None:
+    """``progress`` for the part of a stage one chunk does: ``done`` counts from ``before`` of ``total``."""
+    if progress is None:
+        return None
+    return lambda _stage, done, _total: progress(stage, min(before + done, total), total)
 
 
 def load(
@@ -959,11 +1183,20 @@ def load(
     coco_gt: Path | None = None,
     selection: Selection | None = None,
     show_score: bool = False,
+    chunk_rows: int | None = None,
 ) -> LoadSummary:
-    """Validate ``source`` completely, then write it (all-or-nothing unless ``skip_bad``).
+    """Load ``source`` into the project, all-or-nothing unless ``skip_bad``.
+
+    The source is streamed in chunks of ``chunk_rows`` (default :data:`CHUNK_ROWS`) rows: each
+    is checked, validated, deduplicated (against the chunks before and the project) and written
+    as ``loading`` tasks, then dropped, so memory does not grow with the source (a few hundred
+    bytes a row, for the duplicate index). Nothing is visible to workers until the whole source
+    is in (:func:`finish_load`). At the first bad row of an all-or-nothing load the tasks written
+    so far are deleted and nothing more is written, but every row is still checked so that
+    ``LoadRejected`` names them all; an error or interruption deletes them too.
 
     ``copy=None`` uses the project's ``media_mode``. Raises ``DatasetError`` when the source
-    cannot be read at all and ``LoadRejected`` (nothing written) when a row is bad.
+    cannot be read at all and ``LoadRejected`` (nothing loaded) when a row is bad.
     ``selection`` sends only some predictions to people (a score window, a sample): it picks
     among the rows read, before any is checked, so an audit of a huge set checks only its sample.
     """
@@ -972,7 +1205,7 @@ def load(
         if project is None:
             raise DatasetError(f"no project with id {project_id}")
         session.expunge(project)
-    rows, problems, fmt = read_source(
+    opener, fmt = open_source(
         source, images_root=images_root, allow_outside=allow_outside, fmt=fmt, project_type=project.type, coco_gt=coco_gt
     )
     if fmt == "coco" and project.type not in (ProjectType.CONFIRM_MASK, ProjectType.CONFIRM_BOX):
@@ -981,37 +1214,64 @@ def load(
         )
     if fmt == "yolo" and project.type != ProjectType.CONFIRM_BOX:
         raise DatasetError(f"YOLO boxes make confirm-box tasks; project {project.id} is {project.type}")
-    read_rows = len(rows)
-    left_out = 0
-    if selection is not None and selection.active:
-        rows, by_score, by_sample = selection.apply(rows)
-        left_out = by_score + by_sample
-    for row in rows:
-        row.show_score = show_score
-    with db.read_session() as session:
-        to_write, row_problems, summary = plan(session, project, rows, limits=limits, progress=progress, threads=threads)
-    summary.source = str(source)
-    summary.rows = read_rows + len(problems)
-    summary.left_out = left_out
-    summary.bad = sorted(problems + row_problems, key=lambda p: (p.file, p.row or 0))
-    if summary.bad and not skip_bad:
-        log.info("load.rejected", project_id=project_id, source=str(source), bad=len(summary.bad))
-        raise LoadRejected(summary.bad)
+    if selection is not None and not selection.active:
+        selection = None
+    counted = _count(opener, selection)
+    chosen = selection.sampled(counted.kept) if selection is not None else None
+    total = counted.kept if chosen is None else len(chosen)
+    summary = LoadSummary(source=str(source), rows=counted.items)
+    tasks = LoadTasks()
+    planner = ChunkPlanner(project, limits=limits, threads=threads, summary=summary, tasks=tasks)
     use_copy = (project.media_mode == "copy") if copy is None else copy  # "ref" / "reference": in place
     if use_copy and media_dir is not None:
         summary.partial_files_removed = media.remove_partial_copies(media_dir)
-    created, new, reused = write(db, project_id, to_write, media_dir=media_dir, copy=use_copy, progress=progress, threads=threads)
-    summary.resumed = max(0, finish_load(db, project_id) - created)
-    summary.created = created
-    summary.already_loaded += len(to_write) - created
-    summary.images_new = new
-    summary.images_reused = reused
+    problems: list[Problem] = []
+    checked = queued = 0
+    try:
+        for chunk in chunked(_selected(opener(), selection, chosen, show_score, summary, problems), chunk_rows or CHUNK_ROWS):
+            with db.read_session() as session:
+                to_write, bad = planner.plan(session, chunk, _shifted(progress, "check", checked, total))
+            checked += len(chunk)
+            if progress:
+                progress("check", checked, total)
+            problems.extend(bad)
+            del chunk
+            if problems and not skip_bad:
+                if tasks.created:  # refused: what was written goes, and nothing more is
+                    tasks.discard(db, project_id)
+                continue
+            created, new, reused = write(
+                db,
+                project_id,
+                to_write,
+                media_dir=media_dir,
+                copy=use_copy,
+                progress=_shifted(progress, "write", queued, max(total, queued + len(to_write))),
+                threads=threads,
+                tasks=tasks,
+            )
+            queued += len(to_write)
+            summary.created += created
+            summary.already_loaded += len(to_write) - created
+            summary.images_new += new
+            summary.images_reused += reused
+        if problems and not skip_bad:
+            problems.sort(key=lambda p: (p.file, p.row or 0))
+            log.info("load.rejected", project_id=project_id, source=str(source), bad=len(problems))
+            raise LoadRejected(problems)
+    except BaseException:
+        _discard_quietly(db, project_id, tasks)
+        raise
+    if progress and queued:
+        progress("write", queued, queued)
+    summary.resumed = max(0, finish_load(db, project_id, tasks) - summary.created)
+    summary.bad = sorted(problems, key=lambda p: (p.file, p.row or 0))
     log.info(
         "load.done",
         project_id=project_id,
         source=str(source),
         format=fmt,
-        created=created,
+        created=summary.created,
         already=summary.already_loaded,
         duplicates=summary.duplicates,
         bad=len(summary.bad),
@@ -1019,6 +1279,17 @@ def load(
         partial_files_removed=summary.partial_files_removed,
     )
     return summary
+
+
+def _discard_quietly(db: Database, project_id: int, tasks: LoadTasks) -> None:
+    """Delete what a failed load wrote; a failure here must not hide the one that got us here
+    (the tasks stay ``loading``, invisible, and a rerun of the load takes them over)."""
+    if not tasks.created:
+        return
+    try:
+        tasks.discard(db, project_id)
+    except Exception:
+        log.exception("load.discard_failed", project_id=project_id, tasks=len(tasks.created))
 
 
 def write_report(problems: Iterable[Problem], path: Path) -> Path:

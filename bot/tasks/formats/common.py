@@ -74,11 +74,19 @@ class Selection:
             return False
         return not (self.max_score is not None and score > self.max_score)
 
+    def sampled(self, kept: int) -> set[int] | None:
+        """Which of ``kept`` rows (numbered from 0 among the rows within the score window) the
+        sample takes, or None for all of them. Only the numbers are needed, so a streamed load
+        counts its rows in a first pass and picks the very same sample as :meth:`apply`."""
+        if self.sample is None or self.sample >= kept:
+            return None
+        return set(random.Random(self.seed).sample(range(kept), self.sample))
+
     def apply(self, rows: list[Any]) -> tuple[list[Any], int, int]:
         """(rows kept, left out by score, left out by the sample); rows keep their order."""
         kept = [r for r in rows if self.keep(getattr(r, "score", None))]
         by_score = len(rows) - len(kept)
-        if self.sample is None or self.sample >= len(kept):
+        chosen = self.sampled(len(kept))
+        if chosen is None:
             return kept, by_score, 0
-        chosen = set(random.Random(self.seed).sample(range(len(kept)), self.sample))
-        return [r for i, r in enumerate(kept) if i in chosen], by_score, len(kept) - self.sample
+        return [r for i, r in enumerate(kept) if i in chosen], by_score, len(kept) - len(chosen)
