@@ -501,7 +501,7 @@ def open_source(
     if suffix == ".json":
         rows, problems, found = _read_json(
             source,
-            data=_json_document(source),
+            data=json_document(source),
             images_root=images_root,
             allow_outside=allow_outside,
             fmt=fmt,
@@ -514,7 +514,9 @@ def open_source(
     raise DatasetError(f"{source.name}: unknown source type (use a folder, .csv, .jsonl or a COCO .json)")
 
 
-def _json_document(source: Path) -> Any:
+def json_document(source: Path) -> Any:
+    """A JSON source parsed whole; ``DatasetError`` says why it cannot be (the loader's and the
+    formats' one reader of JSON documents)."""
     try:
         with source.open(encoding="utf-8-sig") as fh:
             return json.load(fh)

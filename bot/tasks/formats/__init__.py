@@ -8,7 +8,6 @@ only says which reader a source needs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,9 @@ __all__ = ["FORMATS", "Selection", "csv_cell", "detect", "image_path", "read"]
 
 
 def _json(source: Path) -> Any:
-    from bot.tasks.datasets import DatasetError
+    from bot.tasks.datasets import json_document
 
-    try:
-        with source.open(encoding="utf-8-sig") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{source.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{source.name}: not UTF-8 text ({exc.reason})") from None
+    return json_document(source)
 
 
 def detect(source: Path, data: Any = None) -> str | None:
