@@ -38,7 +38,11 @@ def test_answer_loop_benchmark_smoke() -> None:
     assert paced["load_fraction"] == 0.5
     assert paced["pace_s"] == pytest.approx(12 / (0.5 * result["answers_per_s"]), rel=0.02)
     assert paced["answers_per_s"] > 0 and paced["p99_ms"] >= paced["p95_ms"] >= paced["p50_ms"] > 0
-    for cores in (result["cpu_cores"], paced["cpu_cores"]):
+    # the floor ran a paced round too, at crowdpin's pace
+    floor_paced = result["paced_floor"]
+    assert floor_paced["pace_s"] == paced["pace_s"]
+    assert floor_paced["answers_per_s"] > 0 and floor_paced["p99_ms"] >= floor_paced["p95_ms"] >= floor_paced["p50_ms"] > 0
+    for cores in (result["cpu_cores"], paced["cpu_cores"], floor_paced["cpu_cores"]):
         assert cores["bot"] > 0 and cores["emulator"] > 0
         assert 0 < cores["machine_busy"] <= 1.0
 
