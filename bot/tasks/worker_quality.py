@@ -216,6 +216,7 @@ class BackgroundFits:
         self._fits: dict[int, tuple[float, float, dict[int, Evidence]]] = {}  # project -> (at, cost, evidence)
         self._pending: set[int] = set()
         self._engines: list[object] = []
+        self._closed = False
         self.fits = 0  # fits made (for tests and metrics)
 
     def serve(self, engine: object) -> None:
@@ -228,7 +229,7 @@ class BackgroundFits:
         with self._lock:
             held = self._fits.get(project_id)
             stale = held is None or now - held[0] >= max(self.min_seconds, self.cost_factor * held[1])
-            if stale and project_id not in self._pending:
+            if stale and project_id not in self._pending and not self._closed:  # closed: a tap during shutdown
                 self._pending.add(project_id)
                 self._executor.submit(self._refit, project_id)
         return held[2] if held is not None else {}
@@ -257,6 +258,8 @@ class BackgroundFits:
         log.debug("quality.fitted", project_id=project_id, workers=len(workers), cpu_ms=round(cost * 1000, 1))
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         for engine in self._engines:
             if _BACKGROUND.get(engine) is self:
                 del _BACKGROUND[engine]

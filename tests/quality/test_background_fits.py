@@ -141,3 +141,5 @@ def test_close_gives_the_inline_fit_back(db: Database, tmp_path: Path) -> None:
     background.close()
     assert sorted(_evidence(db, project.id)) == sorted(ws)  # inline again: fitted on the spot
     assert background.fits == 0
+    # a tap that still holds the closed object (it was in flight during shutdown) is answered
+    assert background.evidence(project.id) == {}
