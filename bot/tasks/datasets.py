@@ -49,7 +49,7 @@ from bot.clock import utcnow
 from bot.db import Database
 from bot.db.tables import table
 from bot.tasks import intake, media
-from bot.tasks.formats.common import Selection
+from bot.tasks.formats.common import Selection, declared_size
 from bot.tasks.load_stream import CHUNK_ROWS, LoadTasks, SeenIds, chunked
 from bot.tasks.media import CheckedImage, ImageRejected
 from bot.tasks.models import (
@@ -402,9 +402,7 @@ def read_coco(
         except ValueError as exc:
             problems.append(Problem(name, index, f"{label}: {exc}"))
             continue
-        declared = None
-        if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
-            declared = (int(image["width"]), int(image["height"]))
+        declared = declared_size(image)
         rows.append(
             Row(
                 file=name,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.tasks.datasets import DatasetError, Problem, Row, coco_refs
-from bot.tasks.formats.common import image_path
+from bot.tasks.formats.common import declared_size, image_path
 
 
 def _index(name: str, data: dict[str, Any]) -> tuple[dict[Any, dict[str, Any]], dict[Any, str]]:
@@ -70,9 +70,7 @@ def read(
         except ValueError as exc:  # outside the dataset's folder, or not a regular file
             problems.append(Problem(name, index, f"{label}: {exc}"))
             continue
-        declared = None
-        if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
-            declared = (int(image["width"]), int(image["height"]))
+        declared = declared_size(image)
         rows.append(
             Row(
                 file=name,

@@ -18,7 +18,15 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from bot.tasks.safety import confined_path, csv_cell
 
-__all__ = ["Selection", "csv_cell", "image_path"]
+__all__ = ["Selection", "csv_cell", "declared_size", "image_path"]
+
+
+def declared_size(record: dict[str, Any], width: str = "width", height: str = "height") -> tuple[int, int] | None:
+    """The image size a source declares (COCO's ``width``/``height``, Label Studio's
+    ``original_width``/``original_height``), when both are integers; the loader checks it
+    against the decoded image."""
+    w, h = record.get(width), record.get(height)
+    return (int(w), int(h)) if isinstance(w, int) and isinstance(h, int) else None
 
 
 def image_path(base: Path, name: str, images_root: Path | None = None, allow_outside: Sequence[Path] = ()) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bot.tasks.datasets import DatasetError, Problem, Row
-from bot.tasks.formats.common import image_path
+from bot.tasks.formats.common import declared_size, image_path
 from bot.tasks.models import ProjectType
 
 RESULT_TYPES = {
@@ -189,9 +189,7 @@ def _row(
         "result": item,
         **({"meta": meta} if meta else {}),
     }
-    declared = None
-    if isinstance(item.get("original_width"), int) and isinstance(item.get("original_height"), int):
-        declared = (int(item["original_width"]), int(item["original_height"]))
+    declared = declared_size(item, "original_width", "original_height")
     row = Row(
         file=name,
         row=index,
