@@ -183,7 +183,8 @@ class LoadSummary:
 # --------------------------------------------------------------------------- reading sources
 
 
-def _clean(value: Any) -> str | None:
+def clean_text(value: Any) -> str | None:
+    """A source's cell as stripped text; None when it is missing or blank."""
     if value is None:
         return None
     text = str(value).strip()
@@ -191,7 +192,7 @@ def _clean(value: Any) -> str | None:
 
 
 def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path, allow_outside: Sequence[Path] = ()) -> Row:
-    image = _clean(data.get("image"))
+    image = clean_text(data.get("image"))
     if image is None:
         raise ValueError("the 'image' field is empty")
     mask = data.get("mask")
@@ -202,12 +203,12 @@ def _row_from_mapping(data: dict[str, Any], *, file: str, row: int, base: Path, 
         row=row,
         image=image,
         image_path=confined_path(base, image, allow_outside),  # PathOutsideDataset / NotARegularFile: a bad row
-        external_id=_clean(data.get("external_id")),
-        prelabel=_clean(data.get("prelabel")),
+        external_id=clean_text(data.get("external_id")),
+        prelabel=clean_text(data.get("prelabel")),
         mask=mask,
-        golden=_clean(data.get("golden")),
-        kind=_clean(data.get("kind")),
-        explanation=_clean(data.get("explanation")),
+        golden=clean_text(data.get("golden")),
+        kind=clean_text(data.get("kind")),
+        explanation=clean_text(data.get("explanation")),
         base=base,
         allow_outside=tuple(allow_outside),
     )
@@ -412,7 +413,7 @@ def read_coco(
                 external_id=f"{file_name}#{ann.get('id', index)}",
                 prelabel=category,
                 mask=mask,
-                golden=_clean(ann.get("golden")),
+                golden=clean_text(ann.get("golden")),
                 declared_size=declared,
             )
         )

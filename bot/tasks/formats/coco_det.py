@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.tasks.datasets import DatasetError, Problem, Row, coco_refs
+from bot.tasks.datasets import DatasetError, Problem, Row, clean_text, coco_refs
 from bot.tasks.formats.common import declared_size, image_path
 
 
@@ -79,7 +79,7 @@ def read(
                 image_path=where,
                 external_id=f"{file_name}#{ann_id}",
                 prelabel=category,
-                golden=None if ann.get("golden") is None else str(ann["golden"]).strip() or None,
+                golden=clean_text(ann.get("golden")),
                 declared_size=declared,
                 box=("px", bbox),
                 score=None if score is None else float(score),
