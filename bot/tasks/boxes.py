@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bot.tasks.models import Task
+from bot.tasks.models import BOX_WRONG_BOX, Answer, AnswerStatus, Task
 
 Box = tuple[float, float, float, float]  # x, y, width, height in original pixels
 
@@ -131,3 +131,75 @@ def pixel_box(spec: tuple[str, Any], width: int, height: int) -> Box:
     if unit == "pct":
         return check_box((a * width / 100, b * height / 100, c * width / 100, d * height / 100), width, height)
     return check_box((a, b, c, d), width, height)
+
+
+# --------------------------------------------------------------------------- fixed boxes
+# A worker who drags the box's corners in the Mini App answers "wrong_box" with the box they
+# drew (``Answer.box_json``). The verified set then carries the crowd's box instead of the
+# model's: the coordinate-wise median of the fixes (robust to one careless drag).
+
+SAME_BOX_IOU = 0.95  # a "fix" this close to the prediction is the prediction: the answer is "correct"
+
+
+def fixed_box_json(box: Box) -> str:
+    """``[x, y, width, height]`` in image pixels, rounded to a tenth of a pixel."""
+    return json.dumps([round(v, 1) for v in box], separators=(",", ":"))
+
+
+def parse_fixed_box(text: str | None) -> Box | None:
+    """The box of ``Answer.box_json``; None for a missing or unreadable one (never raises:
+    an export must not fail on one hand-edited row)."""
+    if not text:
+        return None
+    try:
+        x, y, w, h = (float(v) for v in json.loads(text))
+    except (ValueError, TypeError):
+        return None
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        return None
+    return (x, y, w, h)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def median_box(boxes: list[Box]) -> Box:
+    """The coordinate-wise median of the boxes' corners (x0, y0, x1, y1), as [x, y, w, h]."""
+    if not boxes:
+        raise ValueError("no boxes")
+
+    def median(values: list[float]) -> float:
+        s = sorted(values)
+        n = len(s)
+        return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+    x0 = median([b[0] for b in boxes])
+    y0 = median([b[1] for b in boxes])
+    x1 = median([b[0] + b[2] for b in boxes])
+    y1 = median([b[1] + b[3] for b in boxes])
+    return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
+
+
+def fixed_boxes(session: Session, task_ids: list[int]) -> dict[int, list[Box]]:
+    """The accepted "wrong_box" answers' drawn boxes, by task."""
+    out: dict[int, list[Box]] = {}
+    if not task_ids:
+        return out
+    for task_id, text in session.execute(
+        select(col(Answer.task_id), col(Answer.box_json)).where(
+            col(Answer.task_id).in_(task_ids),
+            col(Answer.value) == BOX_WRONG_BOX,
+            col(Answer.status) == AnswerStatus.ACCEPTED.value,
+            col(Answer.box_json).is_not(None),
+        )
+    ):
+        box = parse_fixed_box(text)
+        if box is not None:
+            out.setdefault(task_id, []).append(box)
+    return out

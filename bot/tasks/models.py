@@ -184,6 +184,9 @@ class Answer(SQLModel, table=True):
     reward: int = Field(default=0)  # KRW credited for this answer (0 for training)
     value: str = Field(sa_column=Column(Text, nullable=False))
     mask_rle: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # confirm-box: the box the worker drew instead of the predicted one ("wrong_box" with a fix),
+    # JSON [x, y, width, height] in the image's pixels (bot.tasks.boxes.fixed_box_json)
+    box_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     seconds: float = Field(default=0.0)
     is_golden: bool = Field(default=False)
     correct: bool | None = Field(default=None)

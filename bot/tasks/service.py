@@ -20,6 +20,7 @@ from bot.db.hot import execute, hot
 from bot.tasks import leasing, projects, quality
 from bot.tasks.models import (
     BOX_VALUES,
+    BOX_WRONG_BOX,
     CONFIRM_VALUES,
     PIN_MASK,
     PIN_NONE,
@@ -238,7 +239,9 @@ def claim_next(
     return NoTask(NoTaskReason.NONE_LEFT)
 
 
-def valid_value(project: Project, value: str, mask_rle: str | None) -> bool:
+def valid_value(project: Project, value: str, mask_rle: str | None, box_json: str | None = None) -> bool:
+    if box_json is not None and not (project.type == ProjectType.CONFIRM_BOX and value == BOX_WRONG_BOX):
+        return False  # a drawn box is the fix of a wrong box, nothing else
     if project.type == ProjectType.CLASSIFY:
         return value in project_labels(project)
     if project.type == ProjectType.CONFIRM_MASK:

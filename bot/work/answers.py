@@ -50,6 +50,7 @@ def submit_answer(
     value: str,
     *,
     mask_rle: str | None = None,
+    box_json: str | None = None,
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
 ) -> Submitted | Refusal:
@@ -58,12 +59,14 @@ def submit_answer(
     lease = open_lease(session, worker_id, assignment_id, now)
     if isinstance(lease, Refusal):
         return lease
-    return _submit(session, lease, value, mask_rle, now, tz)
+    return _submit(session, lease, value, mask_rle, now, tz, box_json)
 
 
-def _submit(session: Session, lease: Lease, value: str, mask_rle: str | None, now: datetime, tz: str) -> Submitted | Refusal:
+def _submit(
+    session: Session, lease: Lease, value: str, mask_rle: str | None, now: datetime, tz: str, box_json: str | None = None
+) -> Submitted | Refusal:
     project, task, worker_id = lease.project, lease.task, lease.worker_id
-    if not valid_value(project, value, mask_rle):
+    if not valid_value(project, value, mask_rle, box_json):
         return Refusal.INVALID
     if not close_lease(session, lease.assignment_id, AssignmentStatus.ANSWERED, now):
         return Refusal.ALREADY
@@ -82,6 +85,7 @@ def _submit(session: Session, lease: Lease, value: str, mask_rle: str | None, no
             "reward": reward,
             "value": value,
             "mask_rle": mask_rle,
+            "box_json": box_json,
             "seconds": seconds,
             "is_golden": task.kind == TaskKind.GOLDEN,
             "correct": correct,
@@ -116,6 +120,7 @@ def act_and_next(
     chat_id: int | None = None,
     message_id: int | None = None,
     mask_rle: str | None = None,
+    box_json: str | None = None,
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
 ) -> AnswerOutcome:
@@ -144,7 +149,7 @@ def act_and_next(
     assert lease is not None
     result: Submitted | Refusal | bool
     if action == "answer":
-        result = _submit(session, lease, value, mask_rle, now, tz)
+        result = _submit(session, lease, value, mask_rle, now, tz, box_json)
     elif action == "skip":
         result = close_skipped(session, lease, now)
     else:

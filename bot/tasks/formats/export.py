@@ -2,8 +2,11 @@
 Label Studio, or a flat CSV/JSONL of boxes with verdicts.
 
 A task's crowd verdict is its aggregated label (``bot.tasks.aggregate``): ``correct`` boxes are
-accepted; ``wrong_box`` / ``wrong_class`` ones are rejected and tasks without answers are
-``unverified``; both are left out unless ``include_rejected`` (then flagged). Every box carries
+accepted; a ``wrong_box`` for which workers drew the right box in the Mini App is
+``corrected`` and written with the crowd's box (the median of the drawn ones,
+:func:`bot.tasks.boxes.median_box`), kept like an accepted one; other ``wrong_box`` /
+``wrong_class`` ones are rejected and tasks without answers are ``unverified``; both are left
+out unless ``include_rejected`` (then flagged). Every box carries
 the crowd's confidence and number of answers. Sources' own ids come back (COCO image,
 category and annotation ids; YOLO label files and class indexes; Label Studio task ids, data
 and original predictions) from what the loader kept in ``Task.prediction_json``.
@@ -14,18 +17,19 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bot.tasks.boxes import Prediction
+from bot.tasks.boxes import Box, Prediction, fixed_boxes, median_box
 from bot.tasks.formats.common import csv_cell
-from bot.tasks.models import BOX_CORRECT, Image, Project, ProjectType, Task
+from bot.tasks.models import BOX_CORRECT, BOX_WRONG_BOX, Image, Project, ProjectType, Task
 
-ACCEPTED, REJECTED, UNVERIFIED = "accepted", "rejected", "unverified"
+ACCEPTED, CORRECTED, REJECTED, UNVERIFIED = "accepted", "corrected", "rejected", "unverified"
+KEPT = (ACCEPTED, CORRECTED)
 BOX_COLUMNS = (
     "external_id",
     "image",
@@ -39,6 +43,8 @@ BOX_COLUMNS = (
     "crowd_label",
     "crowd_confidence",
     "crowd_answers",
+    "model_box",  # corrected: the predicted [x, y, width, height] (x .. height are the crowd's box)
+    "crowd_fixes",  # corrected: how many drawn boxes its box is the median of (0 otherwise)
 )
 
 
@@ -57,11 +63,24 @@ class Verified:
     crowd_label: str | None
     confidence: float
     answers: int
+    fixes: list[Box] = field(default_factory=list)  # boxes workers drew (wrong_box answers)
+
+    @property
+    def fixed(self) -> Box | None:
+        """The crowd's box when the crowd says the predicted one is wrong and drew one."""
+        return median_box(self.fixes) if self.crowd_label == BOX_WRONG_BOX and self.fixes else None
+
+    @property
+    def box(self) -> Box | None:
+        """The box an export writes: the crowd's for a corrected one, else the prediction's."""
+        return self.fixed or self.prediction.box
 
     @property
     def verdict(self) -> str:
         if self.crowd_label is None:
             return UNVERIFIED
+        if self.fixed is not None:
+            return CORRECTED
         return ACCEPTED if self.crowd_label in (BOX_CORRECT, "yes") or self._classify_accepted() else REJECTED
 
     def _classify_accepted(self) -> bool:
@@ -72,7 +91,16 @@ class Verified:
         return self.external_id.split("#", 1)[0]
 
     def crowd(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "label": self.crowd_label, "confidence": round(self.confidence, 4), "answers": self.answers}
+        out: dict[str, Any] = {
+            "verdict": self.verdict,
+            "label": self.crowd_label,
+            "confidence": round(self.confidence, 4),
+            "answers": self.answers,
+        }
+        if self.fixed is not None and self.prediction.box is not None:
+            out["fixes"] = len(self.fixes)
+            out["model_bbox"] = [round(v, 3) for v in self.prediction.box]
+        return out
 
 
 def verified(session: Session, project: Project, results: Iterable[Any], chunk: int = 1000) -> Iterator[Verified]:
@@ -97,10 +125,24 @@ def verified(session: Session, project: Project, results: Iterable[Any], chunk: 
                 .where(col(Task.id).in_(ids))
             )
         }
+        drawn = fixed_boxes(session, [r.task_id for r in batch if r.label == BOX_WRONG_BOX])
         for r in batch:
             prelabel, pred, iid, path, w, h = info[r.task_id]
             prediction = Prediction.from_json(pred) if pred else Prediction()
-            yield Verified(r.task_id, r.external_id, prelabel, prediction, iid, path, w, h, r.label, float(r.confidence), r.n_answers)
+            yield Verified(
+                r.task_id,
+                r.external_id,
+                prelabel,
+                prediction,
+                iid,
+                path,
+                w,
+                h,
+                r.label,
+                float(r.confidence),
+                r.n_answers,
+                drawn.get(r.task_id, []),
+            )
 
     for r in results:
         batch.append(r)
@@ -113,7 +155,7 @@ def verified(session: Session, project: Project, results: Iterable[Any], chunk: 
 
 def _kept(items: Iterable[Verified], include_rejected: bool) -> Iterator[Verified]:
     for v in items:
-        if v.verdict == ACCEPTED or include_rejected:
+        if v.verdict in KEPT or include_rejected:
             yield v
 
 
@@ -153,10 +195,10 @@ def write_coco(project: Project, items: Iterable[Verified], fh: IO[str], *, incl
         if image_id not in images:
             name = src.get("file") if src.get("fmt") == "yolo" else v.file_name
             images[image_id] = {"id": image_id, "file_name": name, "width": v.width, "height": v.height}
-        if not (v.verdict == ACCEPTED or include_rejected):
+        if not (v.verdict in KEPT or include_rejected):
             continue
-        assert v.prediction.box is not None
-        x, y, w, h = v.prediction.box
+        assert v.box is not None
+        x, y, w, h = v.box
         ann: dict[str, Any] = {
             "id": ann_id,
             "image_id": image_id,
@@ -218,9 +260,9 @@ def write_yolo(project: Project, items: Iterable[Verified], out: Path, *, includ
         label = v.label or ""
         src = v.prediction.src
         stem = str(src["stem"]) if src.get("fmt") == "yolo" else Path(v.file_name).with_suffix("").as_posix()
-        assert v.prediction.box is not None
-        line = yolo_line(by_name[label], v.prediction.box, v.width, v.height, v.confidence)
-        files.setdefault((v.verdict == ACCEPTED, stem), []).append(line)
+        assert v.box is not None
+        line = yolo_line(by_name[label], v.box, v.width, v.height, v.confidence)
+        files.setdefault((v.verdict in KEPT, stem), []).append(line)
         image_paths.setdefault(stem, v.image_path)
         n += 1
     out.mkdir(parents=True, exist_ok=True)
@@ -315,9 +357,13 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
             task["annotations"] = [{"id": len(tasks), "result": [], "ground_truth": False, "lead_time": 0, "completed_by": "crowdpin"}]
         if original:
             task["predictions"][0]["result"].append(original)
-        if not original or not (v.verdict == ACCEPTED or include_rejected):
+        if not original or not (v.verdict in KEPT or include_rejected):
             continue
         region = json.loads(json.dumps(original))
+        fixed = v.fixed
+        if fixed is not None and isinstance(region.get("value"), dict):  # the crowd's box, in Label Studio's percent
+            x, y, w, h = fixed
+            region["value"].update(x=x * 100 / v.width, y=y * 100 / v.height, width=w * 100 / v.width, height=h * 100 / v.height)
         if project.type == ProjectType.CLASSIFY and v.crowd_label is not None:
             region.setdefault("value", {})["choices"] = [v.crowd_label]
         crowd = v.crowd()
@@ -333,11 +379,25 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
 
 
 def box_record(v: Verified) -> dict[str, Any]:
-    box = v.prediction.box or (None, None, None, None)
+    box = v.box or (None, None, None, None)
+    fixed = v.fixed is not None and v.prediction.box is not None
+    model_box = [round(c, 3) for c in v.prediction.box] if fixed and v.prediction.box is not None else None
     return dict(
         zip(
             BOX_COLUMNS,
-            (v.external_id, v.file_name, v.label, *box, v.prediction.score, v.verdict, v.crowd_label, round(v.confidence, 4), v.answers),
+            (
+                v.external_id,
+                v.file_name,
+                v.label,
+                *box,
+                v.prediction.score,
+                v.verdict,
+                v.crowd_label,
+                round(v.confidence, 4),
+                v.answers,
+                json.dumps(model_box) if model_box else None,
+                len(v.fixes) if fixed else 0,
+            ),
         )
     )
 
