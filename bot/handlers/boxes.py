@@ -59,7 +59,7 @@ async def render_box(app: App, card: TaskCard, lang: str) -> Rendered:
         upload = await app.pictures.run(app.pictures.box_jpeg, image_ref(card), view.prediction.box, view.others)
     return Rendered(
         caption=presenter.caption(card, lang, *lines),
-        keyboard=keyboards.confirm_box(card.assignment_id, lang),
+        keyboard=keyboards.confirm_box(card.assignment_id, lang, extra=presenter.precise(app, card, lang)),
         file_id=file_id,
         upload=upload,
         on_file_id=_remember(app, key),

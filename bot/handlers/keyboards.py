@@ -141,12 +141,15 @@ def confirm_mask(aid: int, lang: str, *, can_answer: bool = True, extra: Sequenc
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def confirm_box(aid: int, lang: str, *, can_answer: bool = True) -> InlineKeyboardMarkup:
-    """Correct (wide, the common answer), then Wrong box / Wrong class side by side, then Skip / Report."""
+def confirm_box(aid: int, lang: str, *, can_answer: bool = True, extra: Sequence[InlineKeyboardButton] = ()) -> InlineKeyboardMarkup:
+    """Correct (wide, the common answer), then Wrong box / Wrong class side by side, ``extra``
+    (✏️ Precise: drag the box's corners), then Skip / Report."""
     rows = []
     if can_answer:
         rows.append([_btn(t("boxes.correct", lang), Act.BOX, aid, 0)])
         rows.append([_btn(t("boxes.wrong_box", lang), Act.BOX, aid, 1), _btn(t("boxes.wrong_class", lang), Act.BOX, aid, 2)])
+        if extra:
+            rows.append(list(extra))
     rows.append(_skip_report(aid, lang))
     return InlineKeyboardMarkup(inline_keyboard=rows)
 

@@ -77,7 +77,7 @@ async def render_confirm(app: App, card: TaskCard, lang: str) -> Rendered:
     file_id = app.overlay_file_ids.get(key)
     return Rendered(
         caption=presenter.caption(card, lang, *lines),
-        keyboard=keyboards.confirm_mask(card.assignment_id, lang, extra=_precise(app, card, lang)),
+        keyboard=keyboards.confirm_mask(card.assignment_id, lang, extra=presenter.precise(app, card, lang)),
         file_id=file_id,
         upload=None if file_id else await app.pictures.run(app.pictures.confirm_jpeg, ref, mask_json),
         on_file_id=_remember(app.overlay_file_ids, key),
@@ -101,14 +101,6 @@ def pin_caption(card: TaskCard, state: PinState, lang: str) -> str:
     return presenter.caption(card, lang, *lines)
 
 
-def _precise(app: App, card: TaskCard, lang: str) -> list[InlineKeyboardButton]:
-    """The ✏️ Precise button (the Mini App on this assignment) when WEBAPP_URL is set."""
-    base = app.settings.webapp.webapp_url
-    if not base:
-        return []
-    return keyboards.precise(keyboards.precise_url(base, card.assignment_id), lang)
-
-
 def pin_keyboard(card: TaskCard, state: PinState, lang: str, extra: list[InlineKeyboardButton] | None = None) -> InlineKeyboardMarkup:
     aid = card.assignment_id
     if state.phase == Phase.GRID:
@@ -130,7 +122,7 @@ def pin_keyboard(card: TaskCard, state: PinState, lang: str, extra: list[InlineK
 async def render_pin(app: App, card: TaskCard, lang: str) -> Rendered:
     state = PinState.from_dict(card.state)
     ref = image_ref(card)
-    caption, keyboard = pin_caption(card, state, lang), pin_keyboard(card, state, lang, _precise(app, card, lang))
+    caption, keyboard = pin_caption(card, state, lang), pin_keyboard(card, state, lang, presenter.precise(app, card, lang))
     if state.phase == Phase.GRID:
         file_id = app.grid_file_ids.get(ref.sha256)
         return Rendered(
@@ -241,7 +233,7 @@ async def _pin_step(query: CallbackQuery, step: Step, action: str, bot: Bot, app
                 chat_id=chat_id,
                 message_id=message_id,
                 caption=pin_caption(card, state, lang),
-                reply_markup=pin_keyboard(card, state, lang, _precise(app, card, lang)),
+                reply_markup=pin_keyboard(card, state, lang, presenter.precise(app, card, lang)),
             )
         except TelegramBadRequest as exc:
             log.info("masks.caption_edit_failed", error=exc.message)

@@ -16,7 +16,7 @@ import structlog
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import AnswerCallbackQuery, EditMessageMedia
-from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InputMediaPhoto, Message
 
 from bot.handlers import keyboards
 from bot.i18n import t, won
@@ -207,3 +207,11 @@ async def answer_callback_soon(bot: Bot, query_id: str, text: str | None = None,
 
 def spawn(coro: Awaitable[object]) -> asyncio.Task[object]:
     return asyncio.ensure_future(coro)
+
+
+def precise(app: App, card: TaskCard, lang: str) -> list[InlineKeyboardButton]:
+    """The ✏️ Precise button (the Mini App on this assignment) when WEBAPP_URL is set."""
+    base = app.settings.webapp.webapp_url
+    if not base:
+        return []
+    return keyboards.precise(keyboards.precise_url(base, card.assignment_id), lang)

@@ -41,8 +41,18 @@ from bot.handlers.keyboards import precise_url
 from bot.handlers.presenter import progress_line
 from bot.i18n import LOCALES, catalog, normalize_locale, t, won
 from bot.tasks import magic_pin, media, service
+from bot.tasks.boxes import SAME_BOX_IOU, Box, box_iou, box_view, fixed_box_json
 from bot.tasks.magic_pin import ImageRef
-from bot.tasks.models import PIN_MASK, PIN_NONE, Assignment, AssignmentStatus, ProjectType
+from bot.tasks.models import (
+    BOX_CORRECT,
+    BOX_WRONG_BOX,
+    BOX_WRONG_CLASS,
+    PIN_MASK,
+    PIN_NONE,
+    Assignment,
+    AssignmentStatus,
+    ProjectType,
+)
 from bot.tasks.pictures import image_ref
 from bot.tasks.service import Refusal, Submitted, TaskCard
 from bot.telegram.runtime import App
@@ -54,6 +64,7 @@ log = structlog.get_logger("crowdpin.webapp")
 
 PREFIX = "/app"
 MASK_TYPES = (ProjectType.MAGIC_PIN.value, ProjectType.CONFIRM_MASK.value)
+WEBAPP_TYPES = (*MASK_TYPES, ProjectType.CONFIRM_BOX.value)  # confirm-box: drag the box's corners
 MAX_BODY_BYTES = 64 * 1024
 SEGMENT_CACHE = 256  # (assignment, inputs) -> phone-size candidates: Keep answers with what was drawn
 _STATIC = ("app.js", "app.css")
@@ -109,7 +120,8 @@ def _current_assignment(session: Session, worker_id: int, now: datetime) -> int 
 
 
 def _open_card(session: Session, worker_id: int, assignment_id: int | None, lang: str, tz: str) -> TaskCard | Refusal | None:
-    """The caller's own open mask lease as a card; a refusal for anyone else's or a closed one."""
+    """The caller's own open lease of a mask or box task as a card; a refusal for anyone else's
+    or a closed one."""
     now = utcnow()
     if assignment_id is None:
         assignment_id = _current_assignment(session, worker_id, now)
@@ -119,7 +131,7 @@ def _open_card(session: Session, worker_id: int, assignment_id: int | None, lang
     if isinstance(found, Refusal):
         return found
     card = service.card_for(session, found, lang, now, tz)
-    if card.project_type not in MASK_TYPES:
+    if card.project_type not in WEBAPP_TYPES:
         return Refusal.INVALID
     return card
 
@@ -294,8 +306,10 @@ class MiniApp:
 
     async def _task_json(self, card: TaskCard, lang: str) -> dict[str, Any]:
         ref = image_ref(card)
-        rgb, _ = await self.app.pictures.run(self.app.pictures.load, ref)
+        rgb, display = await self.app.pictures.run(self.app.pictures.load, ref)
         h, w = rgb.shape[:2]
+        if card.project_type == ProjectType.CONFIRM_BOX:
+            return await self._box_task_json(card, lang, (w, h), display)
         name, _ = magic_pin.parse_prelabel(card.prelabel)
         mask = None
         if card.project_type == ProjectType.CONFIRM_MASK and card.mask_rle:
@@ -312,6 +326,33 @@ class MiniApp:
             "lang": lang,
             "image": {"w": w, "h": h, "url": f"api/image?a={card.assignment_id}"},
             "mask": mask,
+        }
+
+    async def _box_task_json(self, card: TaskCard, lang: str, size: tuple[int, int], display: tuple[int, int]) -> dict[str, Any]:
+        """A confirm-box task: the predicted box and the image's other boxes, in pixels of the
+        phone copy the page shows (the prediction is in the original's)."""
+        view = await self.app.db.run(box_view, card.task_id)
+        if view is None or view.prediction.box is None:
+            raise ApiError(409, "no_box", t("boxes.unreadable", lang))
+        w, h = size
+        sx, sy = w / max(1, display[0]), h / max(1, display[1])
+
+        def corners(b: Box) -> list[float]:
+            return [round(b[0] * sx, 2), round(b[1] * sy, 2), round((b[0] + b[2]) * sx, 2), round((b[1] + b[3]) * sy, 2)]
+
+        score = view.prediction.score if view.prediction.show_score else None
+        return {
+            "assignment_id": card.assignment_id,
+            "type": card.project_type,
+            "question": card.question or t("boxes.question", lang),
+            "object": view.label,
+            "score": None if score is None else round(score * 100),
+            "progress": progress_line(card, lang),
+            "lang": lang,
+            "image": {"w": w, "h": h, "url": f"api/image?a={card.assignment_id}"},
+            "box": corners(view.prediction.box),
+            "others": [corners(b) for b in view.others[:50]],
+            "mask": None,
         }
 
     async def image(self, request: web.Request, caller: Caller) -> web.Response:
@@ -365,6 +406,8 @@ class MiniApp:
     async def segment(self, request: web.Request, caller: Caller) -> web.Response:
         body = await self._body(request)
         card = await self._card(caller, self._assignment_id(body.get("a")))
+        if card.project_type not in MASK_TYPES:
+            raise ApiError(400, "bad_input", "a box task has nothing to segment: drag the box and keep it")
         inputs = self._parse(card, body)
         if inputs.empty:
             raise ApiError(400, "bad_input", "tap the object or draw a box first")
@@ -403,17 +446,53 @@ class MiniApp:
         if aid is None:
             raise ApiError(400, "bad_input", "a: which assignment")
         action = body.get("action")
-        if action not in ("keep", "none", "skip"):
-            raise ApiError(400, "bad_input", "action is keep, none or skip")
+        if action not in ("keep", "none", "skip", "class"):
+            raise ApiError(400, "bad_input", "action is keep, none, class or skip")
         card = await self._card(caller, aid)
-        value, mask_rle, verb = await self._answer_value(card, action, body)
+        box_json = None
+        if card.project_type == ProjectType.CONFIRM_BOX:
+            value, box_json, verb = await self._box_answer(card, action, body, caller.lang)
+            mask_rle = None
+        elif action == "class":
+            raise ApiError(400, "bad_input", "class is for box tasks")
+        else:
+            value, mask_rle, verb = await self._answer_value(card, action, body)
         if aid in self.answering or aid in self.app.pins_in_flight:
             raise ApiError(409, "busy", t("masks.refuse.busy", caller.lang))
         self.answering.add(aid)
         try:
-            return await self._record(card, caller, verb, value, mask_rle)
+            return await self._record(card, caller, verb, value, mask_rle, box_json)
         finally:
             self.answering.discard(aid)
+
+    async def _box_answer(self, card: TaskCard, action: str, body: dict[str, Any], lang: str) -> tuple[str, str | None, str]:
+        """(value, fixed box JSON, act_and_next action) of a confirm-box answer from the page.
+
+        Keep of the box as it came (no ``box``, or one within IoU 0.95 of the prediction: a
+        finger's jitter) answers "correct"; a box dragged elsewhere answers "wrong_box" with the
+        drawn box, in the original's pixels; No such object is "wrong_box" without one; Wrong
+        class is "wrong_class". The same values a button in the chat gives.
+        """
+        if action == "skip":
+            return "", None, "skip"
+        if action == "none":
+            return BOX_WRONG_BOX, None, "answer"
+        if action == "class":
+            return BOX_WRONG_CLASS, None, "answer"
+        raw = body.get("box")
+        if raw is None:
+            return BOX_CORRECT, None, "answer"
+        inputs = Inputs.parse({"box": raw})
+        assert inputs.box is not None
+        view = await self.app.db.run(box_view, card.task_id)
+        if view is None or view.prediction.box is None:
+            raise ApiError(409, "no_box", t("boxes.unreadable", lang))
+        _, (dw, dh) = await self.app.pictures.run(self.app.pictures.load, image_ref(card))
+        x0, y0, x1, y1 = inputs.box
+        drawn = (x0 * dw, y0 * dh, (x1 - x0) * dw, (y1 - y0) * dh)
+        if box_iou(drawn, view.prediction.box) >= SAME_BOX_IOU:
+            return BOX_CORRECT, None, "answer"
+        return BOX_WRONG_BOX, fixed_box_json(drawn), "answer"
 
     async def _answer_value(self, card: TaskCard, action: str, body: dict[str, Any]) -> tuple[str, str | None, str]:
         """(value, mask RLE JSON, act_and_next action) of a Keep / No such object / Skip.
@@ -443,7 +522,9 @@ class MiniApp:
         rle, _ = await self.app.pictures.run(magic_pin.to_original, masks[candidate], display)
         return (PIN_MASK if pin else "no"), json.dumps(rle, separators=(",", ":")), "answer"
 
-    async def _record(self, card: TaskCard, caller: Caller, verb: str, value: str, mask_rle: str | None) -> web.Response:
+    async def _record(
+        self, card: TaskCard, caller: Caller, verb: str, value: str, mask_rle: str | None, box_json: str | None = None
+    ) -> web.Response:
         chat_id = caller.tg_id  # a private chat's id is the user's id
         message_id = card.message_id
         outcome = await self.app.db.run(
@@ -456,6 +537,7 @@ class MiniApp:
             chat_id=chat_id,
             message_id=message_id,
             mask_rle=mask_rle,
+            box_json=box_json,
             tz=self.app.tz,
         )
         if isinstance(outcome.result, Refusal):
@@ -475,7 +557,7 @@ class MiniApp:
             "message": t("masks.webapp.saved", caller.lang, reward=won(reward)) if reward else t("masks.webapp.saved_unpaid", caller.lang),
             "next": None,
         }
-        if isinstance(nxt, TaskCard) and nxt.project_type in MASK_TYPES:
+        if isinstance(nxt, TaskCard) and nxt.project_type in WEBAPP_TYPES:
             result["next"] = await self._task_json(nxt, caller.lang)
         return web.json_response(result, headers=_NO_STORE)
 

@@ -226,7 +226,7 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(tmp_path: Path) 
             ("segment", {"a": aid, "box": [0.1, 0.1, 0.1, 0.1]}, "too small"),
             ("segment", {"a": aid}, "tap the object"),
             ("segment", {"a": "x", "points": [[0.5, 0.5, True]]}, "assignment id"),
-            ("answer", {"a": aid, "action": "delete"}, "keep, none or skip"),
+            ("answer", {"a": aid, "action": "delete"}, "keep, none, class or skip"),
             ("answer", {"a": aid, "action": "keep"}, "no mask to keep"),
             ("answer", {"a": aid, "action": "keep", "points": [[0.5, 0.5, True]], "candidate": 9}, "no such outline"),
             ("answer", {"a": 424242, "action": "none"}, "unknown"),

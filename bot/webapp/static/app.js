@@ -3,7 +3,11 @@
 
    Gestures on the photo: tap = point (➕, or ➖ when the mode button is on), long press =
    ➖ point, one-finger drag = box, two fingers = pinch-zoom and pan (mouse: wheel zooms).
-   After every input the server segments and the outline is drawn over the photo. */
+   After every input the server segments and the outline is drawn over the photo.
+
+   A confirm-box task shows the model's box instead: drag a corner or a side to fit it, drag
+   inside it to move it, drag outside it to draw a new one; Keep answers "correct" for the box
+   as it came and sends the drawn box otherwise (the server decides which, docs/miniapp.md). */
 (function () {
   "use strict";
 
@@ -33,7 +37,12 @@
     view: { scale: 1, ox: 0, oy: 0, fit: 1 },
     preview: null,       // the box being dragged
     pendingSince: null,
+    box: null,           // confirm-box: the box as drawn now {x0, y0, x1, y1}, image pixels
+    origBox: null,       // ... as the model predicted it
+    others: [],          // ... the image's other predicted boxes (dimmed context)
+    boxHistory: [],      // ... earlier boxes, for undo
   };
+  var HANDLE_PX = 26;    // a corner or side within this many screen pixels of a touch is grabbed
   // Read by the browser tests and the benchmark: tap-to-drawn times and the page's state.
   var probe = window.__miniapp = { timings: [], state: "loading", errors: [] };
 
@@ -211,7 +220,10 @@
     var rect = canvas.getBoundingClientRect(), s = toScreen(x, y);
     return [rect.left + s[0], rect.top + s[1]];
   };
-  probe.task = function () { return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length, inputs: S.inputs.length }; };
+  probe.task = function () {
+    return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length,
+      inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged() };
+  };
   function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
 
   function currentBox() {
@@ -228,6 +240,7 @@
     ctx.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(S.img, 0, 0);
+    if (isBox()) { drawBoxTask(); return; }
     var shown = S.candidates[S.cand];
     if (shown && shown.area > 0) drawMask(shown.solid, COLORS[S.cand % COLORS.length]);
     else if (!S.candidates.length && S.initial) drawMask(S.initial, COLORS[0]);
@@ -259,16 +272,128 @@
     });
   }
 
+  // The box task's picture: the other predictions thin and grey, the outside of the box dimmed,
+  // the box in the chat picture's yellow with a dark halo, round handles on its corners.
+  function drawBoxTask() {
+    var dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    S.others.forEach(function (o) {
+      var a = toScreen(o[0], o[1]), c = toScreen(o[2], o[3]);
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = "rgba(235, 235, 235, 0.7)";
+      ctx.setLineDash([4, 4]);
+      ctx.strokeRect(a[0], a[1], c[0] - a[0], c[1] - a[1]);
+      ctx.setLineDash([]);
+    });
+    var b = S.box;
+    if (!b) return;
+    var a = toScreen(b.x0, b.y0), c = toScreen(b.x1, b.y1);
+    var rect = canvas.getBoundingClientRect();
+    ctx.fillStyle = "rgba(0, 0, 0, 0.28)";
+    ctx.beginPath();
+    ctx.rect(0, 0, rect.width, rect.height);
+    ctx.rect(a[0], a[1], c[0] - a[0], c[1] - a[1]);
+    ctx.fill("evenodd");
+    ctx.lineWidth = 5;
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.75)";
+    ctx.strokeRect(a[0], a[1], c[0] - a[0], c[1] - a[1]);
+    ctx.lineWidth = 2.5;
+    ctx.strokeStyle = "#ffd21f";
+    ctx.strokeRect(a[0], a[1], c[0] - a[0], c[1] - a[1]);
+    [[a[0], a[1]], [c[0], a[1]], [a[0], c[1]], [c[0], c[1]]].forEach(function (p) {
+      ctx.beginPath();
+      ctx.arc(p[0], p[1], 9, 0, Math.PI * 2);
+      ctx.fillStyle = "#ffffff";
+      ctx.fill();
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = "#1c1c1e";
+      ctx.stroke();
+    });
+  }
+
+  function boxChanged() {
+    if (!S.box || !S.origBox) return false;
+    var keys = ["x0", "y0", "x1", "y1"];
+    for (var i = 0; i < 4; i++) if (Math.abs(S.box[keys[i]] - S.origBox[keys[i]]) > 0.5) return true;
+    return false;
+  }
+
+  // A small box opens zoomed in on it (the chat shows such a box in an inset): the box fills
+  // about a third of the photo area, so a finger can grab its corners and the object it missed
+  // is still in view around it.
+  function zoomToBox() {
+    if (!S.box) return;
+    var rect = canvas.getBoundingClientRect(), v = S.view;
+    var bw = (S.box.x1 - S.box.x0) * v.scale, bh = (S.box.y1 - S.box.y0) * v.scale;
+    if (bw >= rect.width * 0.2 || bh >= rect.height * 0.2) return;
+    var want = Math.min(rect.width * 0.34 / Math.max(1, S.box.x1 - S.box.x0), rect.height * 0.34 / Math.max(1, S.box.y1 - S.box.y0));
+    var scale = Math.max(v.fit, Math.min(v.fit * 8, want));
+    var cx = (S.box.x0 + S.box.x1) / 2, cy = (S.box.y0 + S.box.y1) / 2;
+    v.scale = scale; v.ox = rect.width / 2 - cx * scale; v.oy = rect.height / 2 - cy * scale;
+    // keep the photo filling the stage where it can (a box in a corner: no black band), less a
+    // margin that keeps a corner handle on the photo's edge whole
+    var m = 16;
+    if (S.w * scale >= rect.width) v.ox = Math.min(m, Math.max(rect.width - S.w * scale - m, v.ox));
+    if (S.h * scale >= rect.height) v.oy = Math.min(m, Math.max(rect.height - S.h * scale - m, v.oy));
+  }
+
+  // What a one-finger touch at screen point `at` grabs on the box: a corner, a side, the inside
+  // (move), or nothing (a new box is drawn from there).
+  function boxGrab(at) {
+    var b = S.box;
+    if (!b) return { part: "new" };
+    var a = toScreen(b.x0, b.y0), c = toScreen(b.x1, b.y1);
+    var nearX0 = Math.abs(at[0] - a[0]) <= HANDLE_PX, nearX1 = Math.abs(at[0] - c[0]) <= HANDLE_PX;
+    var nearY0 = Math.abs(at[1] - a[1]) <= HANDLE_PX, nearY1 = Math.abs(at[1] - c[1]) <= HANDLE_PX;
+    var inX = at[0] >= a[0] - HANDLE_PX && at[0] <= c[0] + HANDLE_PX, inY = at[1] >= a[1] - HANDLE_PX && at[1] <= c[1] + HANDLE_PX;
+    if (!(inX && inY)) return { part: "new" };
+    // the nearer of two sides when the box is small on screen
+    var sx = nearX0 && nearX1 ? (Math.abs(at[0] - a[0]) <= Math.abs(at[0] - c[0]) ? "x0" : "x1") : nearX0 ? "x0" : nearX1 ? "x1" : null;
+    var sy = nearY0 && nearY1 ? (Math.abs(at[1] - a[1]) <= Math.abs(at[1] - c[1]) ? "y0" : "y1") : nearY0 ? "y0" : nearY1 ? "y1" : null;
+    if (sx || sy) return { part: "edge", x: sx, y: sy };
+    return { part: "move" };
+  }
+
+  function dragBox(g, at) {
+    var p = toImage(at[0], at[1]), s = toImage(g.start[0], g.start[1]);
+    var o = g.from, b = { x0: o.x0, y0: o.y0, x1: o.x1, y1: o.y1 };
+    var min = 4 / S.view.scale;  // never thinner than 4 screen pixels
+    if (g.grab.part === "move") {
+      var dx = Math.max(-o.x0, Math.min(S.w - o.x1, p[0] - s[0])), dy = Math.max(-o.y0, Math.min(S.h - o.y1, p[1] - s[1]));
+      b = { x0: o.x0 + dx, y0: o.y0 + dy, x1: o.x1 + dx, y1: o.y1 + dy };
+    } else if (g.grab.part === "edge") {
+      var x = Math.max(0, Math.min(S.w, p[0])), y = Math.max(0, Math.min(S.h, p[1]));
+      if (g.grab.x === "x0") b.x0 = Math.min(x, o.x1 - min);
+      if (g.grab.x === "x1") b.x1 = Math.max(x, o.x0 + min);
+      if (g.grab.y === "y0") b.y0 = Math.min(y, o.y1 - min);
+      if (g.grab.y === "y1") b.y1 = Math.max(y, o.y0 + min);
+    } else {
+      var nb = clampBox(s, p);
+      b = { x0: nb.x0, y0: nb.y0, x1: nb.x1, y1: nb.y1 };
+    }
+    S.box = b;
+  }
+
+  function undoBox() {
+    if (!S.boxHistory.length || S.saving) return;
+    S.box = S.boxHistory.pop();
+    haptic("light");
+    draw(); render();
+  }
+
   // ---------------------------------------------------------------- UI state
   function isPin() { return S.task && S.task.type === "magic-pin"; }
+  function isBox() { return S.task && S.task.type === "confirm-box"; }
 
   function canKeep() {
     if (!S.task || S.busy || S.saving) return false;
+    if (isBox()) return !!S.box;
     if (S.candidates.length) return !!(S.candidates[S.cand] && S.candidates[S.cand].area > 0);
     return !isPin() && !S.inputs.length;  // confirm-mask: keep the mask as it came
   }
 
   function hint() {
+    if (isBox()) return boxChanged() ? T("hint_box_changed") : T("hint_box");
     if (S.busy) return T("segmenting");
     if (S.negative) return T("hint_negative");
     if (S.candidates.length) return S.candidates[S.cand].area > 0 ? T("hint_keep") : T("hint_empty");
@@ -278,7 +403,12 @@
   function render() {
     $("hint").textContent = hint();
     $("hint").style.color = "";
-    $("undo").disabled = !S.inputs.length || S.saving;
+    $("undo").disabled = (isBox() ? !S.boxHistory.length : !S.inputs.length) || S.saving;
+    $("mode").hidden = isBox();
+    $("class").hidden = !isBox();
+    $("class").disabled = S.saving;
+    var keepText = isBox() ? (boxChanged() ? T("box_save") : T("box_keep")) : T("keep");
+    $("keep").textContent = keepText;
     $("mode").setAttribute("aria-pressed", S.negative ? "true" : "false");
     $("mode").textContent = S.negative ? T("remove_mode") : T("add_mode");
     $("none").disabled = S.saving;
@@ -305,9 +435,9 @@
       });
     }
     if (tg) {
-      if (canKeep()) { tg.MainButton.setText(T("keep")); tg.MainButton.show(); tg.MainButton.enable(); }
-      else if (S.task) { tg.MainButton.setText(T("keep")); tg.MainButton.show(); tg.MainButton.disable(); }
-      if (S.inputs.length) tg.BackButton.show(); else tg.BackButton.hide();
+      if (canKeep()) { tg.MainButton.setText(keepText); tg.MainButton.show(); tg.MainButton.enable(); }
+      else if (S.task) { tg.MainButton.setText(keepText); tg.MainButton.show(); tg.MainButton.disable(); }
+      if (isBox() ? S.boxHistory.length : S.inputs.length) tg.BackButton.show(); else tg.BackButton.hide();
     }
   }
 
@@ -334,6 +464,7 @@
   }
 
   function undo() {
+    if (isBox()) { undoBox(); return; }
     if (!S.inputs.length || S.saving) return;
     S.inputs.pop();
     haptic("light");
@@ -420,7 +551,10 @@
     if (!S.task || S.saving) return;
     var body = payload();
     body.action = action;
-    if (action === "keep") {
+    if (isBox()) {
+      body = { a: S.task.assignment_id, action: action };
+      if (action === "keep" && boxChanged()) body.box = [S.box.x0 / S.w, S.box.y0 / S.h, S.box.x1 / S.w, S.box.y1 / S.h];
+    } else if (action === "keep") {
       if (!canKeep()) return;
       body.candidate = S.candidates.length ? S.cand : 0;
       if (!S.candidates.length) { body.points = []; body.box = null; }
@@ -480,7 +614,10 @@
     if (!S.img || S.saving) return;
     canvas.setPointerCapture(e.pointerId);
     pointers.set(e.pointerId, local(e));
-    if (pointers.size === 1) {
+    if (pointers.size === 1 && isBox()) {
+      var here = local(e);
+      gesture = { type: "boxdrag", start: here, grab: boxGrab(here), from: S.box, moved: false };
+    } else if (pointers.size === 1) {
       var at = local(e);
       gesture = { type: "pending", start: at, timer: setTimeout(function () {
         if (gesture && gesture.type === "pending") {
@@ -506,7 +643,12 @@
       clearTimeout(gesture.timer);
       gesture.type = "box";
     }
-    if (gesture.type === "box") {
+    if (gesture.type === "boxdrag") {
+      if (!gesture.moved && Math.hypot(at[0] - gesture.start[0], at[1] - gesture.start[1]) <= 3) { e.preventDefault(); return; }
+      gesture.moved = true;
+      dragBox(gesture, at);
+      draw();
+    } else if (gesture.type === "box") {
       S.preview = clampBox(toImage(gesture.start[0], gesture.start[1]), toImage(at[0], at[1]));
       draw();
     } else if (gesture.type === "pinch" && pointers.size === 2) {
@@ -526,7 +668,13 @@
     pointers.delete(e.pointerId);
     if (!gesture) return;
     if (gesture.timer) clearTimeout(gesture.timer);
-    if (gesture.type === "pending" && e.type === "pointerup") {
+    if (gesture.type === "boxdrag") {
+      var before = gesture.from;
+      if (gesture.moved && S.box && ((S.box.x1 - S.box.x0) * S.view.scale < 8 || (S.box.y1 - S.box.y0) * S.view.scale < 8)) S.box = before;
+      if (gesture.moved && before && S.box !== before) { S.boxHistory.push(before); haptic("light"); }
+      gesture = null;
+      draw(); render();
+    } else if (gesture.type === "pending" && e.type === "pointerup") {
       var ip = toImage(at[0], at[1]);
       if (inside(ip[0], ip[1])) addInput({ kind: "point", x: ip[0], y: ip[1], pos: !S.negative });
       gesture = null;
@@ -558,6 +706,7 @@
   $("keep").addEventListener("click", keep);
   $("none").addEventListener("click", function () { answer("none"); });
   $("skip").addEventListener("click", function () { answer("skip"); });
+  $("class").addEventListener("click", function () { answer("class"); });
   window.addEventListener("resize", resize);
 
   // ---------------------------------------------------------------- start
@@ -565,7 +714,8 @@
     document.title = T("title");
     $("undo").textContent = T("undo");
     $("keep").textContent = T("keep");
-    $("none").textContent = T("none");
+    $("none").textContent = isBox() ? T("box_none") : T("none");
+    $("class").textContent = T("box_class");
     $("skip").textContent = T("skip");
   }
 
@@ -573,13 +723,22 @@
     S.task = task; lang = task.lang || lang;
     labels();
     S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.initial = null;
-    $("question").textContent = task.object ? task.question + " · " + task.object : task.question;
+    S.box = null; S.origBox = null; S.others = []; S.boxHistory = [];
+    var head = task.object ? task.question + " · " + task.object : task.question;
+    if (task.score !== null && task.score !== undefined) head += " (" + task.score + "%)";
+    $("question").textContent = head;
     setState("loading");
     return loadImage(task.image.url).then(function (img) {
       S.img = img; S.w = task.image.w; S.h = task.image.h;
       if (task.mask) S.initial = solidCanvas(task.mask, S.w, S.h, COLORS[0]);
+      if (task.box) {
+        S.origBox = { x0: task.box[0], y0: task.box[1], x1: task.box[2], y1: task.box[3] };
+        S.box = S.origBox;
+        S.others = task.others || [];
+      }
       $("app").classList.remove("loading");
       resize();
+      if (S.box) { zoomToBox(); draw(); }
       render();
       setState("ready");
     });
