@@ -22,6 +22,7 @@ from bot.i18n import t
 from bot.sample_boxes import WRONG_BOX, Pred
 from bot.sandbox import Sandbox
 from bot.tasks import datasets
+from bot.tasks import export as exporting
 from bot.tasks.boxes import box_iou, parse_fixed_box
 from bot.tasks.models import Answer, Assignment
 from bot.wallet.models import LedgerEntry
@@ -144,6 +145,16 @@ async def test_box_task_in_the_mini_app_answers_once_with_the_drawn_box(tmp_path
         with box.db.session() as s:
             credits = [e.amount for e in s.execute(select(LedgerEntry).where(col(LedgerEntry.amount) > 0)).scalars()]
         assert credits.count(12) == 4
+
+        # the verified set: the drawn box replaces the model's, read back with pycocotools
+        from pycocotools.coco import COCO
+
+        out = tmp_path / "verified.json"
+        exporting.export(box.db, 1, what="results", fmt="coco", out=out, secret="s", include_rejected=True)
+        anns = {a["crowd"]["verdict"]: a for a in COCO(str(out)).dataset["annotations"]}
+        assert sorted(anns) == ["accepted", "corrected", "rejected"]  # wrong_class and a box nobody drew: rejected
+        assert box_iou(tuple(anns["corrected"]["bbox"]), pred.true_box) > 0.99
+        assert anns["corrected"]["crowd"]["model_bbox"] == pytest.approx(list(pred.box), abs=0.01)
 
 
 # ------------------------------------------------------------------ in the browser
