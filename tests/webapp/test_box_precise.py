@@ -1,7 +1,7 @@
 """✏️ Precise on a confirm-box task: the Mini App shows the model's box, the worker drags its
 corners onto the object, and the drawn box is the answer ("wrong_box" with the fix), through
 the same exactly-once path as a button in the chat. Over real HTTP, then in headless Chromium
-at 360×640 with touch."""
+at 360×640 (English) and 390×844 (Korean) with touch."""
 
 from __future__ import annotations
 
@@ -164,13 +164,13 @@ def _drag(driver: Any, start: tuple[float, float], end: tuple[float, float]) -> 
     drag_image(driver, start, end)
 
 
-def _box_flow(url: str, true_box: tuple[float, float, float, float]) -> dict[str, Any]:
-    driver = phone()
+def _box_flow(url: str, true_box: tuple[float, float, float, float], lang: str, size: tuple[int, int]) -> dict[str, Any]:
+    driver = phone(*size)
     try:
         driver.get(url)
         wait_until(driver, lambda d: state(d) == "ready", what="the photo")
         opened = driver.execute_script("return window.__miniapp.task()")
-        first = screenshot(driver, "box-precise-en-1-opened")
+        first = screenshot(driver, f"box-precise-{lang}-1-opened")
         layout = driver.execute_script(
             """const r = id => { const e = document.getElementById(id); const b = e.getBoundingClientRect();
                                   return [b.left, b.top, b.width, b.height, e.hidden, e.textContent]; };
@@ -192,7 +192,7 @@ def _box_flow(url: str, true_box: tuple[float, float, float, float]) -> dict[str
             "keep": driver.find_element("id", "keep").text,
             "undo": driver.find_element("id", "undo").is_enabled(),
         }
-        shot = screenshot(driver, "box-precise-en-2-fixed")
+        shot = screenshot(driver, f"box-precise-{lang}-2-fixed")
         # undo once and redo the last corner: the history works
         driver.find_element("id", "undo").click()
         undone = driver.execute_script("return window.__miniapp.task().box")
@@ -221,33 +221,34 @@ def _box_flow(url: str, true_box: tuple[float, float, float, float]) -> dict[str
         driver.quit()
 
 
-async def test_drag_the_box_onto_the_object_in_the_browser(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("lang", "size"), [("en", (360, 640)), ("ko", (390, 844))])
+async def test_drag_the_box_onto_the_object_in_the_browser(tmp_path: Path, lang: str, size: tuple[int, int]) -> None:
     async with box_sandbox(tmp_path, images=2, per_image=1, price=15) as (box, truth):
-        opened = await open_task(box, "Jun", lang="en")
+        opened = await open_task(box, "Jun", lang=lang)
         aid = opened.assignment_id
         pred = truth[_task_of(box, aid)]
         before = box.emulator.chat_version(opened.sim.user_id)
-        seen = await asyncio.to_thread(_box_flow, opened.url, pred.true_box)
+        seen = await asyncio.to_thread(_box_flow, opened.url, pred.true_box, lang, size)
 
         assert seen["opened"]["type"] == "confirm-box" and seen["opened"]["boxChanged"] is False
         layout = seen["layout"]
-        assert layout["hint"] == t("masks.webapp.hint_box", "en")
-        assert layout["keep"][5] == t("masks.webapp.box_keep", "en") and layout["mode"][4] is True  # no ➕/➖ for a box
-        assert layout["cls"][4] is False and layout["cls"][5] == t("masks.webapp.box_class", "en")
-        assert layout["none"][5] == t("masks.webapp.box_none", "en")
+        assert layout["hint"] == t("masks.webapp.hint_box", lang)
+        assert layout["keep"][5] == t("masks.webapp.box_keep", lang) and layout["mode"][4] is True  # no ➕/➖ for a box
+        assert layout["cls"][4] is False and layout["cls"][5] == t("masks.webapp.box_class", lang)
+        assert layout["none"][5] == t("masks.webapp.box_none", lang)
         for name in ("keep", "none", "cls", "skip", "undo"):
             left, top, width, height = layout[name][:4]
-            assert height >= 44 and top + height <= 640 and left >= 0 and left + width <= 360, (name, layout[name])
+            assert height >= 44 and top + height <= size[1] and left >= 0 and left + width <= size[0], (name, layout[name])
         assert seen["fixed"]["boxChanged"] is True
-        assert seen["after"] == {"hint": t("masks.webapp.hint_box_changed", "en"), "keep": t("masks.webapp.box_save", "en"), "undo": True}
+        assert seen["after"] == {"hint": t("masks.webapp.hint_box_changed", lang), "keep": t("masks.webapp.box_save", lang), "undo": True}
         fx0, fy0, fx1, fy1 = seen["fixed"]["box"]
         assert box_iou((fx0, fy0, fx1 - fx0, fy1 - fy0), pred.true_box) > 0.85, (seen["fixed"]["box"], pred.true_box)
         assert seen["undone"] == seen["too_big"] != seen["fixed"]["box"]  # undo: one drag back
-        assert seen["notice"] == t("masks.webapp.saved", "en", reward="₩15")
+        assert seen["notice"] == t("masks.webapp.saved", lang, reward="₩15")
 
         # the picture: the yellow box is drawn where the worker put it
         shot = np.asarray(PILImage.open(seen["shot"]).convert("RGB"), dtype=np.int16)
-        assert shot.shape[:2] == (1280, 720)
+        assert shot.shape[:2] == (size[1] * 2, size[0] * 2)
         yellow = (shot[:, :, 0] > 200) & (shot[:, :, 1] > 170) & (shot[:, :, 2] < 90)
         assert yellow.sum() > 500, "no box drawn"
 
