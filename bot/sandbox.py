@@ -202,7 +202,7 @@ def create_mask_project(
     confirm = type == "confirm-mask"
     questions = {
         "confirm-mask": ("표시된 영역이 도형과 딱 맞나요?", "Does the highlighted area match the shape?"),
-        "magic-pin": ("도형이 있는 칸을 눌러 주세요.", "Tap the cell where the shape is."),
+        "magic-pin": ("도형을 찾아 눌러 주세요.", "Find the shape and tap it."),  # the chat adds its grid hint
     }[type]
     with db.session() as session:
         project = projects.create(

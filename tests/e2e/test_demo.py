@@ -29,7 +29,7 @@ def test_the_demo_runs_classify_confirm_mask_and_magic_pin_and_starts_with_the_p
     assert re.search(r"Project #1 “.+” \(classify\): 2 images", out)
     assert re.search(r"Project #2 “.+” \(confirm-mask\): 3 images", out)
     assert re.search(r"Project #3 “.+” \(magic-pin\): 3 images", out)
-    assert "표시된 영역이 도형과 딱 맞나요?" in out and "도형이 있는 칸을 눌러 주세요." in out
+    assert "표시된 영역이 도형과 딱 맞나요?" in out and "도형을 찾아 눌러 주세요." in out
 
     # Magic Pin: every image outlined by one cell tap and one pick, close to the true outline
     pin = re.search(r"Magic Pin: (\d+) objects outlined .* mean IoU with the true outline (\d\.\d\d)", out)
