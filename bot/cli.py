@@ -82,7 +82,8 @@ def demo(
     lang: str = typer.Option("ko", "--lang", help="--web: the page's first language (ko or en; the page has a toggle)."),
 ) -> None:
     """No token needed: start the emulator, the sample projects (classify, confirm-mask, Magic
-    Pin), the bot and simulated workers; or, with --web, a chat page where you are the worker."""
+    Pin, confirm-box), the bot and simulated workers; or, with --web, a chat page where you are
+    the worker."""
     setup_logging("WARNING")
     if web:
         from bot.demo import run_web_demo

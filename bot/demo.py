@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from bot.i18n import t
 from bot.sample import SampleImage, deepest_cell
 from bot.sandbox import Sandbox, create_mask_project, create_sample_project, truth_label
 from bot.simulate import Screen, SimWorker
-from bot.tasks.models import Project, Task
+from bot.tasks.models import BOX_VALUES, Project, Task
 from bot.wallet.ledger import balance
 
 NAMES = [("민지", "ko"), ("재호", "ko"), ("Alex", "en"), ("서연", "ko"), ("Sam", "en"), ("도윤", "ko")]
@@ -28,21 +28,32 @@ NAMES = [("민지", "ko"), ("재호", "ko"), ("Alex", "en"), ("서연", "ko"), (
 
 @dataclass
 class DemoProjects:
-    """The three sample projects a newcomer sees, with what a careful worker would answer."""
+    """The sample projects a newcomer sees, with what a careful worker would answer."""
 
     classify: Project
     confirm: Project
     pin: Project
+    boxes: Project | None = None  # a model's boxes to validate (confirm-box)
     samples: dict[int, list[SampleImage]] = field(default_factory=dict)  # project id -> images
     truth: dict[tuple[int, str], str] = field(default_factory=dict)  # (project id, external id) -> answer
+    n_boxes: int = 0
+
+    def projects(self) -> list[Project]:
+        return [p for p in (self.classify, self.confirm, self.pin, self.boxes) if p is not None]
+
+    def describe(self, p: Project) -> str:
+        size = f"{self.n_boxes} model boxes" if p is self.boxes else f"{len(self.samples[p.id or 0])} images"
+        return f"#{p.id} “{p.name}” ({p.type}): {size}"
 
 
 def load_sample_projects(box: Sandbox, workdir: Path, *, tasks: int = 12, overlap: int = 3, mask_tasks: int = 6) -> DemoProjects:
-    """Classify, confirm-mask and Magic Pin projects over generated shapes (claimed in that
-    order: the easy one first, the headline feature last).
+    """Classify, confirm-mask, Magic Pin and confirm-box projects over generated shapes (claimed
+    in that order: the easy one first, then the masks, then a model's boxes to validate).
 
     Truth per task: the shape's name (classify); "yes", or "no" for every third mask, which is
-    shifted off its shape (confirm-mask); the cell deepest inside the shape (Magic Pin).
+    shifted off its shape (confirm-mask); the cell deepest inside the shape (Magic Pin); the
+    generated verdict of each predicted box (confirm-box, ``mask_tasks`` boxes loaded from a
+    COCO file as an ML team would).
     """
     classify, shapes = create_sample_project(box.db, workdir / "classify" / "images", count=tasks, overlap=overlap)
     confirm, masked = create_mask_project(
@@ -58,14 +69,56 @@ def load_sample_projects(box: Sandbox, workdir: Path, *, tasks: int = 12, overla
         box.db, workdir / "pin" / "images", type="magic-pin", count=mask_tasks, seed=33, name="Shapes: Magic Pin"
     )
     assert classify.id is not None and confirm.id is not None and pin.id is not None
-    out = DemoProjects(classify, confirm, pin, {classify.id: shapes, confirm.id: masked, pin.id: pinned})
+    out = DemoProjects(classify, confirm, pin, samples={classify.id: shapes, confirm.id: masked, pin.id: pinned})
     for sample in shapes:
         out.truth[classify.id, sample.external_id] = truth_label(sample)
     for i, sample in enumerate(masked):
         out.truth[confirm.id, sample.external_id] = "no" if i % 3 == 2 else "yes"
     for sample in pinned:
         out.truth[pin.id, sample.external_id] = deepest_cell(sample)
+    if mask_tasks > 0:
+        _load_boxes(box, workdir / "boxes", mask_tasks, out)
     return out
+
+
+def _load_boxes(box: Sandbox, folder: Path, n: int, out: DemoProjects) -> None:
+    """A confirm-box project from a generated COCO detection file (right, wrong-box and
+    wrong-class predictions), with each task's true verdict."""
+    import math
+
+    from bot import sample_boxes
+    from bot.tasks import datasets, projects
+    from bot.tasks.boxes import Prediction
+    from bot.tasks.models import Image
+
+    preds = sample_boxes.generate(folder, math.ceil(n / 2), per_image=2, shares=(0.34, 0.33), seed=5, small_every=3)[:n]
+    source = sample_boxes.write_coco(folder, preds)
+    with box.db.session() as session:
+        project = projects.create(
+            session,
+            name="Shapes: a model's boxes",
+            type="confirm-box",
+            price=10,
+            overlap=1,
+            question_ko="노란 상자가 도형 하나를 딱 맞게 감싸고, 이름도 맞나요?",
+            question_en="Is the yellow box tight around one shape, and is the name right?",
+        )
+    assert project.id is not None
+    datasets.load(box.db, project.id, source, media_dir=None, copy=False, show_score=True)
+    by_key = {(p.image, tuple(round(v, 2) for v in p.box)): p.truth for p in preds}
+
+    def tasks(session: Session) -> list[tuple[str, str | None, str]]:
+        rows = session.execute(
+            select(col(Task.external_id), col(Task.prediction_json), col(Image.path))
+            .join(Image, col(Image.id) == col(Task.image_id))
+            .where(col(Task.project_id) == project.id)
+        ).all()
+        return [(r[0] or "", r[1], r[2]) for r in rows]
+
+    for external_id, prediction, path in box.db.call(tasks):
+        predicted = Prediction.from_json(prediction or "{}").box or (0.0, 0.0, 0.0, 0.0)
+        out.truth[project.id, external_id] = by_key[(Path(path).name, tuple(round(v, 2) for v in predicted))]
+    out.boxes, out.n_boxes = project, len(preds)
 
 
 def _chooser(box: Sandbox, demo: DemoProjects, accuracy: float, rng: random.Random):
@@ -89,6 +142,12 @@ def _chooser(box: Sandbox, demo: DemoProjects, accuracy: float, rng: random.Rand
             yes, no = (t(key, _lang_of(texts)) for key in ("masks.correct", "masks.wrong"))
             say_yes = (right == "yes") == (rng.random() <= accuracy)
             return yes if say_yes else no
+        if demo.boxes is not None and project_id == demo.boxes.id:
+            verdicts = {t(f"boxes.{v}", lang): v for v in BOX_VALUES for lang in ("ko", "en") if t(f"boxes.{v}", lang) in texts}
+            if not verdicts:
+                return None
+            pick = right if right in verdicts.values() and rng.random() <= accuracy else rng.choice(sorted(verdicts.values()))
+            return next(text for text, v in verdicts.items() if v == pick)
         labels = screen.labels()
         if right is None or rng.random() > accuracy:
             return rng.choice(labels)
@@ -120,9 +179,8 @@ async def run_demo(workers: int = 3, tasks: int = 12, overlap: int = 3, verbose:
         print(f"Bot API emulator at {box.server.base_url} (token {box.token})")
         demo = load_sample_projects(box, workdir, tasks=tasks, overlap=min(overlap, workers), mask_tasks=mask_tasks)
         project = demo.classify
-        for p in (demo.classify, demo.confirm, demo.pin):
-            assert p.id is not None
-            print(f"Project #{p.id} “{p.name}” ({p.type}): {len(demo.samples[p.id])} images, overlap {p.overlap}, ₩{p.price} per answer")
+        for p in demo.projects():
+            print(f"Project {demo.describe(p)}, overlap {p.overlap}, ₩{p.price} per answer")
         print()
         truth = {s.external_id: truth_label(s) for s in demo.samples[project.id or 0]}
         sims = []
@@ -176,7 +234,12 @@ def _print_mask_results(box: Sandbox, demo: DemoProjects) -> None:
         coco_rle.mask_iou(coco_rle.decode(json.loads(mask)), true_mask(by_id[ext])) for ext, value, mask in pins if value == "mask" and mask
     ]
     mean = sum(ious) / len(ious) if ious else 0.0
-    print(f"Magic Pin: {len(ious)} objects outlined with one tap and one pick, mean IoU with the true outline {mean:.2f}.\n")
+    print(f"Magic Pin: {len(ious)} objects outlined with one tap and one pick, mean IoU with the true outline {mean:.2f}.")
+    if demo.boxes is not None and demo.boxes.id is not None:
+        verdicts = box.db.call(_answers, demo.boxes.id)
+        agree = sum(value == demo.truth.get((demo.boxes.id, ext)) for ext, value, _ in verdicts)
+        print(f"A model's boxes: {agree}/{len(verdicts)} verdicts agree with the truth.")
+    print()
 
 
 def _answers(session, project_id: int) -> list[tuple[str, str, str | None]]:
@@ -217,7 +280,7 @@ async def run_web_demo(
 ) -> int:
     """``crowdpin demo --web``: the sandbox with a person as the worker, in a browser.
 
-    Starts the emulator, the bot and the three sample projects, serves the chat page
+    Starts the emulator, the bot and the sample projects, serves the chat page
     (:mod:`bot.webchat`) and prints its address; runs until cancelled (Ctrl-C).
     """
     from bot.webchat import serve
@@ -234,9 +297,8 @@ async def run_web_demo(
             print(f"cannot serve the page on {host}:{port} ({err.strerror or err}); try another --port, or --port 0 for any free one")
             return 2
         print("crowdpin sandbox — play a worker in your browser")
-        for p in (demo.classify, demo.confirm, demo.pin):
-            assert p.id is not None
-            print(f"  project #{p.id} “{p.name}” ({p.type}): {len(demo.samples[p.id])} images, ₩{p.price} per answer")
+        for p in demo.projects():
+            print(f"  project {demo.describe(p)}, ₩{p.price} per answer")
         print(f"  data: {workdir} (SQLite {workdir / 'crowdpin.db'})")
         print(f"  Bot API emulator: {box.server.base_url}")
         print(f"\nOpen {chat.url} — press Ctrl-C to stop.", flush=True)

@@ -145,7 +145,7 @@ def _photo_loaded(driver) -> bool:
     )
 
 
-def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: WebDemo, tmp_path: Path) -> None:
+def test_a_person_labels_classify_confirm_magic_pin_and_boxes_by_clicking(web_demo: WebDemo, tmp_path: Path) -> None:
     shots = artifacts_dir("webchat")
     # The first screen is the product talking, not library logs.
     assert web_demo.head.startswith("crowdpin sandbox"), web_demo.head
@@ -216,6 +216,23 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
         driver.switch_to.frame(driver.find_element("css selector", "#panel-frame"))
         driver.find_element("id", "keep").click()
         wait_until(driver, lambda d: state(d) == "saved", what="saved in the Mini App")
+        # 5. The next tasks are a model's boxes: the app loads them itself; the first is kept as
+        # it came, then the app closes its panel (web_app_close) with nothing left to do.
+        seen_boxes = []
+        for n in range(2):
+            wait_until(
+                driver,
+                lambda d: state(d) == "ready" and (d.execute_script("return window.__miniapp.task()") or {}).get("type") == "confirm-box",
+                what="a box task in the Mini App",
+            )
+            seen_boxes.append(driver.execute_script("return window.__miniapp.task()"))
+            if n == 0:
+                driver.switch_to.default_content()
+                driver.save_screenshot(str(shots / "12-phone-mini-app-box.png"))
+                driver.switch_to.frame(driver.find_element("css selector", "#panel-frame"))
+            driver.find_element("id", "keep").click()
+            wait_until(driver, lambda d: state(d) == "saved", what="the box saved")
+        assert seen_boxes[0]["assignment_id"] != seen_boxes[1]["assignment_id"] and seen_boxes[0]["box"]
         driver.switch_to.default_content()
         _wait(driver, lambda d: not d.find_element("css selector", "#panel").is_displayed(), what="the panel closed by the app")
 
@@ -231,9 +248,11 @@ def test_a_person_labels_classify_confirm_and_magic_pin_by_clicking(web_demo: We
             ("confirm-mask", "yes"),
             ("magic-pin", "mask"),
             ("magic-pin", "mask"),
+            ("confirm-box", "correct"),
+            ("confirm-box", "correct"),
         ]
-        assert [reward for *_, reward in answers] == [10] * 5
-        for sample, (*_, rle, _reward) in zip(pin_samples, answers[3:], strict=True):  # the grid's and the exact tap's
+        assert [reward for *_, reward in answers] == [10] * 7
+        for sample, (*_, rle, _reward) in zip(pin_samples, answers[3:5], strict=True):  # the grid's and the exact tap's
             assert coco_rle.mask_iou(coco_rle.decode(json.loads(rle or "{}")), true_mask(sample)) >= 0.85
 
         # Korean is drawn with a CJK font, not tofu boxes (fonts-noto-cjk; .ci/run installs it).
