@@ -93,3 +93,33 @@ def screenshot(driver: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def pinch_image(driver: Any, at: tuple[float, float], start_gap: float, end_gap: float) -> None:
+    """Two fingers: one on image pixel ``at`` (it lands first and drags 12 px down, as a thumb does
+    before the second finger comes), the other ``start_gap`` screen pixels to its right (or left,
+    near the right edge); the second moves until they are ``end_gap`` apart."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.interaction import POINTER_TOUCH
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    ax, ay = driver.execute_script("return window.__miniapp.clientPoint(arguments[0], arguments[1])", *at)
+    width = driver.execute_script("return window.innerWidth")
+    side = 1 if ax + max(start_gap, end_gap) < width - 5 else -1
+    actions = ActionBuilder(driver, mouse=PointerInput(POINTER_TOUCH, "finger1"))
+    second = actions.add_pointer_input(POINTER_TOUCH, "finger2")
+    first = actions.pointer_action
+    # the first finger lands and starts to drag before the second one comes down
+    first.move_to_location(int(ax), int(ay)).pointer_down().move_to_location(int(ax), int(ay + 12))
+    first.pause(0).pause(0)
+    for _ in range(3):
+        second.create_pause(0)
+    second.create_pointer_move(x=int(ax + side * start_gap), y=int(ay), origin="viewport")
+    second.create_pointer_down(button=0)
+    for i in range(1, 6):
+        gap = start_gap + (end_gap - start_gap) * i / 5
+        first.move_to_location(int(ax), int(ay + 12))
+        second.create_pointer_move(x=int(ax + side * gap), y=int(ay), origin="viewport")
+    first.pointer_up()
+    second.create_pointer_up(0)
+    actions.perform()

@@ -27,7 +27,7 @@ from bot.tasks.boxes import box_iou, parse_fixed_box
 from bot.tasks.models import Answer, Assignment
 from bot.wallet.models import LedgerEntry
 from tests.boxes.helpers import box_project, dataset, task_truth
-from tests.webapp.browser import phone, screenshot, state, wait_until
+from tests.webapp.browser import phone, pinch_image, screenshot, state, wait_until
 from tests.webapp.helpers import WAIT, Opened, call, counts, open_task
 
 
@@ -178,6 +178,10 @@ def _box_flow(url: str, true_box: tuple[float, float, float, float], lang: str, 
                        hint: document.getElementById('hint').textContent};"""
         )
         x0, y0, x1, y1 = opened["box"]
+        # two fingers zoom (also when one lands on the box) and leave the box where it was
+        pinch_image(driver, ((x0 + x1) / 2, (y0 + y1) / 2), 60, 160)
+        pinched = driver.execute_script("return window.__miniapp.task()")
+        pinch_image(driver, ((x0 + x1) / 2, (y0 + y1) / 2), 160, 60)  # and back out, to drag at the first scale
         tx0, ty0, tx1, ty1 = true_box[0], true_box[1], true_box[0] + true_box[2], true_box[1] + true_box[3]
         # move the box onto the object, then pull its corners onto the object's
         _drag(driver, ((x0 + x1) / 2, (y0 + y1) / 2), ((tx0 + tx1) / 2, (ty0 + ty1) / 2))
@@ -206,6 +210,7 @@ def _box_flow(url: str, true_box: tuple[float, float, float, float], lang: str, 
         following = driver.execute_script("return window.__miniapp.task()")
         return {
             "opened": opened,
+            "pinched": pinched,
             "first": first,
             "layout": layout,
             "moved": moved,
@@ -231,6 +236,7 @@ async def test_drag_the_box_onto_the_object_in_the_browser(tmp_path: Path, lang:
         seen = await asyncio.to_thread(_box_flow, opened.url, pred.true_box, lang, size)
 
         assert seen["opened"]["type"] == "confirm-box" and seen["opened"]["boxChanged"] is False
+        assert seen["pinched"]["scale"] > seen["opened"]["scale"] * 1.5 and seen["pinched"]["box"] == seen["opened"]["box"]
         layout = seen["layout"]
         assert layout["hint"] == t("masks.webapp.hint_box", lang)
         assert layout["keep"][5] == t("masks.webapp.box_keep", lang) and layout["mode"][4] is True  # no ➕/➖ for a box

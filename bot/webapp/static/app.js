@@ -222,7 +222,7 @@
   };
   probe.task = function () {
     return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length,
-      inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged() };
+      inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged(), scale: S.view.scale };
   };
   function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
 
@@ -628,6 +628,7 @@
       }, LONG_PRESS_MS) };
     } else if (pointers.size === 2) {
       if (gesture && gesture.timer) clearTimeout(gesture.timer);
+      if (gesture && gesture.type === "boxdrag") S.box = gesture.from;  // a second finger: zoom, not a drag
       var info = pinchInfo();
       gesture = { type: "pinch", dist: info.dist, mid: info.mid, scale: S.view.scale, ox: S.view.ox, oy: S.view.oy };
       S.preview = null;
