@@ -56,8 +56,7 @@ class DatabaseSettings(BaseSettings):
     db_threads: int = Field(default=4, ge=1, alias="DB_THREADS")
     db_echo: bool = Field(default=False, alias="DB_ECHO")
     # Taps that reach the database while it is busy share one transaction and one COMMIT
-    # (bot.db.engine.Database.run_grouped). Unset: on for SQLite (one writer thread), off for
-    # PostgreSQL (a connection per thread; a group would hold row locks longer).
+    # (bot.db.engine.Database.run_grouped), on both engines unless set to false.
     db_group_commit: bool | None = Field(default=None, alias="DB_GROUP_COMMIT")
 
 

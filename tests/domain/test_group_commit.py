@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,20 @@ from bot.work import answers
 from tests.domain.helpers import make_project, make_workers
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def gdb(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """The same tests on both engines. On PostgreSQL the bot runs several database threads; here
+    one, so that holding it (``_grouped``) makes the queued taps one group deterministically."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("db")
+        return
+    database = Database(request.getfixturevalue("pg_url"), pool_size=4, threads=1)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def _cards(db: Database, worker_ids: list[int]) -> list[TaskCard]:
@@ -57,8 +72,9 @@ async def _grouped(db: Database, calls: list[tuple[Any, ...]]) -> list[Any]:
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
-async def test_queued_taps_share_one_commit_and_are_each_recorded_once(db: Database, tmp_path: Path) -> None:
-    assert db.group_commit  # the default on SQLite
+async def test_queued_taps_share_one_commit_and_are_each_recorded_once(gdb: Database, tmp_path: Path) -> None:
+    db = gdb
+    assert db.group_commit  # the default on both engines
     make_project(db, tmp_path / "imgs", count=20, overlap=1, price=10)
     workers = make_workers(db, 12)
     cards = _cards(db, workers)
@@ -73,7 +89,8 @@ async def test_queued_taps_share_one_commit_and_are_each_recorded_once(db: Datab
     assert _counts(db) == (12, 12, 12)
 
 
-async def test_one_failing_call_fails_alone(db: Database, tmp_path: Path) -> None:
+async def test_one_failing_call_fails_alone(gdb: Database, tmp_path: Path) -> None:
+    db = gdb
     make_project(db, tmp_path / "imgs", count=20, overlap=1)
     workers = make_workers(db, 6)
     cards = _cards(db, workers)
@@ -93,7 +110,8 @@ async def test_one_failing_call_fails_alone(db: Database, tmp_path: Path) -> Non
         assert s.execute(text("SELECT count(*) FROM answer WHERE worker_id = :w"), {"w": workers[2]}).scalar_one() == 0
 
 
-async def test_a_failing_commit_reruns_each_call_alone(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_commit_reruns_each_call_alone(gdb: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = gdb
     make_project(db, tmp_path / "imgs", count=20, overlap=1)
     workers = make_workers(db, 5)
     cards = _cards(db, workers)
@@ -113,11 +131,15 @@ async def test_a_failing_commit_reruns_each_call_alone(db: Database, tmp_path: P
     assert _counts(db) == (5, 5, 5)
 
 
-def test_a_crash_inside_a_group_commits_none_of_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_crash_inside_a_group_commits_none_of_it(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
     """The process dies while the third call of a group runs: no call was acknowledged, and the
     database holds none of the group (so Telegram's re-delivery records each exactly once)."""
-    url = f"sqlite:///{tmp_path / 'crash.db'}"
-    upgrade(url)
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'crash.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("pg_url")
     db = Database(url)
     make_project(db, tmp_path / "imgs", count=10, overlap=1)
     workers = make_workers(db, 5)
@@ -131,7 +153,7 @@ from bot.tasks.service import TaskCard
 from tests.domain.test_group_commit import _grouped, _tap
 cards = {[(c.assignment_id, c.task_id, c.project_id) for c in cards]!r}
 workers = {workers!r}
-db = Database({url!r})
+db = Database({url!r}, threads=1)
 calls = 0
 def tap(session, worker_id, aid):
     global calls

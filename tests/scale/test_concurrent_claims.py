@@ -61,6 +61,40 @@ def _run_replicas(url: str) -> int:
     return sum(n for _, n in results)
 
 
+def _grouped_replica(url: str, replica: int, out: mp.Queue[tuple[int, int, int]]) -> None:
+    """A replica as the bot runs one: its workers tap at once on the event loop, and the taps
+    that queue while the database thread is busy share a transaction (group commit)."""
+    import asyncio
+
+    db = Database(url, pool_size=WORKERS_PER_REPLICA)
+    assert db.group_commit
+    answered = 0
+
+    async def worker_loop(worker_id: int) -> None:
+        nonlocal answered
+        card = await db.run(service.next_task, worker_id)
+        while isinstance(card, TaskCard):
+            outcome = await db.run_grouped(
+                answers.act_and_next, worker_id, card.assignment_id, "label", "0", chat_id=worker_id, message_id=1
+            )
+            assert isinstance(outcome.result, Submitted), outcome.result
+            answered += 1
+            card = outcome.next if isinstance(outcome.next, TaskCard) else await db.run(service.next_task, worker_id)
+
+    try:
+        with db.session() as s:
+            ids = [workers.register(s, tg_id=20_000 * (replica + 1) + i, name=f"g{replica}w{i}")[0].id for i in range(WORKERS_PER_REPLICA)]
+
+        async def main() -> None:
+            await asyncio.gather(*(worker_loop(w) for w in ids if w is not None))
+
+        asyncio.run(main())
+    finally:
+        groups = db.groups
+        db.dispose()
+        out.put((replica, answered, groups))
+
+
 def _check(db: Database, tasks: int, overlap: int, answered: int, price: int) -> None:
     with db.session() as s:
         per_task = dict(s.execute(select(Answer.task_id, func.count()).group_by(Answer.task_id)).all())
@@ -79,6 +113,22 @@ def test_replicas_on_postgres(pg_db: Database, pg_url: str, tmp_path: Path) -> N
     make_project(pg_db, tmp_path / "imgs", count=30, overlap=3, price=10)
     answered = _run_replicas(pg_url)
     _check(pg_db, 30, 3, answered, 10)
+
+
+@pytest.mark.postgres
+def test_replicas_with_group_commit_on_postgres(pg_db: Database, pg_url: str, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=40, overlap=3, price=10)
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[tuple[int, int, int]] = ctx.Queue()
+    procs = [ctx.Process(target=_grouped_replica, args=(pg_url, r, queue)) for r in range(REPLICAS)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sum(groups for *_, groups in results) > 0, "no taps shared a transaction: the test did not test group commit"
+    _check(pg_db, 40, 3, sum(n for _, n, _ in results), 10)
 
 
 def test_replicas_on_sqlite(db: Database, sqlite_url: str, tmp_path: Path) -> None:
