@@ -108,6 +108,8 @@ class Params:
     cand_full_min: float = 0.6
     cand_side: int = 160  # work side of a window (the whole image uses work_side)
     cand_iters: int = 2  # GrabCut iterations in a window
+    cand_full_side: int = 0  # work side of the whole image's proposal (0: work_side)
+    cand_full_iters: int = 0  # GrabCut iterations of the whole image's proposal (0: gc_iters)
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
     cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start): row 54
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
@@ -1012,12 +1014,20 @@ class _Measures:
 
         self.bins = bins
         lab = cv2.cvtColor(cv2.GaussianBlur(image, (0, 0), 1.0), cv2.COLOR_RGB2Lab)
-        q = (lab.astype(np.int32) * bins) // 256
-        self.lab_q = (q[:, :, 0] * bins + q[:, :, 1]) * bins + q[:, :, 2]
+        # the bin of each channel by a lookup table ((v * bins) // 256 for uint8 v), then one
+        # index per pixel; per-channel sums instead of a reduction over the short last axis
+        # (the same values, a third of the time at phone size)
+        lut = ((np.arange(256) * bins) // 256).astype(np.uint8)
+        q = cv2.split(cv2.LUT(lab, lut))
+        self.lab_q = (q[0].astype(np.int32) * bins + q[1]) * bins + q[2]
         f = lab.astype(np.float32)
         gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
-        self.grad = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+        sq = gx * gx
+        sq += gy * gy
+        g = sq[:, :, 0] + sq[:, :, 1]
+        g += sq[:, :, 2]
+        self.grad = np.sqrt(g, out=g)
 
     def measure(self, m: np.ndarray, win: tuple[int, int, int, int], scale: int) -> _Proposal:
         import cv2
@@ -1026,32 +1036,42 @@ class _Measures:
         area = int(np.count_nonzero(m))
         if area == 0:
             return _Proposal(m, scale, 1.0, 0.0, 0.0, 0.0)
-        line = _outline(m)
+        # a ring outside the mask, as wide as a quarter of the object's size
+        r = max(2.0, 0.25 * float(np.sqrt(area)))
+        # everything below lies within r of the mask: work on its bounding box grown by r
+        # (the 3x3 chamfer distance underestimates the Euclidean one by at most 4.5 %, and
+        # a chamfer path never leaves the box of its two ends), so the values are the same
+        # as on the whole photo at a fraction of the pixels
+        bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(m).view(np.uint8))
+        g = int(np.ceil(r / 0.95)) + 2
+        cx0, cy0, cx1, cy1 = max(0, bx - g), max(0, by - g), min(W, bx + bw + g), min(H, by + bh + g)
+        mc = m[cy0:cy1, cx0:cx1]
+        line = _outline(mc)
         n_line = max(1, int(np.count_nonzero(line)))
         # outline on a side of the window that is not the image's border: the window cut
         # the object, a larger window has it whole
         x0, y0, x1, y1 = win
-        cut = np.zeros_like(m)
-        if x0 > 0:
-            cut[:, x0] = True
-        if y0 > 0:
-            cut[y0, :] = True
-        if x1 < W:
-            cut[:, x1 - 1] = True
-        if y1 < H:
-            cut[y1 - 1, :] = True
+        cut = np.zeros_like(mc)
+        if x0 > 0 and cx0 <= x0 < cx1:
+            cut[:, x0 - cx0] = True
+        if y0 > 0 and cy0 <= y0 < cy1:
+            cut[y0 - cy0, :] = True
+        if x1 < W and cx0 <= x1 - 1 < cx1:
+            cut[:, x1 - 1 - cx0] = True
+        if y1 < H and cy0 <= y1 - 1 < cy1:
+            cut[y1 - 1 - cy0, :] = True
         truncated = float(np.count_nonzero(line & cut)) / n_line
-        # a ring outside the mask, as wide as a quarter of the object's size
-        r = max(2.0, 0.25 * float(np.sqrt(area)))
-        grown = cv2.distanceTransform((~m).astype(np.uint8), cv2.DIST_L2, 3) <= r
-        ring = grown & ~m
+        grown = cv2.distanceTransform((~mc).astype(np.uint8), cv2.DIST_L2, 3) <= r
+        ring = grown & ~mc
+        lab_q = self.lab_q[cy0:cy1, cx0:cx1]
+        grad = self.grad[cy0:cy1, cx0:cx1]
         if ring.any():
-            bc = float(np.sqrt(_hist(self.lab_q, m, self.bins) * _hist(self.lab_q, ring, self.bins)).sum())
+            bc = float(np.sqrt(_hist(lab_q, mc, self.bins) * _hist(lab_q, ring, self.bins)).sum())
             separation = 1.0 - bc
         else:
             separation = 0.0
-        around = float(self.grad[grown].mean()) + 1e-3
-        contrast = float(self.grad[line].mean()) / around if line.any() else 0.0
+        around = float(grad[grown].mean()) + 1e-3
+        contrast = float(grad[line].mean()) / around if line.any() else 0.0
         perim = n_line
         compactness = min(1.0, 4.0 * np.pi * area / float(perim * perim))
         # boundary connectivity (Zhu, Liang, Wei and Sun, CVPR 2014): the length of the mask
@@ -1081,8 +1101,9 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
     for i, (x0, y0, x1, y1) in enumerate(wins):
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
         pts = [(x - x0, y - y0, p) for x, y, p in points]
-        side = P.work_side if i == len(wins) - 1 else P.cand_side
-        Pw = replace(P, work_side=side, gc_iters=P.gc_iters if i == len(wins) - 1 else P.cand_iters)
+        whole = i == len(wins) - 1
+        side = (P.cand_full_side or P.work_side) if whole else P.cand_side
+        Pw = replace(P, work_side=side, gc_iters=(P.cand_full_iters or P.gc_iters) if whole else P.cand_iters)
         if P.cand_prior:
             st = _segment_roi(crop, pts, None, Pw, want_state=True)
             m = _to_full(crop, st.mask, Pw)
