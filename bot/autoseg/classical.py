@@ -110,6 +110,9 @@ class Params:
     cand_iters: int = 2  # GrabCut iterations in a window
     cand_full_side: int = 0  # work side of the whole image's proposal (0: work_side)
     cand_full_iters: int = 0  # GrabCut iterations of the whole image's proposal (0: gc_iters)
+    # >0: skip the whole image when the two largest windows' proposals agree (IoU at least
+    # this) and neither is cut by its window: the object is small and whole (experiment)
+    cand_agree: float = 0.0
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
     cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start): row 54
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
@@ -1099,6 +1102,14 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
     out: list[_Proposal] = []
     priors: list[_Proposal] = []  # cand_prior: the geodesic prior regions GrabCut started from
     for i, (x0, y0, x1, y1) in enumerate(wins):
+        if (
+            P.cand_agree > 0
+            and i == len(wins) - 1
+            and len(out) >= 2
+            and all(q.truncated == 0 and not q.collapsed for q in out[-2:])
+            and _mask_iou(out[-1].mask, out[-2].mask) >= P.cand_agree
+        ):
+            break
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
         pts = [(x - x0, y - y0, p) for x, y, p in points]
         whole = i == len(wins) - 1
