@@ -4,6 +4,7 @@ no task goes to more workers than its overlap, nobody gets a task twice, no answ
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,22 @@ def _replica(url: str, replica: int, out: mp.Queue[tuple[int, int]]) -> None:
         out.put((replica, answered))
 
 
-def _run_replicas(url: str) -> int:
+def _replicas(url: str, target: Callable[..., None]) -> list[tuple[int, ...]]:
+    """Run ``target(url, replica, queue)`` in REPLICAS processes at once; what each put."""
     ctx = mp.get_context("spawn")
-    queue: mp.Queue[tuple[int, int]] = ctx.Queue()
-    procs = [ctx.Process(target=_replica, args=(url, r, queue)) for r in range(REPLICAS)]
+    queue: mp.Queue[tuple[int, ...]] = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(url, r, queue)) for r in range(REPLICAS)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=240) for _ in procs]
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    return sum(n for _, n in results)
+    return results
+
+
+def _run_replicas(url: str) -> int:
+    return sum(n for _, n in _replicas(url, _replica))
 
 
 def _grouped_replica(url: str, replica: int, out: mp.Queue[tuple[int, int, int]]) -> None:
@@ -118,15 +124,7 @@ def test_replicas_on_postgres(pg_db: Database, pg_url: str, tmp_path: Path) -> N
 @pytest.mark.postgres
 def test_replicas_with_group_commit_on_postgres(pg_db: Database, pg_url: str, tmp_path: Path) -> None:
     make_project(pg_db, tmp_path / "imgs", count=40, overlap=3, price=10)
-    ctx = mp.get_context("spawn")
-    queue: mp.Queue[tuple[int, int, int]] = ctx.Queue()
-    procs = [ctx.Process(target=_grouped_replica, args=(pg_url, r, queue)) for r in range(REPLICAS)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=240) for _ in procs]
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    results = _replicas(pg_url, _grouped_replica)
     assert sum(groups for *_, groups in results) > 0, "no taps shared a transaction: the test did not test group commit"
     _check(pg_db, 40, 3, sum(n for _, n, _ in results), 10)
 
