@@ -116,8 +116,7 @@ def run(seed: int, n_boxes: int, n_workers: int) -> dict[str, Any]:
     from bot.db.migrate import upgrade
     from bot.tasks import datasets, projects, quality, service
     from bot.tasks import export as exporting
-    from bot.tasks.boxes import Prediction
-    from bot.tasks.models import Answer, Image, Project, ProjectStatus, Task, TaskKind
+    from bot.tasks.models import Answer, Project, ProjectStatus, Task, TaskKind
     from bot.tasks.service import NoTask, Refusal, TaskCard
     from bot.work import answers
 
@@ -146,19 +145,10 @@ def run(seed: int, n_boxes: int, n_workers: int) -> dict[str, Any]:
             s.execute(update(Project).where(Project.id == yid).values(status=ProjectStatus.PAUSED.value))  # type: ignore[arg-type]
 
         # truth per task: by image file and box
-        by_key = {(p.image, tuple(round(v, 2) for v in p.box)): p for p in preds}
-        truth: dict[int, Any] = {}
-        kinds: dict[int, str] = {}
         with db.read_session() as s:
-            for tid, kind, pred, path in s.execute(
-                select(Task.id, Task.kind, Task.prediction_json, Image.path)
-                .join(Image, Image.id == Task.image_id)
-                .where(Task.project_id == pid)  # type: ignore[arg-type]
-            ):
-                box = Prediction.from_json(pred).box
-                assert box is not None
-                truth[tid] = by_key[(Path(path).name, tuple(round(v, 2) for v in box))]
-                kinds[tid] = kind
+            matched = sample_boxes.tasks_truth(s, pid, preds)
+        truth: dict[int, Any] = {tid: pred for tid, (_, _, pred) in matched.items()}
+        kinds: dict[int, str] = {tid: kind for tid, (_, kind, _) in matched.items()}
         crowd = make_crowd(rng, n_workers)
         with db.session() as s:
             for i, person in enumerate(crowd):

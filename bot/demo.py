@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from bot.i18n import t
 from bot.sample import SampleImage, deepest_cell
@@ -88,8 +88,6 @@ def _load_boxes(box: Sandbox, folder: Path, n: int, out: DemoProjects) -> None:
 
     from bot import sample_boxes
     from bot.tasks import datasets, projects
-    from bot.tasks.boxes import Prediction
-    from bot.tasks.models import Image
 
     preds = sample_boxes.generate(folder, math.ceil(n / 2), per_image=2, shares=(0.34, 0.33), seed=5, small_every=3)[:n]
     source = sample_boxes.write_coco(folder, preds)
@@ -105,19 +103,8 @@ def _load_boxes(box: Sandbox, folder: Path, n: int, out: DemoProjects) -> None:
         )
     assert project.id is not None
     datasets.load(box.db, project.id, source, media_dir=None, copy=False, show_score=True)
-    by_key = {(p.image, tuple(round(v, 2) for v in p.box)): p.truth for p in preds}
-
-    def tasks(session: Session) -> list[tuple[str, str | None, str]]:
-        rows = session.execute(
-            select(col(Task.external_id), col(Task.prediction_json), col(Image.path))
-            .join(Image, col(Image.id) == col(Task.image_id))
-            .where(col(Task.project_id) == project.id)
-        ).all()
-        return [(r[0] or "", r[1], r[2]) for r in rows]
-
-    for external_id, prediction, path in box.db.call(tasks):
-        predicted = Prediction.from_json(prediction or "{}").box or (0.0, 0.0, 0.0, 0.0)
-        out.truth[project.id, external_id] = by_key[(Path(path).name, tuple(round(v, 2) for v in predicted))]
+    for external_id, _, pred in box.db.call(sample_boxes.tasks_truth, project.id, preds).values():
+        out.truth[project.id, external_id] = pred.truth
     out.boxes, out.n_boxes = project, len(preds)
 
 

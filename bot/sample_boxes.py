@@ -169,3 +169,32 @@ def write_label_studio(folder: Path, preds: list[Pred], name: str = "tasks.json"
     path = folder / name
     path.write_text(json.dumps(list(tasks.values())))
     return path
+
+
+def pred_key(image: str, box: Any) -> tuple[str, tuple[float, ...]]:
+    """How a loaded task finds the generated prediction it shows: the image's file name and the box."""
+    return (Path(image).name, tuple(round(float(v), 2) for v in box))
+
+
+def tasks_truth(session: Any, project_id: int, preds: list[Pred]) -> dict[int, tuple[str, str, Pred]]:
+    """Task id -> (external id, task kind, the generated prediction it shows), for the tasks a
+    load of ``preds`` made in the project (tests, the validation benchmark, the demo)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from bot.tasks.boxes import Prediction
+    from bot.tasks.models import Image as ImageRow
+    from bot.tasks.models import Task
+
+    by_key = {pred_key(p.image, p.box): p for p in preds}
+    out: dict[int, tuple[str, str, Pred]] = {}
+    for task_id, external_id, kind, prediction, path in session.execute(
+        select(col(Task.id), col(Task.external_id), col(Task.kind), col(Task.prediction_json), col(ImageRow.path))
+        .join(ImageRow, col(ImageRow.id) == col(Task.image_id))
+        .where(col(Task.project_id) == project_id)
+    ):
+        box = Prediction.from_json(prediction or "{}").box
+        if box is None:
+            raise ValueError(f"task {task_id} has no box")
+        out[task_id] = (external_id or "", kind, by_key[pred_key(path, box)])
+    return out
