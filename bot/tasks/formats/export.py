@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,12 +63,8 @@ class Verified:
     crowd_label: str | None
     confidence: float
     answers: int
-    fixes: list[Box] = field(default_factory=list)  # boxes workers drew (wrong_box answers)
-
-    @property
-    def fixed(self) -> Box | None:
-        """The crowd's box when the crowd says the predicted one is wrong and drew one."""
-        return median_box(self.fixes) if self.crowd_label == BOX_WRONG_BOX and self.fixes else None
+    fixes: int = 0  # boxes workers drew for a wrong_box verdict ...
+    fixed: Box | None = None  # ... and their median: the crowd's box (bot.tasks.boxes.median_box)
 
     @property
     def box(self) -> Box | None:
@@ -98,7 +94,7 @@ class Verified:
             "answers": self.answers,
         }
         if self.fixed is not None and self.prediction.box is not None:
-            out["fixes"] = len(self.fixes)
+            out["fixes"] = self.fixes
             out["model_bbox"] = [round(v, 3) for v in self.prediction.box]
         return out
 
@@ -129,6 +125,7 @@ def verified(session: Session, project: Project, results: Iterable[Any], chunk: 
         for r in batch:
             prelabel, pred, iid, path, w, h = info[r.task_id]
             prediction = Prediction.from_json(pred) if pred else Prediction()
+            boxes = drawn.get(r.task_id, [])  # only wrong_box verdicts have any
             yield Verified(
                 r.task_id,
                 r.external_id,
@@ -141,7 +138,8 @@ def verified(session: Session, project: Project, results: Iterable[Any], chunk: 
                 r.label,
                 float(r.confidence),
                 r.n_answers,
-                drawn.get(r.task_id, []),
+                len(boxes),
+                median_box(boxes) if boxes else None,
             )
 
     for r in results:
@@ -396,7 +394,7 @@ def box_record(v: Verified) -> dict[str, Any]:
                 round(v.confidence, 4),
                 v.answers,
                 json.dumps(model_box) if model_box else None,
-                len(v.fixes) if fixed else 0,
+                v.fixes if fixed else 0,
             ),
         )
     )
