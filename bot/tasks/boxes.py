@@ -114,6 +114,13 @@ def box_view(session: Session, task_id: int) -> BoxView | None:
     return BoxView(task_id, label, prediction, others)
 
 
+def predicted_box(session: Session, task_id: int) -> Box | None:
+    """The task's own predicted box, without the image's other boxes (what checking a drawn
+    box against the prediction needs)."""
+    text = session.execute(select(col(Task.prediction_json)).where(col(Task.id) == task_id)).scalar()
+    return Prediction.from_json(text).box if text else None
+
+
 def pixel_box(spec: tuple[str, Any], width: int, height: int) -> Box:
     """A source's box in pixels of the image: ``("px", [x, y, w, h])`` (COCO), ``("norm", [cx, cy,
     w, h])`` in 0..1 (YOLO), ``("pct", [x, y, w, h])`` in 0..100 (Label Studio); checked."""

@@ -41,7 +41,7 @@ from bot.handlers.keyboards import precise_url
 from bot.handlers.presenter import progress_line
 from bot.i18n import LOCALES, catalog, normalize_locale, t, won
 from bot.tasks import magic_pin, media, service
-from bot.tasks.boxes import SAME_BOX_IOU, Box, box_iou, box_view, fixed_box_json
+from bot.tasks.boxes import SAME_BOX_IOU, Box, box_iou, box_view, fixed_box_json, predicted_box
 from bot.tasks.magic_pin import ImageRef
 from bot.tasks.models import (
     BOX_CORRECT,
@@ -484,13 +484,13 @@ class MiniApp:
             return BOX_CORRECT, None, "answer"
         inputs = Inputs.parse({"box": raw})
         assert inputs.box is not None
-        view = await self.app.db.run(box_view, card.task_id)
-        if view is None or view.prediction.box is None:
+        predicted = await self.app.db.run(predicted_box, card.task_id)
+        if predicted is None:
             raise ApiError(409, "no_box", t("boxes.unreadable", lang))
         _, (dw, dh) = await self.app.pictures.run(self.app.pictures.load, image_ref(card))
         x0, y0, x1, y1 = inputs.box
         drawn = (x0 * dw, y0 * dh, (x1 - x0) * dw, (y1 - y0) * dh)
-        if box_iou(drawn, view.prediction.box) >= SAME_BOX_IOU:
+        if box_iou(drawn, predicted) >= SAME_BOX_IOU:
             return BOX_CORRECT, None, "answer"
         return BOX_WRONG_BOX, fixed_box_json(drawn), "answer"
 
