@@ -285,10 +285,15 @@ def write_yolo(project: Project, items: Iterable[Verified], out: Path, *, includ
 # --------------------------------------------------------------------------- Label Studio
 
 
+def _ls_percent(box: Box, width: int, height: int) -> dict[str, float]:
+    """A pixel box as Label Studio's ``x, y, width, height`` in percent of the image."""
+    x, y, w, h = box
+    return {"x": x * 100 / width, "y": y * 100 / height, "width": w * 100 / width, "height": h * 100 / height}
+
+
 def _ls_region(v: Verified, result_id: str) -> dict[str, Any]:
     """A rectangle result of a box from another source, in Label Studio's percent layout."""
     assert v.prediction.box is not None
-    x, y, w, h = v.prediction.box
     return {
         "id": result_id,
         "type": "rectanglelabels",
@@ -298,10 +303,7 @@ def _ls_region(v: Verified, result_id: str) -> dict[str, Any]:
         "original_height": v.height,
         "image_rotation": 0,
         "value": {
-            "x": x * 100 / v.width,
-            "y": y * 100 / v.height,
-            "width": w * 100 / v.width,
-            "height": h * 100 / v.height,
+            **_ls_percent(v.prediction.box, v.width, v.height),
             "rotation": 0,
             "rectanglelabels": [v.label or ""],
         },
@@ -358,10 +360,8 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
         if not original or not (v.verdict in KEPT or include_rejected):
             continue
         region = json.loads(json.dumps(original))
-        fixed = v.fixed
-        if fixed is not None and isinstance(region.get("value"), dict):  # the crowd's box, in Label Studio's percent
-            x, y, w, h = fixed
-            region["value"].update(x=x * 100 / v.width, y=y * 100 / v.height, width=w * 100 / v.width, height=h * 100 / v.height)
+        if v.fixed is not None and isinstance(region.get("value"), dict):  # the crowd's box
+            region["value"].update(_ls_percent(v.fixed, v.width, v.height))
         if project.type == ProjectType.CLASSIFY and v.crowd_label is not None:
             region.setdefault("value", {})["choices"] = [v.crowd_label]
         crowd = v.crowd()
@@ -378,8 +378,7 @@ def write_label_studio(project: Project, items: Iterable[Verified], fh: IO[str],
 
 def box_record(v: Verified) -> dict[str, Any]:
     box = v.box or (None, None, None, None)
-    fixed = v.fixed is not None and v.prediction.box is not None
-    model_box = [round(c, 3) for c in v.prediction.box] if fixed and v.prediction.box is not None else None
+    model_box = [round(c, 3) for c in v.prediction.box] if v.fixed is not None and v.prediction.box is not None else None
     return dict(
         zip(
             BOX_COLUMNS,
@@ -394,7 +393,7 @@ def box_record(v: Verified) -> dict[str, Any]:
                 round(v.confidence, 4),
                 v.answers,
                 json.dumps(model_box) if model_box else None,
-                v.fixes if fixed else 0,
+                v.fixes if model_box else 0,
             ),
         )
     )
