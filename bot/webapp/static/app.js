@@ -368,8 +368,7 @@
       if (g.grab.y === "y0") b.y0 = Math.min(y, o.y1 - min);
       if (g.grab.y === "y1") b.y1 = Math.max(y, o.y0 + min);
     } else {
-      var nb = clampBox(s, p);
-      b = { x0: nb.x0, y0: nb.y0, x1: nb.x1, y1: nb.y1 };
+      b = clampBox(s, p);
     }
     S.box = b;
   }
@@ -549,10 +548,10 @@
   // ---------------------------------------------------------------- answers
   function answer(action) {
     if (!S.task || S.saving) return;
-    var body = payload();
+    // a box task sends the box only when it moved; a mask task its inputs and picked outline
+    var body = isBox() ? { a: S.task.assignment_id } : payload();
     body.action = action;
     if (isBox()) {
-      body = { a: S.task.assignment_id, action: action };
       if (action === "keep" && boxChanged()) body.box = [S.box.x0 / S.w, S.box.y0 / S.h, S.box.x1 / S.w, S.box.y1 / S.h];
     } else if (action === "keep") {
       if (!canKeep()) return;
