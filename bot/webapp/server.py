@@ -210,7 +210,8 @@ class MiniApp:
         self.app = app
         self.bot = bot
         self.token = bot.token
-        self.segments: LRUCache[tuple[int, str], list[np.ndarray]] = LRUCache(SEGMENT_CACHE)
+        # (assignment, inputs) -> (phone-size candidates, all of them? False: the first alone)
+        self.segments: LRUCache[tuple[int, str], tuple[list[np.ndarray], bool]] = LRUCache(SEGMENT_CACHE)
         self.answering: set[int] = set()
         self.segmenting: set[int] = set()
         self._page: bytes | None = None
@@ -367,15 +368,22 @@ class MiniApp:
         with open(path, "rb") as fh:
             return fh.read()
 
-    async def _candidates(self, card: TaskCard, inputs: Inputs) -> tuple[list[np.ndarray], tuple[int, int], float]:
+    async def _candidates(
+        self, card: TaskCard, inputs: Inputs, *, need: int | None = None
+    ) -> tuple[list[np.ndarray], tuple[int, int], float]:
         """Phone-size candidates of these inputs, the display size, and the CPU ms spent making
-        them (0 from the cache: Keep answers with exactly what was drawn)."""
+        them (0 from the cache: Keep answers with exactly what was drawn).
+
+        ``need``: how many the caller needs at least (None: all). ``need=1`` makes only the
+        first (a later tap: the refined mask, see :meth:`segment`); a cached list that holds
+        ``need`` of them is used as it is, so Keep of an outline never recomputes what was drawn.
+        """
         ref = image_ref(card)
         rgb, display = await self.app.pictures.run(self.app.pictures.load, ref)
         key = (card.assignment_id, inputs.key())
         cached = self.segments.get(key)
-        if cached is not None:
-            return cached, display, 0.0
+        if cached is not None and (cached[1] or (need is not None and len(cached[0]) >= need)):
+            return cached[0], display, 0.0
         h, w = rgb.shape[:2]
         points, box = inputs.in_pixels(w, h)
         if inputs.only_negative:  # confirm-mask: ➖ taps trim the task's own mask (seeded inside it)
@@ -383,11 +391,12 @@ class MiniApp:
             if seed is None:
                 raise ApiError(400, "bad_input", "give at least one positive point or a box")
             points = [seed, *points]
+        k = 1 if need == 1 else magic_pin.MAX_CANDIDATES
         try:
-            masks, cpu_ms = await self.app.pictures.run(_timed_candidates, rgb, points, box)
+            masks, cpu_ms = await self.app.pictures.run(_timed_candidates, rgb, points, box, k)
         except ValueError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
-        self.segments[key] = masks
+        self.segments[key] = (masks, k > 1)
         return masks, display, cpu_ms
 
     async def _mask_seed(self, card: TaskCard, size: tuple[int, int]) -> tuple[float, float, bool] | None:
@@ -415,10 +424,14 @@ class MiniApp:
             # one segmentation per task at a time: a client cannot queue up CPU (the page waits
             # for the answer and then sends only its newest inputs)
             raise ApiError(429, "busy", t("masks.refuse.busy", caller.lang))
+        # A later tap (a second point, or a ➖ on a confirm-mask) answers with the refined mask
+        # alone, about a third of the time of all three candidates (the alternatives are new
+        # GrabCut windows around every point); the page asks for them next with "more".
+        quick = body.get("more") is not True and inputs.box is None and len(inputs.points) + inputs.only_negative >= 2
         self.segmenting.add(card.assignment_id)
         started = time.perf_counter()
         try:
-            masks, _, cpu_ms = await self._candidates(card, inputs)
+            masks, _, cpu_ms = await self._candidates(card, inputs, need=1 if quick else None)
         finally:
             self.segmenting.discard(card.assignment_id)
         ms = (time.perf_counter() - started) * 1000
@@ -434,6 +447,7 @@ class MiniApp:
             {
                 "ok": True,
                 "candidates": [{"runs": mask_runs(m), "area": int(np.count_nonzero(m))} for m in masks],
+                "more": quick and len(masks) == 1,  # alternatives may follow: the same inputs with "more": true
                 "server_ms": round(ms, 1),  # wall time of the segmentation, waiting for the pool included
                 "server_cpu_ms": round(cpu_ms, 1),  # its CPU time: what a tap costs on a quiet core
             },
@@ -514,7 +528,7 @@ class MiniApp:
         candidate = body.get("candidate", 0)
         if not isinstance(candidate, int) or isinstance(candidate, bool) or candidate < 0:
             raise ApiError(400, "bad_input", "candidate is the index of a drawn outline")
-        masks, display, _ = await self._candidates(card, inputs)
+        masks, display, _ = await self._candidates(card, inputs, need=candidate + 1)
         if candidate >= len(masks):
             raise ApiError(400, "bad_input", "no such outline")
         if not masks[candidate].any():
@@ -566,10 +580,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _timed_candidates(
-    rgb: np.ndarray, points: list[tuple[float, float, bool]], box: tuple[float, float, float, float] | None
+    rgb: np.ndarray, points: list[tuple[float, float, bool]], box: tuple[float, float, float, float] | None, k: int
 ) -> tuple[list[np.ndarray], float]:
     started = time.thread_time()
-    masks = magic_pin.exact_candidates(rgb, points, box)
+    masks = magic_pin.exact_candidates(rgb, points, box, k)
     return masks, (time.thread_time() - started) * 1000
 
 

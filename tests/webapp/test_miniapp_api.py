@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from aiogram.utils.web_app import safe_parse_webapp_init_data
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.autoseg import rle as coco_rle
 from bot.emulator import Emulator
@@ -320,3 +320,57 @@ async def test_one_segmentation_per_task_at_a_time(tmp_path: Path) -> None:
         status, reply = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
         assert status == 200 and reply["candidates"], reply
         assert counts(box) == before  # segmenting stores nothing
+
+
+def _runs_mask(runs: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(runs)) % 2 == 1, runs).reshape(240, 320)
+
+
+async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_follow(tmp_path: Path) -> None:
+    """A second point is answered with one outline (the refined mask) and ``more``; the same
+    inputs with ``"more": true`` give every outline, the first the same; Keep of any outline
+    stores exactly that one, once, whichever of the two requests drew it."""
+    async with webapp_sandbox(tmp_path, count=2, price=10) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        x, y = deepest_point(truth)
+        ys, xs = np.nonzero(truth)
+        far = int(np.argmax((xs - x * 319) ** 2 + (ys - y * 239) ** 2))  # another point on the object
+        points = [[x, y, True], [float(xs[far]) / 319, float(ys[far]) / 239, True]]
+        status, first = await call(opened, "POST", "segment", {"a": aid, "points": points[:1]})
+        assert status == 200 and first["more"] is False  # one pin: its candidates come at once
+        status, quick = await call(opened, "POST", "segment", {"a": aid, "points": points})
+        assert status == 200 and quick["more"] is True and len(quick["candidates"]) == 1
+        for bad in ("yes", 1, None):  # only true asks for more; anything else is a later tap's quick answer
+            status, again = await call(opened, "POST", "segment", {"a": aid, "points": points, "more": bad})
+            assert status == 200 and len(again["candidates"]) == 1
+        status, full = await call(opened, "POST", "segment", {"a": aid, "points": points, "more": True})
+        assert status == 200 and full["more"] is False and 2 <= len(full["candidates"]) <= 3
+        assert full["candidates"][0]["runs"] == quick["candidates"][0]["runs"]
+        assert coco_rle.mask_iou(_runs_mask(quick["candidates"][0]["runs"]), truth) >= 0.85
+        pick = len(full["candidates"]) - 1
+        keep = {"a": aid, "action": "keep", "points": points, "candidate": pick}
+        status, body = await call(opened, "POST", "answer", keep)
+        assert status == 200 and body["reward"] == 10
+        status, again = await call(opened, "POST", "answer", keep)
+        assert status == 409
+        with box.db.session() as s:
+            (answer,) = s.execute(select(Answer)).scalars()
+        stored = coco_rle.decode(json.loads(answer.mask_rle or ""))
+        drawn = cv2.resize(
+            _runs_mask(full["candidates"][pick]["runs"]).astype(np.uint8), stored.shape[::-1], interpolation=cv2.INTER_NEAREST
+        )
+        assert coco_rle.mask_iou(stored, drawn.astype(bool)) >= 0.95  # the outline that was picked, at full size
+
+        # the next task: Keep of the first outline straight after the quick answer (no "more")
+        nxt = body["next"]
+        truth2 = true_mask(sample_of(box, samples, nxt["assignment_id"]))
+        x2, y2 = deepest_point(truth2)
+        two = [[x2, y2, True], [x2, y2, False]]  # a later ➖ tap
+        status, quick2 = await call(opened, "POST", "segment", {"a": nxt["assignment_id"], "points": two})
+        assert status == 200 and quick2["more"] is True and len(quick2["candidates"]) == 1
+        status, _ = await call(opened, "POST", "answer", {"a": nxt["assignment_id"], "action": "keep", "points": two, "candidate": 0})
+        assert status == 200
+        with box.db.session() as s:
+            assert s.execute(select(func.count()).select_from(Answer)).scalar_one() == 2

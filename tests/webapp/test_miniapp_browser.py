@@ -209,3 +209,48 @@ async def test_box_negative_undo_and_no_such_object(tmp_path: Path) -> None:
         assert seen["undone"]["inputs"] == 0 and seen["undone"]["candidates"] == 0 and not seen["keep_enabled"]
         with box.db.session() as s:
             assert [(a.value, a.reward) for a in s.execute(select(Answer)).scalars()] == [("none", 10)]
+
+
+def _second_tap_flow(url: str, first: tuple[float, float], second: tuple[float, float], shots: str) -> dict[str, Any]:
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "ready", what="the photo")
+        tap_image(driver, *first)
+        wait_until(driver, lambda d: state(d) == "mask", what="the first outline")
+        tap_image(driver, *second)
+        wait_until(driver, lambda d: len(d.execute_script("return window.__miniapp.timings")) == 2, what="the second outline")
+        at_second = driver.execute_script("return window.__miniapp.timings[1]")
+        # the alternatives follow on their own: numbered buttons appear
+        chips = wait_until(driver, lambda d: d.find_elements("css selector", "#candidates .cand"), what="the alternatives")
+        screenshot(driver, f"{shots}-alternatives")
+        pick = len(chips) - 1
+        chips[pick].click()
+        checked = [c.get_attribute("aria-checked") for c in driver.find_elements("css selector", "#candidates .cand")]
+        areas = driver.execute_script("return window.__miniapp.task().areas")
+        driver.find_element("id", "keep").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved")
+        return {"at_second": at_second, "chips": len(chips), "pick": pick, "checked": checked, "areas": areas}
+    finally:
+        driver.quit()
+
+
+async def test_a_second_tap_draws_at_once_and_its_alternatives_can_be_picked(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=2, price=20) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        fx, fy = deepest_point(truth)
+        ys, xs = np.nonzero(truth)
+        far = int(np.argmax((xs - fx * 319) ** 2 + (ys - fy * 239) ** 2))
+        seen = await asyncio.to_thread(_second_tap_flow, opened.url, (fx * 319, fy * 239), (float(xs[far]), float(ys[far])), "second-tap")
+        assert seen["at_second"]["outlines"] == 1  # the refined mask was drawn alone, before the alternatives came
+        assert 2 <= seen["chips"] <= 3
+        assert seen["checked"][seen["pick"]] == "true"
+        with box.db.session() as s:
+            answers = list(s.execute(select(Answer)).scalars())
+        assert [(a.assignment_id, a.value, a.reward) for a in answers] == [(aid, "mask", 20)]
+        # the stored mask is the picked alternative (the photo is stored at the phone copy's size)
+        stored = coco_rle.decode(json.loads(answers[0].mask_rle or ""))
+        areas = seen["areas"]
+        assert int(stored.sum()) == areas[seen["pick"]] != areas[0], (int(stored.sum()), areas)

@@ -34,6 +34,7 @@
     cand: 0,
     initial: null,       // confirm-mask: the mask the task came with (solid canvas)
     seq: 0, busy: false, saving: false,
+    more: false,         // the alternatives of a later tap are being fetched
     view: { scale: 1, ox: 0, oy: 0, fit: 1 },
     preview: null,       // the box being dragged
     pendingSince: null,
@@ -222,7 +223,7 @@
   };
   probe.task = function () {
     return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length,
-      inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged(), scale: S.view.scale };
+      areas: S.candidates.map(function (c) { return c.area; }), inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged(), scale: S.view.scale };
   };
   function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
 
@@ -484,7 +485,7 @@
   }
 
   function segment() {
-    if (S.busy) { S.dirty = true; return; }  // one request at a time: the newest inputs go next
+    if (S.busy || S.more) { S.dirty = true; return; }  // one request at a time: the newest inputs go next
     S.dirty = false;
     var body = payload();
     var seq = ++S.seq;
@@ -510,10 +511,11 @@
       });
       S.cand = 0; S.busy = false;
       draw(); render();
+      if (data.more) alternatives(body, seq);
       requestAnimationFrame(function () {
         requestAnimationFrame(function () {
           if (seq !== S.seq) return;
-          if (since !== null) probe.timings.push({ ms: performance.now() - since, server_ms: data.server_ms, server_cpu_ms: data.server_cpu_ms });
+          if (since !== null) probe.timings.push({ ms: performance.now() - since, server_ms: data.server_ms, server_cpu_ms: data.server_cpu_ms, outlines: data.candidates.length });
           setState("mask");
         });
       });
@@ -523,6 +525,28 @@
       if (seq !== S.seq) return;
       render();
       failed(err);
+    });
+  }
+
+  // A later tap is answered with the refined mask alone (drawn at once); the other outlines
+  // follow from a second request for the same inputs. Keep works meanwhile (it keeps the
+  // first); a new tap waits for this request, as for any other, and then goes with the newest inputs.
+  function alternatives(body, seq) {
+    S.more = true;
+    var again = {};
+    Object.keys(body).forEach(function (k) { again[k] = body[k]; });
+    again.more = true;
+    api("POST", "api/segment", again).then(function (data) {
+      S.more = false;
+      if (S.dirty) { segment(); return; }
+      if (seq !== S.seq || S.saving || data.candidates.length <= S.candidates.length) return;
+      S.candidates = data.candidates.map(function (c, i) {
+        return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
+      });
+      draw(); render();
+    }).catch(function () {
+      S.more = false;  // the alternatives are optional: the refined mask stays, Keep works
+      if (S.dirty) segment();
     });
   }
 
@@ -722,7 +746,7 @@
   function start(task) {
     S.task = task; lang = task.lang || lang;
     labels();
-    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.initial = null;
+    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.more = false; S.initial = null;
     S.box = null; S.origBox = null; S.others = []; S.boxHistory = [];
     var head = task.object ? task.question + " · " + task.object : task.question;
     if (task.score !== null && task.score !== undefined) head += " (" + task.score + "%)";
