@@ -4,7 +4,6 @@ turn or at the same moment from another connection, writes nothing and says so."
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from bot.wallet import ledger
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import LedgerEntry, LedgerTxn
 from tests.wallet.helpers import earn, new_workers
+from tests.wallet.test_wallet_concurrency import _run_all
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -53,22 +53,11 @@ def test_an_answer_is_paid_once_with_both_legs(any_db: Database) -> None:
 
 def test_the_same_answer_paid_from_many_connections_at_once_is_paid_once(any_db: Database) -> None:
     (w,) = new_workers(any_db, 1)
-    start = threading.Barrier(6)
     results: list[bool] = []
-    errors: list[BaseException] = []
 
     def pay() -> None:
-        try:
-            start.wait()
-            results.append(any_db.call(earn, w, 77, 500))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        results.append(any_db.call(earn, w, 77, 500))
 
-    threads = [threading.Thread(target=pay) for _ in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    assert not errors
+    assert _run_all([pay] * 6) == []
     assert sorted(results) == [False] * 5 + [True]
     assert _books(any_db, "answer:77") == (1, [(LABELING_EXPENSE, -500), (worker_account(w), 500)])

@@ -37,6 +37,14 @@ def deepest_point(mask: np.ndarray) -> tuple[float, float]:
     return x / (mask.shape[1] - 1), y / (mask.shape[0] - 1)
 
 
+def two_points_on(mask: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The deepest point of the object and its point farthest from that one (fractions)."""
+    x, y = deepest_point(mask)
+    ys, xs = np.nonzero(mask)
+    far = int(np.argmax((xs - x * (mask.shape[1] - 1)) ** 2 + (ys - y * (mask.shape[0] - 1)) ** 2))
+    return (x, y), (float(xs[far]) / (mask.shape[1] - 1), float(ys[far]) / (mask.shape[0] - 1))
+
+
 def _worker_id(box: Sandbox, tg_id: int) -> int:
     from bot.workers import get_by_tg
 
@@ -334,10 +342,8 @@ async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_fo
         opened = await open_task(box, "w")
         aid = opened.assignment_id
         truth = true_mask(sample_of(box, samples, aid))
-        x, y = deepest_point(truth)
-        ys, xs = np.nonzero(truth)
-        far = int(np.argmax((xs - x * 319) ** 2 + (ys - y * 239) ** 2))  # another point on the object
-        points = [[x, y, True], [float(xs[far]) / 319, float(ys[far]) / 239, True]]
+        (x, y), (x2, y2) = two_points_on(truth)
+        points = [[x, y, True], [x2, y2, True]]
         status, first = await call(opened, "POST", "segment", {"a": aid, "points": points[:1]})
         assert status == 200 and first["more"] is False  # one pin: its candidates come at once
         status, quick = await call(opened, "POST", "segment", {"a": aid, "points": points})

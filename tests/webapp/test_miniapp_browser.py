@@ -25,7 +25,7 @@ from bot.tasks.models import Answer, Assignment, AssignmentStatus
 from bot.wallet.models import LedgerEntry
 from tests.webapp.browser import phone, screenshot, state, tap_image, wait_until
 from tests.webapp.helpers import WAIT, counts, open_task, sample_of, webapp_sandbox
-from tests.webapp.test_miniapp_api import deepest_point
+from tests.webapp.test_miniapp_api import deepest_point, two_points_on
 
 
 def _keep_flow(url: str, point: tuple[float, float], shots: str) -> dict[str, Any]:
@@ -240,10 +240,8 @@ async def test_a_second_tap_draws_at_once_and_its_alternatives_can_be_picked(tmp
         opened = await open_task(box, "w")
         aid = opened.assignment_id
         truth = true_mask(sample_of(box, samples, aid))
-        fx, fy = deepest_point(truth)
-        ys, xs = np.nonzero(truth)
-        far = int(np.argmax((xs - fx * 319) ** 2 + (ys - fy * 239) ** 2))
-        seen = await asyncio.to_thread(_second_tap_flow, opened.url, (fx * 319, fy * 239), (float(xs[far]), float(ys[far])), "second-tap")
+        (fx, fy), (x2, y2) = two_points_on(truth)
+        seen = await asyncio.to_thread(_second_tap_flow, opened.url, (fx * 319, fy * 239), (x2 * 319, y2 * 239), "second-tap")
         assert seen["at_second"]["outlines"] == 1  # the refined mask was drawn alone, before the alternatives came
         assert 2 <= seen["chips"] <= 3
         assert seen["checked"][seen["pick"]] == "true"
