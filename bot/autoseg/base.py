@@ -184,16 +184,30 @@ def segment_candidates(
     points: Sequence[Sequence[Any]],
     box: Sequence[float] | None = None,
     k: int = 3,
+    *,
+    base: int = 0,
 ) -> list[Candidate]:
     """Up to ``k`` candidate masks of the object indicated by ``points`` and/or ``box``, best
     first (at least one). A back end without ``segment_candidates`` gives one: its ``segment``
-    mask (score 1.0)."""
+    mask (score 1.0).
+
+    ``base``: which candidate of the first positive pin the later points refine (its index in
+    that pin's own ``segment_candidates``), when the worker picked one before adding points.
+    A back end whose ``segment_candidates`` takes no ``base`` refines as it always does."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(base, bool) or not isinstance(base, int) or base < 0:
+        raise ValueError(f"base must be a candidate index (0, 1, ...), got {base!r}")
     img, pts, bx = validate_inputs(image, points, box)
     seg = get_segmenter()
     fn = getattr(seg, "segment_candidates", None)
-    raw: list[Any] = list(fn(img, pts, bx, k)) if callable(fn) else [Candidate(np.asarray(seg.segment(img, pts, bx)), 1.0)]
+    raw: list[Any]
+    if not callable(fn):
+        raw = [Candidate(np.asarray(seg.segment(img, pts, bx)), 1.0)]
+    elif base and _takes_base(fn):
+        raw = list(fn(img, pts, bx, k, base=base))
+    else:
+        raw = list(fn(img, pts, bx, k))
     if not raw:
         raise RuntimeError("segmenter returned no candidates")
     out: list[Candidate] = []
@@ -204,3 +218,12 @@ def segment_candidates(
             raise RuntimeError(f"segmenter returned shape {mask.shape}, expected {img.shape[:2]}")
         out.append(Candidate(mask.astype(bool, copy=False), float(score)))
     return out
+
+
+def _takes_base(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return "base" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

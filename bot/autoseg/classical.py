@@ -132,8 +132,10 @@ class ClassicalSegmenter:
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
         return segment_classical(image, list(points), box, self.params, self._cache)
 
-    def segment_candidates(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3) -> list[Candidate]:
-        return [Candidate(m, float(sc)) for m, sc in candidates_classical(image, list(points), box, k, self.params, self._cache)]
+    def segment_candidates(
+        self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3, *, base: int = 0
+    ) -> list[Candidate]:
+        return [Candidate(m, float(sc)) for m, sc in candidates_classical(image, list(points), box, k, self.params, self._cache, base)]
 
     def clear_cache(self) -> None:
         """Forget the per-photo states (benchmarks time cold calls with it)."""
@@ -350,7 +352,12 @@ def _expand_roi(x0: float, y0: float, x1: float, y1: float, frac: float, min_px:
 
 
 def segment_classical(
-    image: np.ndarray, points: list[Point], box: Box | None, P: Params, cache: SharedLRU[object, _ClickState] | None = None
+    image: np.ndarray,
+    points: list[Point],
+    box: Box | None,
+    P: Params,
+    cache: SharedLRU[object, _ClickState] | None = None,
+    base: int = 0,
 ) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
@@ -361,7 +368,7 @@ def segment_classical(
         key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
         sx, sy = w / W0, h / H0
         clicks = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
-        st = _click_state(small, key, clicks, P, cache, image)
+        st = _click_state(small, key, clicks, P, cache, image, base)
         return st.proposals[0].mask if st.proposals else _to_full(image, st.mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
@@ -803,24 +810,27 @@ def _click_state(
     P: Params,
     cache: SharedLRU[object, _ClickState] | None,
     image: np.ndarray | None = None,
+    base: int = 0,
 ) -> _ClickState:
     """State after the clicks ``pts`` (in ``small``'s pixels).
 
     The first click (or every click up to the first positive one) runs the full pipeline.
     Each later click refines the state of the clicks before it (RITM-style: the previous
-    mask is an input), so the result is a function of the image and the ordered clicks
-    only; the cache just avoids recomputing the earlier states.
+    mask is an input), so the result is a function of the image, the ordered clicks and
+    ``base`` (the first pin's candidate the worker picked to refine) only; the cache just
+    avoids recomputing the earlier states.
     """
-    ck = (key, pts)
+    prev_pos = any(p for _, _, p in pts[:-1])
+    refining = len(pts) >= 2 and prev_pos
+    ck: tuple[object, ...] = (key, pts, base) if refining and base else (key, pts)
     if cache is not None:
         hit = cache.get(ck)
         if hit is not None:
             return hit
-    prev_pos = any(p for _, _, p in pts[:-1])
-    if len(pts) >= 2 and prev_pos:
-        prev = _click_state(small, key, pts[:-1], P, cache, image)
+    if refining:
+        prev = _click_state(small, key, pts[:-1], P, cache, image, base)
         if prev.proposals is not None:
-            prev = _rescale_start(small, prev, pts[-1])
+            prev = _rescale_start(small, prev, pts[-1], base)
         st = _refine_click(small, prev, pts, P)
     elif P.cand_scales and image is not None:
         st = _proposal_state(image, small, pts, P)
@@ -1223,6 +1233,7 @@ def candidates_classical(
     k: int,
     P: Params,
     cache: SharedLRU[object, _ClickState] | None = None,
+    base: int = 0,
 ) -> list[tuple[np.ndarray, float]]:
     """Up to ``k`` masks, best first, no two with IoU above ``P.cand_max_iou``.
 
@@ -1236,7 +1247,7 @@ def candidates_classical(
             st = _cached_first(image, _resize_to(image, P.work_side), points, P, cache)
             assert st.proposals is not None
             return [(p.mask, p.score) for p in st.proposals[:k]]
-    first = segment_classical(image, points, box, P, cache)
+    first = segment_classical(image, points, box, P, cache, base)
     if box is not None or not pos_any or not P.cand_scales or k <= 1:
         return [(first, 1.0)]
     out: list[tuple[np.ndarray, float]] = [(first, float("inf"))]
@@ -1264,21 +1275,31 @@ def _cached_first(
     return _click_state(small, key, _scaled(points, image, small), P, cache, image)
 
 
-def _rescale_start(small: np.ndarray, prev: _ClickState, click: Point) -> _ClickState:
-    """The second click after a pin's candidates: a positive click outside the first
-    candidate says the object is larger than that candidate, so the refinement starts from
-    the best-ranked candidate that holds the click (if any); otherwise from the first."""
+def _rescale_start(small: np.ndarray, prev: _ClickState, click: Point, base: int = 0) -> _ClickState:
+    """The second click after a pin's candidates. With ``base`` (the worker picked that
+    candidate, then added a point) the refinement starts from it. Otherwise a positive click
+    outside the first candidate says the object is larger than that candidate, so the
+    refinement starts from the best-ranked candidate that holds the click (if any), else
+    from the first."""
     import cv2
 
-    x, y, positive = click
+    if not prev.proposals:
+        return prev
     h, w = small.shape[:2]
+
+    def start(p: _Proposal) -> _ClickState:
+        m = p.mask if p.mask.shape == (h, w) else cv2.resize(p.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+        return replace(prev, mask=m)
+
+    if 0 < base < len(prev.proposals):
+        return start(prev.proposals[base])
+    x, y, positive = click
     cx, cy = min(w - 1, max(0, int(round(x)))), min(h - 1, max(0, int(round(y))))
-    if not positive or prev.mask[cy, cx] or not prev.proposals:
+    if not positive or prev.mask[cy, cx]:
         return prev
     H0, W0 = prev.proposals[0].mask.shape
     fx, fy = min(W0 - 1, int(x * W0 / w)), min(H0 - 1, int(y * H0 / h))
     for p in prev.proposals[1:]:
         if p.mask[fy, fx]:
-            m = p.mask if p.mask.shape == (h, w) else cv2.resize(p.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
-            return replace(prev, mask=m)
+            return start(p)
     return prev

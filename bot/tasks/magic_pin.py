@@ -402,15 +402,17 @@ def exact_candidates(
     points: list[tuple[float, float, bool]],
     box: tuple[float, float, float, float] | None = None,
     k: int = MAX_CANDIDATES,
+    base: int = 0,
 ) -> list[np.ndarray]:
     """Up to ``k`` candidate masks at the phone copy's size from exact taps and/or a box (phone
     pixels): the Mini App's segmentation (the chat's is :func:`candidates_phone`, from cell
-    centres). Empty candidates are dropped unless nothing else is left (then one, empty)."""
+    centres). Empty candidates are dropped unless nothing else is left (then one, empty).
+    ``base``: the first pin's outline the worker picked, which later taps refine."""
     if not points and box is None:
         raise ValueError("give at least one point or a box")
     if len(points) > MAX_EXACT_POINTS:
         raise ValueError(f"at most {MAX_EXACT_POINTS} points")
-    found = [c.mask for c in segment_candidates(rgb, points, box=box, k=k)]
+    found = [c.mask for c in segment_candidates(rgb, points, box=box, k=k, base=base)]
     return [m for m in found if m.any()] or found[:1]
 
 

@@ -161,6 +161,7 @@ class Inputs:
 
     points: tuple[tuple[float, float, bool], ...]
     box: tuple[float, float, float, float] | None
+    base: int = 0  # the first pin's outline the worker picked before adding points (they refine it)
 
     @property
     def empty(self) -> bool:
@@ -191,10 +192,14 @@ class Inputs:
                 raise ApiError(400, "bad_input", "the box is too small")
         if points and not any(pos for _, _, pos in points) and box is None and not negative_only_ok:
             raise ApiError(400, "bad_input", "give at least one positive point or a box")
-        return cls(tuple(points), box)
+        base = body.get("base", 0)
+        if isinstance(base, bool) or not isinstance(base, int) or not 0 <= base < magic_pin.MAX_CANDIDATES:
+            raise ApiError(400, "bad_input", "base is the index of the first pin's outline that later points refine")
+        refines = box is None and any(pos for _, _, pos in points[:-1])  # a pin, then more points
+        return cls(tuple(points), box, base if refines else 0)
 
     def key(self) -> str:
-        return json.dumps([self.points, self.box])
+        return json.dumps([self.points, self.box, self.base])
 
     def in_pixels(self, w: int, h: int) -> tuple[list[tuple[float, float, bool]], tuple[float, float, float, float] | None]:
         points = [(x * (w - 1), y * (h - 1), pos) for x, y, pos in self.points]
@@ -393,7 +398,7 @@ class MiniApp:
             points = [seed, *points]
         k = 1 if need == 1 else magic_pin.MAX_CANDIDATES
         try:
-            masks, cpu_ms = await self.app.pictures.run(_timed_candidates, rgb, points, box, k)
+            masks, cpu_ms = await self.app.pictures.run(_timed_candidates, rgb, points, box, k, inputs.base)
         except ValueError as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
         self.segments[key] = (masks, k > 1)
@@ -580,10 +585,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _timed_candidates(
-    rgb: np.ndarray, points: list[tuple[float, float, bool]], box: tuple[float, float, float, float] | None, k: int
+    rgb: np.ndarray, points: list[tuple[float, float, bool]], box: tuple[float, float, float, float] | None, k: int, base: int = 0
 ) -> tuple[list[np.ndarray], float]:
     started = time.thread_time()
-    masks = magic_pin.exact_candidates(rgb, points, box, k)
+    masks = magic_pin.exact_candidates(rgb, points, box, k, base)
     return masks, (time.thread_time() - started) * 1000
 
 

@@ -112,3 +112,29 @@ def test_a_positive_click_outside_the_first_candidate_grows_it_to_the_larger_obj
     assert _iou(first, cup) > 0.8  # the pin alone: the cup
     grown = segment(img, [(340, 230, True), (150, 250, True)])  # "no, the plate it stands on"
     assert _iou(grown, plate | cup) > 0.9
+
+
+def test_later_clicks_refine_the_candidate_the_worker_picked() -> None:
+    """``base``: the worker picked the plate among the cup pin's candidates, then added a ➖
+    point on the plate's rim: the refinement starts from the plate. Without the pick it starts
+    from the first candidate, the cup, which the point does not touch."""
+    img, plate, cup = SCENE
+    pin = [(340, 230, True)]
+    cands = segment_candidates(img, pin, k=3)
+    j = max(range(len(cands)), key=lambda i: _iou(cands[i].mask, plate | cup))
+    assert j > 0 and _iou(cands[j].mask, plate | cup) > 0.7
+    pts = [*pin, (130, 250, False)]
+    from_first = segment_candidates(img, pts, k=3)
+    from_pick = segment_candidates(img, pts, k=3, base=j)
+    assert _iou(from_first[0].mask, cup) > 0.8
+    assert _iou(from_pick[0].mask, plate | cup) > 0.9
+    assert not from_pick[0].mask[250, 130]  # the ➖ point is background
+    runs = []
+    for seg in (ClassicalSegmenter(), ClassicalSegmenter(cache_size=0)):  # the same cold, warm and without a cache
+        set_segmenter(seg)
+        runs += [segment_candidates(img, pts, k=3, base=j)[0].mask, segment_candidates(img, pts, k=3, base=j)[0].mask]
+    assert all(np.array_equal(m, from_pick[0].mask) for m in runs)
+    # a base the pin did not offer refines as without one; a negative one is refused
+    assert np.array_equal(segment_candidates(img, pts, k=3, base=7)[0].mask, from_first[0].mask)
+    with pytest.raises(ValueError, match="base must be"):
+        segment_candidates(img, pts, base=-1)

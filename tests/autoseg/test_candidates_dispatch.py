@@ -57,3 +57,22 @@ def test_bad_k_and_bad_back_end_output_are_clear_errors() -> None:
     set_segmenter(_WrongShape())
     with pytest.raises(RuntimeError, match="shape"):
         segment_candidates(IMAGE, [(40, 30, True)])
+
+
+class _Based(Rings):
+    def __init__(self) -> None:
+        self.bases: list[int] = []
+
+    def segment_candidates(self, image: np.ndarray, points: object, box: object = None, k: int = 3, *, base: int = 0) -> list[Candidate]:
+        self.bases.append(base)
+        return super().segment_candidates(image, points, box, k)
+
+
+def test_base_goes_to_a_back_end_that_takes_it_and_is_left_out_for_one_that_does_not() -> None:
+    based = _Based()
+    set_segmenter(based)
+    segment_candidates(IMAGE, [(40, 30, True), (42, 31, True)], base=2)
+    segment_candidates(IMAGE, [(40, 30, True), (42, 31, True)])
+    assert based.bases == [2, 0]
+    set_segmenter(Rings())  # its segment_candidates has no base: called as always
+    assert len(segment_candidates(IMAGE, [(40, 30, True), (42, 31, True)], base=1)) == 3

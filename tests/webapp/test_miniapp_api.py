@@ -380,3 +380,35 @@ async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_fo
         assert status == 200
         with box.db.session() as s:
             assert s.execute(select(func.count()).select_from(Answer)).scalar_one() == 2
+
+
+async def test_points_after_a_pick_refine_the_picked_outline(tmp_path: Path) -> None:
+    """``base``: the worker chose outline 2 of the pin, then added a point: the server refines
+    outline 2, not outline 1; Keep stores what was drawn for that base. A bad base is a 400."""
+    async with webapp_sandbox(tmp_path, count=1, price=10) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        (x, y), _ = two_points_on(truth)
+        status, pin = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]], "base": 1})
+        assert status == 200 and len(pin["candidates"]) >= 2  # a base with the pin alone changes nothing
+        status, plain = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
+        assert [c["runs"] for c in plain["candidates"]] == [c["runs"] for c in pin["candidates"]]
+        second = _runs_mask(pin["candidates"][1]["runs"])
+        ys, xs = np.nonzero(~second & ~_runs_mask(pin["candidates"][0]["runs"]))
+        minus = [float(xs[len(xs) // 2]) / 319, float(ys[len(ys) // 2]) / 239, False]  # a ➖ outside both outlines
+        points = [[x, y, True], minus]
+        drawn = {}
+        for base in (0, 1):
+            status, seg = await call(opened, "POST", "segment", {"a": aid, "points": points, "base": base})
+            assert status == 200
+            drawn[base] = _runs_mask(seg["candidates"][0]["runs"])
+        assert coco_rle.mask_iou(drawn[1], second) > coco_rle.mask_iou(drawn[0], second)  # refined from outline 2
+        for bad in (-1, 3, "1", True, 1.0):
+            status, err = await call(opened, "POST", "segment", {"a": aid, "points": points, "base": bad})
+            assert status == 400 and err["error"] == "bad_input", (bad, err)
+        status, _ = await call(opened, "POST", "answer", {"a": aid, "action": "keep", "points": points, "base": 1, "candidate": 0})
+        assert status == 200
+        with box.db.session() as s:
+            (answer,) = s.execute(select(Answer)).scalars()
+        assert coco_rle.mask_iou(coco_rle.decode(json.loads(answer.mask_rle or "")), drawn[1]) >= 0.99

@@ -252,3 +252,46 @@ async def test_a_second_tap_draws_at_once_and_its_alternatives_can_be_picked(tmp
         stored = coco_rle.decode(json.loads(answers[0].mask_rle or ""))
         areas = seen["areas"]
         assert int(stored.sum()) == areas[seen["pick"]] != areas[0], (int(stored.sum()), areas)
+
+
+def _pick_then_point_flow(url: str, pins: list[tuple[float, float]], point: tuple[float, float]) -> dict[str, Any]:
+    driver = phone()
+    try:
+        driver.get(url)
+        wait_until(driver, lambda d: state(d) == "ready", what="the photo")
+        for pin in pins:  # a pin with two outlines or more (a touch lands within a pixel of its point)
+            tap_image(driver, *pin)
+            wait_until(driver, lambda d: state(d) == "mask", what="the pin's outline")
+            chips = driver.find_elements("css selector", "#candidates .cand")
+            if len(chips) >= 2:
+                break
+            driver.find_element("id", "undo").click()
+            wait_until(driver, lambda d: d.execute_script("return window.__miniapp.task().inputs") == 0, what="undone")
+        assert len(chips) >= 2, "no pin gave two outlines"
+        chips[1].click()  # the worker prefers outline 2 ...
+        drawn = len(driver.execute_script("return window.__miniapp.timings"))
+        tap_image(driver, *point)  # ... and adds a point to it
+        wait_until(driver, lambda d: len(d.execute_script("return window.__miniapp.timings")) == drawn + 1, what="the refined outline")
+        task = driver.execute_script("return window.__miniapp.task()")
+        driver.find_element("id", "keep").click()
+        wait_until(driver, lambda d: state(d) == "saved", what="saved")
+        return {"task": task}
+    finally:
+        driver.quit()
+
+
+async def test_a_point_after_picking_an_outline_refines_that_outline(tmp_path: Path) -> None:
+    async with webapp_sandbox(tmp_path, count=1, price=20) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        truth = true_mask(sample_of(box, samples, aid))
+        (fx, fy), (x2, y2) = two_points_on(truth)
+        ys, xs = np.nonzero(truth)
+        pins = [(fx * 319, fy * 239), *((float(xs[i]), float(ys[i])) for i in np.linspace(0, len(xs) - 1, 7, dtype=int)[1:-1])]
+        seen = await asyncio.to_thread(_pick_then_point_flow, opened.url, pins, (x2 * 319, y2 * 239))
+        assert seen["task"]["inputs"] == 2 and seen["task"]["base"] == 1  # the page said which outline the point refines
+        with box.db.session() as s:
+            (answer,) = s.execute(select(Answer)).scalars()
+        assert (answer.assignment_id, answer.value) == (aid, "mask")
+        stored = coco_rle.decode(json.loads(answer.mask_rle or ""))
+        assert int(stored.sum()) == seen["task"]["areas"][0]  # Keep stored the outline drawn for that base

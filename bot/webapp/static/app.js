@@ -35,6 +35,7 @@
     initial: null,       // confirm-mask: the mask the task came with (solid canvas)
     seq: 0, busy: false, saving: false,
     more: false,         // the alternatives of a later tap are being fetched
+    base: 0,             // the pin's outline the worker chose before adding points: they refine it
     view: { scale: 1, ox: 0, oy: 0, fit: 1 },
     preview: null,       // the box being dragged
     pendingSince: null,
@@ -223,7 +224,7 @@
   };
   probe.task = function () {
     return S.task && { assignment_id: S.task.assignment_id, type: S.task.type, w: S.w, h: S.h, candidates: S.candidates.length,
-      areas: S.candidates.map(function (c) { return c.area; }), inputs: S.inputs.length, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged(), scale: S.view.scale };
+      areas: S.candidates.map(function (c) { return c.area; }), inputs: S.inputs.length, base: S.base, box: S.box && [S.box.x0, S.box.y0, S.box.x1, S.box.y1], boxChanged: boxChanged(), scale: S.view.scale };
   };
   function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.scale, (sy - S.view.oy) / S.view.scale]; }
 
@@ -456,6 +457,11 @@
   // ---------------------------------------------------------------- inputs
   function addInput(input) {
     if (S.saving) return;
+    // the first point after a pin's outlines refines the one the worker has chosen
+    var pinShown = !currentBox() && S.candidates.length > 1 && S.inputs.length &&
+      S.inputs.filter(function (p) { return p.kind === "point" && p.pos; }).length === 1 &&
+      S.inputs[S.inputs.length - 1].kind === "point" && S.inputs[S.inputs.length - 1].pos;
+    if (pinShown && input.kind === "point") S.base = S.cand;
     S.inputs.push(input);
     S.pendingSince = performance.now();
     haptic(input.kind === "point" && !input.pos ? "medium" : "light");
@@ -467,6 +473,7 @@
     if (isBox()) { undoBox(); return; }
     if (!S.inputs.length || S.saving) return;
     S.inputs.pop();
+    if (S.inputs.length <= 1) S.base = 0;
     haptic("light");
     S.pendingSince = performance.now();
     segment();
@@ -481,6 +488,7 @@
       a: S.task.assignment_id,
       points: points,
       box: box ? [box.x0 / S.w, box.y0 / S.h, box.x1 / S.w, box.y1 / S.h] : null,
+      base: S.base,
     };
   }
 
@@ -746,7 +754,7 @@
   function start(task) {
     S.task = task; lang = task.lang || lang;
     labels();
-    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.more = false; S.initial = null;
+    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.more = false; S.base = 0; S.initial = null;
     S.box = null; S.origBox = null; S.others = []; S.boxHistory = [];
     var head = task.object ? task.question + " · " + task.object : task.question;
     if (task.score !== null && task.score !== undefined) head += " (" + task.score + "%)";
