@@ -150,23 +150,19 @@ def _write(
         raise LedgerError(problem)
     values: dict[str, object] = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
     one_statement = _POST_TWO_LEGS.get(session.get_bind().dialect.name) if len(legs) == 2 else None
-    if one_statement is not None:
+    if one_statement is not None:  # the key and both legs at once
         for i, leg in enumerate(legs):
             values[f"account{i}"] = leg.account
             values[f"amount{i}"] = leg.amount
             values[f"available_at{i}"] = leg.available_at or now
         txn_id = execute(session, one_statement, values).scalar()
-        if txn_id is None:
-            existing = find_txn(session, key)
-            assert existing is not None and existing.id is not None
-            return existing.id, existing
-        return txn_id, None
-    txn_id = _insert_txn(session, values)
+    else:
+        txn_id = _insert_txn(session, values)
     if txn_id is None:
         existing = find_txn(session, key)
         assert existing is not None and existing.id is not None
         return existing.id, existing
-    if legs:
+    if legs and one_statement is None:
         execute(
             session,
             _INSERT_ENTRY,
