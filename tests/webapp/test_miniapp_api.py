@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import cv2
@@ -334,6 +335,20 @@ def _runs_mask(runs: list[int]) -> np.ndarray:
     return np.repeat(np.arange(len(runs)) % 2 == 1, runs).reshape(240, 320)
 
 
+async def _pin_with_two_outlines(opened: Any, aid: int, truth: np.ndarray) -> tuple[tuple[float, float], dict[str, Any]]:
+    """A pin on the object (fractions) whose segmentation offers two outlines or more, and that
+    answer: the deepest point first, then points spread over the object (how many outlines a
+    pin gets depends on where it lands, within a pixel)."""
+    ys, xs = np.nonzero(truth)
+    tries = [deepest_point(truth)] + [(float(xs[i]) / 319, float(ys[i]) / 239) for i in np.linspace(0, len(xs) - 1, 9, dtype=int)[1:-1]]
+    for x, y in tries:
+        status, seg = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
+        assert status == 200, seg
+        if len(seg["candidates"]) >= 2:
+            return (x, y), seg
+    raise AssertionError("no pin on the object gave two outlines")
+
+
 async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_follow(tmp_path: Path) -> None:
     """A second point is answered with one outline (the refined mask) and ``more``; the same
     inputs with ``"more": true`` give every outline, the first the same; Keep of any outline
@@ -389,10 +404,9 @@ async def test_points_after_a_pick_refine_the_picked_outline(tmp_path: Path) -> 
         opened = await open_task(box, "w")
         aid = opened.assignment_id
         truth = true_mask(sample_of(box, samples, aid))
-        (x, y), _ = two_points_on(truth)
+        (x, y), plain = await _pin_with_two_outlines(opened, aid, truth)
         status, pin = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]], "base": 1})
-        assert status == 200 and len(pin["candidates"]) >= 2  # a base with the pin alone changes nothing
-        status, plain = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
+        assert status == 200  # a base with the pin alone changes nothing
         assert [c["runs"] for c in plain["candidates"]] == [c["runs"] for c in pin["candidates"]]
         second = _runs_mask(pin["candidates"][1]["runs"])
         ys, xs = np.nonzero(~second & ~_runs_mask(pin["candidates"][0]["runs"]))
