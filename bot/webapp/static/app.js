@@ -514,9 +514,7 @@
     api("POST", "api/segment", body).then(function (data) {
       if (S.dirty) { S.busy = false; segment(); return; }  // inputs changed meanwhile: segment those
       if (seq !== S.seq) return;
-      S.candidates = data.candidates.map(function (c, i) {
-        return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
-      });
+      S.candidates = outlines(data);
       S.cand = 0; S.busy = false;
       draw(); render();
       if (data.more) alternatives(body, seq);
@@ -536,21 +534,23 @@
     });
   }
 
+  // The outlines of a segment answer, each in its colour, ready to draw.
+  function outlines(data) {
+    return data.candidates.map(function (c, i) {
+      return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
+    });
+  }
+
   // A later tap is answered with the refined mask alone (drawn at once); the other outlines
   // follow from a second request for the same inputs. Keep works meanwhile (it keeps the
   // first); a new tap waits for this request, as for any other, and then goes with the newest inputs.
   function alternatives(body, seq) {
     S.more = true;
-    var again = {};
-    Object.keys(body).forEach(function (k) { again[k] = body[k]; });
-    again.more = true;
-    api("POST", "api/segment", again).then(function (data) {
+    api("POST", "api/segment", Object.assign({}, body, { more: true })).then(function (data) {
       S.more = false;
       if (S.dirty) { segment(); return; }
       if (seq !== S.seq || S.saving || data.candidates.length <= S.candidates.length) return;
-      S.candidates = data.candidates.map(function (c, i) {
-        return { runs: c.runs, area: c.area, solid: solidCanvas(c.runs, S.w, S.h, COLORS[i % COLORS.length]) };
-      });
+      S.candidates = outlines(data);
       draw(); render();
     }).catch(function () {
       S.more = false;  // the alternatives are optional: the refined mask stays, Keep works
