@@ -46,6 +46,15 @@ def two_points_on(mask: np.ndarray) -> tuple[tuple[float, float], tuple[float, f
     return (x, y), (float(xs[far]) / (mask.shape[1] - 1), float(ys[far]) / (mask.shape[0] - 1))
 
 
+def pins_on(mask: np.ndarray, spread: int) -> list[tuple[float, float]]:
+    """Points to try as a pin (fractions): the deepest point, then ``spread`` points spread over
+    the object (how many outlines a pin gets depends on where it lands, within a pixel)."""
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    spaced = np.linspace(0, len(xs) - 1, spread + 2, dtype=int)[1:-1]
+    return [deepest_point(mask), *((float(xs[i]) / (w - 1), float(ys[i]) / (h - 1)) for i in spaced)]
+
+
 def _worker_id(box: Sandbox, tg_id: int) -> int:
     from bot.workers import get_by_tg
 
@@ -336,12 +345,9 @@ def _runs_mask(runs: list[int]) -> np.ndarray:
 
 
 async def _pin_with_two_outlines(opened: Any, aid: int, truth: np.ndarray) -> tuple[tuple[float, float], dict[str, Any]]:
-    """A pin on the object (fractions) whose segmentation offers two outlines or more, and that
-    answer: the deepest point first, then points spread over the object (how many outlines a
-    pin gets depends on where it lands, within a pixel)."""
-    ys, xs = np.nonzero(truth)
-    tries = [deepest_point(truth)] + [(float(xs[i]) / 319, float(ys[i]) / 239) for i in np.linspace(0, len(xs) - 1, 9, dtype=int)[1:-1]]
-    for x, y in tries:
+    """A pin on the object (fractions, from :func:`pins_on`) whose segmentation offers two
+    outlines or more, and that answer."""
+    for x, y in pins_on(truth, 7):
         status, seg = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
         assert status == 200, seg
         if len(seg["candidates"]) >= 2:

@@ -25,7 +25,7 @@ from bot.tasks.models import Answer, Assignment, AssignmentStatus
 from bot.wallet.models import LedgerEntry
 from tests.webapp.browser import phone, screenshot, state, tap_image, wait_until
 from tests.webapp.helpers import WAIT, counts, open_task, sample_of, webapp_sandbox
-from tests.webapp.test_miniapp_api import deepest_point, two_points_on
+from tests.webapp.test_miniapp_api import deepest_point, pins_on, two_points_on
 
 
 def _keep_flow(url: str, point: tuple[float, float], shots: str) -> dict[str, Any]:
@@ -285,9 +285,8 @@ async def test_a_point_after_picking_an_outline_refines_that_outline(tmp_path: P
         opened = await open_task(box, "w")
         aid = opened.assignment_id
         truth = true_mask(sample_of(box, samples, aid))
-        (fx, fy), (x2, y2) = two_points_on(truth)
-        ys, xs = np.nonzero(truth)
-        pins = [(fx * 319, fy * 239), *((float(xs[i]), float(ys[i])) for i in np.linspace(0, len(xs) - 1, 7, dtype=int)[1:-1])]
+        _, (x2, y2) = two_points_on(truth)
+        pins = [(x * 319, y * 239) for x, y in pins_on(truth, 5)]
         seen = await asyncio.to_thread(_pick_then_point_flow, opened.url, pins, (x2 * 319, y2 * 239))
         assert seen["task"]["inputs"] == 2 and seen["task"]["base"] == 1  # the page said which outline the point refines
         with box.db.session() as s:
