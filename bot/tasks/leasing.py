@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Update, and_, bindparam, cast, exists, insert, or_, select, update
+from sqlalchemy import BigInteger, Select, Update, and_, bindparam, cast, exists, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import execute, hot
-from bot.tasks import projects
+from bot.tasks import card_row, projects
 from bot.tasks.models import (
     Assignment,
     AssignmentStatus,
+    Image,
     Project,
     Task,
     TaskKind,
@@ -154,8 +155,51 @@ def _golden_multiplier(worker_id: int) -> int:
     return (2_654_435_761 + 7_919 * worker_id) % _SHUFFLE_MOD or 1
 
 
+_LEASE_FIELDS = ("worker_id", "project_id", "status", "leased_at", "expires_at", "chat_id", "message_id")
+_CLAIM_WITH_CARD: dict[tuple[str, bool], Select[Any]] = {}
+
+
+def _claim_with_card(kind: TaskKind, dynamic: bool) -> Select[Any]:
+    """PostgreSQL: take a slot, insert the lease and read the task's card in one statement,
+    where the other path needs three round trips (claim, lease INSERT, card SELECT):
+
+    ``WITH picked AS (<the claim>), lease AS (INSERT INTO assignment SELECT picked.id, ... FROM
+    picked ON CONFLICT DO NOTHING RETURNING ...) SELECT picked.id, lease.id, <card> FROM picked
+    LEFT JOIN lease JOIN task JOIN image``.
+
+    No row: nothing to take. A row without a lease id: the worker's other claim took this task
+    a moment earlier (the INSERT met the unique constraint), so the caller gives the slot back
+    and picks again, as the other path does. The card's task and image columns are read from the
+    statement's snapshot, in which the task row exists unchanged (only ``taken`` moves)."""
+    key = (kind.value, dynamic)
+    statement = _CLAIM_WITH_CARD.get(key)
+    if statement is not None:
+        return statement
+    table = Assignment.__table__.c  # type: ignore[attr-defined]
+    picked = _claim_statement("postgresql", kind, dynamic).cte("picked")
+    # bind names unlike any column's (see bot.work.answers._close_and_record)
+    row = select(picked.c.id, *(cast(bindparam(f"l_{name}"), table[name].type) for name in _LEASE_FIELDS))
+    lease = (
+        pg_insert(Assignment)
+        .from_select(["task_id", *_LEASE_FIELDS], row)
+        .on_conflict_do_nothing(constraint="uq_assignment_task_worker")
+        .returning(col(Assignment.id), col(Assignment.task_id))
+        .cte("lease")
+    )
+    statement = (
+        select(picked.c.id, lease.c.id, *card_row.columns(worker="b_worker_id", since="l_since"))
+        .select_from(
+            picked.outerjoin(lease, lease.c.task_id == picked.c.id)
+            .join(Task, col(Task.id) == picked.c.id)
+            .join(Image, col(Image.id) == col(Task.image_id))
+        )
+        .add_cte(picked, lease)
+    )
+    _CLAIM_WITH_CARD[key] = hot(statement)
+    return statement
+
+
 _INSERT_LEASE = hot(insert(Assignment).returning(col(Assignment.id)))
-_INSERT_LEASE_PG = hot(pg_insert(Assignment).on_conflict_do_nothing(constraint="uq_assignment_task_worker").returning(col(Assignment.id)))
 _GIVE_BACK_SLOT = hot(update(Task).where(col(Task.id) == bindparam("task_id")).values(taken=col(Task.taken) - 1))
 _RACED: Any = object()
 
@@ -175,6 +219,7 @@ class NewLease:
     chat_id: int | None = None
     message_id: int | None = None
     state_json: str | None = None
+    card_row: tuple[Any, ...] | None = None  # the task's card, when the claim read it (card_row.columns)
 
 
 def claim_in_project(
@@ -187,6 +232,7 @@ def claim_in_project(
     chat_id: int | None = None,
     message_id: int | None = None,
     idle: bool = False,
+    card_since: datetime,
 ) -> NewLease | None:
     """Lease one task of ``kind`` in ``project`` to the worker, or None when there is none.
 
@@ -194,6 +240,8 @@ def claim_in_project(
     ``idle``: the task is leased by an answer for the next round, before the worker has seen
     it; it is held for ``idle_lease_seconds`` only, and the worker's first tap on it extends it
     to the full lease (:func:`extend`), so a worker who answers and leaves holds no slot long.
+    ``card_since``: the start of the worker's day, from which the card counts their answers; on
+    PostgreSQL the claim reads the task's card itself (``NewLease.card_row``).
     """
     now = now or utcnow()
     # Two claims of the same worker at once (two taps, two replicas on PostgreSQL): the pick's
@@ -202,7 +250,7 @@ def claim_in_project(
     # savepoint round trips on every tap), gives its slot back and picks again. SQLite claims
     # are serialised by its write lock and cannot race.
     for _ in range(3):
-        lease = _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle)
+        lease = _claim_once(session, project, worker_id, kind, now, chat_id, message_id, idle, card_since)
         if lease is not _RACED:
             return lease
     return None
@@ -217,37 +265,41 @@ def _claim_once(
     chat_id: int | None,
     message_id: int | None,
     idle: bool,
+    card_since: datetime,
 ) -> Any:
     """One pick and lease: the lease, None (nothing to do), or ``_RACED`` (pick again)."""
-    statement = _claim_statement(_dialect(session), kind, project.confidence_target is not None)
-    params = {
+    dialect, dynamic = _dialect(session), project.confidence_target is not None
+    params: dict[str, Any] = {
         "b_project_id": project.id,
         "b_worker_id": worker_id,
         "b_overlap": project.overlap,
         "b_min_overlap": project.min_overlap,
         "b_multiplier": _golden_multiplier(worker_id),
     }
-    task_id = execute(session, statement, params).scalar()
-    if task_id is not None:
-        values = {
-            "task_id": task_id,
-            "worker_id": worker_id,
-            "project_id": project.id,
-            "status": AssignmentStatus.LEASED.value,
-            "leased_at": now,
-            "expires_at": now + timedelta(seconds=lease_length(project, idle=idle)),
-            "chat_id": chat_id,
-            "message_id": message_id,
-        }
-        if _dialect(session) == "postgresql":
-            assignment_id = execute(session, _INSERT_LEASE_PG, values).scalar()
-            if assignment_id is None:
-                execute(session, _GIVE_BACK_SLOT, {"task_id": task_id})
-                return _RACED
-        else:
-            assignment_id = execute(session, _INSERT_LEASE, values).scalar_one()
-        return NewLease(id=assignment_id, **values)
-    return None
+    lease: dict[str, Any] = {
+        "worker_id": worker_id,
+        "project_id": project.id,
+        "status": AssignmentStatus.LEASED.value,
+        "leased_at": now,
+        "expires_at": now + timedelta(seconds=lease_length(project, idle=idle)),
+        "chat_id": chat_id,
+        "message_id": message_id,
+    }
+    if dialect == "postgresql":
+        params.update({f"l_{name}": value for name, value in lease.items()}, l_since=card_since)
+        got = execute(session, _claim_with_card(kind, dynamic), params).first()
+        if got is None:
+            return None
+        if got[1] is None:  # our other claim holds this task: its slot back, pick again
+            execute(session, _GIVE_BACK_SLOT, {"task_id": got[0]})
+            return _RACED
+        return NewLease(id=got[1], task_id=got[0], card_row=tuple(got[2:]), **lease)
+    # SQLite: claims are serialised by the write lock and cannot race; the card is read after
+    task_id = execute(session, _claim_statement(dialect, kind, dynamic), params).scalar()
+    if task_id is None:
+        return None
+    values = {"task_id": task_id, **lease}
+    return NewLease(id=execute(session, _INSERT_LEASE, values).scalar_one(), **values)
 
 
 def lease_length(project: Project, *, idle: bool = False) -> int:

@@ -326,7 +326,8 @@ def claim(
     a golden or a normal task. A :class:`Notice` says why the worker gets nothing here.
     ``chat_id``/``message_id``: the message that will show the lease, when known."""
     now = now or utcnow()
-    shown: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "idle": idle}
+    # card_since: on PostgreSQL the claim reads the task's card too (one round trip, not three)
+    shown: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "idle": idle, "card_since": day_start(now, tz)}
     wp = standing(session, worker_id, project, now)
     if wp.stage == Stage.BLOCKED:
         return blocked_notice(project, wp)

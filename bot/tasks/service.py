@@ -10,22 +10,20 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
-from bot.tasks import leasing, projects, quality
+from bot.tasks import card_row, leasing, projects, quality
 from bot.tasks.models import (
     BOX_VALUES,
     BOX_WRONG_BOX,
     CONFIRM_VALUES,
     PIN_MASK,
     PIN_NONE,
-    Answer,
-    AnswerStatus,
     Assignment,
     AssignmentStatus,
     Image,
@@ -103,39 +101,8 @@ class Submitted:
     training_feedback: quality.TrainingFeedback | None = None  # the right answer after a training task
 
 
-def _today(column: Any) -> Any:
-    return (
-        select(column)
-        .where(
-            col(Answer.worker_id) == bindparam("worker_id"),
-            col(Answer.created_at) >= bindparam("since"),
-            col(Answer.status) == AnswerStatus.ACCEPTED.value,
-        )
-        .scalar_subquery()
-    )
-
-
 # The task, its image and the worker's progress today (the caption), in one statement.
-_CARD_ROW = hot(
-    select(
-        col(Task.id),
-        col(Task.kind),
-        col(Task.prelabel),
-        col(Task.mask_rle),
-        col(Task.project_id),
-        col(Image.id),
-        col(Image.sha256),
-        col(Image.path),
-        col(Image.phone_path),
-        col(Image.tg_file_id),
-        col(Image.width),
-        col(Image.height),
-        _today(func.count(col(Answer.id))),
-        _today(func.coalesce(func.sum(col(Answer.reward)), 0)),
-    )
-    .join(Image, col(Image.id) == col(Task.image_id))
-    .where(col(Task.id) == bindparam("task_id"))
-)
+_CARD_ROW = hot(select(*card_row.columns()).join(Image, col(Image.id) == col(Task.image_id)).where(col(Task.id) == bindparam("task_id")))
 
 
 def card_for(
@@ -146,7 +113,10 @@ def card_for(
     tz: str = "Asia/Seoul",
     project: Project | None = None,
 ) -> TaskCard:
-    row = execute(session, _CARD_ROW, {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}).one()
+    row = getattr(assignment, "card_row", None)  # read by the claim itself (PostgreSQL)
+    if row is None:
+        params = {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
+        row = execute(session, _CARD_ROW, params).one()
     if project is None or project.id != assignment.project_id:
         project = projects.read(session, assignment.project_id)
     assert project is not None and assignment.id is not None

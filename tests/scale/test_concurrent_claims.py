@@ -4,21 +4,25 @@ no task goes to more workers than its overlap, nobody gets a task twice, no answ
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from bot import workers
+from bot.clock import utcnow
 from bot.db import Database
-from bot.tasks import service
-from bot.tasks.models import Answer, Assignment, Task
+from bot.tasks import quality, service
+from bot.tasks.models import Answer, Assignment, AssignmentStatus, Project, Task
 from bot.tasks.service import Submitted, TaskCard
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
 from bot.work import answers
-from tests.domain.helpers import make_project
+from tests.domain.helpers import make_project, make_workers
 
 REPLICAS = 4
 WORKERS_PER_REPLICA = 6
@@ -174,3 +178,57 @@ def test_a_connection_the_server_dropped_is_replaced(pg_db: Database, pg_url: st
     admin.dispose()
     again = pg_db.call(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar_one())
     assert again != first
+
+
+@pytest.mark.postgres
+def test_a_claim_that_meets_the_workers_other_new_lease_gives_its_slot_back(pg_db: Database, tmp_path: Path) -> None:
+    """Two claims of one worker at once (two taps, two replicas) can pick the same task: the
+    pick's "not seen by this worker" reads its snapshot. The lease INSERT of the later one then
+    meets the earlier lease; on PostgreSQL that claim, the lease and the card are one statement,
+    so the statement must hand the slot back and the claim pick again, with the card of the task
+    it did get. The window (the other claim commits between this statement's snapshot and its
+    row lock) is narrow, so the test opens it on purpose: another transaction holds an
+    uncommitted lease of the first task for this worker, inserted without the foreign-key lock
+    on the task row (``session_replication_role = replica``; that lock would make the pick skip
+    the row), until the claim waits on the lease's unique key; then it commits."""
+    from sqlalchemy import insert, text
+
+    make_project(pg_db, tmp_path / "imgs", count=3, overlap=1)
+    (w,) = make_workers(pg_db, 1)
+    with pg_db.session() as s:
+        project = s.execute(select(Project)).scalar_one()
+        first, second, _ = s.execute(select(Task.id).order_by(Task.id)).scalars().all()
+        quality.standing(s, w, project)  # the worker's row exists: the claim writes nothing else first
+        pid = project.id
+    now = utcnow()
+    other = pg_db.engine.connect()
+    held = other.begin()
+    other.execute(text("SET LOCAL session_replication_role = replica"))
+    row = {"task_id": first, "worker_id": w, "project_id": pid, "leased_at": now, "expires_at": now + timedelta(minutes=10)}
+    other.execute(insert(Assignment).values(status=AssignmentStatus.LEASED.value, **row))
+    got: dict[str, object] = {}
+    claimer = threading.Thread(target=lambda: got.update(card=pg_db.call(service.next_task, w, check_current=False)))
+    claimer.start()
+    waits = 0
+    with pg_db.engine.connect() as watch:
+        for _ in range(500):  # until the claim's INSERT waits for the uncommitted lease
+            waits = watch.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            ).scalar_one()
+            if waits:
+                break
+            time.sleep(0.02)
+    held.commit()
+    other.close()
+    claimer.join(20)
+    assert waits == 1, "the claim never met the other lease: the test did not test the race"
+    card = got["card"]
+    assert isinstance(card, TaskCard) and card.task_id == second
+    with pg_db.session() as s:
+        taken = dict(s.execute(select(Task.id, Task.taken)).all())
+        assert taken[first] == 0 and taken[second] == 1  # the raced slot went back
+        leases = s.execute(select(Assignment.task_id).where(Assignment.worker_id == w).order_by(Assignment.id)).scalars().all()
+        assert leases == [first, second]
+        lease = s.get(Assignment, card.assignment_id)
+        assert lease is not None and lease.task_id == second
+        assert service.card_for(s, lease, "ko", now) == card  # the card the claim read is the card a SELECT reads
