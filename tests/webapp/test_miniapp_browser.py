@@ -218,11 +218,22 @@ def _second_tap_flow(url: str, first: tuple[float, float], second: tuple[float, 
         wait_until(driver, lambda d: state(d) == "ready", what="the photo")
         tap_image(driver, *first)
         wait_until(driver, lambda d: state(d) == "mask", what="the first outline")
+        first_chips = len(driver.find_elements("css selector", "#candidates .cand"))
+        undo_width = driver.find_element("id", "undo").rect["width"]
+        # every state of the numbered row the worker can see (one record per rendered change)
+        driver.execute_script(
+            "window.__rows = []; var row = document.getElementById('candidates');"
+            "new MutationObserver(function () { window.__rows.push({ children: row.children.length,"
+            " slots: row.querySelectorAll('.cand-slot').length,"
+            " undo: document.getElementById('undo').getBoundingClientRect().width }); })"
+            ".observe(row, { childList: true });"
+        )
         tap_image(driver, *second)
         wait_until(driver, lambda d: len(d.execute_script("return window.__miniapp.timings")) == 2, what="the second outline")
         at_second = driver.execute_script("return window.__miniapp.timings[1]")
         # the alternatives follow on their own: numbered buttons appear
         chips = wait_until(driver, lambda d: d.find_elements("css selector", "#candidates .cand"), what="the alternatives")
+        rows = driver.execute_script("return window.__rows")
         screenshot(driver, f"{shots}-alternatives")
         pick = len(chips) - 1
         chips[pick].click()
@@ -230,7 +241,16 @@ def _second_tap_flow(url: str, first: tuple[float, float], second: tuple[float, 
         areas = driver.execute_script("return window.__miniapp.task().areas")
         driver.find_element("id", "keep").click()
         wait_until(driver, lambda d: state(d) == "saved", what="saved")
-        return {"at_second": at_second, "chips": len(chips), "pick": pick, "checked": checked, "areas": areas}
+        return {
+            "at_second": at_second,
+            "chips": len(chips),
+            "pick": pick,
+            "checked": checked,
+            "areas": areas,
+            "first_chips": first_chips,
+            "undo_width": undo_width,
+            "rows": rows,
+        }
     finally:
         driver.quit()
 
@@ -243,6 +263,13 @@ async def test_a_second_tap_draws_at_once_and_its_alternatives_can_be_picked(tmp
         (fx, fy), (x2, y2) = two_points_on(truth)
         seen = await asyncio.to_thread(_second_tap_flow, opened.url, (fx * 319, fy * 239), (x2 * 319, y2 * 239), "second-tap")
         assert seen["at_second"]["outlines"] == 1  # the refined mask was drawn alone, before the alternatives came
+        # meanwhile numbered placeholders held the row: it never emptied, Undo never moved
+        rows = seen["rows"]
+        assert any(r["slots"] for r in rows), rows
+        if seen["first_chips"] >= 2:
+            assert all(r["children"] > 0 for r in rows), rows
+            pending = [r for r in rows if r["slots"]]
+            assert all(r["slots"] == seen["first_chips"] and r["undo"] == seen["undo_width"] for r in pending), (seen, rows)
         assert 2 <= seen["chips"] <= 3
         assert seen["checked"][seen["pick"]] == "true"
         with box.db.session() as s:

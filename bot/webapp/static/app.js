@@ -35,6 +35,7 @@
     initial: null,       // confirm-mask: the mask the task came with (solid canvas)
     seq: 0, busy: false, saving: false,
     more: false,         // the alternatives of a later tap are being fetched
+    slots: 0,            // numbered buttons last shown: placeholders while the alternatives come
     base: 0,             // the pin's outline the worker chose before adding points: they refine it
     view: { scale: 1, ox: 0, oy: 0, fit: 1 },
     preview: null,       // the box being dragged
@@ -418,7 +419,19 @@
     $("busy").hidden = !S.busy;
     var box = $("candidates");
     box.textContent = "";
-    if (S.candidates.length > 1) {
+    if (S.more && S.candidates.length === 1) {
+      // A later tap's mask is drawn and its alternatives are on their way: placeholders keep the
+      // row's shape, so Undo and the mode button do not jump twice under the worker's thumb.
+      for (var k = 0; k < (S.slots || 3); k++) {
+        var slot = document.createElement("span");
+        slot.className = "cand-slot";
+        slot.setAttribute("aria-hidden", "true");
+        slot.textContent = k === 0 ? "1" : "\u2026";
+        if (k === 0) { slot.style.background = "rgb(" + COLORS[0].join(",") + ")"; slot.style.color = "#fff"; }
+        box.appendChild(slot);
+      }
+    } else if (S.candidates.length > 1) {
+      S.slots = S.candidates.length;  // as many placeholders next time
       S.candidates.forEach(function (c, i) {
         var b = document.createElement("button");
         b.type = "button";
@@ -546,15 +559,18 @@
   // first); a new tap waits for this request, as for any other, and then goes with the newest inputs.
   function alternatives(body, seq) {
     S.more = true;
+    render();
     api("POST", "api/segment", Object.assign({}, body, { more: true })).then(function (data) {
       S.more = false;
       if (S.dirty) { segment(); return; }
-      if (seq !== S.seq || S.saving || data.candidates.length <= S.candidates.length) return;
-      S.candidates = outlines(data);
-      draw(); render();
+      if (seq === S.seq && !S.saving && data.candidates.length > S.candidates.length) {
+        S.candidates = outlines(data);
+        draw();
+      }
+      render();
     }).catch(function () {
       S.more = false;  // the alternatives are optional: the refined mask stays, Keep works
-      if (S.dirty) segment();
+      if (S.dirty) segment(); else render();
     });
   }
 
@@ -754,7 +770,7 @@
   function start(task) {
     S.task = task; lang = task.lang || lang;
     labels();
-    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.more = false; S.base = 0; S.initial = null;
+    S.inputs = []; S.candidates = []; S.cand = 0; S.negative = false; S.saving = false; S.busy = false; S.more = false; S.slots = 0; S.base = 0; S.initial = null;
     S.box = null; S.origBox = null; S.others = []; S.boxHistory = [];
     var head = task.object ? task.question + " · " + task.object : task.question;
     if (task.score !== null && task.score !== undefined) head += " (" + task.score + "%)";
