@@ -14,10 +14,6 @@ from sqlmodel import col
 
 from bot.tasks.models import Answer, AnswerStatus, Image, Task
 
-# (task.id, kind, prelabel, mask_rle, project_id, image.id, sha256, path, phone_path, tg_file_id,
-# width, height, answers today, earned today): the order card_for reads them in
-WIDTH = 14
-
 
 def _today(column: Any, worker: str, since: str) -> Any:
     return (
@@ -33,7 +29,9 @@ def _today(column: Any, worker: str, since: str) -> Any:
 
 def columns(worker: str = "worker_id", since: str = "since") -> list[Any]:
     """The card's columns (``task`` joined to ``image``), with the worker and the start of their
-    day as the named bind parameters."""
+    day as the named bind parameters, in the order card_for reads them: task id, kind, prelabel,
+    mask, project id; image id, sha256, path, phone path, Telegram file id, width, height; the
+    worker's answers and earnings today."""
     return [
         col(Task.id),
         col(Task.kind),

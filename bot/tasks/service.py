@@ -113,7 +113,7 @@ def card_for(
     tz: str = "Asia/Seoul",
     project: Project | None = None,
 ) -> TaskCard:
-    row = getattr(assignment, "card_row", None)  # read by the claim itself (PostgreSQL)
+    row = assignment.card_row if isinstance(assignment, leasing.NewLease) else None  # the claim read it (PostgreSQL)
     if row is None:
         params = {"task_id": assignment.task_id, "worker_id": assignment.worker_id, "since": day_start(now, tz)}
         row = execute(session, _CARD_ROW, params).one()
