@@ -26,6 +26,7 @@ from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import execute, hot
+from bot.db.tables import bound_row
 from bot.tasks import card_row, projects
 from bot.tasks.models import (
     Assignment,
@@ -175,10 +176,8 @@ def _claim_with_card(kind: TaskKind, dynamic: bool) -> Select[Any]:
     statement = _CLAIM_WITH_CARD.get(key)
     if statement is not None:
         return statement
-    table = Assignment.__table__.c  # type: ignore[attr-defined]
     picked = _claim_statement("postgresql", kind, dynamic).cte("picked")
-    # bind names unlike any column's (see bot.work.answers._close_and_record)
-    row = select(picked.c.id, *(cast(bindparam(f"l_{name}"), table[name].type) for name in _LEASE_FIELDS))
+    row = select(picked.c.id, *bound_row(Assignment, _LEASE_FIELDS, "l_"))
     lease = (
         pg_insert(Assignment)
         .from_select(["task_id", *_LEASE_FIELDS], row)

@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
 from bot.db.hot import execute, hot
+from bot.db.tables import table
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
 from bot.workers.models import Worker
@@ -60,7 +61,7 @@ def _post_two_legs() -> Select[tuple[int]]:
     CTE always runs to completion; when the key was posted before, ``txn`` returns no row, so
     ``legs`` inserts nothing and the statement returns nothing: the replay path, as before.
     (SQLite has no INSERT inside WITH: it keeps the two statements.)"""
-    entry = LedgerEntry.__table__.c  # type: ignore[attr-defined]
+    entry = table(LedgerEntry).c
     txn = (
         pg_insert(LedgerTxn)
         .values(

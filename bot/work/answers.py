@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Insert, bindparam, cast, insert, select, update
+from sqlalchemy import Insert, bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import execute, hot
+from bot.db.tables import bound_row
 from bot.tasks import leasing, quality
 from bot.tasks.magic_pin import PinRefusal, kept_mask
 from bot.tasks.models import Answer, AnswerStatus, Assignment, AssignmentStatus, ProjectStatus, TaskKind
@@ -63,7 +64,6 @@ def _close_and_record() -> Insert:
     is no longer open (a double tap, a replay) records nothing and the statement returns no
     row: ``Refusal.ALREADY``, exactly as the two statements decide it. SQLite has no UPDATE
     inside WITH and keeps the two statements."""
-    table = Answer.__table__.c  # type: ignore[attr-defined]
     closed = (
         update(Assignment)
         .where(col(Assignment.id) == bindparam("r_assignment_id"), col(Assignment.status) == AssignmentStatus.LEASED.value)
@@ -71,9 +71,7 @@ def _close_and_record() -> Insert:
         .returning(col(Assignment.id))
         .cte("closed")
     )
-    # bind names unlike any column's: SQLAlchemy would read a parameter named like a column of
-    # ``assignment`` as one more SET value of the UPDATE
-    row = select(closed.c.id, *(cast(bindparam(f"r_{name}"), table[name].type) for name in _ANSWER_FIELDS))
+    row = select(closed.c.id, *bound_row(Answer, _ANSWER_FIELDS, "r_"))
     return hot(insert(Answer).from_select(["assignment_id", *_ANSWER_FIELDS], row).returning(col(Answer.id)).add_cte(closed))
 
 
