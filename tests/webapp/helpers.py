@@ -12,9 +12,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import numpy as np
 from sqlalchemy import func, select
 
-from bot.sample import SampleImage
+from bot.sample import SampleImage, true_mask
 from bot.sandbox import Sandbox, create_mask_project
 from bot.simulate import Screen, SimWorker
 from bot.tasks.models import Answer, Assignment, Task
@@ -76,6 +77,11 @@ def sample_of(box: Sandbox, samples: list[SampleImage], assignment_id: int) -> S
         task = s.get(Task, assignment.task_id)
         assert task is not None
         return next(x for x in samples if x.external_id == task.external_id)
+
+
+def truth_of(box: Sandbox, samples: list[SampleImage], assignment_id: int) -> np.ndarray:
+    """The true object mask of the photo this assignment shows (what the tests score against)."""
+    return true_mask(sample_of(box, samples, assignment_id))
 
 
 async def call(

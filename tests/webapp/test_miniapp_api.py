@@ -22,13 +22,12 @@ from bot.emulator.errors import ApiError
 from bot.emulator.markup import check_reply_markup
 from bot.emulator.webapp import sign_init_data
 from bot.i18n import t
-from bot.sample import true_mask
 from bot.sandbox import Sandbox, create_mask_project
 from bot.simulate import SimWorker
 from bot.tasks.models import Answer, Assignment, AssignmentStatus
 from bot.wallet.ledger import balance
 from bot.webapp.auth import AuthError, check_init_data
-from tests.webapp.helpers import WAIT, call, counts, fragment_of, open_task, query_of, sample_of, webapp_sandbox
+from tests.webapp.helpers import WAIT, call, counts, fragment_of, open_task, query_of, truth_of, webapp_sandbox
 
 
 def deepest_point(mask: np.ndarray) -> tuple[float, float]:
@@ -135,7 +134,7 @@ async def test_keep_answers_once_pays_once_and_moves_the_chat(tmp_path: Path) ->
     async with webapp_sandbox(tmp_path, count=3, price=15) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         x, y = deepest_point(truth)
         status, seg = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
         assert status == 200 and 1 <= len(seg["candidates"]) <= 3
@@ -171,7 +170,7 @@ async def test_confirm_mask_keep_as_is_is_yes_and_a_fix_is_the_answer(tmp_path: 
         assert status == 200
         nxt = body["next"]
         assert nxt is not None and nxt["type"] == "confirm-mask"
-        truth = true_mask(sample_of(box, samples, nxt["assignment_id"]))
+        truth = truth_of(box, samples, nxt["assignment_id"])
         x, y = deepest_point(truth)
         fix = {"a": nxt["assignment_id"], "action": "keep", "points": [[x, y, True]], "candidate": 0}
         status, _ = await call(opened, "POST", "answer", fix)
@@ -201,7 +200,7 @@ async def test_forged_expired_and_foreign_launch_data_change_nothing(tmp_path: P
         mine = await open_task(box, "mine")
         other = await open_task(box, "other")
         aid = mine.assignment_id
-        x, y = deepest_point(true_mask(sample_of(box, samples, aid)))
+        x, y = deepest_point(truth_of(box, samples, aid))
         keep = {"a": aid, "action": "keep", "points": [[x, y, True]], "candidate": 0}
         before = counts(box)
         old = box.emulator.open_web_app(mine.sim.user_id, mine.screen.message_id, auth_date=int(time.time()) - 25 * 3600)
@@ -260,7 +259,7 @@ async def test_confirm_mask_minus_taps_trim_its_own_mask(tmp_path: Path) -> None
     async with webapp_sandbox(tmp_path, type="confirm-mask", count=1) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         ys, xs = np.nonzero(~truth)
         minus = [[float(xs[0]) / 319, float(ys[0]) / 239, False]]  # a ➖ tap on the background
         status, seg = await call(opened, "POST", "segment", {"a": aid, "points": minus})
@@ -326,7 +325,7 @@ async def test_one_segmentation_per_task_at_a_time(tmp_path: Path) -> None:
     async with webapp_sandbox(tmp_path, count=1) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        x, y = deepest_point(true_mask(sample_of(box, samples, aid)))
+        x, y = deepest_point(truth_of(box, samples, aid))
         before = counts(box)
         replies = await asyncio.gather(*(call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]}) for _ in range(4)))
         statuses = sorted(status for status, _ in replies)
@@ -362,7 +361,7 @@ async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_fo
     async with webapp_sandbox(tmp_path, count=2, price=10) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         (x, y), (x2, y2) = two_points_on(truth)
         points = [[x, y, True], [x2, y2, True]]
         status, first = await call(opened, "POST", "segment", {"a": aid, "points": points[:1]})
@@ -392,7 +391,7 @@ async def test_a_later_tap_answers_with_the_refined_mask_and_the_alternatives_fo
 
         # the next task: Keep of the first outline straight after the quick answer (no "more")
         nxt = body["next"]
-        truth2 = true_mask(sample_of(box, samples, nxt["assignment_id"]))
+        truth2 = truth_of(box, samples, nxt["assignment_id"])
         x2, y2 = deepest_point(truth2)
         two = [[x2, y2, True], [x2, y2, False]]  # a later ➖ tap
         status, quick2 = await call(opened, "POST", "segment", {"a": nxt["assignment_id"], "points": two})
@@ -409,7 +408,7 @@ async def test_points_after_a_pick_refine_the_picked_outline(tmp_path: Path) -> 
     async with webapp_sandbox(tmp_path, count=1, price=10) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         (x, y), plain = await _pin_with_two_outlines(opened, aid, truth)
         status, pin = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]], "base": 1})
         assert status == 200  # a base with the pin alone changes nothing

@@ -24,7 +24,7 @@ from bot.sample import true_mask
 from bot.tasks.models import Answer, Assignment, AssignmentStatus
 from bot.wallet.models import LedgerEntry
 from tests.webapp.browser import phone, screenshot, state, tap_image, wait_until
-from tests.webapp.helpers import WAIT, counts, open_task, sample_of, webapp_sandbox
+from tests.webapp.helpers import WAIT, counts, open_task, sample_of, truth_of, webapp_sandbox
 from tests.webapp.test_miniapp_api import deepest_point, pins_on, two_points_on
 
 
@@ -63,8 +63,7 @@ async def test_tap_keep_in_the_browser(tmp_path: Path) -> None:
     async with webapp_sandbox(tmp_path, count=3, price=20) as (box, samples):
         opened = await open_task(box, "민지", lang="ko")
         aid = opened.assignment_id
-        sample = sample_of(box, samples, aid)
-        truth = true_mask(sample)
+        truth = truth_of(box, samples, aid)
         fx, fy = deepest_point(truth)
         point = (fx * 319, fy * 239)
         before = box.emulator.chat_version(opened.sim.user_id)
@@ -259,7 +258,7 @@ async def test_a_second_tap_draws_at_once_and_its_alternatives_can_be_picked(tmp
     async with webapp_sandbox(tmp_path, count=2, price=20) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         (fx, fy), (x2, y2) = two_points_on(truth)
         seen = await asyncio.to_thread(_second_tap_flow, opened.url, (fx * 319, fy * 239), (x2 * 319, y2 * 239), "second-tap")
         assert seen["at_second"]["outlines"] == 1  # the refined mask was drawn alone, before the alternatives came
@@ -311,7 +310,7 @@ async def test_a_point_after_picking_an_outline_refines_that_outline(tmp_path: P
     async with webapp_sandbox(tmp_path, count=1, price=20) as (box, samples):
         opened = await open_task(box, "w")
         aid = opened.assignment_id
-        truth = true_mask(sample_of(box, samples, aid))
+        truth = truth_of(box, samples, aid)
         _, (x2, y2) = two_points_on(truth)
         pins = [(x * 319, y * 239) for x, y in pins_on(truth, 5)]
         seen = await asyncio.to_thread(_pick_then_point_flow, opened.url, pins, (x2 * 319, y2 * 239))
