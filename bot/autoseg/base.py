@@ -220,6 +220,14 @@ def segment_candidates(
     return out
 
 
+def refines_picked() -> bool:
+    """Whether the plugged-in segmenter refines a picked candidate (its ``segment_candidates``
+    takes ``base``). Without it, asking a worker which outline to fix would be a question
+    whose answer changes nothing."""
+    fn = getattr(get_segmenter(), "segment_candidates", None)
+    return callable(fn) and _takes_base(fn)
+
+
 def _takes_base(fn: Any) -> bool:
     import inspect
 

@@ -293,9 +293,11 @@ def render_candidates(
     max_side: int = 1280,
     alpha: float = 0.22,
     colours: Sequence[tuple[int, int, int]] = CANDIDATE_RGB,
+    numbers: Sequence[int] | None = None,
 ) -> Image.Image:
     """Photo + up to ``len(colours)`` candidate masks, each with a light fill, an outline in its
-    own colour and its number (1, 2, 3 in the order given) on a disc sitting on its outline.
+    own colour and its number (1, 2, 3 in the order given, or ``numbers``: one candidate drawn
+    alone keeps the number and colour it had among the others) on a disc sitting on its outline.
 
     Sized for a photo shown about 320 px wide on a phone (:func:`phone_unit`): outlines are 3-6
     screen pixels with a dark halo, numbers about 17 px on 26-px discs. Larger masks are drawn
@@ -306,6 +308,9 @@ def render_candidates(
 
     if len(masks) > len(colours):
         raise ValueError(f"at most {len(colours)} candidates can be drawn, got {len(masks)}")
+    labels = [str(n) for n in numbers] if numbers is not None else [str(i + 1) for i in range(len(masks))]
+    if len(labels) != len(masks):
+        raise ValueError(f"{len(labels)} numbers for {len(masks)} candidates")
     base = _to_pil(image)
     W0, H0 = base.size
     base, s = fit_long_side(base, max_side)
@@ -344,7 +349,7 @@ def render_candidates(
     for i, (x, y) in enumerate(_label_spots(ms, radius, max(1, int(u)))):
         d.ellipse((x - radius - ring, y - radius - ring, x + radius + ring, y + radius + ring), fill=HALO_RGB)
         d.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colours[i])
-        d.text((x, y), str(i + 1), font=font, fill=HALO_RGB, anchor="mm")
+        d.text((x, y), labels[i], font=font, fill=HALO_RGB, anchor="mm")
     return pil
 
 

@@ -26,6 +26,7 @@ class Act(StrEnum):
     RETRY = "t"  # magic pin: try another cell; v = rev
     ADD = "a"  # magic pin: v = rev * 3 + (0 back to the mask, 1 add area, 2 remove area)
     NONE = "n"  # magic pin: no such object
+    FIX = "f"  # magic pin: the first pin's candidate i is the one to refine; v = rev * 3 + i
     BOX = "x"  # confirm-box: v = index in BOX_VALUES (0 correct, 1 wrong box, 2 wrong class)
 
 

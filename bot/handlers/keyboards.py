@@ -203,6 +203,18 @@ def pin_mask(
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+def pin_choose(aid: int, rev: int, lang: str, *, pickable: Sequence[int]) -> InlineKeyboardMarkup:
+    """Magic pin, before the first added point: which outline to fix (the picture's colours and
+    numbers again, with a pencil, so they are not taken for picks), and Back."""
+    fixes = [i for i in pickable if 0 <= i < len(CANDIDATE_MARKS)]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [_btn(t("masks.pin.fix", lang, mark=CANDIDATE_MARKS[i], number=i + 1), Act.FIX, aid, pick_value(rev, i)) for i in fixes],
+            [_btn(t("masks.pin.back", lang), Act.ADD, aid, pack(rev, SIGN_BACK, 3))],
+        ]
+    )
+
+
 def pin_add(aid: int, rev: int, lang: str, *, positive: bool) -> InlineKeyboardMarkup:
     """Magic pin, adding a point: the cells, a +/- switch (the active side ticked), Back."""
     rows = _cells(aid, rev)

@@ -17,6 +17,7 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.autoseg.overlay import CANDIDATE_MARKS
 from bot.cache import LRUCache
 from bot.handlers import keyboards, presenter
 from bot.handlers import worker as worker_loop
@@ -94,7 +95,11 @@ def pin_caption(card: TaskCard, state: PinState, lang: str) -> str:
             lines.append(t("masks.pin.hint_pick", lang))
         else:
             lines.append(t("masks.pin.hint_mask" if state.area > 0 else "masks.pin.hint_empty", lang))
+    elif state.phase == Phase.CHOOSE:
+        lines.append(t("masks.pin.hint_choose", lang))
     else:
+        if len(state.candidates) > 1:
+            lines.append(t("masks.pin.fixing", lang, mark=CANDIDATE_MARKS[state.fixing], number=state.fixing + 1))
         lines.append(t("masks.pin.hint_add" if state.positive else "masks.pin.hint_add_remove", lang))
     if state.points:
         lines.append(t("masks.pin.points", lang, count=len(state.points)))
@@ -115,6 +120,8 @@ def pin_keyboard(card: TaskCard, state: PinState, lang: str, extra: list[InlineK
             can_add=len(state.points) < MAX_POINTS,
             extra=extra or (),
         )
+    if state.phase == Phase.CHOOSE:
+        return keyboards.pin_choose(aid, state.rev, lang, pickable=state.pickable())
     return keyboards.pin_add(aid, state.rev, lang, positive=state.positive)
 
 
@@ -188,7 +195,7 @@ async def _refuse(query: CallbackQuery, aid: int, action: str, refusal: Refusal 
     await query.answer(_notice(refusal, lang))
 
 
-_STEP_ACTIONS = {Act.CELL: "cell", Act.RETRY: "retry", Act.ADD: "add"}
+_STEP_ACTIONS = {Act.CELL: "cell", Act.RETRY: "retry", Act.ADD: "add", Act.FIX: "fix"}
 
 
 @router.callback_query(TaskCb.filter(F.a.in_(set(_STEP_ACTIONS))))

@@ -4,12 +4,16 @@ A magic-pin assignment moves through three phases, kept in ``Assignment.state_js
 restart loses nothing::
 
     grid --cell--> mask --add--> add --cell--> mask --pick i--> answered ("mask", candidate i)
-      ^             |  <--add 0--'                              any --none--> answered ("none")
-      '---retry-----'
+      ^             | |  <--add 0--'  ^                         any --none--> answered ("none")
+      '---retry-----' '--add--> choose --fix i--'
 
 Every segmentation offers up to :data:`MAX_CANDIDATES` masks (``bot.autoseg.segment_candidates``,
 best first); the mask phase shows them numbered and the worker picks one, which answers the task.
 A back end with one candidate gives one mask, shown alone with a Keep button (pick 0).
+
+"Add a point" right after the first pin, when it offered several outlines, first asks which one
+to fix (the choose phase): the later points refine that outline (``base``, as the Mini App's
+do), not always the first. Only with a segmenter that can (:func:`bot.autoseg.refines_picked`).
 
 Every transition is a compare-and-set on the stored state text, and every button carries the
 revision of the state it was drawn from (see :func:`pack`), so a double tap, a stale message or a
@@ -39,8 +43,8 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from bot.autoseg import refines_picked, segment_candidates
 from bot.autoseg import rle as coco_rle
-from bot.autoseg import segment_candidates
 from bot.autoseg.overlay import cell_center, cell_labels
 from bot.clock import utcnow
 from bot.db import rowcount
@@ -59,7 +63,8 @@ STATE_VERSION = 2  # 2: a list of candidates; 1 (read still): one "mask" and its
 class Phase(StrEnum):
     GRID = "grid"  # plain photo with the lettered grid: tap the cell on the object
     MASK = "mask"  # the candidate masks and the pins: pick one, try another cell, add a point, none
-    ADD = "add"  # grid over the current mask: the next cell adds a (+ or -) point
+    ADD = "add"  # grid over the outline being fixed: the next cell adds a (+ or -) point
+    CHOOSE = "choose"  # the first pin's candidates again: which one should the next point fix?
 
 
 class PinRefusal(StrEnum):
@@ -114,6 +119,7 @@ class PinState:
     positive: bool = True  # sign of the next point in the ADD phase
     candidates: list[PinMask] = field(default_factory=list)  # best first; numbered 1.. on the picture
     rev: int = 0
+    base: int = 0  # the first pin's candidate the later points refine (the worker's choice)
 
     @property
     def mask(self) -> dict[str, Any] | None:
@@ -127,6 +133,12 @@ class PinState:
     def pickable(self) -> list[int]:
         """Indices of the candidates a worker can pick (non-empty ones)."""
         return [i for i, c in enumerate(self.candidates) if c.area > 0]
+
+    @property
+    def fixing(self) -> int:
+        """The candidate the next point refines, as the add phase draws it: the one chosen after
+        the first pin; once points were added, the best of their candidates."""
+        return self.base if len(self.points) == 1 and self.base < len(self.candidates) else 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> PinState:
@@ -142,12 +154,16 @@ class PinState:
                 candidates = [PinMask(mask, int(data.get("area", 0)))] if isinstance(mask, dict) else []
             if not all(isinstance(c.rle, dict) for c in candidates):
                 return cls()
+            base = int(data.get("base", 0))
+            if not 0 <= base < MAX_CANDIDATES:
+                return cls()
             return cls(
                 phase=Phase(data.get("phase", Phase.GRID)),
                 points=points,
                 positive=bool(data.get("positive", True)),
                 candidates=candidates,
                 rev=int(data.get("rev", 0)),
+                base=base,
             )
         except (TypeError, ValueError, KeyError):
             return cls()
@@ -167,6 +183,7 @@ class PinState:
             "points": [[c, p] for c, p in self.points],
             "positive": self.positive,
             "candidates": [{"mask": c.rle, "area": c.area} for c in self.candidates],
+            "base": self.base,
         }
 
     def to_json(self) -> str:
@@ -188,7 +205,7 @@ class ImageRef:
 @dataclass(slots=True)
 class Step:
     """A decided transition. When ``segment`` is set the caller fills ``state.candidates``
-    (via :func:`candidates_for_cells`) before :func:`commit_step`."""
+    (via :func:`candidates_for_cells`, with ``state.base``) before :func:`commit_step`."""
 
     assignment_id: int
     old_json: str | None
@@ -221,15 +238,16 @@ def pin_step(
 ) -> Step | Refusal | PinRefusal:
     """Decide what a tap on a magic-pin button does; changes nothing in the database.
 
-    ``action`` is ``cell`` (v = pack(rev, cell, 16)), ``retry`` (v = rev) or ``add``
-    (v = pack(rev, sign, 3)). A pick and "no such object" answer the task: :func:`bot.work.answers.keep_and_next`.
+    ``action`` is ``cell`` (v = pack(rev, cell, 16)), ``retry`` (v = rev), ``add``
+    (v = pack(rev, sign, 3)) or ``fix`` (v = pick_value(rev, candidate)). A pick and "no such
+    object" answer the task: :func:`bot.work.answers.keep_and_next`.
     """
     now = now or utcnow()
     assignment = _pin_assignment(session, worker_id, assignment_id, now)
     if isinstance(assignment, Refusal):
         return assignment
     state = PinState.from_json(assignment.state_json)
-    base = {"cell": len(CELLS), "add": 3, "retry": 1}.get(action)
+    base = {"cell": len(CELLS), "add": 3, "retry": 1, "fix": MAX_CANDIDATES}.get(action)
     decoded = unpack(v, base) if base else None
     if decoded is None:
         return Refusal.INVALID
@@ -237,11 +255,11 @@ def pin_step(
     if rev != state.rev:
         return PinRefusal.STALE
     old = assignment.state_json
-    new = PinState(phase=state.phase, points=list(state.points), positive=state.positive, candidates=state.candidates, rev=state.rev + 1)
+    new = PinState(state.phase, list(state.points), state.positive, state.candidates, state.rev + 1, state.base)
     if action == "cell":
         cell = CELLS[index]
         if state.phase == Phase.GRID:
-            new.points = [(cell, True)]
+            new.points, new.base = [(cell, True)], 0
         elif state.phase == Phase.ADD:
             points = [p for p in state.points if p[0] != cell]
             if len(points) >= MAX_POINTS:
@@ -258,18 +276,29 @@ def pin_step(
         if state.phase == Phase.GRID:
             return PinRefusal.STALE
         return Step(assignment_id, old, PinState(rev=state.rev + 1))
+    if action == "fix":  # the outline the next point refines: then the grid over it alone
+        if state.phase != Phase.CHOOSE:
+            return PinRefusal.STALE
+        if index >= len(state.candidates):
+            return Refusal.INVALID  # no such number on the picture: a forged button
+        if index not in state.pickable():
+            return PinRefusal.EMPTY
+        new.phase, new.base = Phase.ADD, index
+        return Step(assignment_id, old, new)
     # add: 0 back to the mask view, 1 add area, 2 remove area
     if state.phase == Phase.MASK and index in (SIGN_POS, SIGN_NEG):
         if len(state.points) >= MAX_POINTS:
             return PinRefusal.LIMIT
-        new.phase, new.positive = Phase.ADD, index == SIGN_POS
-        return Step(assignment_id, old, new)
+        # After the first pin, which of its outlines? Asked on the same picture (no redraw).
+        choose = len(state.points) == 1 and len(state.pickable()) > 1 and refines_picked()
+        new.phase, new.positive = Phase.CHOOSE if choose else Phase.ADD, index == SIGN_POS
+        return Step(assignment_id, old, new, redraw=not choose)
     if state.phase == Phase.ADD and index in (SIGN_POS, SIGN_NEG):
         new.positive = index == SIGN_POS
         return Step(assignment_id, old, new, redraw=False)
-    if state.phase == Phase.ADD and index == SIGN_BACK:
+    if state.phase in (Phase.ADD, Phase.CHOOSE) and index == SIGN_BACK:
         new.phase, new.positive = Phase.MASK, True
-        return Step(assignment_id, old, new)
+        return Step(assignment_id, old, new, redraw=state.phase == Phase.ADD)
     return PinRefusal.STALE
 
 
@@ -386,11 +415,12 @@ def upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return soft >= 0.5
 
 
-def candidates_phone(rgb: np.ndarray, points: list[tuple[str, bool]], k: int = MAX_CANDIDATES) -> list[np.ndarray]:
+def candidates_phone(rgb: np.ndarray, points: list[tuple[str, bool]], k: int = MAX_CANDIDATES, base: int = 0) -> list[np.ndarray]:
     """Up to ``k`` candidate masks at the phone copy's size, best first, from the centres of the
-    tapped cells. Empty candidates are dropped unless nothing else is left (then one, empty)."""
+    tapped cells. Empty candidates are dropped unless nothing else is left (then one, empty).
+    ``base``: the first pin's outline the worker chose to fix, which later points refine."""
     h, w = rgb.shape[:2]
-    found = [c.mask for c in segment_candidates(rgb, cell_pixels(points, w, h), k=k)]
+    found = [c.mask for c in segment_candidates(rgb, cell_pixels(points, w, h), k=k, base=base)]
     return [m for m in found if m.any()] or found[:1]
 
 
@@ -432,9 +462,9 @@ def segment_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tupl
     return to_original(segment_phone(rgb, points), display)
 
 
-def candidates_for_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int]) -> list[PinMask]:
+def candidates_for_cells(rgb: np.ndarray, points: list[tuple[str, bool]], display: tuple[int, int], base: int = 0) -> list[PinMask]:
     """The candidates of the tapped cells as stored in the state (original resolution)."""
-    return [PinMask(*to_original(m, display)) for m in candidates_phone(rgb, points)]
+    return [PinMask(*to_original(m, display)) for m in candidates_phone(rgb, points, base=base)]
 
 
 def auto_mask(rgb: np.ndarray, display: tuple[int, int], box: tuple[float, float, float, float] | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 from bot.autoseg.box_overlay import Rect, render_box
-from bot.autoseg.overlay import draw_grid, render_candidates, render_overlay, to_jpeg
+from bot.autoseg.overlay import CANDIDATE_RGB, draw_grid, render_candidates, render_overlay, to_jpeg
 from bot.cache import SharedLRU
 from bot.tasks import magic_pin
 from bot.tasks.magic_pin import ImageRef, Phase, PinMask, PinState, Step
@@ -120,15 +120,21 @@ class MaskPictures:
         return mask
 
     def pin_jpeg(self, ref: ImageRef, state: PinState) -> bytes:
-        """The candidates with the pins; in the ADD phase with the grid drawn over them.
+        """The candidates with the pins; in the ADD phase the outline being fixed alone, with
+        the grid drawn over it (the cell a worker taps refines that one, not the others).
 
         One candidate is drawn as the confirm overlay is (fill, contour); several are numbered
         in their own colours (:func:`bot.autoseg.overlay.render_candidates`).
         """
         rgb, _ = self.load(ref)
         h, w = rgb.shape[:2]
-        masks = [self._phone_mask(ref, c, (w, h)) for c in state.candidates]
         points = magic_pin.cell_pixels(state.points, w, h)
+        if len(state.candidates) > 1 and state.phase == Phase.ADD:
+            i = state.fixing
+            fixed = self._phone_mask(ref, state.candidates[i], (w, h))
+            img = render_candidates(rgb, [fixed], points, max_side=self.long_side, colours=[CANDIDATE_RGB[i]], numbers=[i + 1])
+            return to_jpeg(draw_grid(img, magic_pin.GRID_ROWS, magic_pin.GRID_COLS, max_side=self.long_side))
+        masks = [self._phone_mask(ref, c, (w, h)) for c in state.candidates]
         if len(masks) > 1:
             img = render_candidates(rgb, masks, points, max_side=self.long_side)
         else:
@@ -186,7 +192,7 @@ class MaskPictures:
         started = time.perf_counter()
         rgb, display = self.load(step.image)
         candidates = []
-        for phone in magic_pin.candidates_phone(rgb, step.segment):
+        for phone in magic_pin.candidates_phone(rgb, step.segment, base=step.state.base):
             candidate = PinMask(*magic_pin.to_original(phone, display))
             self._phone_masks.put((step.image.sha256, *_rle_key(candidate.rle)), phone)
             candidates.append(candidate)

@@ -51,6 +51,23 @@ class Rings:
         return self.segment_candidates(image, points, box, 1)[0].mask
 
 
+class PickedRings(Rings):
+    """Rings that refine the outline the worker chose (``base``): once points were added, that
+    ring comes first, the others after it in their usual order."""
+
+    def __init__(self) -> None:
+        self.bases: list[int] = []  # every base asked for: what the bot passed down
+
+    def segment_candidates(
+        self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3, *, base: int = 0
+    ) -> list[Candidate]:
+        self.bases.append(base)
+        masks = ring_masks(image.shape[:2], points)
+        if len(points) > 1 and 0 < base < len(masks):
+            masks = [masks[base], *masks[:base], *masks[base + 1 :]]
+        return [Candidate(m, 1.0 - 0.1 * i) for i, m in enumerate(masks[:k])]
+
+
 class TwoRings(Rings):
     """Two candidates only: the picker must not offer a third."""
 

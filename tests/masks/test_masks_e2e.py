@@ -560,6 +560,66 @@ async def test_magic_pin_refine_candidates_with_a_point_then_pick(rings: Sandbox
     assert np.array_equal(coco_rle.decode(json.loads(answer.mask_rle or "")), expected[0])
 
 
+def _edge(mask: np.ndarray) -> np.ndarray:
+    return mask & ~cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+
+async def test_magic_pin_fix_outline_three_with_a_point_then_pick_it(tmp_path: Path) -> None:
+    """#16: "Add a point" asks which outline to fix; the grid shows that one alone, in its
+    colour; the point refines it; the pick stores it, paid once."""
+    async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:PickedRings") as box:
+        _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=30)
+        sim = SimWorker.create(box.emulator, "w", "ko")
+        await sim.start()
+        screen = await _pin_screen(box, sim)
+        aid, mid = screen.assignment_id or 0, screen.message_id
+        sample = _sample(samples, box, aid)
+        pin, background = CELLS[best_cell(sample)], CELLS[outside_cell(sample)]
+        await press(box, sim, mid, text=pin)
+        candidates_photo = _message(box, sim, mid).photo_file_id
+
+        await press(box, sim, mid, text=t("masks.pin.add", "ko"))
+        asked = _message(box, sim, mid)
+        assert t("masks.pin.hint_choose", "ko") in (asked.caption or "")
+        assert asked.photo_file_id == candidates_photo  # the numbers to choose from stay in view
+        fixes = [t("masks.pin.fix", "ko", mark=CANDIDATE_MARKS[i], number=i + 1) for i in range(3)]
+        assert _texts(asked) == [*fixes, t("masks.pin.back", "ko")]
+        # a forged fix on the owner's message changes nothing
+        assert (await press(box, sim, mid, data=f"t:f:{aid}:-1"))["text"] == t("refuse.invalid", "ko")
+        assert _state(box, aid).phase == Phase.CHOOSE
+
+        await press(box, sim, mid, text=fixes[2])
+        grid = _message(box, sim, mid)
+        assert _texts(grid)[:16] == list(CELLS)
+        assert t("masks.pin.fixing", "ko", mark=CANDIDATE_MARKS[2], number=3) in (grid.caption or "")
+        photo = _photo(box, grid.photo_file_id)
+        third, first = _expected_ring(sample, pin, 2), _expected_ring(sample, pin, 0)
+        in_colour = np.abs(photo - np.asarray(CANDIDATE_RGB[2])).max(axis=2) < 60
+        assert in_colour[_edge(third)].mean() > 0.5  # outline 3, in its own colour
+        others = np.abs(photo - np.asarray(CANDIDATE_RGB[0])).max(axis=2) < 60
+        assert others[_edge(first)].mean() < 0.1  # outline 1 is not drawn
+
+        await press(box, sim, mid, text=t("masks.pin.mode_remove", "ko"))
+        await press(box, sim, mid, text=background)
+        state = _state(box, aid)
+        assert state.phase == Phase.MASK and state.base == 2 and state.points == [(pin, True), (background, False)]
+        w, h = PILImage.open(sample.path).size
+        expected = ring_masks((h, w), [(*cell_center(pin, w, h), True), (*cell_center(background, w, h), False)])
+        assert np.array_equal(coco_rle.decode(state.candidates[0].rle), expected[2])  # outline 3, refined, now first
+
+        k1, k2 = await asyncio.gather(
+            box.emulator.tap(sim.user_id, mid, text=_candidate_buttons("ko", 3)[0]),
+            box.emulator.tap(sim.user_id, mid, text=_candidate_buttons("ko", 3)[0]),
+        )
+        await box.emulator.wait_for(lambda: box.emulator.callback_answer(k1) and box.emulator.callback_answer(k2), timeout=WAIT)
+        (answer,) = _answers(box)
+        assert answer.assignment_id == aid and answer.reward == 30
+        assert np.array_equal(coco_rle.decode(json.loads(answer.mask_rle or "")), expected[2])
+        with box.db.session() as s:
+            assert account_balance(s, LABELING_EXPENSE) == -30
+            assert ledger_total(s) == 0
+
+
 async def test_magic_pin_two_candidates_offer_two_numbers(tmp_path: Path) -> None:
     async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:TwoRings") as box:
         create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)

@@ -23,7 +23,7 @@ from bot.tasks.models import Answer, Assignment, Task
 from bot.tasks.service import Refusal, Submitted, TaskCard
 from bot.wallet.ledger import balance, ledger_total
 from bot.work import answers as work_answers
-from tests.masks.candidate_backend import Rings, SegmentOnly, ring_masks
+from tests.masks.candidate_backend import PickedRings, Rings, SegmentOnly, ring_masks
 from tests.masks.helpers import best_cell, iou_with_truth, make_project, make_workers, outside_cell
 
 CELL_BASE = len(CELLS)
@@ -44,9 +44,18 @@ def _do(db: Database, worker_id: int, aid: int, action: str, v: int, sample: Sam
     step = db.call(magic_pin.pin_step, worker_id, aid, action, v)
     assert isinstance(step, Step), step
     if step.segment is not None:
-        step.state.candidates = magic_pin.candidates_for_cells(_rgb(sample), step.segment, (320, 240))
+        step.state.candidates = magic_pin.candidates_for_cells(_rgb(sample), step.segment, (320, 240), step.state.base)
     card = db.call(magic_pin.commit_step, worker_id, step)
     assert isinstance(card, TaskCard), card
+    return card
+
+
+def _add_mode(db: Database, worker_id: int, aid: int, state: PinState, sign: int, sample: SampleImage, fix: int = 0) -> TaskCard:
+    """ "Add a point" from the candidates; where the bot asks which outline to fix, ``fix``."""
+    card = _do(db, worker_id, aid, "add", pack(state.rev, sign, 3), sample)
+    chosen = PinState.from_dict(card.state)
+    if chosen.phase == Phase.CHOOSE:
+        card = _do(db, worker_id, aid, "fix", pick_value(chosen.rev, fix), sample)
     return card
 
 
@@ -128,10 +137,15 @@ def test_add_points_retry_and_back(any_db: Database, tmp_path: Path) -> None:
     aid = card.assignment_id
     card = _do(db, w, aid, "cell", pack(0, best_cell(sample), CELL_BASE), sample)
     first = PinState.from_dict(card.state)
-    # add a point: ADD phase over the same mask, then switch to "remove" (caption/buttons only)
+    # add a point: the classical segmenter refines a chosen outline, so with several outlines
+    # it asks which one first; then the ADD phase over the same masks, then switch to "remove"
     card = _do(db, w, aid, "add", pack(first.rev, SIGN_POS, 3), sample)
     state = PinState.from_dict(card.state)
-    assert state.phase == Phase.ADD and state.positive and state.mask == first.mask
+    assert state.phase == (Phase.CHOOSE if len(first.pickable()) > 1 else Phase.ADD)
+    if state.phase == Phase.CHOOSE:
+        card = _do(db, w, aid, "fix", pick_value(state.rev, 0), sample)
+        state = PinState.from_dict(card.state)
+    assert state.phase == Phase.ADD and state.positive and state.mask == first.mask and state.base == 0
     step = db.call(magic_pin.pin_step, w, aid, "add", pack(state.rev, SIGN_NEG, 3))
     assert isinstance(step, Step) and not step.redraw and not step.state.positive
     card = db.call(magic_pin.commit_step, w, step)
@@ -163,7 +177,7 @@ def test_point_rules(db: Database, tmp_path: Path) -> None:
     first = best_cell(sample)
     card = _do(db, w, aid, "cell", pack(0, first, CELL_BASE), sample)
     state = PinState.from_dict(card.state)
-    card = _do(db, w, aid, "add", pack(state.rev, SIGN_NEG, 3), sample)
+    card = _add_mode(db, w, aid, state, SIGN_NEG, sample)
     state = PinState.from_dict(card.state)
     # a negative point on the only positive cell would leave no positive point
     assert db.call(magic_pin.pin_step, w, aid, "cell", pack(state.rev, first, CELL_BASE)) == PinRefusal.NO_POSITIVE
@@ -369,3 +383,84 @@ def test_confirm_mask_made_on_the_fly_is_the_first_candidate(tmp_path: Path, rin
     rgb = np.zeros((240, 320, 3), np.uint8)
     made = coco_rle.decode(magic_pin.auto_mask(rgb, (640, 480), None))
     assert made.tolist() == magic_pin.upsample_mask(ring_masks((240, 320), [(160.0, 120.0, True)])[0], (640, 480)).tolist()
+
+
+def test_add_a_point_asks_which_outline_and_the_points_refine_that_one(any_db: Database, tmp_path: Path) -> None:
+    """#16: a worker who likes outline 3 but must fix it gets outline 3 refined, not outline 1."""
+    backend = PickedRings()
+    set_segmenter(backend)
+    try:
+        db = any_db
+        _, samples = make_project(db, tmp_path / "imgs", price=12)
+        w, other = make_workers(db, 2)
+        card = _lease(db, w)
+        sample = _sample_of(samples, card)
+        aid = card.assignment_id
+        pin, background = CELLS[best_cell(sample)], CELLS[outside_cell(sample)]
+        first = PinState.from_dict(_do(db, w, aid, "cell", pack(0, best_cell(sample), CELL_BASE), sample).state)
+        assert first.phase == Phase.MASK and first.pickable() == [0, 1, 2]
+
+        # "Add a point": the same picture, asked which outline (no new picture to upload)
+        step = db.call(magic_pin.pin_step, w, aid, "add", pack(first.rev, SIGN_NEG, 3))
+        assert isinstance(step, Step) and not step.redraw and step.segment is None
+        assert step.state.phase == Phase.CHOOSE and step.state.candidates == first.candidates and not step.state.positive
+        choose = PinState.from_dict(db.call(magic_pin.commit_step, w, step).state)  # type: ignore[union-attr]
+        # forged, stale, foreign and out-of-phase choices change nothing
+        assert db.call(magic_pin.pin_step, w, aid, "fix", pick_value(choose.rev - 1, 2)) == PinRefusal.STALE
+        assert db.call(magic_pin.pin_step, other, aid, "fix", pick_value(choose.rev, 2)) == Refusal.NOT_YOURS
+        assert db.call(magic_pin.pin_step, w, aid, "fix", -3) == Refusal.INVALID
+        assert db.call(magic_pin.pin_step, w, aid, "cell", pack(choose.rev, 3, CELL_BASE)) == PinRefusal.STALE
+        assert db.call(magic_pin.kept_mask, w, aid, pick_value(choose.rev, 0)) == PinRefusal.STALE
+        # Back: the candidates again, without a new picture; Add asks again
+        back = db.call(magic_pin.pin_step, w, aid, "add", pack(choose.rev, SIGN_BACK, 3))
+        assert isinstance(back, Step) and not back.redraw and back.state.phase == Phase.MASK
+        assert isinstance(db.call(magic_pin.commit_step, w, back), TaskCard)
+        again = PinState.from_dict(_do(db, w, aid, "add", pack(choose.rev + 1, SIGN_NEG, 3), sample).state)
+        assert again.phase == Phase.CHOOSE
+
+        # fix 3: the grid over outline 3 alone, the sign chosen before is kept
+        step = db.call(magic_pin.pin_step, w, aid, "fix", pick_value(again.rev, 2))
+        assert isinstance(step, Step) and step.redraw and step.state.phase == Phase.ADD
+        adding = PinState.from_dict(db.call(magic_pin.commit_step, w, step).state)  # type: ignore[union-attr]
+        assert adding.base == 2 and adding.fixing == 2 and not adding.positive
+        # a ➖ on the background: new candidates from both points, refining outline 3
+        refined = PinState.from_dict(_do(db, w, aid, "cell", pack(adding.rev, outside_cell(sample), CELL_BASE), sample).state)
+        assert refined.phase == Phase.MASK and refined.base == 2 and refined.points == [(pin, True), (background, False)]
+        assert backend.bases[-1] == 2
+        expected = ring_masks((240, 320), [(*cell_center(pin, 320, 240), True), (*cell_center(background, 320, 240), False)])
+        assert coco_rle.decode(refined.candidates[0].rle).tolist() == expected[2].tolist()
+        # the next "Add a point" refines on from the points: no question, the best outline drawn
+        more = PinState.from_dict(_do(db, w, aid, "add", pack(refined.rev, SIGN_POS, 3), sample).state)
+        assert more.phase == Phase.ADD and more.fixing == 0 and more.base == 2
+        back_again = PinState.from_dict(_do(db, w, aid, "add", pack(more.rev, SIGN_BACK, 3), sample).state)
+
+        outcome = db.call(work_answers.keep_and_next, w, aid, pick_value(back_again.rev, 0))
+        assert isinstance(outcome.result, Submitted) and outcome.result.reward == 12
+        assert db.call(work_answers.keep_and_next, w, aid, pick_value(back_again.rev, 0)).result == Refusal.ALREADY
+        with db.session() as s:
+            (answer,) = s.execute(select(Answer)).scalars()
+            assert balance(s, w).today == 12 and ledger_total(s) == 0
+        assert coco_rle.decode(json.loads(answer.mask_rle or "")).tolist() == expected[2].tolist()
+    finally:
+        set_segmenter(None)
+
+
+def test_without_a_segmenter_that_refines_a_pick_add_goes_straight_to_the_grid(db: Database, tmp_path: Path, rings: None) -> None:
+    """Rings takes no ``base``: asking which outline would be a question that changes nothing."""
+    _, samples = make_project(db, tmp_path / "imgs")
+    (w,) = make_workers(db, 1)
+    card = _lease(db, w)
+    sample = _sample_of(samples, card)
+    state = PinState.from_dict(_do(db, w, card.assignment_id, "cell", pack(0, best_cell(sample), CELL_BASE), sample).state)
+    assert len(state.pickable()) == 3
+    step = db.call(magic_pin.pin_step, w, card.assignment_id, "add", pack(state.rev, SIGN_POS, 3))
+    assert isinstance(step, Step) and step.redraw and step.state.phase == Phase.ADD and step.state.fixing == 0
+
+
+def test_the_state_keeps_the_outline_being_fixed() -> None:
+    state = PinState(
+        phase=Phase.CHOOSE, points=[("B2", True)], candidates=[PinMask({"size": [1, 1], "counts": "01"}, 1)] * 3, rev=4, base=2
+    )
+    assert PinState.from_json(state.to_json()) == state and state.fixing == 2
+    assert PinState.from_json('{"phase":"add","base":7}') == PinState()  # no such outline: a fresh grid
+    assert PinState.from_json('{"phase":"add","rev":2}').base == 0  # written before base existed

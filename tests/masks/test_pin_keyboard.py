@@ -8,7 +8,7 @@ from aiogram.types import InlineKeyboardButton
 from bot.handlers import keyboards
 from bot.handlers.callbacks import Act, TaskCb
 from bot.i18n import t
-from bot.tasks.magic_pin import MAX_CANDIDATES, pick_value, unpack
+from bot.tasks.magic_pin import MAX_CANDIDATES, SIGN_BACK, pick_value, unpack
 
 
 def _texts(markup: keyboards.Keyboard) -> list[list[str]]:
@@ -53,3 +53,19 @@ def test_one_more_way_to_answer_gets_its_own_row() -> None:
 def test_callback_data_fits_64_bytes_at_the_largest_ids() -> None:
     kb = keyboards.pin_mask(2**63 - 1, 10**9, "ko", candidates=3, pickable=[0, 1, 2], can_add=True)
     assert max(len(d.encode()) for d in _data(kb)) <= 64
+
+
+def test_choosing_the_outline_to_fix_offers_the_pickable_numbers_with_a_pencil_and_back() -> None:
+    kb = keyboards.pin_choose(7, 4, "en", pickable=[0, 2])
+    assert _texts(kb) == [["✏️ 🟨 1", "✏️ 🟧 3"], [t("masks.pin.back", "en")]]
+    fixes = [TaskCb.unpack(d) for d in _data(kb)]
+    assert [(f.a, f.id) for f in fixes[:2]] == [(Act.FIX, 7)] * 2
+    assert [unpack(f.v, MAX_CANDIDATES) for f in fixes[:2]] == [(4, 0), (4, 2)]
+    assert fixes[2].a == Act.ADD and unpack(fixes[2].v, 3) == (4, SIGN_BACK)
+    # the pencil tells a fix from a pick, in both languages
+    assert all(
+        text not in _texts(keyboards.pin_mask(7, 4, "ko", candidates=3, pickable=[0, 1, 2], can_add=True))[0]
+        for text in _texts(keyboards.pin_choose(7, 4, "ko", pickable=[0, 1, 2]))[0]
+    )
+    big = keyboards.pin_choose(2**63 - 1, 10**9, "ko", pickable=[0, 1, 2])
+    assert max(len(d.encode()) for d in _data(big)) <= 64
