@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
-from bot.db.hot import execute, hot
+from bot.db.hot import Carried, execute, hot
 from bot.db.tables import table
 from bot.tasks import leasing, worker_quality
 from bot.tasks.models import (
@@ -421,8 +421,10 @@ def after_answer(
     *,
     now: datetime | None = None,
     tz: str = "Asia/Seoul",
+    carry: list[Carried] | None = None,
 ) -> AfterAnswer:
-    """Update the worker's counters and apply the project's rules to one recorded answer."""
+    """Update the worker's counters and apply the project's rules to one recorded answer.
+    ``carry``: earlier writes of the answer that ride on the counters' UPDATE (PostgreSQL)."""
     now = now or utcnow()
     if task.kind == TaskKind.TRAINING:
         return AfterAnswer(training_feedback=TrainingFeedback(correct, task.golden, task.explanation, project.type), paid=False)
@@ -434,7 +436,7 @@ def after_answer(
     fast = project.min_seconds > 0 and seconds < project.min_seconds
     statement = _bump_statement(golden, exam, fast if project.min_seconds > 0 else None)
     params = {"b_worker_id": worker_id, "b_project_id": project.id, "b_now": now, "b_right": 1 if correct else 0}
-    row = execute(session, statement, params).mappings().first()
+    row = execute(session, statement, params, carry=carry).mappings().first()
     if row is None:  # no standing yet (a lease made outside ``claim``): create it, then count
         standing(session, worker_id, project, now)
         row = execute(session, statement, params).mappings().one()
@@ -581,14 +583,16 @@ def _mask_agreement(masks: list[str]) -> float:
 
 
 def _settle_statement(done: bool, reopen: bool, counted: bool) -> Any:
-    values: dict[str, Any] = {"result": bindparam("result"), "confidence": bindparam("confidence")}
+    """Parameters are ``s_*``: the UPDATE can ride inside another statement on a table with
+    columns of the same names, which SQLAlchemy reserves (:class:`bot.db.hot.Carried`)."""
+    values: dict[str, Any] = {"result": bindparam("s_result"), "confidence": bindparam("s_confidence")}
     if counted:
         values["answers_count"] = col(Task.answers_count) + 1
     if done:  # a broken task stays broken
         values["status"] = case((col(Task.status) == TaskStatus.OPEN.value, TaskStatus.DONE.value), else_=col(Task.status))
     elif reopen:
         values["status"] = case((col(Task.status) == TaskStatus.DONE.value, TaskStatus.OPEN.value), else_=col(Task.status))
-    return update(Task).where(col(Task.id) == bindparam("task_id")).values(**values)
+    return update(Task).where(col(Task.id) == bindparam("s_task_id")).values(**values)
 
 
 _SETTLE = {
@@ -597,16 +601,20 @@ _SETTLE = {
     for reopen in (False, True)
     for counted in (False, True)
 }
+_SETTLE_CTE = {shape: (statement.cte("settle"),) for shape, statement in _SETTLE.items()}  # to ride on a later statement
 
 
-def settle_task(session: Session, project: Project, task_id: int, *, reopen: bool = False, counted: bool = False) -> bool:
+def settle_task(
+    session: Session, project: Project, task_id: int, *, reopen: bool = False, counted: bool = False, carry: list[Carried] | None = None
+) -> bool:
     """Recompute the online result of a normal task and close it when it has enough; True if done.
 
     Fixed overlap (no ``confidence_target``): done at ``overlap`` answers. Dynamic: done at
     ``min_overlap`` answers with the posterior at the target, or at ``overlap``. ``reopen``
     (after answers were rejected) puts a done task that no longer qualifies back in the pool.
     ``counted``: a new answer was just recorded, so the task's answer count goes up by one in
-    the same statement.
+    the same statement. ``carry``: the task's UPDATE is appended there, to be sent with a later
+    statement of the transaction (:func:`bot.db.hot.execute`), instead of now.
     """
     label, confidence, count = task_confidence(session, project, task_id)
     target = project.confidence_target
@@ -614,11 +622,12 @@ def settle_task(session: Session, project: Project, task_id: int, *, reopen: boo
         done = count >= project.overlap
     else:
         done = count >= project.overlap or (count >= max(1, project.min_overlap) and confidence >= target)
-    execute(
-        session,
-        _SETTLE[(done, reopen, counted)],
-        {"task_id": task_id, "result": label, "confidence": confidence if count else None},
-    )
+    shape = (done, reopen, counted)
+    params = {"s_task_id": task_id, "s_result": label, "s_confidence": confidence if count else None}
+    if carry is not None:
+        carry.append(Carried(_SETTLE_CTE[shape], _SETTLE[shape], params))
+    else:
+        execute(session, _SETTLE[shape], params)
     return done
 
 

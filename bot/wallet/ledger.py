@@ -15,10 +15,11 @@ import structlog
 from sqlalchemy import Select, bindparam, case, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.selectable import CTE
 from sqlmodel import Session, col
 
 from bot.clock import day_start, utcnow
-from bot.db.hot import execute, hot
+from bot.db.hot import Carried, execute, hot
 from bot.db.tables import table
 from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.wallet.models import EntryKind, LedgerEntry, LedgerTxn
@@ -55,21 +56,23 @@ _INSERT_TXN = insert(LedgerTxn).returning(col(LedgerTxn.id))
 _INSERT_ENTRY = hot(insert(LedgerEntry))
 
 
-def _post_two_legs() -> Select[tuple[int]]:
+def _post_two_legs() -> tuple[Select[tuple[int]], tuple[CTE, CTE]]:
     """PostgreSQL: the key claim and both legs of a two-leg posting (every paid answer) in one
     statement, one round trip instead of two plus a pipelined ``executemany``. A data-modifying
     CTE always runs to completion; when the key was posted before, ``txn`` returns no row, so
     ``legs`` inserts nothing and the statement returns nothing: the replay path, as before.
-    (SQLite has no INSERT inside WITH: it keeps the two statements.)"""
+    (SQLite has no INSERT inside WITH: it keeps the two statements.) Parameters are named
+    ``p_*``: the posting can ride inside another table's UPDATE, whose column names SQLAlchemy
+    reserves."""
     entry = table(LedgerEntry).c
     txn = (
         pg_insert(LedgerTxn)
         .values(
-            key=bindparam("key"),
-            kind=bindparam("kind"),
-            worker_id=bindparam("worker_id"),
-            memo=bindparam("memo"),
-            created_at=bindparam("created_at"),
+            key=bindparam("p_key"),
+            kind=bindparam("p_kind"),
+            worker_id=bindparam("p_worker_id"),
+            memo=bindparam("p_memo"),
+            created_at=bindparam("p_created_at"),
         )
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(col(LedgerTxn.id))
@@ -79,19 +82,21 @@ def _post_two_legs() -> Select[tuple[int]]:
     def leg(i: int) -> Any:
         return select(
             txn.c.id,
-            bindparam(f"account{i}", type_=entry.account.type),
-            bindparam(f"amount{i}", type_=entry.amount.type),
-            bindparam(f"available_at{i}", type_=entry.available_at.type),
-            bindparam("created_at", type_=entry.created_at.type),
+            bindparam(f"p_account{i}", type_=entry.account.type),
+            bindparam(f"p_amount{i}", type_=entry.amount.type),
+            bindparam(f"p_available_at{i}", type_=entry.available_at.type),
+            bindparam("p_created_at", type_=entry.created_at.type),
         )
 
     legs = (
         insert(LedgerEntry).from_select(["txn_id", "account", "amount", "available_at", "created_at"], leg(0).union_all(leg(1))).cte("legs")
     )
-    return hot(select(txn.c.id).add_cte(legs))
+    return hot(select(txn.c.id).add_cte(legs)), (txn, legs)
 
 
-_POST_TWO_LEGS = {"postgresql": _post_two_legs()}
+_PG_TWO_LEGS, _PG_TWO_LEGS_CTES = _post_two_legs()
+_POST_TWO_LEGS = {"postgresql": _PG_TWO_LEGS}
+_TWO_LEGS_CTES = {"postgresql": _PG_TWO_LEGS_CTES}  # the same posting, to ride on a later statement
 
 
 def _insert_txn(session: Session, values: dict[str, object]) -> int | None:
@@ -127,6 +132,17 @@ def post(
     return LedgerTxn(id=txn_id, key=key, kind=str(kind), worker_id=worker_id, memo=memo, created_at=now), True
 
 
+def _two_leg_values(
+    key: str, kind: EntryKind | str, worker_id: int | None, memo: str | None, legs: list[Leg], now: datetime
+) -> dict[str, object]:
+    values: dict[str, object] = {"p_key": key, "p_kind": str(kind), "p_worker_id": worker_id, "p_memo": memo, "p_created_at": now}
+    for i, leg in enumerate(legs):
+        values[f"p_account{i}"] = leg.account
+        values[f"p_amount{i}"] = leg.amount
+        values[f"p_available_at{i}"] = leg.available_at or now
+    return values
+
+
 def _write(
     session: Session,
     *,
@@ -149,16 +165,11 @@ def _write(
         if existing is not None and existing.id is not None:  # a replay answers with the first posting, as always
             return existing.id, existing
         raise LedgerError(problem)
-    values: dict[str, object] = {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now}
     one_statement = _POST_TWO_LEGS.get(session.get_bind().dialect.name) if len(legs) == 2 else None
     if one_statement is not None:  # the key and both legs at once
-        for i, leg in enumerate(legs):
-            values[f"account{i}"] = leg.account
-            values[f"amount{i}"] = leg.amount
-            values[f"available_at{i}"] = leg.available_at or now
-        txn_id = execute(session, one_statement, values).scalar()
+        txn_id = execute(session, one_statement, _two_leg_values(key, kind, worker_id, memo, legs, now)).scalar()
     else:
-        txn_id = _insert_txn(session, values)
+        txn_id = _insert_txn(session, {"key": key, "kind": str(kind), "worker_id": worker_id, "memo": memo, "created_at": now})
     if txn_id is None:
         existing = find_txn(session, key)
         assert existing is not None and existing.id is not None
@@ -183,24 +194,30 @@ def credit_earning(
     amount: int,
     hold_days: int = 0,
     now: datetime | None = None,
+    carry: list[Carried] | None = None,
 ) -> bool:
     """Pay an accepted answer once; returns False when it was already paid (or costs nothing).
-    Posts without building the ORM object :func:`post` returns: this runs on every answer."""
+    Posts without building the ORM object :func:`post` returns: this runs on every answer.
+
+    ``carry`` (PostgreSQL): the posting is appended there, to ride on a later statement of the
+    transaction (:func:`bot.db.hot.execute`); the key still makes it once, but whether it was
+    new is not known then, so it returns True. For an answer recorded in the same transaction,
+    whose key cannot have been posted before."""
     if amount <= 0:
         return False
     now = now or utcnow()
     available_at = now + timedelta(days=hold_days)
-    _, existing = _write(
-        session,
-        key=f"answer:{answer_id}",
-        kind=EntryKind.EARNING,
-        worker_id=worker_id,
-        legs=[
-            Leg(LABELING_EXPENSE, -amount, now),
-            Leg(worker_account(worker_id), amount, available_at),
-        ],
-        now=now,
-    )
+    key = f"answer:{answer_id}"
+    legs = [Leg(LABELING_EXPENSE, -amount, now), Leg(worker_account(worker_id), amount, available_at)]
+    ctes = _TWO_LEGS_CTES.get(session.get_bind().dialect.name) if carry is not None else None
+    if carry is not None and ctes is not None:
+        carry.append(
+            Carried(
+                ctes, _POST_TWO_LEGS[session.get_bind().dialect.name], _two_leg_values(key, EntryKind.EARNING, worker_id, None, legs, now)
+            )
+        )
+        return True
+    _, existing = _write(session, key=key, kind=EntryKind.EARNING, worker_id=worker_id, legs=legs, now=now)
     return existing is None
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Insert, bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
-from bot.db.hot import execute, hot
+from bot.db.hot import Carried, execute, hot, send
 from bot.db.tables import bound_row
 from bot.tasks import leasing, quality
 from bot.tasks.magic_pin import PinRefusal, kept_mask
@@ -131,12 +131,17 @@ def _submit(
             return Refusal.ALREADY
     else:
         answer_id = execute(session, _INSERT_ANSWER, row).scalar_one()
+    # PostgreSQL: the task's settlement and the payment ride on the counters' UPDATE (one round
+    # trip for the three writes; nothing reads them before it). SQLite sends each on its own.
+    carry: list[Carried] | None = [] if merged is not None else None
     task_done = False
     if task.kind == TaskKind.NORMAL:  # count it and settle: fixed or dynamic overlap
-        task_done = quality.settle_task(session, project, task.id, counted=True)
+        task_done = quality.settle_task(session, project, task.id, counted=True, carry=carry)
     if reward:
-        credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now)
-    after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz)
+        credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now, carry=carry)
+    after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz, carry=carry)
+    if carry:  # the counters were not updated (a training answer): the writes go on their own
+        send(session, carry)
     return Submitted(
         answer_id=answer_id,
         reward=reward,

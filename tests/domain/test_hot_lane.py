@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import bindparam, create_engine, event, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.db import Database, hot
 from bot.db.engine import connection
 from bot.tasks import leasing, quality, service
 from bot.tasks.models import Assignment
 from bot.tasks.service import AnswerOutcome, Submitted, TaskCard
+from bot.wallet.accounts import LABELING_EXPENSE, worker_account
 from bot.work import answers
 from tests.domain.helpers import make_project, make_workers
 
@@ -209,3 +210,118 @@ def test_sqlite_lane_writes_what_sqlalchemy_writes(tmp_path: Path, monkeypatch: 
     without = run("plain")
     assert with_lane == without
     assert len(with_lane["answer"]) == 10 and sum(r[1] for r in with_lane["ledger"] if r[0].startswith("worker")) > 0
+
+
+# --- writes that ride on a later statement (PostgreSQL) ----------------------------------------
+@pytest.mark.postgres
+def test_a_paid_answer_settles_and_pays_inside_the_counters_update(pg_url: str, tmp_path: Path) -> None:
+    """Five statements per tap on PostgreSQL: the task's settlement and the two-leg payment are
+    CTEs of the worker's counters UPDATE, and every row is what the separate statements wrote."""
+    echo_db = Database(pg_url, echo=True)
+    try:
+        make_project(echo_db, tmp_path / "imgs", count=6, overlap=1, price=30)
+        (w,) = make_workers(echo_db, 1)
+        card = echo_db.call(service.next_task, w)
+        assert isinstance(card, TaskCard)
+        seen = _statements(echo_db)
+        outcome = _answer(echo_db, w, card)
+        assert isinstance(outcome.result, Submitted) and outcome.result.reward == 30 and outcome.result.task_done
+        tap = [sql for sql in seen if sql.split()[0] not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+        riding = [sql for sql in tap if "UPDATE workerproject" in sql]
+        assert len(riding) == 1 and "INSERT INTO ledgertxn" in riding[0] and "INSERT INTO ledgerentry" in riding[0]
+        assert "UPDATE task SET status" in riding[0]
+        assert not any("ledgertxn" in sql for sql in tap if sql is not riding[0])
+        assert len(tap) <= 5, tap
+        with echo_db.session() as s:
+            task = s.execute(text("SELECT status, answers_count, result FROM task WHERE id = :id"), {"id": card.task_id}).one()
+            assert tuple(task) == ("done", 1, "a")
+            legs = s.execute(
+                text("SELECT e.account, e.amount FROM ledgerentry e JOIN ledgertxn t ON t.id = e.txn_id ORDER BY e.amount")
+            ).all()
+            assert [tuple(r) for r in legs] == [(LABELING_EXPENSE, -30), (worker_account(w), 30)]
+            assert s.execute(text("SELECT answers_total FROM workerproject WHERE worker_id = :w"), {"w": w}).scalar_one() == 1
+    finally:
+        echo_db.dispose()
+
+
+def _settle(task_id: int, result: str) -> hot.Carried:
+    shape = (False, False, False)
+    return hot.Carried(quality._SETTLE_CTE[shape], quality._SETTLE[shape], {"s_task_id": task_id, "s_result": result, "s_confidence": 0.5})
+
+
+def _result(db: Database, task_id: int) -> str | None:
+    with db.session() as s:
+        return s.execute(text("SELECT result FROM task WHERE id = :id"), {"id": task_id}).scalar_one()  # type: ignore[no-any-return]
+
+
+def test_a_carried_write_is_done_once_with_the_statement_it_rides_on(lane_db: Database, tmp_path: Path) -> None:
+    """PostgreSQL: inside the statement; SQLite (no UPDATE inside WITH): on its own, first."""
+    make_project(lane_db, tmp_path / "imgs", count=2)
+    (w,) = make_workers(lane_db, 1)
+    card = lane_db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    for result in ("b", "c"):  # the first run plans the lane, the second runs on it
+
+        def ride(session: Session, result: str = result) -> tuple[Any, list[hot.Carried]]:
+            carry = [_settle(card.task_id, result)]
+            row = hot.execute(session, service._WORKER_STATUS, {"worker_id": w}, carry=carry).first()
+            return row, carry
+
+        row, carry = lane_db.call(ride)
+        assert tuple(row) == ("active", None) and carry == []  # answered as alone; the list was sent
+        assert _result(lane_db, card.task_id) == result
+    # with nothing to ride on, send() writes them on their own
+    lane_db.call(lambda s: hot.send(s, [_settle(card.task_id, "a")]))
+    assert _result(lane_db, card.task_id) == "a"
+
+
+@pytest.mark.postgres
+def test_a_carried_write_whose_parameter_clashes_is_refused(pg_db: Database, tmp_path: Path) -> None:
+    make_project(pg_db, tmp_path / "imgs", count=2)
+    (w,) = make_workers(pg_db, 1)
+    card = pg_db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    clash = hot.Carried(
+        quality._SETTLE_CTE[(False, False, False)],
+        quality._SETTLE[(False, False, False)],
+        {"s_task_id": 1, "s_result": "b", "s_confidence": 0.5, "worker_id": w + 1},
+    )
+    with pytest.raises(ValueError, match="worker_id"):
+        pg_db.call(lambda s: hot.execute(s, service._WORKER_STATUS, {"worker_id": w}, carry=[clash]))
+    assert _result(pg_db, card.task_id) is None
+
+
+_MOVE_ASSIGNMENT = hot.hot(update(Assignment).where(col(Assignment.id) == bindparam("a_id")).values(task_id=bindparam("a_task")))
+
+
+def test_a_failing_statement_takes_its_carried_writes_with_it(lane_db: Database, tmp_path: Path) -> None:
+    make_project(lane_db, tmp_path / "imgs", count=3, overlap=2)
+    (w,) = make_workers(lane_db, 1)
+    card = lane_db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    for _ in range(2):  # SQLAlchemy's run, then the lane's
+        with pytest.raises(IntegrityError):  # the lease moved to a task that does not exist
+            lane_db.call(
+                lambda s: hot.execute(
+                    s, _MOVE_ASSIGNMENT, {"a_id": card.assignment_id, "a_task": 999_999}, carry=[_settle(card.task_id, "b")]
+                )
+            )
+        assert _result(lane_db, card.task_id) is None
+    assert isinstance(_answer(lane_db, w, card).result, Submitted)  # the connection works on
+
+
+@pytest.mark.postgres
+def test_a_parameter_named_like_a_column_a_carried_write_sets_is_refused(pg_db: Database, tmp_path: Path) -> None:
+    """SQLAlchemy would add ``status`` and ``project_id`` to the carried UPDATE of the task."""
+    make_project(pg_db, tmp_path / "imgs", count=3, overlap=2)
+    (w,) = make_workers(pg_db, 1)
+    card = pg_db.call(service.next_task, w)
+    assert isinstance(card, TaskCard)
+    leased_at = pg_db.call(lambda s: s.get(Assignment, card.assignment_id).leased_at)  # type: ignore[union-attr]
+    lease = {"task_id": card.task_id + 1, "worker_id": w, "project_id": card.project_id, "status": "leased"}
+    lease |= {"leased_at": leased_at, "expires_at": leased_at, "chat_id": None, "message_id": None}
+    with pytest.raises(ValueError, match="project_id"):
+        pg_db.call(lambda s: hot.execute(s, leasing._INSERT_LEASE, lease, carry=[_settle(card.task_id, "b")]))
+    with pg_db.session() as s:
+        assert s.execute(text("SELECT status, result FROM task WHERE id = :id"), {"id": card.task_id}).one() == ("open", None)
+        assert s.execute(text("SELECT count(*) FROM assignment")).scalar_one() == 1
