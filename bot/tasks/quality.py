@@ -538,19 +538,31 @@ def after_skip(session: Session, project_id: int, worker_id: int, *, now: dateti
 # --- dynamic overlap ----------------------------------------------------------------------------
 
 
-_CONFIDENCE_ROWS = hot(
-    select(col(Answer.value), col(Answer.mask_rle), col(WorkerProject.golden_correct), col(WorkerProject.golden_total))
-    .outerjoin(
-        WorkerProject,
-        (col(WorkerProject.worker_id) == col(Answer.worker_id)) & (col(WorkerProject.project_id) == col(Answer.project_id)),
+def confidence_rows(task_id: Any, *lead: Any) -> Any:
+    """What settling a task reads: its accepted answers (value, mask) with their workers' golden
+    record (correct, total). ``lead``: columns before those, when it is part of a larger
+    statement (the answer's recording on PostgreSQL, ``bot.work.answers``)."""
+    return (
+        select(*lead, col(Answer.value), col(Answer.mask_rle), col(WorkerProject.golden_correct), col(WorkerProject.golden_total))
+        .outerjoin(
+            WorkerProject,
+            (col(WorkerProject.worker_id) == col(Answer.worker_id)) & (col(WorkerProject.project_id) == col(Answer.project_id)),
+        )
+        .where(col(Answer.task_id) == task_id, col(Answer.status) == AnswerStatus.ACCEPTED.value)
     )
-    .where(col(Answer.task_id) == bindparam("task_id"), col(Answer.status) == AnswerStatus.ACCEPTED.value)
-)
 
 
-def task_confidence(session: Session, project: Project, task_id: int) -> tuple[str | None, float, int]:
-    """(label, posterior, accepted answers) of a task from its answers so far."""
-    rows = execute(session, _CONFIDENCE_ROWS, {"task_id": task_id}).all()
+_CONFIDENCE_ROWS = hot(confidence_rows(bindparam("task_id")))
+ConfidenceRow = tuple[str, str | None, int | None, int | None]  # value, mask_rle, golden correct, golden total
+
+
+def task_confidence(
+    session: Session, project: Project, task_id: int, rows: list[ConfidenceRow] | None = None
+) -> tuple[str | None, float, int]:
+    """(label, posterior, accepted answers) of a task from its answers so far (``rows``: those
+    answers, read already by the caller, as :func:`confidence_rows` gives them)."""
+    if rows is None:
+        rows = execute(session, _CONFIDENCE_ROWS, {"task_id": task_id}).all()
     if not rows:
         return None, 0.0, 0
     labels = answer_values(project)
@@ -605,7 +617,14 @@ _SETTLE_CTE = {shape: (statement.cte("settle"),) for shape, statement in _SETTLE
 
 
 def settle_task(
-    session: Session, project: Project, task_id: int, *, reopen: bool = False, counted: bool = False, carry: list[Carried] | None = None
+    session: Session,
+    project: Project,
+    task_id: int,
+    *,
+    reopen: bool = False,
+    counted: bool = False,
+    carry: list[Carried] | None = None,
+    rows: list[ConfidenceRow] | None = None,
 ) -> bool:
     """Recompute the online result of a normal task and close it when it has enough; True if done.
 
@@ -614,9 +633,10 @@ def settle_task(
     (after answers were rejected) puts a done task that no longer qualifies back in the pool.
     ``counted``: a new answer was just recorded, so the task's answer count goes up by one in
     the same statement. ``carry``: the task's UPDATE is appended there, to be sent with a later
-    statement of the transaction (:func:`bot.db.hot.execute`), instead of now.
+    statement of the transaction (:func:`bot.db.hot.execute`), instead of now. ``rows``: the
+    task's answers, read already (see :func:`task_confidence`).
     """
-    label, confidence, count = task_confidence(session, project, task_id)
+    label, confidence, count = task_confidence(session, project, task_id, rows)
     target = project.confidence_target
     if target is None:
         done = count >= project.overlap

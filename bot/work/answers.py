@@ -10,16 +10,17 @@ from the project already in hand (see docs/performance.md).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Insert, bindparam, insert, select, update
+from sqlalchemy import CompoundSelect, Insert, bindparam, insert, literal, null, select, union_all, update
 from sqlmodel import Session, col
 
 from bot.clock import utcnow
 from bot.db.hot import Carried, execute, hot, send
-from bot.db.tables import bound_row
+from bot.db.tables import bound_row, table
 from bot.tasks import leasing, quality
 from bot.tasks.magic_pin import PinRefusal, kept_mask
-from bot.tasks.models import Answer, AnswerStatus, Assignment, AssignmentStatus, ProjectStatus, TaskKind
+from bot.tasks.models import Answer, AnswerStatus, Assignment, AssignmentStatus, ProjectStatus, TaskKind, WorkerProject
 from bot.tasks.projects import labels as project_labels
 from bot.tasks.service import (
     AnswerOutcome,
@@ -58,12 +59,18 @@ _ANSWER_FIELDS = (
 )
 
 
-def _close_and_record() -> Insert:
+def _close_and_record() -> tuple[Insert, CompoundSelect]:
     """PostgreSQL: close the lease and record the answer in one statement (one round trip less
     per tap). The answer is inserted from the rows the guarded UPDATE returned, so a lease that
     is no longer open (a double tap, a replay) records nothing and the statement returns no
     row: ``Refusal.ALREADY``, exactly as the two statements decide it. SQLite has no UPDATE
-    inside WITH and keeps the two statements."""
+    inside WITH and keeps the two statements.
+
+    The second form, for a normal task, also reads what settling the task needs (one more
+    round trip less): the task's answers before this one with their workers' golden records
+    (part 1) and this worker's record (part 2); part 0 is the new answer's id, if it was
+    recorded. The new answer itself is not in the statement's snapshot: :func:`_record_and_read`
+    adds its row from what was inserted."""
     closed = (
         update(Assignment)
         .where(col(Assignment.id) == bindparam("r_assignment_id"), col(Assignment.status) == AssignmentStatus.LEASED.value)
@@ -72,10 +79,37 @@ def _close_and_record() -> Insert:
         .cte("closed")
     )
     row = select(closed.c.id, *bound_row(Answer, _ANSWER_FIELDS, "r_"))
-    return hot(insert(Answer).from_select(["assignment_id", *_ANSWER_FIELDS], row).returning(col(Answer.id)).add_cte(closed))
+    record = insert(Answer).from_select(["assignment_id", *_ANSWER_FIELDS], row).returning(col(Answer.id))
+    recorded = record.cte("recorded")
+    wp = table(WorkerProject).c
+    read = union_all(
+        select(literal(0), recorded.c.id, null(), null(), null(), null()),
+        quality.confidence_rows(bindparam("r_task_id"), literal(1), null()),
+        select(literal(2), null(), null(), null(), wp.golden_correct, wp.golden_total).where(
+            wp.worker_id == bindparam("r_worker_id"), wp.project_id == bindparam("r_project_id")
+        ),
+    )
+    return hot(record.add_cte(closed)), hot(read)
 
 
-_CLOSE_AND_RECORD = {"postgresql": _close_and_record()}
+_PG_RECORD, _PG_RECORD_AND_READ = _close_and_record()
+_CLOSE_AND_RECORD = {"postgresql": _PG_RECORD}
+
+
+def _record_and_read(session: Session, row: dict[str, Any]) -> tuple[int | None, list[quality.ConfidenceRow]]:
+    """(the new answer's id or None, the task's answers with it) from one statement."""
+    answer_id, mine, rows = None, None, []
+    for part, new_id, value, mask_rle, golden_correct, golden_total in execute(
+        session, _PG_RECORD_AND_READ, {f"r_{name}": v for name, v in row.items()}
+    ).all():
+        if part == 0:
+            answer_id = new_id
+        elif part == 1:
+            rows.append((value, mask_rle, golden_correct, golden_total))
+        else:
+            mine = (golden_correct, golden_total)
+    rows.append((row["value"], row["mask_rle"], *(mine or (None, None))))
+    return answer_id, rows
 
 
 def submit_answer(
@@ -104,6 +138,7 @@ def _submit(
     if not valid_value(project, value, mask_rle, box_json):
         return Refusal.INVALID
     merged = _CLOSE_AND_RECORD.get(session.get_bind().dialect.name)
+    read: list[quality.ConfidenceRow] | None = None
     if merged is None and not close_lease(session, lease.assignment_id, AssignmentStatus.ANSWERED, now):
         return Refusal.ALREADY
     paid = quality.pays(session, project, task, worker_id)  # not training, not the exam
@@ -126,7 +161,10 @@ def _submit(
         "created_at": now,
     }
     if merged is not None:
-        answer_id = execute(session, merged, {f"r_{name}": v for name, v in row.items()}).scalar()
+        if task.kind == TaskKind.NORMAL:
+            answer_id, read = _record_and_read(session, row)
+        else:
+            answer_id = execute(session, merged, {f"r_{name}": v for name, v in row.items()}).scalar()
         if answer_id is None:  # the lease was closed already: nothing recorded
             return Refusal.ALREADY
     else:
@@ -136,7 +174,7 @@ def _submit(
     carry: list[Carried] | None = [] if merged is not None else None
     task_done = False
     if task.kind == TaskKind.NORMAL:  # count it and settle: fixed or dynamic overlap
-        task_done = quality.settle_task(session, project, task.id, counted=True, carry=carry)
+        task_done = quality.settle_task(session, project, task.id, counted=True, carry=carry, rows=read)
     if reward:
         credit_earning(session, worker_id=worker_id, answer_id=answer_id, amount=reward, hold_days=project.hold_days, now=now, carry=carry)
     after = quality.after_answer(session, project, task, worker_id, correct, seconds, now=now, tz=tz, carry=carry)
