@@ -311,6 +311,17 @@ def rings() -> Iterator[None]:
     set_segmenter(None)
 
 
+def _picked_once(db: Database, w: int, aid: int, pick: int, again: int, *, reward: int, expected: np.ndarray) -> None:
+    """Pick, then pick ``again``: one answer, with exactly the ``expected`` mask, paid once."""
+    outcome = db.call(work_answers.keep_and_next, w, aid, pick)
+    assert isinstance(outcome.result, Submitted) and outcome.result.reward == reward
+    assert db.call(work_answers.keep_and_next, w, aid, again).result == Refusal.ALREADY
+    with db.session() as s:
+        (answer,) = s.execute(select(Answer)).scalars()
+        assert balance(s, w).today == reward and ledger_total(s) == 0
+    assert coco_rle.decode(json.loads(answer.mask_rle or "")).tolist() == expected.tolist()
+
+
 def test_a_pick_keeps_exactly_the_candidate_picked_and_pays_once(any_db: Database, tmp_path: Path, rings: None) -> None:
     db = any_db
     _, samples = make_project(db, tmp_path / "imgs", price=15)
@@ -327,13 +338,7 @@ def test_a_pick_keeps_exactly_the_candidate_picked_and_pays_once(any_db: Databas
         assert db.call(magic_pin.kept_mask, w, aid, pick_value(state.rev, i)) == json.dumps(state.candidates[i].rle, separators=(",", ":"))
     assert db.call(magic_pin.kept_mask, w, aid, pick_value(state.rev - 1, 1)) == PinRefusal.STALE
     assert db.call(magic_pin.kept_mask, w, aid, -2) == Refusal.INVALID
-    outcome = db.call(work_answers.keep_and_next, w, aid, pick_value(state.rev, 1))
-    assert isinstance(outcome.result, Submitted) and outcome.result.reward == 15
-    assert db.call(work_answers.keep_and_next, w, aid, pick_value(state.rev, 2)).result == Refusal.ALREADY
-    with db.session() as s:
-        (answer,) = s.execute(select(Answer)).scalars()
-        assert balance(s, w).today == 15 and ledger_total(s) == 0
-    assert coco_rle.decode(json.loads(answer.mask_rle or "")).tolist() == expected[1].tolist()
+    _picked_once(db, w, aid, pick_value(state.rev, 1), pick_value(state.rev, 2), reward=15, expected=expected[1])
 
 
 def test_a_pick_beyond_the_candidates_shown_is_refused(db: Database, tmp_path: Path) -> None:
@@ -434,13 +439,7 @@ def test_add_a_point_asks_which_outline_and_the_points_refine_that_one(any_db: D
         assert more.phase == Phase.ADD and more.fixing == 0 and more.base == 2
         back_again = PinState.from_dict(_do(db, w, aid, "add", pack(more.rev, SIGN_BACK, 3), sample).state)
 
-        outcome = db.call(work_answers.keep_and_next, w, aid, pick_value(back_again.rev, 0))
-        assert isinstance(outcome.result, Submitted) and outcome.result.reward == 12
-        assert db.call(work_answers.keep_and_next, w, aid, pick_value(back_again.rev, 0)).result == Refusal.ALREADY
-        with db.session() as s:
-            (answer,) = s.execute(select(Answer)).scalars()
-            assert balance(s, w).today == 12 and ledger_total(s) == 0
-        assert coco_rle.decode(json.loads(answer.mask_rle or "")).tolist() == expected[2].tolist()
+        _picked_once(db, w, aid, pick_value(back_again.rev, 0), pick_value(back_again.rev, 0), reward=12, expected=expected[2])
     finally:
         set_segmenter(None)
 
