@@ -18,8 +18,8 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(script: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300, check=False)
+def _run(script: str, *args: str, timeout: float = 300) -> dict:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -47,9 +47,14 @@ def test_answer_loop_benchmark_smoke() -> None:
         assert 0 < cores["machine_busy"] <= 1.0
 
 
+# Six runs, each starting its own emulator and bots (the capped replicas import at a third of a
+# core): 200 s alone on a slow shared host, over 300 s inside the full suite there. The bound is
+# for a hang, not a speed check (those are the benchmarks' own figures).
+@pytest.mark.timeout(600)
 @pytest.mark.usefixtures("pg_url", "redis_url")
 def test_scale_out_benchmark_smoke() -> None:
-    result = _run("scale_out.py", "--workers", "12", "--per-worker", "2", "--runs", "floor,sqlite_1,postgres_2_capped", "--repeat", "2")
+    args = ("--workers", "12", "--per-worker", "2", "--runs", "floor,sqlite_1,postgres_2_capped", "--repeat", "2")
+    result = _run("scale_out.py", *args, timeout=560)
     assert result.pop("repeat") == 2
     floor = result.pop("floor")
     assert floor["answers"] == 2 * 24 and len(floor["bot_cpu_ms_per_answer_runs"]) == 2
