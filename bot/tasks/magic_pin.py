@@ -420,8 +420,31 @@ def candidates_phone(rgb: np.ndarray, points: list[tuple[str, bool]], k: int = M
     tapped cells. Empty candidates are dropped unless nothing else is left (then one, empty).
     ``base``: the first pin's outline the worker chose to fix, which later points refine."""
     h, w = rgb.shape[:2]
-    found = [c.mask for c in segment_candidates(rgb, cell_pixels(points, w, h), k=k, base=base)]
+    return _shown(rgb, cell_pixels(points, w, h), None, k, base)
+
+
+def _shown(
+    rgb: np.ndarray, points: list[tuple[float, float, bool]], box: tuple[float, float, float, float] | None, k: int, base: int
+) -> list[np.ndarray]:
+    """The candidates a worker is shown: the segmenter's, without the empty ones (unless
+    nothing else is left, then one, empty)."""
+    found = [c.mask for c in segment_candidates(rgb, points, box=box, k=k, base=_segmenter_base(rgb, points, base))]
     return [m for m in found if m.any()] or found[:1]
+
+
+def _segmenter_base(rgb: np.ndarray, points: list[tuple[float, float, bool]], base: int) -> int:
+    """The segmenter's index of the first pin's outline the worker chose as number ``base + 1``.
+
+    Empty candidates are not shown, so after one the worker's numbers and the segmenter's
+    indices differ: outline 2 on the phone may be the segmenter's third. The first pin's
+    candidates are asked for again (a cache hit for the classical segmenter) to map one onto
+    the other."""
+    n_first = next((i + 1 for i, (_, _, pos) in enumerate(points) if pos), len(points))
+    if base <= 0 or n_first >= len(points):
+        return base  # nothing chosen, or no point after the pin: base is not used
+    first = segment_candidates(rgb, points[:n_first], k=MAX_CANDIDATES)
+    shown = [i for i, c in enumerate(first) if c.mask.any()]
+    return shown[base] if base < len(shown) else base
 
 
 MAX_EXACT_POINTS = 20  # the Mini App's exact taps: bounds the CPU one request can spend
@@ -442,8 +465,7 @@ def exact_candidates(
         raise ValueError("give at least one point or a box")
     if len(points) > MAX_EXACT_POINTS:
         raise ValueError(f"at most {MAX_EXACT_POINTS} points")
-    found = [c.mask for c in segment_candidates(rgb, points, box=box, k=k, base=base)]
-    return [m for m in found if m.any()] or found[:1]
+    return _shown(rgb, list(points), box, k, base)
 
 
 def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from bot import clock
-from bot.autoseg import Candidate, set_segmenter
+from bot.autoseg import Box, Candidate, Point, set_segmenter
 from bot.autoseg import rle as coco_rle
 from bot.autoseg.overlay import cell_center
 from bot.db import Database
@@ -380,6 +380,42 @@ def test_empty_candidates_are_not_offered_unless_nothing_else_is_left(tmp_path: 
         set_segmenter(_Listed([empty, empty]))
         (only,) = magic_pin.candidates_phone(rgb, [("B2", True)])
         assert not only.any()
+    finally:
+        set_segmenter(None)
+
+
+class _HollowFirst(PickedRings):
+    """PickedRings whose first pin's second outline is empty: the worker is shown rings 1 and
+    3, numbered 1 and 2."""
+
+    def segment_candidates(
+        self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3, *, base: int = 0
+    ) -> list[Candidate]:
+        found = super().segment_candidates(image, points, box, k, base=base)
+        if len(points) == 1 and len(found) > 1:
+            found[1] = Candidate(np.zeros_like(found[1].mask), found[1].score)
+        return found
+
+
+def test_the_outline_chosen_by_its_number_is_the_one_refined_after_an_empty_candidate() -> None:
+    """Numbers skip empty candidates: the worker's outline 2 is the segmenter's third ring, and
+    it is that ring the later points refine, in the chat and in the Mini App."""
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    backend = _HollowFirst()
+    set_segmenter(backend)
+    try:
+        cell, later = ("B2", True), [("B2", True), ("A1", False)]
+        ((px, py, _),) = magic_pin.cell_pixels([cell], 320, 240)
+        shown = magic_pin.candidates_phone(rgb, [cell])
+        rings3 = ring_masks((240, 320), [(px, py, True)])
+        assert [m.tolist() for m in shown] == [rings3[0].tolist(), rings3[2].tolist()]
+        refined = magic_pin.candidates_phone(rgb, later, base=1)  # the worker chose outline 2
+        assert backend.bases[-1] == 2
+        assert refined[0].tolist() == ring_masks((240, 320), magic_pin.cell_pixels(later, 320, 240))[2].tolist()
+        exact = magic_pin.exact_candidates(rgb, [(px, py, True), (10.0, 10.0, False)], None, base=1)
+        assert backend.bases[-1] == 2 and exact[0][int(py), int(px)]
+        magic_pin.candidates_phone(rgb, later, base=0)
+        assert backend.bases[-1] == 0  # nothing chosen: outline 1, as before
     finally:
         set_segmenter(None)
 
