@@ -9,7 +9,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -211,13 +211,29 @@ async def _pin_screen(box: Sandbox, sim: SimWorker) -> Screen:
     return screen
 
 
-async def test_magic_pin_cell_then_keep(one_mask: Sandbox, tmp_path: Path) -> None:
-    box = one_mask
-    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=20)
-    sim = SimWorker.create(box.emulator, "w", "en")
+class _Pinned(NamedTuple):
+    """One worker in front of their first Magic Pin task's grid."""
+
+    sim: SimWorker
+    screen: Screen
+    aid: int
+    mid: int
+    sample: SampleImage
+
+
+async def _pinned(box: Sandbox, tmp_path: Path, lang: str, **project: Any) -> _Pinned:
+    """A magic-pin project (``create_mask_project``'s options), a worker in ``lang``, their task's grid."""
+    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", **project)
+    sim = SimWorker.create(box.emulator, "w", lang)
     await sim.start()
     screen = await _pin_screen(box, sim)
-    sample = _sample(samples, box, screen.assignment_id or 0)
+    aid = screen.assignment_id or 0
+    return _Pinned(sim, screen, aid, screen.message_id, _sample(samples, box, aid))
+
+
+async def test_magic_pin_cell_then_keep(one_mask: Sandbox, tmp_path: Path) -> None:
+    box = one_mask
+    sim, screen, _, _, sample = await _pinned(box, tmp_path, "en", count=2, price=20)
     grid_photo = screen.photo_file_id
     assert t("masks.pin.hint_grid", "en") in screen.caption
     await press(box, sim, screen.message_id, text=CELLS[best_cell(sample)])
@@ -241,12 +257,7 @@ async def test_magic_pin_cell_then_keep(one_mask: Sandbox, tmp_path: Path) -> No
 
 async def test_magic_pin_retry_add_points_and_remove_area(one_mask: Sandbox, tmp_path: Path) -> None:
     box = one_mask
-    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
-    sim = SimWorker.create(box.emulator, "w", "ko")
-    await sim.start()
-    screen = await _pin_screen(box, sim)
-    aid, mid = screen.assignment_id or 0, screen.message_id
-    sample = _sample(samples, box, aid)
+    sim, screen, aid, mid, sample = await _pinned(box, tmp_path, "ko", count=1)
     grid_photo = screen.photo_file_id
     # a wrong cell, then "try another cell": the same grid picture comes back (cached file_id)
     await press(box, sim, mid, text=CELLS[outside_cell(sample)])
@@ -373,12 +384,7 @@ async def test_magic_pin_double_taps_stale_and_forged(one_mask: Sandbox, tmp_pat
 
 async def test_restart_mid_pin_loses_nothing(one_mask: Sandbox, tmp_path: Path) -> None:
     box = one_mask
-    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
-    sim = SimWorker.create(box.emulator, "w", "en")
-    await sim.start()
-    screen = await _pin_screen(box, sim)
-    aid, mid = screen.assignment_id or 0, screen.message_id
-    sample = _sample(samples, box, aid)
+    sim, _, aid, mid, sample = await _pinned(box, tmp_path, "en", count=1)
     await press(box, sim, mid, text=CELLS[best_cell(sample)])
     before = _state(box, aid)
     await box.restart_bot()
@@ -436,12 +442,7 @@ def _expected_ring(sample: SampleImage, cell: str, index: int) -> np.ndarray:
 
 async def test_magic_pin_three_candidates_pick_two_stores_that_mask_and_pays_once(rings: Sandbox, tmp_path: Path) -> None:
     box = rings
-    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=20)
-    sim = SimWorker.create(box.emulator, "w", "en")
-    await sim.start()
-    screen = await _pin_screen(box, sim)
-    aid, mid = screen.assignment_id or 0, screen.message_id
-    sample = _sample(samples, box, aid)
+    sim, screen, aid, mid, sample = await _pinned(box, tmp_path, "en", count=2, price=20)
     cell = CELLS[best_cell(sample)]
     await press(box, sim, mid, text=cell)
     shown = _message(box, sim, mid)  # the same message, edited into the candidates
@@ -537,12 +538,7 @@ async def test_magic_pin_double_pick_pays_once_and_foreign_or_forged_picks_chang
 async def test_magic_pin_refine_candidates_with_a_point_then_pick(rings: Sandbox, tmp_path: Path) -> None:
     """Add a point from the candidates: the grid over them, then new candidates from both points."""
     box = rings
-    _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=1)
-    sim = SimWorker.create(box.emulator, "w", "ko")
-    await sim.start()
-    screen = await _pin_screen(box, sim)
-    aid, mid = screen.assignment_id or 0, screen.message_id
-    sample = _sample(samples, box, aid)
+    sim, _, aid, mid, sample = await _pinned(box, tmp_path, "ko", count=1)
     first, background = CELLS[best_cell(sample)], CELLS[outside_cell(sample)]
     await press(box, sim, mid, text=first)
     await press(box, sim, mid, text=t("masks.pin.add", "ko"))
@@ -568,12 +564,7 @@ async def test_magic_pin_fix_outline_three_with_a_point_then_pick_it(tmp_path: P
     """#16: "Add a point" asks which outline to fix; the grid shows that one alone, in its
     colour; the point refines it; the pick stores it, paid once."""
     async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:PickedRings") as box:
-        _, samples = create_mask_project(box.db, tmp_path / "images", type="magic-pin", count=2, price=30)
-        sim = SimWorker.create(box.emulator, "w", "ko")
-        await sim.start()
-        screen = await _pin_screen(box, sim)
-        aid, mid = screen.assignment_id or 0, screen.message_id
-        sample = _sample(samples, box, aid)
+        sim, _, aid, mid, sample = await _pinned(box, tmp_path, "ko", count=2, price=30)
         pin, background = CELLS[best_cell(sample)], CELLS[outside_cell(sample)]
         await press(box, sim, mid, text=pin)
         candidates_photo = _message(box, sim, mid).photo_file_id
