@@ -440,8 +440,8 @@ def _segmenter_base(rgb: np.ndarray, points: list[tuple[float, float, bool]], ba
     candidates are asked for again (a cache hit for the classical segmenter) to map one onto
     the other."""
     n_first = next((i + 1 for i, (_, _, pos) in enumerate(points) if pos), len(points))
-    if base <= 0 or n_first >= len(points):
-        return base  # nothing chosen, or no point after the pin: base is not used
+    if base <= 0 or n_first >= len(points) or not refines_picked():
+        return base  # nothing chosen, no point after the pin, or a segmenter that ignores base
     first = segment_candidates(rgb, points[:n_first], k=MAX_CANDIDATES)
     shown = [i for i, c in enumerate(first) if c.mask.any()]
     return shown[base] if base < len(shown) else base

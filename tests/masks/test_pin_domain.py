@@ -416,6 +416,16 @@ def test_the_outline_chosen_by_its_number_is_the_one_refined_after_an_empty_cand
         assert backend.bases[-1] == 2 and exact[0][int(py), int(px)]
         magic_pin.candidates_phone(rgb, later, base=0)
         assert backend.bases[-1] == 0  # nothing chosen: outline 1, as before
+        calls: list[int] = []
+
+        class Counted(Rings):  # a back end that takes no base: nothing to map, one call
+            def segment_candidates(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None, k: int = 3) -> list[Candidate]:
+                calls.append(len(points))
+                return super().segment_candidates(image, points, box, k)
+
+        set_segmenter(Counted())
+        magic_pin.candidates_phone(rgb, later, base=1)
+        assert calls == [2]
     finally:
         set_segmenter(None)
 
