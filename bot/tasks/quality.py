@@ -232,14 +232,15 @@ def _set(session: Session, wp: Standing, now: datetime, **values: Any) -> None:
         setattr(wp, key, value)
 
 
-def block(session: Session, wp: Standing, reason: BlockReason, now: datetime) -> None:
+def block(session: Session, wp: Standing, reason: BlockReason, now: datetime, accuracy: float | None = None) -> None:
+    """``accuracy``: what the accuracy rule judged, when it blocks (else the golden answers')."""
     _set(session, wp, now, stage=Stage.BLOCKED.value, blocked_reason=reason.value)
     log.warning(
         "quality.blocked",
         worker_id=wp.worker_id,
         project_id=wp.project_id,
         reason=reason.value,
-        accuracy=round(accuracy_of(wp), 3),
+        accuracy=round(accuracy_of(wp) if accuracy is None else accuracy, 3),
         golden=wp.golden_total,
         fast_strikes=wp.fast_strikes,
     )
@@ -254,15 +255,21 @@ def unblock(session: Session, worker_id: int, project_id: int, now: datetime | N
     return True
 
 
-def blocked_notice(project: Project, wp: Standing) -> Notice:
+def blocked_notice(session: Session, project: Project, wp: Standing, verdict: worker_quality.Verdict | None = None) -> Notice:
+    """Why the worker is blocked, in their words. The accuracy it quotes is the one the rule
+    judged (golden answers and agreement with the crowd, ``verdict`` or read again from the
+    project's crowd evidence), not the golden answers alone: a worker with no golden answer
+    would read "50 %, 38 % needed" beside a block."""
     reason = wp.blocked_reason or BlockReason.OPERATOR.value
     if reason not in {r.value for r in BlockReason}:
         reason = BlockReason.OPERATOR.value
-    return Notice(
-        f"quality.blocked.{reason}",
-        {"accuracy": pct(accuracy_of(wp)), "threshold": pct(worker_quality.floor_of(project)), "project": project.name},
-        stops=True,
-    )
+    params = {"threshold": pct(worker_quality.floor_of(project)), "project": project.name}
+    if reason == BlockReason.ACCURACY.value:  # the only notice that quotes the accuracy
+        if verdict is None:
+            evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
+            verdict = worker_quality.judge(project, evidence, wp.golden_correct, wp.golden_total)
+        params["accuracy"] = pct(verdict.accuracy)
+    return Notice(f"quality.blocked.{reason}", params, stops=True)
 
 
 def _minutes_left(until: datetime, now: datetime) -> int:
@@ -330,7 +337,7 @@ def claim(
     shown: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id, "idle": idle, "card_since": day_start(now, tz)}
     wp = standing(session, worker_id, project, now)
     if wp.stage == Stage.BLOCKED:
-        return blocked_notice(project, wp)
+        return blocked_notice(session, project, wp)
     if wp.stage == Stage.FAILED:
         if exam_attempts_left(project, wp) == 0:
             return Notice("quality.exam.no_attempts", {"attempts": wp.exam_attempts}, stops=True)
@@ -462,8 +469,9 @@ def exam_attempts_left(project: Project, wp: Standing) -> int | None:
 JUDGE_EVERY = 10  # besides every golden answer, the accuracy rule looks again every this many answers
 
 
-def judge_worker(session: Session, project: Project, wp: Standing) -> BlockReason | None:
-    """The posterior accuracy rule and the constant-answer rule (``bot.tasks.worker_quality``)."""
+def judge_worker(session: Session, project: Project, wp: Standing) -> worker_quality.Verdict | None:
+    """The posterior accuracy rule and the constant-answer rule (``bot.tasks.worker_quality``):
+    the verdict when it blocks, else None."""
     if project.block_confidence is None or wp.golden_total < project.min_golden_for_block:
         return None
     evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
@@ -479,7 +487,7 @@ def judge_worker(session: Session, project: Project, wp: Standing) -> BlockReaso
         p_useless=round(verdict.p_useless, 4),
         floor=round(verdict.floor, 3),
     )
-    return BlockReason(verdict.reason)
+    return verdict
 
 
 def _finish_exam(session: Session, project: Project, wp: Standing, now: datetime) -> Notice:
@@ -501,13 +509,13 @@ def _finish_exam(session: Session, project: Project, wp: Standing, now: datetime
 
 def _apply_rules(session: Session, project: Project, wp: Standing, *, fast: bool, golden: bool, now: datetime, tz: str) -> Notice | None:
     if wp.stage == Stage.WORK and (golden or wp.answers_total % JUDGE_EVERY == 0):
-        reason = judge_worker(session, project, wp)
-        if reason is not None:
-            block(session, wp, reason, now)
-            return blocked_notice(project, wp)
+        verdict = judge_worker(session, project, wp)
+        if verdict is not None and verdict.reason is not None:
+            block(session, wp, BlockReason(verdict.reason), now, verdict.accuracy)
+            return blocked_notice(session, project, wp, verdict)
     if fast and project.fast_strikes_block > 0 and wp.fast_strikes >= project.fast_strikes_block:
         block(session, wp, BlockReason.FAST, now)
-        return blocked_notice(project, wp)
+        return blocked_notice(session, project, wp)
     if fast and project.fast_strikes_warn > 0 and wp.fast_strikes == project.fast_strikes_warn:
         return Notice(
             "quality.fast.warning",

@@ -135,7 +135,7 @@ async def test_low_accuracy_blocks_with_a_message(sandbox: Sandbox, tmp_path: Pa
         assert screen is not None
     screen, _ = await tap(box, sim, screen, WRONG[_truth(box, screen)])
     assert screen is None
-    expected = t("quality.blocked.accuracy", "en", project=project.name, accuracy=12, threshold=60)  # 0.5 / 4
+    expected = t("quality.blocked.accuracy", "en", project=project.name, accuracy=20, threshold=60)  # the rule's Beta(1, 1 + 3): mean 1 / 5
     assert sim.last_text() == expected
     assert await send(box, sim, t("menu.get_task", "en")) == expected
     with box.db.session() as s:

@@ -121,7 +121,7 @@ def test_accuracy_rule_blocks_after_min_golden(db: Database, tmp_path: Path) -> 
         notices.append(result.notice)
     assert notices[:2] == [None, None]  # not before min_golden_for_block golden answers
     assert notices[2] is not None and notices[2].key == "quality.blocked.accuracy" and notices[2].stops
-    assert notices[2].params["accuracy"] == 12 and notices[2].params["threshold"] == 60  # 0.5 / 4
+    assert notices[2].params["accuracy"] == 20 and notices[2].params["threshold"] == 60  # the rule's Beta(1, 1 + 3): mean 1 / 5
     after = d.next()
     assert isinstance(after, NoTask) and after.notice and after.notice.key == "quality.blocked.accuracy"
     assert _standing(db, w, project.id).blocked_reason == "accuracy"
@@ -393,3 +393,39 @@ def test_a_worker_at_chance_is_blocked_once_the_evidence_is_sure(db: Database, t
     # Beta(1, 1 + n): P(accuracy <= 1/3 + 0.05) = 1 - 0.617^(n + 1): 0.945 at n = 5, 0.966 at n = 6
     assert answered == 6
     assert _standing(db, w, project.id).blocked_reason == "accuracy"
+
+
+def test_a_worker_blocked_on_the_crowds_evidence_reads_the_accuracy_the_rule_judged(db: Database, tmp_path: Path) -> None:
+    """No golden answer at all (``min_golden_for_block`` 0): a worker who always disagrees with
+    two who agree is blocked by agreement with the crowd. The notice quotes the accuracy the rule
+    judged, below the threshold it quotes; the golden answers alone (none) would say 50 %."""
+    project = make_project(db, tmp_path / "imgs", count=60, overlap=3, min_golden_for_block=0)
+    labels = ("a", "b", "c")
+    crowd = make_workers(db, 3)
+    drivers = [Driver(db, w) for w in crowd]
+
+    def truth(task_id: int) -> str:
+        with db.session() as s:
+            task = s.get(Task, task_id)
+            assert task is not None and task.external_id is not None
+            return labels[int(task.external_id[1:]) % 3]  # make_project's truth of normal task i
+
+    notice = None
+    for _ in range(60):
+        for i, d in enumerate(drivers):
+            card = d.next()
+            assert isinstance(card, TaskCard), card
+            right = truth(card.task_id)
+            result = d.answer(card, WRONG[right] if i == 2 else right)
+            assert isinstance(result, Submitted)
+            if result.notice is not None:
+                assert i == 2, "an agreeing worker was blocked"
+                notice = result.notice
+        if notice is not None:
+            break
+    assert notice is not None and notice.key == "quality.blocked.accuracy"
+    assert notice.params["accuracy"] < notice.params["threshold"] == 38, notice.params
+    assert _standing(db, crowd[2], project.id).golden_total == 0
+    again = drivers[2].next()  # asking for work later quotes the same kind of figure
+    assert isinstance(again, NoTask) and again.notice is not None and again.notice.key == "quality.blocked.accuracy"
+    assert again.notice.params["accuracy"] < again.notice.params["threshold"], again.notice.params
