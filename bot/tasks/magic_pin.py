@@ -465,7 +465,7 @@ def exact_candidates(
         raise ValueError("give at least one point or a box")
     if len(points) > MAX_EXACT_POINTS:
         raise ValueError(f"at most {MAX_EXACT_POINTS} points")
-    return _shown(rgb, list(points), box, k, base)
+    return _shown(rgb, points, box, k, base)
 
 
 def segment_phone(rgb: np.ndarray, points: list[tuple[str, bool]]) -> np.ndarray:

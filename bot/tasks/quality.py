@@ -265,10 +265,7 @@ def blocked_notice(session: Session, project: Project, wp: Standing, verdict: wo
         reason = BlockReason.OPERATOR.value
     params = {"threshold": pct(worker_quality.floor_of(project)), "project": project.name}
     if reason == BlockReason.ACCURACY.value:  # the only notice that quotes the accuracy
-        if verdict is None:
-            evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
-            verdict = worker_quality.judge(project, evidence, wp.golden_correct, wp.golden_total)
-        params["accuracy"] = pct(verdict.accuracy)
+        params["accuracy"] = pct((verdict or _verdict(session, project, wp)).accuracy)
     return Notice(f"quality.blocked.{reason}", params, stops=True)
 
 
@@ -469,13 +466,18 @@ def exam_attempts_left(project: Project, wp: Standing) -> int | None:
 JUDGE_EVERY = 10  # besides every golden answer, the accuracy rule looks again every this many answers
 
 
+def _verdict(session: Session, project: Project, wp: Standing) -> worker_quality.Verdict:
+    """The accuracy rule's reading of the worker: golden record and the project's crowd evidence."""
+    evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
+    return worker_quality.judge(project, evidence, wp.golden_correct, wp.golden_total)
+
+
 def judge_worker(session: Session, project: Project, wp: Standing) -> worker_quality.Verdict | None:
     """The posterior accuracy rule and the constant-answer rule (``bot.tasks.worker_quality``):
     the verdict when it blocks, else None."""
     if project.block_confidence is None or wp.golden_total < project.min_golden_for_block:
         return None
-    evidence = worker_quality.crowd_evidence(session, project).get(wp.worker_id)
-    verdict = worker_quality.judge(project, evidence, wp.golden_correct, wp.golden_total)
+    verdict = _verdict(session, project, wp)
     if verdict.reason is None:
         return None
     log.info(

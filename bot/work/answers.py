@@ -96,12 +96,11 @@ _PG_RECORD, _PG_RECORD_AND_READ = _close_and_record()
 _CLOSE_AND_RECORD = {"postgresql": _PG_RECORD}
 
 
-def _record_and_read(session: Session, row: dict[str, Any]) -> tuple[int | None, list[quality.ConfidenceRow]]:
-    """(the new answer's id or None, the task's answers with it) from one statement."""
+def _record_and_read(session: Session, row: dict[str, Any], params: dict[str, Any]) -> tuple[int | None, list[quality.ConfidenceRow]]:
+    """(the new answer's id or None, the task's answers with it) from one statement; ``params``
+    is ``row`` with the statement's ``r_`` names."""
     answer_id, mine, rows = None, None, []
-    for part, new_id, value, mask_rle, golden_correct, golden_total in execute(
-        session, _PG_RECORD_AND_READ, {f"r_{name}": v for name, v in row.items()}
-    ).all():
+    for part, new_id, value, mask_rle, golden_correct, golden_total in execute(session, _PG_RECORD_AND_READ, params).all():
         if part == 0:
             answer_id = new_id
         elif part == 1:
@@ -161,10 +160,11 @@ def _submit(
         "created_at": now,
     }
     if merged is not None:
+        params = {f"r_{name}": v for name, v in row.items()}
         if task.kind == TaskKind.NORMAL:
-            answer_id, read = _record_and_read(session, row)
+            answer_id, read = _record_and_read(session, row, params)
         else:
-            answer_id = execute(session, merged, {f"r_{name}": v for name, v in row.items()}).scalar()
+            answer_id = execute(session, merged, params).scalar()
         if answer_id is None:  # the lease was closed already: nothing recorded
             return Refusal.ALREADY
     else:
