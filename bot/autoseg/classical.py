@@ -361,14 +361,8 @@ def segment_classical(
 ) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
-        import hashlib
-
         small = _resize_to(image, P.work_side)
-        h, w = small.shape[:2]
-        key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
-        sx, sy = w / W0, h / H0
-        clicks = tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
-        st = _click_state(small, key, clicks, P, cache, image, base)
+        st = _click_state(small, _state_key(image, small), _scaled(points, image, small), P, cache, image, base)
         return st.proposals[0].mask if st.proposals else _to_full(image, st.mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
@@ -1261,18 +1255,27 @@ def candidates_classical(
 
 
 def _scaled(points: list[Point], image: np.ndarray, small: np.ndarray) -> tuple[Point, ...]:
+    """The clicks in ``small``'s pixels. They are part of the state cache's key, so the pin's
+    candidates and a later tap's refinement must scale them with the same arithmetic: ``x * w
+    / W0`` and ``x * (w / W0)`` can differ in the last bit, and the refinement then missed the
+    candidates' state and segmented all the pin's windows again."""
     H0, W0 = image.shape[:2]
     h, w = small.shape[:2]
-    return tuple((float(x) * w / W0, float(y) * h / H0, bool(p)) for x, y, p in points)
+    sx, sy = w / W0, h / H0
+    return tuple((float(x) * sx, float(y) * sy, bool(p)) for x, y, p in points)
+
+
+def _state_key(image: np.ndarray, small: np.ndarray) -> bytes:
+    """The photo's part of the state cache's key: its working-resolution pixels and both sizes."""
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
 
 
 def _cached_first(
     image: np.ndarray, small: np.ndarray, points: list[Point], P: Params, cache: SharedLRU[object, _ClickState] | None
 ) -> _ClickState:
-    import hashlib
-
-    key = hashlib.blake2b(np.ascontiguousarray(small).data, digest_size=16).digest() + repr((small.shape, image.shape)).encode()
-    return _click_state(small, key, _scaled(points, image, small), P, cache, image)
+    return _click_state(small, _state_key(image, small), _scaled(points, image, small), P, cache, image)
 
 
 def _rescale_start(small: np.ndarray, prev: _ClickState, click: Point, base: int = 0) -> _ClickState:

@@ -138,3 +138,26 @@ def test_later_clicks_refine_the_candidate_the_worker_picked() -> None:
     assert np.array_equal(segment_candidates(img, pts, k=3, base=7)[0].mask, from_first[0].mask)
     with pytest.raises(ValueError, match="base must be"):
         segment_candidates(img, pts, base=-1)
+
+
+def test_a_later_click_reuses_the_pins_candidates_instead_of_segmenting_its_windows_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Mini App and the chat ask for a pin's candidates, then for the refinement of a
+    second tap. The refinement must start from the cached state of the pin: a miss segments
+    the pin's three windows again (about 250 ms of a 330 ms second tap). The photo's size
+    (481 × 321, working copy 320 × 214) and the pin (y = 230) are chosen so that ``y * h / H0``
+    and ``y * (h / H0)`` differ in the last bit: the two paths once scaled the pin each their
+    own way, and their cache keys differed."""
+    import bot.autoseg.classical as classical
+
+    img = SCENE[0][:321, :481].copy()
+    assert 230 * 214 / 321 != 230 * (214 / 321)  # the premise: the two roundings differ here
+    calls: list[int] = []
+    real = classical.pin_proposals
+    monkeypatch.setattr(classical, "pin_proposals", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    pin = [(340.0, 230.0, True)]
+    segment_candidates(img, pin, k=3)
+    assert len(calls) == 1
+    refined = segment_candidates(img, [*pin, (350.0, 240.0, True)], k=1)
+    assert len(calls) == 1, "the second tap segmented the pin's windows again"
+    set_segmenter(ClassicalSegmenter(cache_size=0))  # and the cache changes nothing
+    assert np.array_equal(segment_candidates(img, [*pin, (350.0, 240.0, True)], k=1)[0].mask, refined[0].mask)
