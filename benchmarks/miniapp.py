@@ -277,7 +277,11 @@ async def tap_latency(images: list[tuple[Path, np.ndarray]], workdir: Path, shot
         "segment_cpu_p50_ms": round(percentile(cpu_seg, 0.5), 1),
         "segment_cpu_p95_ms": round(percentile(cpu_seg, 0.95), 1),
         "first_tap_p50_ms": round(percentile(ms[0::2], 0.5), 1),
+        "first_tap_p95_ms": round(percentile(ms[0::2], 0.95), 1),
         "second_tap_p50_ms": round(percentile(ms[1::2], 0.5), 1),
+        "second_tap_p95_ms": round(percentile(ms[1::2], 0.95), 1),
+        "first_tap_segment_cpu_p50_ms": round(percentile(cpu_seg[0::2], 0.5), 1),
+        "second_tap_segment_cpu_p50_ms": round(percentile(cpu_seg[1::2], 0.5), 1),
         "bot_cpu_ms_per_tap": round(cpu * 1000 / max(1, len(ms)), 1),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
