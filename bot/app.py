@@ -21,6 +21,7 @@ from bot.handlers import admin, boxes, broadcast, errors, masks, quality, wallet
 from bot.handlers.middlewares import DedupMiddleware, SeenUpdates, WorkerDirectory, WorkerMiddleware
 from bot.jobs import start_jobs
 from bot.telegram import fast_types
+from bot.telegram.draining import DrainingDispatcher
 from bot.telegram.gate import GatedDispatcher, RedisGate, use_tap_aware_fsm
 from bot.telegram.metrics import Metrics
 from bot.telegram.runtime import App
@@ -94,7 +95,7 @@ def make_dispatcher(
     storage: Any | None = None,
     events_isolation: Any | None = None,
     gate: RedisGate | None = None,
-) -> Dispatcher:
+) -> DrainingDispatcher:
     """The bot's dispatcher. With a ``gate`` (Redis, several replicas) updates are admitted
     before aiogram's middlewares: once each, one per user at a time; without, one process
     drops repeated update ids itself (``seen``)."""
@@ -104,7 +105,8 @@ def make_dispatcher(
     if events_isolation is not None:
         kwargs["events_isolation"] = events_isolation
     fast_types.install()
-    dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else Dispatcher(**kwargs)
+    # both wait for the updates in flight before any shutdown hook runs (bot.telegram.draining)
+    dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else DrainingDispatcher(**kwargs)
     use_tap_aware_fsm(dp)
     dp["app"] = app  # startup hooks and handlers receive the App as ``app``
     if app.metrics is not None:

@@ -21,6 +21,7 @@ from bot.emulator import Emulator, EmulatorServer
 from bot.sample import SHAPE_NAMES, SampleImage, generate
 from bot.tasks import intake, media, projects
 from bot.tasks.models import Project, TaskKind
+from bot.telegram.draining import DRAIN_SECONDS
 from bot.telegram.runtime import App
 from bot.telegram.session import make_session
 
@@ -57,7 +58,7 @@ class BotProcess:
         with contextlib.suppress(RuntimeError):
             await self.dp.stop_polling()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self.task, 10)
+            await asyncio.wait_for(self.task, DRAIN_SECONDS + 5)  # the updates in flight finish first
         if self.webapp is not None:
             await self.webapp.cleanup()
         await self.bot.session.close()

@@ -25,6 +25,7 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
 
 from bot.telegram.buttons import TASK_TAP_PREFIX
+from bot.telegram.draining import DrainingDispatcher
 from bot.telegram.redis_wire import Script, WireScripts
 
 log = structlog.get_logger("crowdpin.bot")
@@ -110,8 +111,9 @@ class RedisGate:
             await self.redis.run(_RELEASE, [lock], [token])
 
 
-class GatedDispatcher(Dispatcher):
-    """A dispatcher that admits each update through a :class:`RedisGate` first."""
+class GatedDispatcher(DrainingDispatcher):
+    """A dispatcher that admits each update through a :class:`RedisGate` first (and, as every
+    dispatcher of the bot, lets the updates in flight finish before it shuts down)."""
 
     def __init__(self, *, gate: RedisGate, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -119,6 +121,7 @@ class GatedDispatcher(Dispatcher):
         self.shutdown.register(gate.redis.close)
 
     async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
+        self.track()  # waiting at the gate counts as in flight: the gate is released at the end
         async with self.gate.admit(bot.id, update) as admitted:
             if not admitted:
                 log.info("update.duplicate_dropped", update_id=update.update_id)

@@ -7,6 +7,7 @@ picker (which mask is stored, paid, drawn) and not the classical segmenter's qua
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,3 +87,17 @@ class SegmentOnly:
 
     def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
         return self._inner.segment(image, points, box)
+
+
+class Held:
+    """One ring per pin, made only when the test says so: a tap that is still being segmented
+    at a moment the test chooses (a restart in the middle of it). ``started`` is set when a
+    segmentation begins; it waits for ``release`` (at most 20 s)."""
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def segment(self, image: np.ndarray, points: Sequence[Point], box: Box | None = None) -> np.ndarray:
+        Held.started.set()
+        Held.release.wait(20)
+        return ring_masks(image.shape[:2], points, 1)[0]

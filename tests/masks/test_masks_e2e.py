@@ -32,7 +32,7 @@ from bot.tasks.models import Answer, Assignment, Image, Task, TaskStatus
 from bot.wallet.accounts import LABELING_EXPENSE
 from bot.wallet.ledger import account_balance, ledger_total
 from bot.wallet.models import LedgerTxn
-from tests.masks.candidate_backend import ring_masks
+from tests.masks.candidate_backend import Held, ring_masks
 from tests.masks.helpers import best_cell, outside_cell
 
 WAIT = 30.0  # generous: the machine is shared and segmentation is CPU work
@@ -427,6 +427,36 @@ async def one_mask(tmp_path: Path) -> AsyncIterator[Sandbox]:
     """The classical segmenter through ``segment`` alone: one mask per pin, shown with Keep."""
     async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:SegmentOnly") as box:
         yield box
+
+
+async def test_a_restart_lets_the_tap_being_segmented_finish(tmp_path: Path) -> None:
+    """A restart while a tap is being segmented: the bot's shutdown waits for that tap, so the
+    worker gets the outline (not "something went wrong"), the tap is counted once, and no HTTP
+    session is opened after the bot's own was closed. Before, aiogram's shutdown closed the
+    picture pool and the session under the running handler."""
+    Held.started.clear()
+    Held.release.clear()
+    async with segmenter_sandbox(tmp_path, "tests.masks.candidate_backend:Held") as box:
+        sim, _, aid, mid, sample = await _pinned(box, tmp_path, "en", count=2)
+        emu, running = box.emulator, box.bots[0]
+        before = emu.chat_version(sim.user_id)
+        query = await emu.tap(sim.user_id, mid, text=CELLS[best_cell(sample)])
+        assert await asyncio.to_thread(Held.started.wait, WAIT)
+        stopping = asyncio.create_task(box.stop_bot())
+        await asyncio.sleep(0.5)
+        assert not stopping.done(), "the bot stopped while a tap was still being handled"
+        Held.release.set()
+        await asyncio.wait_for(stopping, WAIT)
+        assert not (emu.callback_answer(query) or {}).get("text")  # answered, and not with an apology
+        assert emu.chat_version(sim.user_id) > before  # the photo became the outline to confirm
+        assert _state(box, aid).rev == 1
+        session = running.bot.session._session  # aiogram's: a new one would have been opened after close
+        assert session is None or session.closed
+        await box.start_bot()  # and after the restart the worker carries on from the outline
+        await press(box, sim, mid, text=t("masks.pin.keep", "en"))
+        (answer,) = _answers(box)
+        assert answer.value == "mask"
+    Held.release.clear()
 
 
 def _candidate_buttons(lang: str, count: int) -> list[str]:
