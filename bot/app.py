@@ -104,6 +104,7 @@ def make_dispatcher(
         kwargs["storage"] = storage
     if events_isolation is not None:
         kwargs["events_isolation"] = events_isolation
+    kwargs["in_flight"] = app.in_flight
     fast_types.install()
     # both wait for the updates in flight before any shutdown hook runs (bot.telegram.draining)
     dp = GatedDispatcher(gate=gate, **kwargs) if gate is not None else DrainingDispatcher(**kwargs)

@@ -121,7 +121,7 @@ class GatedDispatcher(DrainingDispatcher):
         self.shutdown.register(gate.redis.close)
 
     async def feed_update(self, bot: Bot, update: Update, **kwargs: Any) -> Any:
-        self.track()  # waiting at the gate counts as in flight: the gate is released at the end
+        self.in_flight.track()  # waiting at the gate counts as in flight: the gate is released at the end
         async with self.gate.admit(bot.id, update) as admitted:
             if not admitted:
                 log.info("update.duplicate_dropped", update_id=update.update_id)

@@ -16,6 +16,7 @@ from bot.cache import LRUCache
 from bot.config import Settings
 from bot.db import Database
 from bot.tasks.pictures import MaskPictures
+from bot.telegram.draining import InFlight
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,6 +50,8 @@ class App:
     overlay_file_ids: LRUCache[tuple[str, str], str] = field(default_factory=lambda: LRUCache(FILE_ID_CACHE))
     # magic-pin assignments whose previous tap is still being worked on in this process
     pins_in_flight: set[int] = field(default_factory=set)
+    # the tasks handling updates and Mini App requests: a shutdown waits for them (bot.telegram.draining)
+    in_flight: InFlight = field(default_factory=InFlight)
     pictures: MaskPictures = field(init=False)
 
     def __post_init__(self) -> None:

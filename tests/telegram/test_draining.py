@@ -45,14 +45,14 @@ async def test_shutdown_hooks_run_after_the_updates_in_flight_and_a_stuck_one_is
     bot = Bot("42:TEST")
     handling = asyncio.create_task(dp.feed_update(bot, _tap(1)))
     await asyncio.sleep(0.01)
-    assert dp.in_flight == {handling}
+    assert dp.in_flight.tasks == {handling}
     shutdown = asyncio.create_task(dp.emit_shutdown(bot=bot))
     await asyncio.sleep(0.1)
     assert order == []  # the hook (closing pools and sessions) waits for the handler
     release.set()
     await asyncio.wait_for(shutdown, 2)
     assert order == ["handled", "hook"]
-    assert not dp.in_flight  # a finished update is forgotten
+    assert not dp.in_flight.tasks  # a finished update is forgotten
 
     stuck = asyncio.create_task(dp.feed_update(bot, _tap(2)))
     await asyncio.sleep(0.01)

@@ -17,6 +17,7 @@ from aiogram.utils.web_app import safe_parse_webapp_init_data
 from sqlalchemy import func, select
 
 from bot.autoseg import rle as coco_rle
+from bot.autoseg import set_segmenter
 from bot.emulator import Emulator
 from bot.emulator.errors import ApiError
 from bot.emulator.markup import check_reply_markup
@@ -27,6 +28,7 @@ from bot.simulate import SimWorker
 from bot.tasks.models import Answer, Assignment, AssignmentStatus
 from bot.wallet.ledger import balance
 from bot.webapp.auth import AuthError, check_init_data
+from tests.masks.candidate_backend import Held
 from tests.webapp.helpers import WAIT, call, counts, fragment_of, open_task, query_of, truth_of, webapp_sandbox
 
 
@@ -337,6 +339,35 @@ async def test_one_segmentation_per_task_at_a_time(tmp_path: Path) -> None:
         status, reply = await call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]})
         assert status == 200 and reply["candidates"], reply
         assert counts(box) == before  # segmenting stores nothing
+
+
+async def test_a_shutdown_lets_a_segmentation_in_flight_finish(tmp_path: Path) -> None:
+    """A Mini App request counts as work in flight, like an update: stopping the bot while a
+    segmentation runs waits for it, and the page gets its outline (the webhook server closes the
+    bot's session and Redis in its shutdown hook, before aiohttp waits for open requests)."""
+    Held.started.clear()
+    Held.release.clear()
+    async with webapp_sandbox(tmp_path, count=1) as (box, samples):
+        opened = await open_task(box, "w")
+        aid = opened.assignment_id
+        x, y = deepest_point(truth_of(box, samples, aid))
+        running = box.bots[0].app
+        set_segmenter(Held())
+        try:
+            request = asyncio.create_task(call(opened, "POST", "segment", {"a": aid, "points": [[x, y, True]]}))
+            assert await asyncio.to_thread(Held.started.wait, WAIT)
+            assert len(running.in_flight.tasks) == 1  # the request's handler
+            stopping = asyncio.create_task(box.stop_bot())
+            await asyncio.sleep(0.5)
+            assert not stopping.done()
+            Held.release.set()
+            status, reply = await asyncio.wait_for(request, WAIT)
+            assert status == 200 and reply["candidates"], reply
+            await asyncio.wait_for(stopping, WAIT)
+            assert not running.in_flight.tasks
+        finally:
+            set_segmenter(None)
+            Held.release.set()
 
 
 def _runs_mask(runs: list[int]) -> np.ndarray:
