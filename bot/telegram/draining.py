@@ -16,6 +16,7 @@ to ``drain_seconds`` for all of them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 from typing import Any
 
 import structlog
@@ -71,4 +72,24 @@ class DrainingDispatcher(Dispatcher):
 
     async def emit_shutdown(self, *args: Any, **kwargs: Any) -> None:
         await self.drain()
-        await super().emit_shutdown(*args, **kwargs)
+        try:
+            await super().emit_shutdown(*args, **kwargs)
+        finally:
+            forget_cached_updates()
+
+
+def forget_cached_updates() -> None:
+    """Release the updates aiogram keeps after they were handled.
+
+    ``Update.event_type`` is an ``lru_cache``-d property, so the class itself holds the last 128
+    updates (with their messages and dates). Left there, they are freed only when the
+    interpreter tears the class down, after pydantic-core's own state: under ``python -X dev``
+    that ended the test run with a segmentation fault in pydantic-core's time-zone object.
+    Cleared at every shutdown and once more at exit."""
+    getter = getattr(Update.__dict__.get("event_type"), "fget", None)
+    clear = getattr(getter, "cache_clear", None)
+    if callable(clear):
+        clear()
+
+
+atexit.register(forget_cached_updates)  # also those of a dispatcher that was never shut down (tests)

@@ -63,3 +63,14 @@ async def test_shutdown_hooks_run_after_the_updates_in_flight_and_a_stuck_one_is
     stuck.cancel()
     await asyncio.gather(stuck, return_exceptions=True)
     assert await dp.drain() == 0
+
+
+async def test_shutdown_releases_the_updates_aiogram_keeps_in_its_event_type_cache() -> None:
+    """aiogram's ``Update.event_type`` is an ``lru_cache``-d property: the class keeps the last
+    128 updates alive. A shutdown clears it (and an exit hook does, for dispatchers never shut
+    down): freed at interpreter teardown instead, they crashed ``python -X dev`` at exit."""
+    getter = Update.__dict__["event_type"].fget
+    assert _tap(7).event_type == "callback_query"
+    assert getter.cache_info().currsize >= 1  # the premise: aiogram still caches them
+    await DrainingDispatcher().emit_shutdown(bot=Bot("42:TEST"))
+    assert getter.cache_info().currsize == 0
