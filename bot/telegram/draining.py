@@ -1,12 +1,13 @@
 """A shutdown that lets the work in hand finish first.
 
 aiogram handles each update in a task of its own and, when polling stops or the webhook
-server shuts down, runs the shutdown hooks and closes the bot's HTTP session without waiting
-for those tasks. A tap that was being segmented when the bot restarted then found the
-picture pool closed by a hook (the worker read "something went wrong") or, a moment later,
-the session gone: aiogram opened a new one to edit the photo and nobody closed it. The
-answer itself was safe (recorded in its own transaction, exactly once), but the worker was
-left looking at the old task. A Mini App request (a segmentation, a Keep) had the same fate.
+server shuts down, runs the shutdown hooks (ours stop the jobs and close the picture pool)
+and closes the bot's HTTP session without waiting for those tasks. A tap still being
+segmented when the bot stopped then ran on against closed resources: in the test runs its
+photo edit made aiogram open a new HTTP session that nobody closed, and some such taps ended
+in the error handler ("something went wrong"). The answer itself was safe (recorded in its
+own transaction, exactly once), but the worker was left looking at the old task. A Mini App
+request (a segmentation, a Keep) was in the same position.
 
 :class:`InFlight` remembers the tasks doing a worker's work (updates, Mini App requests);
 :class:`DrainingDispatcher` feeds it every update and, before any shutdown hook runs, waits up

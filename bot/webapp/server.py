@@ -261,7 +261,7 @@ class MiniApp:
 
     def _api(self, handler: Any) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
-            self.app.in_flight.track()  # a shutdown lets it finish before the picture pool closes
+            self.app.in_flight.track()  # a shutdown lets it finish before the session and the pools close
             try:
                 user = check_init_data(self.token, init_data_from_header(request.headers.get("Authorization")), max_age=self.max_age)
                 found = await self.app.db.run(_caller, user)
