@@ -164,16 +164,21 @@ def start_emulator(port: int, token: str, *, flood_control: bool = False, log: P
     args = [sys.executable, "-m", "bot.emulator", "--port", str(port), "--token", token]
     if flood_control:
         args.append("--flood-control")
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return _spawn(args, log)
+
+
+def _spawn(args: list[str], log: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a process of the benchmark with its output in ``log`` (or nowhere). The child has
+    its own copy of the log's descriptor, so this process closes its copy at once."""
+    if log is None:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def start_bot(env_extra: dict[str, str], *, args: list[str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LOG_LEVEL": "WARNING", **env_extra}
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "run", *(args or [])], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-    )
+    return _spawn([sys.executable, "-m", "bot.cli", "run", *(args or [])], log, env)
 
 
 def start_floor(token: str, api_base: str, *, webhook_port: int = 0, secret: str = "", log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -181,8 +186,7 @@ def start_floor(token: str, api_base: str, *, webhook_port: int = 0, secret: str
     args = [sys.executable, str(ROOT / "benchmarks" / "floor_bot.py"), "--token", token, "--api-base", api_base]
     if webhook_port:
         args += ["--webhook-port", str(webhook_port), "--secret", secret]
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return _spawn(args, log)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 15) -> None:

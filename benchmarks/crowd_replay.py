@@ -84,8 +84,10 @@ class Crowd:
 
 
 def load(data: Path, name: str, limit: int | None) -> Crowd:
-    rows = list(csv.DictReader((data / f"{name}_answers.csv").open()))
-    truth = {r["task"]: r["label"] for r in csv.DictReader((data / f"{name}_gold.csv").open())}
+    with (data / f"{name}_answers.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with (data / f"{name}_gold.csv").open(newline="") as fh:
+        truth = {r["task"]: r["label"] for r in csv.DictReader(fh)}
     tasks = [task for task in dict.fromkeys(r["task"] for r in rows) if task in truth]
     if limit:
         tasks = tasks[:limit]
