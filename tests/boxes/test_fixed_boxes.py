@@ -5,6 +5,7 @@ of the model's box, with the model's box beside it."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def test_exports_write_the_crowds_box_for_a_corrected_prediction(db: Database, t
 
     rows_out = tmp_path / "boxes.csv"
     exporting.export(db, project_id, what="results", fmt="csv", out=rows_out, secret="s")
-    rows = {r["verdict"]: r for r in csv.DictReader(rows_out.open(encoding="utf-8"))}
+    rows = {r["verdict"]: r for r in csv.DictReader(io.StringIO(rows_out.read_text(encoding="utf-8")))}
     assert [float(rows["corrected"][k]) for k in ("x", "y", "width", "height")] == pytest.approx(list(want), abs=0.01)
     assert json.loads(rows["corrected"]["model_box"]) == pytest.approx(list(truth[fixed_task].box), abs=0.01)
     assert (

@@ -112,6 +112,11 @@ def forge_tap(box: Sandbox, user_id: int, message_id: int, data: str) -> str:
     return query_id
 
 
+def _size(sample: SampleImage) -> tuple[int, int]:
+    with PILImage.open(sample.path) as image:
+        return image.size
+
+
 def _photo(box: Sandbox, file_id: str) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(box.emulator.file_bytes(file_id))).convert("RGB"), dtype=np.int16)
 
@@ -465,7 +470,7 @@ def _candidate_buttons(lang: str, count: int) -> list[str]:
 
 def _expected_ring(sample: SampleImage, cell: str, index: int) -> np.ndarray:
     """What the plugged-in segmenter gives for a pin on ``cell`` (the phone copy is the original here)."""
-    w, h = PILImage.open(sample.path).size
+    w, h = _size(sample)
     x, y = cell_center(cell, w, h)
     return ring_masks((h, w), [(x, y, True)])[index]
 
@@ -577,7 +582,7 @@ async def test_magic_pin_refine_candidates_with_a_point_then_pick(rings: Sandbox
     await press(box, sim, mid, text=background)
     state = _state(box, aid)
     assert state.phase == Phase.MASK and state.points == [(first, True), (background, False)] and len(state.candidates) == 3
-    w, h = PILImage.open(sample.path).size
+    w, h = _size(sample)
     expected = ring_masks((h, w), [(*cell_center(first, w, h), True), (*cell_center(background, w, h), False)])
     assert all(np.array_equal(coco_rle.decode(c.rle), m) for c, m in zip(state.candidates, expected))
     assert _texts(_message(box, sim, mid))[:3] == _candidate_buttons("ko", 3)
@@ -624,7 +629,7 @@ async def test_magic_pin_fix_outline_three_with_a_point_then_pick_it(tmp_path: P
         await press(box, sim, mid, text=background)
         state = _state(box, aid)
         assert state.phase == Phase.MASK and state.base == 2 and state.points == [(pin, True), (background, False)]
-        w, h = PILImage.open(sample.path).size
+        w, h = _size(sample)
         expected = ring_masks((h, w), [(*cell_center(pin, w, h), True), (*cell_center(background, w, h), False)])
         assert np.array_equal(coco_rle.decode(state.candidates[0].rle), expected[2])  # outline 3, refined, now first
 

