@@ -5,6 +5,7 @@ share nothing but Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import time
@@ -97,29 +98,37 @@ def replica(redis_url: str, prefix: str, recorder: Recorder, storage: MemoryStor
     return dp
 
 
-async def test_an_update_delivered_to_two_replicas_is_handled_once(redis_url: str) -> None:
+@contextlib.asynccontextmanager
+async def replicas(
+    redis_url: str, recorder: Recorder, count: int = 2, storage: MemoryStorage | None = None
+) -> AsyncIterator[tuple[Bot, list[GatedDispatcher]]]:
+    """``count`` replicas sharing one Redis key prefix, and the bot; shut down at the end as a
+    replica process is (which closes each gate's Redis connection)."""
     prefix = f"test-gate-{secrets.token_hex(4)}"
-    recorder = Recorder()
-    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
+    dps = [replica(redis_url, prefix, recorder, storage) for _ in range(count)]
     bot = Bot(TOKEN)
     try:
+        yield bot, dps
+    finally:
+        for dp in dps:
+            await dp.emit_shutdown(bot=bot)
+            assert dp.gate.redis._writer is None  # the shutdown closed the gate's connection
+        await bot.session.close()
+
+
+async def test_an_update_delivered_to_two_replicas_is_handled_once(redis_url: str) -> None:
+    recorder = Recorder()
+    async with replicas(redis_url, recorder) as (bot, (a, b)):
         update = tap(1001, user_id=5)
         await asyncio.gather(a.feed_update(bot, update), b.feed_update(bot, update), a.feed_update(bot, update))
         await b.feed_update(bot, update)  # a late re-delivery
-    finally:
-        await bot.session.close()
     assert [u for u, _, _ in recorder.handled] == [1001]
 
 
 async def test_one_users_updates_never_overlap_across_replicas(redis_url: str) -> None:
-    prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
-    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
-    bot = Bot(TOKEN)
-    try:
+    async with replicas(redis_url, recorder) as (bot, (a, b)):
         await asyncio.gather(*(dp.feed_update(bot, tap(2000 + i, user_id=7)) for i, dp in enumerate([a, b, a, b])))
-    finally:
-        await bot.session.close()
     spans = sorted((start, end) for _, start, end in recorder.handled)
     assert len(spans) == 4
     for (_, end), (next_start, _) in itertools.pairwise(spans):
@@ -127,15 +136,10 @@ async def test_one_users_updates_never_overlap_across_replicas(redis_url: str) -
 
 
 async def test_different_users_are_not_serialised(redis_url: str) -> None:
-    prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
-    a, b = replica(redis_url, prefix, recorder), replica(redis_url, prefix, recorder)
-    bot = Bot(TOKEN)
-    started = time.monotonic()
-    try:
+    async with replicas(redis_url, recorder) as (bot, (a, b)):
+        started = time.monotonic()
         await asyncio.gather(*(dp.feed_update(bot, tap(3000 + i, user_id=100 + i)) for i, dp in enumerate([a, b, a, b])))
-    finally:
-        await bot.session.close()
     assert len(recorder.handled) == 4
     assert time.monotonic() - started < 3 * HOLD_S  # four users at once, not 4 x HOLD_S
 
@@ -143,30 +147,28 @@ async def test_different_users_are_not_serialised(redis_url: str) -> None:
 async def test_lock_is_released_when_the_handler_fails(redis: Redis, redis_url: str) -> None:
     prefix = f"test-gate-{secrets.token_hex(4)}"
     gate = RedisGate.from_url(redis_url, prefix=prefix)
-    with pytest.raises(RuntimeError):
-        async with gate.admit(42, tap(4001, user_id=9)) as admitted:
+    try:
+        with pytest.raises(RuntimeError):
+            async with gate.admit(42, tap(4001, user_id=9)) as admitted:
+                assert admitted
+                raise RuntimeError("handler crashed")
+        assert await redis.exists(f"{prefix}:lock:42:9") == 0
+        async with gate.admit(42, tap(4002, user_id=9)) as admitted:  # the next update gets in at once
             assert admitted
-            raise RuntimeError("handler crashed")
-    assert await redis.exists(f"{prefix}:lock:42:9") == 0
-    async with gate.admit(42, tap(4002, user_id=9)) as admitted:  # the next update gets in at once
-        assert admitted
+    finally:
+        await gate.redis.close()
 
 
 async def test_task_taps_skip_the_fsm_state_but_messages_load_it(redis_url: str) -> None:
-    prefix = f"test-gate-{secrets.token_hex(4)}"
     recorder = Recorder()
     storage = CountingStorage()
-    dp = replica(redis_url, prefix, recorder, storage)
-    bot = Bot(TOKEN)
-    try:
+    async with replicas(redis_url, recorder, count=1, storage=storage) as (bot, (dp,)):
         await dp.feed_update(bot, tap(5001, user_id=11))
         assert storage.state_reads == 0
         await dp.feed_update(bot, tap(5002, user_id=11, data="wallet:wd"))  # not a task button
         assert storage.state_reads == 1
         await dp.feed_update(bot, text(5003, user_id=11))
         assert storage.state_reads == 2
-    finally:
-        await bot.session.close()
     assert [u for u, _, _ in recorder.handled] == [5001, 5002, 5003]
 
 
