@@ -207,7 +207,14 @@ def test_a_claim_that_meets_the_workers_other_new_lease_gives_its_slot_back(pg_d
     row = {"task_id": first, "worker_id": w, "project_id": pid, "leased_at": now, "expires_at": now + timedelta(minutes=10)}
     other.execute(insert(Assignment).values(status=AssignmentStatus.LEASED.value, **row))
     got: dict[str, object] = {}
-    claimer = threading.Thread(target=lambda: got.update(card=pg_db.call(service.next_task, w, check_current=False)))
+
+    def claim() -> None:
+        try:
+            got["card"] = pg_db.call(service.next_task, w, check_current=False)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below, not lost in the thread
+            got["error"] = exc
+
+    claimer = threading.Thread(target=claim)
     claimer.start()
     waits = 0
     with pg_db.engine.connect() as watch:
@@ -221,7 +228,7 @@ def test_a_claim_that_meets_the_workers_other_new_lease_gives_its_slot_back(pg_d
     held.commit()
     other.close()
     claimer.join(20)
-    assert waits == 1, "the claim never met the other lease: the test did not test the race"
+    assert waits == 1, f"the claim never met the other lease: the test did not test the race (the claim gave {got})"
     card = got["card"]
     assert isinstance(card, TaskCard) and card.task_id == second
     with pg_db.session() as s:
