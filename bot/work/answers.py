@@ -96,9 +96,9 @@ _PG_RECORD, _PG_RECORD_AND_READ = _close_and_record()
 _CLOSE_AND_RECORD = {"postgresql": _PG_RECORD}
 
 
-def _record_and_read(session: Session, row: dict[str, Any], params: dict[str, Any]) -> tuple[int | None, list[quality.ConfidenceRow]]:
+def _record_and_read(session: Session, params: dict[str, Any]) -> tuple[int | None, list[quality.ConfidenceRow]]:
     """(the new answer's id or None, the task's answers with it) from one statement; ``params``
-    is ``row`` with the statement's ``r_`` names."""
+    is the answer's row under the statement's ``r_`` names."""
     answer_id, mine, rows = None, None, []
     for part, new_id, value, mask_rle, golden_correct, golden_total in execute(session, _PG_RECORD_AND_READ, params).all():
         if part == 0:
@@ -107,7 +107,7 @@ def _record_and_read(session: Session, row: dict[str, Any], params: dict[str, An
             rows.append((value, mask_rle, golden_correct, golden_total))
         else:
             mine = (golden_correct, golden_total)
-    rows.append((row["value"], row["mask_rle"], *(mine or (None, None))))
+    rows.append((params["r_value"], params["r_mask_rle"], *(mine or (None, None))))
     return answer_id, rows
 
 
@@ -162,7 +162,7 @@ def _submit(
     if merged is not None:
         params = {f"r_{name}": v for name, v in row.items()}
         if task.kind == TaskKind.NORMAL:
-            answer_id, read = _record_and_read(session, row, params)
+            answer_id, read = _record_and_read(session, params)
         else:
             answer_id = execute(session, merged, params).scalar()
         if answer_id is None:  # the lease was closed already: nothing recorded
