@@ -34,6 +34,10 @@ class InFlight:
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        # Set when the drain starts: from then on new work is refused (the Mini App answers
+        # 503). Polling mode stops its Mini App server only after the shutdown hooks, so a
+        # request could otherwise start after the drain and meet closed pools.
+        self.closing = False
 
     def track(self) -> None:
         """Count the current task as in flight until it ends."""
@@ -44,6 +48,7 @@ class InFlight:
 
     async def drain(self, seconds: float) -> int:
         """Wait for the tasks in flight (at most ``seconds``); how many did not finish."""
+        self.closing = True
         current = asyncio.current_task()
         pending = {task for task in self.tasks if task is not current and not task.done()}
         if not pending:

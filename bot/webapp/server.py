@@ -264,6 +264,8 @@ class MiniApp:
             self.app.in_flight.track()  # a shutdown lets it finish before the session and the pools close
             try:
                 user = check_init_data(self.token, init_data_from_header(request.headers.get("Authorization")), max_age=self.max_age)
+                if self.app.in_flight.closing:  # nothing new starts during a restart's drain
+                    raise ApiError(503, "restarting", t("masks.webapp.restarting", normalize_locale(user.language_code)))
                 found = await self.app.db.run(_caller, user)
                 if isinstance(found, str):
                     lang = normalize_locale(user.language_code)

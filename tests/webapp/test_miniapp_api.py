@@ -360,11 +360,18 @@ async def test_a_shutdown_lets_a_segmentation_in_flight_finish(tmp_path: Path) -
             stopping = asyncio.create_task(box.stop_bot())
             await asyncio.sleep(0.5)
             assert not stopping.done()
+            # nothing new starts while the drain waits: a Keep is refused in the worker's
+            # language and records nothing (the page says so; the worker taps again)
+            status, refused = await call(opened, "POST", "answer", {"a": aid, "action": "none"})
+            assert status == 503 and refused["error"] == "restarting", refused
+            assert refused["message"] == t("masks.webapp.restarting", "en")  # the simulated worker's language
             Held.release.set()
             status, reply = await asyncio.wait_for(request, WAIT)
             assert status == 200 and reply["candidates"], reply
             await asyncio.wait_for(stopping, WAIT)
             assert not running.in_flight.tasks
+            with box.db.session() as s:
+                assert list(s.execute(select(Answer)).scalars()) == []
         finally:
             set_segmenter(None)
             Held.release.set()
