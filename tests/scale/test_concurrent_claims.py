@@ -224,6 +224,9 @@ def test_a_claim_that_meets_the_workers_other_new_lease_gives_its_slot_back(pg_d
             ).scalar_one()
             if waits:
                 break
+            # PostgreSQL reads pg_stat_activity once per transaction: end it, or every later
+            # poll sees the first one's snapshot (taken before the claim waited, on a slow start)
+            watch.rollback()
             time.sleep(0.02)
     held.commit()
     other.close()
