@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -39,16 +40,25 @@ class StatusReporter:
     """Edits one operator's status message, at most every ``every`` seconds and only on change."""
 
     def __init__(
-        self, bot: Bot, app: App, broadcast_id: int, chat_id: int, message_id: int, lang: str, every: float = STATUS_EVERY
+        self,
+        bot: Bot,
+        app: App,
+        broadcast_id: int,
+        chat_id: int,
+        message_id: int,
+        lang: str,
+        every: float = STATUS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot, self.app, self.broadcast_id = bot, app, broadcast_id
         self.chat_id, self.message_id, self.lang, self.every = chat_id, message_id, lang, every
+        self._clock = clock  # a test moves it by hand; sleeping would make the throttle timing luck
         self._last_text = ""
         self._last_at = 0.0
         self.edits = 0
 
     async def update(self, *, final: bool = False) -> None:
-        if not final and time.monotonic() - self._last_at < self.every:
+        if not final and self._clock() - self._last_at < self.every:
             return
         p = await self.app.db.run(service.progress, self.broadcast_id)
         text = render_status(p, self.lang, self.app.settings.broadcast.broadcast_rate)
@@ -65,7 +75,7 @@ class StatusReporter:
             self.edits += 1
         except TelegramAPIError as exc:  # deleted message, not modified...: not worth failing for
             log.info("broadcast.status_edit_failed", error=str(exc))
-        self._last_text, self._last_at = text, time.monotonic()
+        self._last_text, self._last_at = text, self._clock()
 
     async def run(self, done: asyncio.Event) -> None:
         while not done.is_set():

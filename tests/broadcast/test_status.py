@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.broadcast import service
+from bot.clock import utcnow
 from bot.config import DatabaseSettings, MediaSettings, Settings
 from bot.db import Database
 from bot.handlers.broadcast_views import duration as _duration
@@ -33,24 +34,31 @@ def _app(db: Database, tmp_path: Path) -> App:
 async def test_status_edits_are_throttled_and_only_on_change(db: Database, tmp_path: Path) -> None:
     from sqlalchemy import update
 
-    from bot.broadcast.models import BroadcastRecipient
+    from bot.broadcast.models import Broadcast, BroadcastRecipient
 
     project = make_project(db)
     make_workers(db, 5)
     bid = db.call(service.create, project.id, "hi", runner="r").id
+    # The rate is measured over max(1 s, time since the start): a broadcast started a minute
+    # ago keeps it, and so the text, the same however slowly this test runs (CI once took
+    # over a second for the steps below, the rate changed and so did the text).
+    with db.session() as s:
+        s.execute(update(Broadcast).where(Broadcast.id == bid).values(started_at=utcnow() - timedelta(minutes=1)))
+    clock = [1000.0]  # the reporter's monotonic clock, moved by hand: no sleeps, no timing luck
     bot = FakeBot()
-    reporter = StatusReporter(bot, _app(db, tmp_path), bid, chat_id=1, message_id=2, lang="en", every=0.3)  # type: ignore[arg-type]
+    reporter = StatusReporter(bot, _app(db, tmp_path), bid, chat_id=1, message_id=2, lang="en", every=0.3, clock=lambda: clock[0])  # type: ignore[arg-type]
     await reporter.update()
     assert len(bot.edits) == 1 and "Remaining 5" in bot.edits[0]["text"]
     assert bot.edits[0]["reply_markup"] is not None  # the Stop button while it runs
     with db.session() as s:
         s.execute(update(BroadcastRecipient).where(BroadcastRecipient.id == 1).values(status="sent"))
+    clock[0] += 0.29
     await reporter.update()  # changed, but too soon
     assert len(bot.edits) == 1
-    await asyncio.sleep(0.35)
+    clock[0] += 0.02
     await reporter.update()
     assert len(bot.edits) == 2 and "Sent 1" in bot.edits[1]["text"]
-    await asyncio.sleep(0.35)
+    clock[0] += 0.35
     await reporter.update()  # nothing changed: no edit
     assert len(bot.edits) == 2
     db.call(service.cancel, bid)
