@@ -275,6 +275,7 @@ class RemoteWorker:
     latencies_ms: list[float] = field(default_factory=list)
     answers: int = 0
     done: bool = False
+    stopped_by: str = ""  # the bot's message that ended this worker's tasks
 
     async def start(self) -> None:
         await self.client.send_text(self.user_id, "/start")
@@ -308,8 +309,10 @@ class RemoteWorker:
             if assignment is not None and assignment != current:
                 self.message = message
                 break
-            if assignment is None and message.text and not message.reply_markup:
-                self.done = True
+            if assignment is None and message.message_id != self.message.message_id and message.text:
+                # a new message without a task (it carries the main menu's reply keyboard): all
+                # done, or a rule stopped this worker; waiting on would only time out
+                self.done, self.stopped_by = True, message.text
                 break
             if message.message_id == self.message.message_id:
                 self.message = message

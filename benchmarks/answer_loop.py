@@ -242,6 +242,9 @@ def main() -> None:
             log = workdir / "bot.log"
             if log.exists() and procs[1:] and procs[1].returncode not in (0, -2, 130):
                 print("bot log tail:\n" + "\n".join(log.read_text(errors="replace").strip().splitlines()[-5:]))
+    stopped = [sim.stopped_by for sim in contenders[0].sims if sim.done]
+    if stopped:  # e.g. the accuracy rule blocks the simulated workers, who tap the labels in turn
+        print(f"{len(stopped)} of {args.workers} workers got no next task; the first was told: {stopped[0]!r}", flush=True)
     figures = _medians(contenders[0].rounds)
     result: dict[str, object] = {
         "workers": args.workers,
@@ -255,6 +258,7 @@ def main() -> None:
         "answers_per_round": int(figures["answers"]),
         "cpu_cores": _cores(figures),
         "rounds": args.rounds,
+        "workers_stopped": len(stopped),
     }
     if args.floor:
         crowd_rows, floor_rows = contenders[0].rounds, contenders[1].rounds

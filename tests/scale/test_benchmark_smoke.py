@@ -27,6 +27,7 @@ def _run(script: str, *args: str, timeout: float = 300) -> dict:
 def test_answer_loop_benchmark_smoke() -> None:
     result = _run("answer_loop.py", "--workers", "12", "--rounds", "2", "--per-round", "2")
     assert result["answers_per_round"] == 24
+    assert result["workers_stopped"] == 0  # every simulated worker had a task for every tap
     assert result["bot_cpu_ms_per_answer"] > 0 and result["p95_ms"] >= result["p50_ms"] > 0
     # the floor ran in interleaved rounds, one ratio per pair, and the figure is their median
     assert len(result["bot_cpu_ms_per_answer_runs"]) == len(result["floor_cpu_ms_per_answer_runs"]) == 2
