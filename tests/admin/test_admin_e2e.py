@@ -27,16 +27,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 WAIT = 30.0
 
 
-async def _replies(box: Sandbox, sim: SimWorker, text: str) -> list[str]:
+async def _replies(box: Sandbox, sim: SimWorker, text: str, at_least: int = 0) -> list[str]:
     """What the bot says after ``text``: send it, then /help as a marker, and collect the
-    messages that arrive before the marker's reply settles."""
+    messages that arrive before the marker's reply settles (and at least ``at_least`` of
+    them: a reply expected to come is waited for, not bet on a 0.5 s margin)."""
     before = max((m.message_id for m in box.emulator.transcript(sim.user_id)), default=0)
     await box.emulator.send_text(sim.user_id, text)
     await box.emulator.send_text(sim.user_id, "/help")
     help_text = t("help.text", sim.lang)
+
+    def replies() -> list[str]:
+        return [m.text or m.caption or "" for m in sim.bot_messages() if m.message_id > before and m.text != help_text]
+
     await box.emulator.wait_for(lambda: any(m.text == help_text and m.message_id > before for m in sim.bot_messages()), timeout=WAIT)
-    await asyncio.sleep(0.5)  # updates run concurrently: let a slower reply to ``text`` land too
-    return [m.text or m.caption or "" for m in sim.bot_messages() if m.message_id > before and m.text != help_text]
+    await box.emulator.wait_for(lambda: len(replies()) >= at_least, timeout=WAIT)
+    await asyncio.sleep(0.5)  # updates run concurrently: let a slower (or a second) reply to ``text`` land too
+    return replies()
 
 
 async def test_stats_and_projects_only_for_admins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,13 +57,13 @@ async def test_stats_and_projects_only_for_admins(tmp_path: Path, monkeypatch: p
         assert await worker.work(limit=2) == 2
 
         # The operator sees the same figures as the admin CLI computes.
-        got = await _replies(box, boss, "/stats")
+        got = await _replies(box, boss, "/stats", at_least=1)
         with box.db.read_session() as s:
             expected = stats_text(s, "en")
         assert got == [expected]
         assert "#1 Shapes" in expected and "2/3 done" in expected  # overlap 1: two answers, two tasks done
         assert "2 answers" in expected and "₩20" in expected and "민지" in expected
-        got = await _replies(box, boss, "/projects")
+        got = await _replies(box, boss, "/projects", at_least=1)
         with box.db.read_session() as s:
             assert got == [projects_text(s, "en")]
         assert "Shapes" in got[0] and "classify" in got[0]

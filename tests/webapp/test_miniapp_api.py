@@ -360,6 +360,11 @@ async def test_a_shutdown_lets_a_segmentation_in_flight_finish(tmp_path: Path) -
             stopping = asyncio.create_task(box.stop_bot())
             await asyncio.sleep(0.5)
             assert not stopping.done()
+            for _ in range(int(WAIT / 0.05)):  # the drain has begun (on a slow host maybe after the 0.5 s)
+                if running.in_flight.closing:
+                    break
+                await asyncio.sleep(0.05)
+            assert running.in_flight.closing
             # nothing new starts while the drain waits: a Keep is refused in the worker's
             # language and records nothing (the page says so; the worker taps again)
             status, refused = await call(opened, "POST", "answer", {"a": aid, "action": "none"})
