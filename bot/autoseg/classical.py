@@ -115,6 +115,10 @@ class Params:
     cand_agree: float = 0.0
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
     cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start): row 54
+    # the alternatives to the first candidate: one per other window, its GrabCut mask or its
+    # geodesic prior region, whichever separates better from its ring (row 79; the first is
+    # always a GrabCut mask). False: the GrabCut masks alone, by score (rows 54-78)
+    cand_window_alts: bool = True
     # experiment hooks kept for reproducing docs/autoseg.md (off by default):
     # {"box_init": "frac"/"otsu"/"q", "box_frac": .., "box_band_img": "all", "box_band_soft": 1,
     #  "fine_from": "init", "refine_init": "geo"/"union", "core": r, "core_neg_only": 1,
@@ -1124,7 +1128,7 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
         whole = i == len(wins) - 1
         side = (P.cand_full_side or P.work_side) if whole else P.cand_side
         Pw = replace(P, work_side=side, gc_iters=(P.cand_full_iters or P.gc_iters) if whole else P.cand_iters)
-        if P.cand_prior:
+        if P.cand_prior or P.cand_window_alts:
             st = _segment_roi(crop, pts, None, Pw, want_state=True)
             m = _to_full(crop, st.mask, Pw)
             if st.d_fg is not None and st.d_bg is not None:
@@ -1159,7 +1163,7 @@ def pin_proposals(image: np.ndarray, points: list[Point], P: Params) -> list[_Pr
     return out + priors
 
 
-def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list[_Proposal]:
+def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9, per_window: bool = False) -> list[_Proposal]:
     """Best first, at most ``k``, no two with IoU above ``max_iou`` (the better one stays).
 
     Every measure is in [0, 1] and they count equally: colour separation, boundary contrast
@@ -1167,21 +1171,39 @@ def rank_proposals(props: list[_Proposal], k: int, max_iou: float = 0.9) -> list
     disqualifies).  The first candidate also pays the background probability of its
     boundary connectivity (a flood into the table or the street holds the photo's frame);
     the alternatives are ranked without it, so that a large object cut by the frame is
-    still offered."""
+    still offered.
+
+    ``per_window``: the first is a GrabCut mask (family 0), and each other window offers one
+    alternative, whichever of its proposals separates better from its ring. A window's
+    GrabCut mask and its prior region are two readings of the same scale; offering both
+    would spend the worker's three choices on one scale, and the score, made to compare
+    scales, tells them apart less well than the colour separation does (row 79)."""
     for p in props:
         p.score = p.separation + p.contrast / (1.0 + p.contrast) + p.stability - 2.0 * p.truncated
         if p.collapsed or not p.mask.any():
             p.score = -10.0 - p.scale
     # a collapsed proposal is offered only when there is nothing else
     pool = [p for p in props if p.score > -10.0] or props
-    first = max(pool, key=lambda q: (q.score - q.background, -q.scale, -q.family))
+    firsts = ([p for p in pool if p.family == 0] or pool) if per_window else pool
+    first = max(firsts, key=lambda q: (q.score - q.background, -q.scale, -q.family))
     first.score = first.score - first.background
     chosen: list[_Proposal] = [first]
-    for p in sorted(pool, key=lambda q: (-q.score, q.scale, q.family)):
-        if len(chosen) == k:
-            break
-        if p is not first and all(_mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
+
+    def offer(p: _Proposal) -> bool:
+        if len(chosen) < k and all(p is not c and _mask_iou(p.mask, c.mask) <= max_iou for c in chosen):
             chosen.append(p)
+            return True
+        return False
+
+    if per_window:
+        groups = [
+            sorted((p for p in pool if p.scale == scale), key=lambda q: (-q.separation, q.family))
+            for scale in sorted({p.scale for p in pool} - {first.scale})
+        ]
+        for group in sorted(groups, key=lambda g: (-g[0].score, g[0].scale)):
+            any(offer(p) for p in group)  # the window's better separated proposal, else its other one
+    for p in sorted(pool, key=lambda q: (-q.score, q.scale, q.family)):
+        offer(p)
     # scores must read best first: an alternative never outranks the first
     for i in range(1, len(chosen)):
         chosen[i].score = min(chosen[i].score, chosen[i - 1].score - 1e-6)
@@ -1214,7 +1236,7 @@ def _proposal_state(image: np.ndarray, small: np.ndarray, pts: tuple[Point, ...]
     h, w = small.shape[:2]
     sx, sy = w / W0, h / H0
     full_pts = [(x / sx, y / sy, p) for x, y, p in pts]
-    props = rank_proposals(pin_proposals(image, full_pts, P), len(P.cand_scales) + 1, P.cand_max_iou)
+    props = rank_proposals(pin_proposals(image, full_pts, P), len(P.cand_scales) + 1, P.cand_max_iou, P.cand_window_alts)
     best = props[0].mask
     m = best if best.shape == (h, w) else cv2.resize(best.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
     return _ClickState(m, None, None, None, None, props)
@@ -1245,7 +1267,7 @@ def candidates_classical(
     if box is not None or not pos_any or not P.cand_scales or k <= 1:
         return [(first, 1.0)]
     out: list[tuple[np.ndarray, float]] = [(first, float("inf"))]
-    for p in rank_proposals(pin_proposals(image, points, P), k + 1, P.cand_max_iou):
+    for p in rank_proposals(pin_proposals(image, points, P), k + 1, P.cand_max_iou, P.cand_window_alts):
         if len(out) == k:
             break
         if all(_mask_iou(p.mask, m) <= P.cand_max_iou for m, _ in out):

@@ -5,12 +5,13 @@ a small object is not grown into its surroundings."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 import numpy as np
 import pytest
 
 from bot.autoseg import Candidate, segment, segment_candidates, set_segmenter
-from bot.autoseg.classical import ClassicalSegmenter
+from bot.autoseg.classical import ClassicalSegmenter, _Proposal, rank_proposals
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,3 +162,38 @@ def test_a_later_click_reuses_the_pins_candidates_instead_of_segmenting_its_wind
     assert len(calls) == 1, "the second tap segmented the pin's windows again"
     set_segmenter(ClassicalSegmenter(cache_size=0))  # and the cache changes nothing
     assert np.array_equal(segment_candidates(img, [*pin, (350.0, 240.0, True)], k=1)[0].mask, refined[0].mask)
+
+
+def _prop(scale: int, family: int, rows: slice, separation: float, contrast: float = 1.0, stability: float = 0.5) -> _Proposal:
+    mask = np.zeros((40, 40), bool)
+    mask[rows, 5:35] = True
+    return _Proposal(mask, scale, 0.0, separation, contrast, 0.8, stability=stability, family=family)
+
+
+def test_each_other_window_offers_its_better_separated_proposal() -> None:
+    """Per window: the GrabCut mask (family 0) or the prior region (1), whichever separates
+    better from its ring; the first is always a GrabCut mask, whatever the priors score."""
+    props = [
+        _prop(0, 0, slice(18, 22), 0.9, stability=0.9),  # the first (small window)
+        _prop(0, 1, slice(17, 23), 1.0, contrast=9.0, stability=1.0),  # scores higher, but a prior
+        _prop(1, 0, slice(10, 30), 0.3),  # window 1: GrabCut's mask separates worse ...
+        _prop(1, 1, slice(12, 28), 0.6),  # ... than its prior region
+        _prop(2, 0, slice(0, 40), 0.7),  # whole photo: GrabCut's mask separates better
+        _prop(2, 1, slice(2, 38), 0.2),
+    ]
+    ranked = rank_proposals(props, 3, 0.9, per_window=True)
+    assert [(p.scale, p.family) for p in ranked] == [(0, 0), (2, 0), (1, 1)]
+    assert all(a.score > b.score for a, b in pairwise(ranked))  # best first
+    # without per_window the same pool spends two places on the small window
+    assert [(p.scale, p.family) for p in rank_proposals(props, 3, 0.9)][:2] == [(0, 1), (0, 0)]
+
+
+def test_a_window_whose_better_proposal_repeats_a_candidate_offers_its_other_one() -> None:
+    props = [
+        _prop(0, 0, slice(10, 30), 0.9, stability=0.9),  # the first
+        _prop(1, 0, slice(0, 40), 0.2),
+        _prop(1, 1, slice(10, 30), 0.95),  # better separated, but the first again (IoU 1)
+    ]
+    ranked = rank_proposals(props, 3, 0.9, per_window=True)
+    assert [(p.scale, p.family) for p in ranked] == [(0, 0), (1, 0)]
+    assert all(_iou(a.mask, b.mask) <= 0.9 for i, a in enumerate(ranked) for b in ranked[i + 1 :])
