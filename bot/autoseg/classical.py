@@ -114,7 +114,9 @@ class Params:
     # this) and neither is cut by its window: the object is small and whole (experiment)
     cand_agree: float = 0.0
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
-    cand_prior: bool = False  # also offer each window's geodesic prior region (GrabCut's start): row 54
+    # with cand_window_alts False: every window's geodesic prior region (GrabCut's start) joins
+    # the ranking as a proposal of its own, row 54's mix (rows 47, 54, 77: worse)
+    cand_prior: bool = False
     # the alternatives to the first candidate: one per other window, its GrabCut mask or its
     # geodesic prior region, whichever separates better from its ring (row 79; the first is
     # always a GrabCut mask). False: the GrabCut masks alone, by score (rows 54-78)
