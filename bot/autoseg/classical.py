@@ -101,6 +101,10 @@ class Params:
     # fraction as background, the band then released; the lower GrabCut energy wins (0 = off)
     box_restart: float = 0.04
     restart_iters: int = 3  # GrabCut iterations of the second start (before the band is released)
+    # box mode: a crop smaller than work_side is enlarged to it, so that every box is cut at
+    # the same scale; GrabCut's smoothness term otherwise shaves a small object's thin
+    # parts (row 80: COCO-MVal objects under 2 % of the photo 0.585 -> 0.730)
+    box_upscale: bool = True
     # candidates of a pin (issue 16): square windows of these fractions of sqrt(W * H)
     # around the positive pins, then the whole image; a window larger than cand_full_min
     # of the image is left to the whole image
@@ -390,15 +394,17 @@ def segment_classical(
     return out
 
 
-def _resize_to(image: np.ndarray, side: int) -> np.ndarray:
+def _resize_to(image: np.ndarray, side: int, up: bool = False) -> np.ndarray:
+    """``image`` with its long side at most ``side`` (``up``: exactly ``side``, enlarged
+    bicubically when smaller)."""
     import cv2
 
     H0, W0 = image.shape[:2]
-    s = min(1.0, side / max(H0, W0))
-    if s >= 1.0:
+    s = side / max(H0, W0)
+    if s == 1.0 or (s > 1.0 and not up):
         return image
     w, h = max(2, round(W0 * s)), max(2, round(H0 * s))
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if s < 1.0 else cv2.INTER_CUBIC)
 
 
 def _gc_input(img_rgb: np.ndarray, pre: float) -> np.ndarray:
@@ -463,7 +469,7 @@ def _segment_roi(
 
     H0, W0 = image.shape[:2]
     two_stage = 0 < P.coarse_side < P.work_side and max(H0, W0) > P.coarse_side
-    small = _resize_to(image, P.coarse_side if two_stage else P.work_side)
+    small = _resize_to(image, P.coarse_side if two_stage else P.work_side, up=box is not None and P.box_upscale)
     h, w = small.shape[:2]
     sx, sy = w / W0, h / H0
     pos = [(x * sx, y * sy) for x, y, p in points if p]
@@ -780,7 +786,9 @@ def _to_full(image: np.ndarray, m: np.ndarray, P: Params) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if m.shape == (H0, W0):
         return m
-    up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_LINEAR)
+    # a mask made on an enlarged crop (box_upscale) is shrunk by area, not by sampling
+    shrink = m.shape[0] > H0 or m.shape[1] > W0
+    up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if P.refine in ("guided", "guided_gray"):
         r = max(1, int(round(P.guided_radius * min(H0, W0))))
         gf = guided_filter if P.refine == "guided" else guided_filter_gray

@@ -374,6 +374,34 @@ def test_box_second_start_when_the_box_holds_unseen_background() -> None:
     assert _iou(ClassicalSegmenter().segment(img, [], box), ell) > 0.95
 
 
+def test_box_a_small_object_is_cut_at_the_working_scale() -> None:
+    """A small, low-contrast object in a large photo: on its own 40-pixel crop GrabCut drops
+    it (the smoothness term grows with the boundary's length in pixels, the colour term with
+    the area, so at a few hundred pixels "all background" is cheaper); enlarged to the working
+    scale, as every large box already is, it is kept (row 80, box_upscale)."""
+    from bot.autoseg.classical import ClassicalSegmenter, _resize_to
+
+    h, w = 480, 640
+    img = _textured_bg(h, w, seed=0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    obj = ((xx - 300) / 1.6) ** 2 + (yy - 200) ** 2 <= 10**2
+    rng = np.random.default_rng(0)
+    img[obj] = np.clip(np.array([130, 100, 70]) + rng.normal(0, 10, (obj.sum(), 3)), 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(obj)
+    box = (xs.min() - 2, ys.min() - 2, xs.max() + 3, ys.max() + 3)
+
+    assert _iou(ClassicalSegmenter(box_upscale=False).segment(img, [], box), obj) < 0.1  # the case
+    m = ClassicalSegmenter().segment(img, [], box)
+    assert m.shape == (h, w) and m.dtype == bool
+    assert _iou(m, obj) > 0.95
+    assert not m[: box[1]].any() and not m[box[3] :].any() and not m[:, : box[0]].any() and not m[:, box[2] :].any()
+    assert np.array_equal(m, ClassicalSegmenter().segment(img.copy(), [], box))  # deterministic
+    # a large crop is only ever shrunk, a small one is enlarged to exactly the working side
+    assert _resize_to(img, 320).shape == (240, 320, 3)
+    assert _resize_to(img[:40, :60], 320).shape == (40, 60, 3)
+    assert _resize_to(img[:40, :60], 320, up=True).shape == (213, 320, 3)
+
+
 def test_box_mode_tight_box(disc_scene) -> None:
     """A box with no margin (a detector's): the object is not cut at the box's edges."""
     img, disc = disc_scene
