@@ -118,6 +118,12 @@ class Params:
     # this) and neither is cut by its window: the object is small and whole (experiment)
     cand_agree: float = 0.0
     cand_max_iou: float = 0.9  # no two candidates overlap more than this
+    # later clicks after a pin are refined on the box around the mask and the clicks, grown
+    # zoom_expand times, at the working resolution (RITM's Zoom-In, row 82) when that box
+    # spans at most this share of the image's long side (1.0: always; 0: the whole image,
+    # as before row 82)
+    zoom: float = 1.0
+    zoom_expand: float = 1.4
     # with cand_window_alts False: every window's geodesic prior region (GrabCut's start) joins
     # the ranking as a proposal of its own, row 54's mix (rows 47, 54, 77: worse)
     cand_prior: bool = False
@@ -373,6 +379,8 @@ def segment_classical(
     if P.incremental and box is None and any(p for _, _, p in points) and P.coarse_side <= 0:
         small = _resize_to(image, P.work_side)
         st = _click_state(small, _state_key(image, small), _scaled(points, image, small), P, cache, image, base)
+        if st.full is not None:
+            return st.full
         return st.proposals[0].mask if st.proposals else _to_full(image, st.mask, P)
     roi = (0, 0, W0, H0)
     if box is not None and P.box_crop > 0:
@@ -809,6 +817,8 @@ class _ClickState:
     # size; ``mask`` is the first one at the working resolution, the geodesic fields are
     # computed when a later click needs them
     proposals: list[_Proposal] | None = None
+    # zoomed refinement (``zoom``): the mask at the image's size; later clicks crop around it
+    full: np.ndarray | None = None
 
 
 def _click_state(
@@ -837,9 +847,13 @@ def _click_state(
             return hit
     if refining:
         prev = _click_state(small, key, pts[:-1], P, cache, image, base)
-        if prev.proposals is not None:
-            prev = _rescale_start(small, prev, pts[-1], base)
-        st = _refine_click(small, prev, pts, P)
+        zoom = _zoom_start(small, prev, pts, P, image, base)
+        if zoom is not None and image is not None:
+            st = _zoom_click(small, zoom, pts, P, image)
+        else:
+            if prev.proposals is not None:
+                prev = _rescale_start(small, prev, pts[-1], base)
+            st = _refine_click(small, prev, pts, P)
     elif P.cand_scales and image is not None:
         st = _proposal_state(image, small, pts, P)
     else:
@@ -1318,23 +1332,89 @@ def _rescale_start(small: np.ndarray, prev: _ClickState, click: Point, base: int
     from the first."""
     import cv2
 
-    if not prev.proposals:
+    i = _start_index(small, prev, click, base)
+    if not i:
         return prev
+    assert prev.proposals is not None
     h, w = small.shape[:2]
+    m = prev.proposals[i].mask
+    m = m if m.shape == (h, w) else cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    return replace(prev, mask=m)
 
-    def start(p: _Proposal) -> _ClickState:
-        m = p.mask if p.mask.shape == (h, w) else cv2.resize(p.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
-        return replace(prev, mask=m)
 
+def _start_index(small: np.ndarray, prev: _ClickState, click: Point, base: int) -> int:
+    """Which of the pin's candidates the second click refines (see :func:`_rescale_start`)."""
+    if not prev.proposals:
+        return 0
     if 0 < base < len(prev.proposals):
-        return start(prev.proposals[base])
+        return base
+    h, w = small.shape[:2]
     x, y, positive = click
     cx, cy = min(w - 1, max(0, int(round(x)))), min(h - 1, max(0, int(round(y))))
     if not positive or prev.mask[cy, cx]:
-        return prev
+        return 0
     H0, W0 = prev.proposals[0].mask.shape
     fx, fy = min(W0 - 1, int(x * W0 / w)), min(H0 - 1, int(y * H0 / h))
-    for p in prev.proposals[1:]:
-        if p.mask[fy, fx]:
-            return start(p)
-    return prev
+    return next((i for i, p in enumerate(prev.proposals) if i and p.mask[fy, fx]), 0)
+
+
+def _zoom_region(mask: np.ndarray, pts: Sequence[Point], expand: float) -> tuple[int, int, int, int]:
+    """The box around ``mask`` and the clicks (image pixels), grown ``expand`` times about
+    its centre (RITM's Zoom-In) and clipped to the image."""
+    H0, W0 = mask.shape
+    ys, xs = np.nonzero(mask)
+    px = [x for x, _, _ in pts]
+    py = [y for _, y, _ in pts]
+    x0, x1 = min(px), max(px) + 1
+    y0, y1 = min(py), max(py) + 1
+    if xs.size:
+        x0, x1 = min(x0, int(xs.min())), max(x1, int(xs.max()) + 1)
+        y0, y1 = min(y0, int(ys.min())), max(y1, int(ys.max()) + 1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = max(x1 - x0, y1 - y0, 0.05 * min(H0, W0)) * expand / 2
+    return (max(0, int(cx - half)), max(0, int(cy - half)), min(W0, int(np.ceil(cx + half))), min(H0, int(np.ceil(cy + half))))
+
+
+def _zoom_start(
+    small: np.ndarray, prev: _ClickState, pts: tuple[Point, ...], P: Params, image: np.ndarray | None, base: int
+) -> np.ndarray | None:
+    """The image-size mask a zoomed refinement starts from, or None for the whole-image one.
+
+    A chain that zoomed once keeps zooming; one that starts from a pin's candidates zooms when
+    the box around the started candidate and the clicks is at most ``zoom`` of the image's long
+    side: the whole image's working resolution would give that object few pixels."""
+    if P.zoom <= 0 or image is None:
+        return None
+    if prev.full is not None:
+        return prev.full
+    if prev.proposals is None:
+        return None
+    H0, W0 = image.shape[:2]
+    h, w = small.shape[:2]
+    m = prev.proposals[_start_index(small, prev, pts[-1], base)].mask
+    full_pts = [(x * W0 / w, y * H0 / h, p) for x, y, p in pts]
+    x0, y0, x1, y1 = _zoom_region(m, full_pts, P.zoom_expand)
+    return m if max(x1 - x0, y1 - y0) <= P.zoom * max(H0, W0) else None
+
+
+def _zoom_click(small: np.ndarray, prev_full: np.ndarray, pts: tuple[Point, ...], P: Params, image: np.ndarray) -> _ClickState:
+    """One more click, refined on a crop around the mask and the clicks at the working
+    resolution (RITM's Zoom-In): the same relabelling and GrabCut as :func:`_refine_click`,
+    with the crop's border as the background's border."""
+    import cv2
+
+    H0, W0 = image.shape[:2]
+    h, w = small.shape[:2]
+    full_pts = [(x * W0 / w, y * H0 / h, p) for x, y, p in pts]
+    x0, y0, x1, y1 = _zoom_region(prev_full, full_pts, P.zoom_expand)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    zs = _resize_to(crop, P.work_side, up=True)
+    zh, zw = zs.shape[:2]
+    fx, fy = zw / (x1 - x0), zh / (y1 - y0)
+    zpts = tuple((min(zw - 1.0, max(0.0, (x - x0) * fx)), min(zh - 1.0, max(0.0, (y - y0) * fy)), p) for x, y, p in full_pts)
+    zmask = cv2.resize(prev_full[y0:y1, x0:x1].astype(np.float32), (zw, zh), interpolation=cv2.INTER_AREA) >= 0.5
+    start = replace(_ClickState(zmask, None, None, None, None), **_geodesic_fields(zs, zpts[:-1], P))
+    st = _refine_click(zs, start, zpts, P)
+    out = np.zeros((H0, W0), bool)
+    out[y0:y1, x0:x1] = _to_full(crop, st.mask, P)
+    return _ClickState(st.mask, None, None, None, None, full=out)

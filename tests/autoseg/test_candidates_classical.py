@@ -197,3 +197,30 @@ def test_a_window_whose_better_proposal_repeats_a_candidate_offers_its_other_one
     ranked = rank_proposals(props, 3, 0.9, per_window=True)
     assert [(p.scale, p.family) for p in ranked] == [(0, 0), (1, 0)]
     assert all(_iou(a.mask, b.mask) <= 0.9 for i, a in enumerate(ranked) for b in ranked[i + 1 :])
+
+
+def test_later_clicks_on_a_small_object_are_refined_on_a_crop_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zoom-In (RITM): a later click is refined on the box around the mask and the clicks,
+    grown 1.4 times and brought to the working resolution, not on the whole photo, where the
+    cup would be 14 pixels wide. Cold, warm and cache-less segmenters agree."""
+    import bot.autoseg.classical as classical
+
+    img, _, cup = SCENE
+    yy, xx = np.mgrid[0:480, 0:640]
+    ring = (np.hypot(xx - 340, yy - 230) <= 34) & ~cup  # the plate just around the cup
+    pts = [(340, 230, True), (330, 205, True)]
+    seen: list[tuple[int, ...]] = []
+    real = classical._refine_click
+    monkeypatch.setattr(classical, "_refine_click", lambda small, *a: seen.append(small.shape) or real(small, *a))
+    m = ClassicalSegmenter().segment(img, pts)
+    assert seen == [(320, 320, 3)]  # the crop around the cup, enlarged to the working side
+    x0, y0, x1, y1 = classical._zoom_region(segment(img, pts[:1]), pts, 1.4)
+    assert (x1 - x0, y1 - y0) == pytest.approx((80, 80), abs=4) and x0 <= 312 and x1 >= 368
+    assert not m[:y0].any() and not m[y1:].any() and not m[:, :x0].any() and not m[:, x1:].any()
+    assert _iou(m, cup) > 0.9 and not (m & ring).any()
+    for seg in (ClassicalSegmenter(), ClassicalSegmenter(cache_size=0)):
+        seg.segment(img, pts[:1])
+        assert np.array_equal(seg.segment(img, pts), m)
+    # the case: on the whole photo the same second click re-learns the colours from a
+    # 14-pixel cup and the table, and the mask floods
+    assert _iou(ClassicalSegmenter(zoom=0).segment(img, pts), cup) < 0.5
