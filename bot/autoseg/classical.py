@@ -102,8 +102,9 @@ class Params:
     box_restart: float = 0.04
     restart_iters: int = 3  # GrabCut iterations of the second start (before the band is released)
     # box mode: a crop smaller than work_side is enlarged to it, so that every box is cut at
-    # the same scale; GrabCut's smoothness term otherwise shaves a small object's thin
-    # parts (row 80: COCO-MVal objects under 2 % of the photo 0.585 -> 0.730)
+    # the same scale; at a few hundred pixels GrabCut's smoothness term outweighs the colour
+    # term and a low-contrast object is dropped whole (row 80: COCO-MVal objects under 2 %
+    # of the photo 0.585 -> 0.730)
     box_upscale: bool = True
     # candidates of a pin (issue 16): square windows of these fractions of sqrt(W * H)
     # around the positive pins, then the whole image; a window larger than cand_full_min
@@ -794,7 +795,7 @@ def _to_full(image: np.ndarray, m: np.ndarray, P: Params) -> np.ndarray:
     H0, W0 = image.shape[:2]
     if m.shape == (H0, W0):
         return m
-    # a mask made on an enlarged crop (box_upscale) is shrunk by area, not by sampling
+    # a mask made on an enlarged crop (box_upscale, zoom) is shrunk by area, not by sampling
     shrink = m.shape[0] > H0 or m.shape[1] > W0
     up = cv2.resize(m.astype(np.float32), (W0, H0), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if P.refine in ("guided", "guided_gray"):
@@ -1389,12 +1390,18 @@ def _zoom_start(
         return prev.full
     if prev.proposals is None:
         return None
+    m = prev.proposals[_start_index(small, prev, pts[-1], base)].mask
+    if P.zoom >= 1.0:  # the clipped box never spans more than the image
+        return m
+    x0, y0, x1, y1 = _zoom_region(m, _image_px(pts, small, image), P.zoom_expand)
+    return m if max(x1 - x0, y1 - y0) <= P.zoom * max(image.shape[:2]) else None
+
+
+def _image_px(pts: Sequence[Point], small: np.ndarray, image: np.ndarray) -> list[Point]:
+    """Clicks in ``small``'s pixels -> in ``image``'s."""
     H0, W0 = image.shape[:2]
     h, w = small.shape[:2]
-    m = prev.proposals[_start_index(small, prev, pts[-1], base)].mask
-    full_pts = [(x * W0 / w, y * H0 / h, p) for x, y, p in pts]
-    x0, y0, x1, y1 = _zoom_region(m, full_pts, P.zoom_expand)
-    return m if max(x1 - x0, y1 - y0) <= P.zoom * max(H0, W0) else None
+    return [(x * W0 / w, y * H0 / h, p) for x, y, p in pts]
 
 
 def _zoom_click(small: np.ndarray, prev_full: np.ndarray, pts: tuple[Point, ...], P: Params, image: np.ndarray) -> _ClickState:
@@ -1404,8 +1411,7 @@ def _zoom_click(small: np.ndarray, prev_full: np.ndarray, pts: tuple[Point, ...]
     import cv2
 
     H0, W0 = image.shape[:2]
-    h, w = small.shape[:2]
-    full_pts = [(x * W0 / w, y * H0 / h, p) for x, y, p in pts]
+    full_pts = _image_px(pts, small, image)
     x0, y0, x1, y1 = _zoom_region(prev_full, full_pts, P.zoom_expand)
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
     zs = _resize_to(crop, P.work_side, up=True)
@@ -1413,8 +1419,8 @@ def _zoom_click(small: np.ndarray, prev_full: np.ndarray, pts: tuple[Point, ...]
     fx, fy = zw / (x1 - x0), zh / (y1 - y0)
     zpts = tuple((min(zw - 1.0, max(0.0, (x - x0) * fx)), min(zh - 1.0, max(0.0, (y - y0) * fy)), p) for x, y, p in full_pts)
     zmask = cv2.resize(prev_full[y0:y1, x0:x1].astype(np.float32), (zw, zh), interpolation=cv2.INTER_AREA) >= 0.5
-    start = replace(_ClickState(zmask, None, None, None, None), **_geodesic_fields(zs, zpts[:-1], P))
-    st = _refine_click(zs, start, zpts, P)
+    st = _refine_click(zs, _ClickState(zmask, None, **_geodesic_fields(zs, zpts[:-1], P)), zpts, P)
     out = np.zeros((H0, W0), bool)
     out[y0:y1, x0:x1] = _to_full(crop, st.mask, P)
+    # only ``full`` carries over: the next click crops afresh around it
     return _ClickState(st.mask, None, None, None, None, full=out)
